@@ -1,0 +1,25 @@
+/**
+ * Builds the Koa app from its dependencies. It does not listen: `server.ts` does,
+ * and tests drive `app.callback()` directly.
+ */
+import Koa from 'koa';
+import type { Deps } from './deps.ts';
+import { parseBody } from './http/body.ts';
+import { handleErrors, logRequests } from './http/middleware.ts';
+import { healthRoutes } from './routes/health.ts';
+import { openApiRoutes } from './routes/openapi.ts';
+import { participantRoutes } from './routes/participants.ts';
+import { operatorRoutes, programRoutes } from './routes/programs.ts';
+
+export function buildApp(deps: Deps): Koa {
+  const app = new Koa({ proxy: deps.config.trustProxy });
+  app.silent = true; // errors are logged by handleErrors, once
+  app.use(logRequests(deps.logger));
+  app.use(handleErrors(deps.logger));
+  app.use(parseBody);
+  for (const router of [healthRoutes(deps), openApiRoutes(deps), operatorRoutes(deps), programRoutes(deps), participantRoutes(deps)]) {
+    app.use(router.routes());
+    app.use(router.allowedMethods({ throw: false }));
+  }
+  return app;
+}

@@ -1,0 +1,84 @@
+/**
+ * Programs: one referral program per site or product (a tenant), with its settings
+ * and keys.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Knex } from 'knex';
+import { ProgramSettingsSchema, type ProgramCreate, type ProgramSettings, type ProgramUpdate } from '../../../shared/schemas.ts';
+import { parse } from '../http/validate.ts';
+import { createApiKey } from './keys.ts';
+
+export interface ProgramRow {
+  id: string;
+  slug: string;
+  name: string;
+  settings: ProgramSettings;
+  created_at: Date;
+  updated_at: Date;
+}
+
+function slugify(name: string): string {
+  const base = name
+    .normalize('NFKD')
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40);
+  return base || 'program';
+}
+
+/** Validates settings as a whole (defaults applied); field errors are prefixed with `settings.`. */
+export function validateSettings(input: unknown): ProgramSettings {
+  return parse(ProgramSettingsSchema, input, 'settings');
+}
+
+/** Creates a program and both its keys; the keys are returned in clear once. */
+export async function createProgram(db: Knex, input: ProgramCreate) {
+  const settings = validateSettings({ ...input.settings, origins: input.origins, landingUrl: input.landingUrl });
+  return db.transaction(async (trx) => {
+    const base = slugify(input.name);
+    let program: ProgramRow | undefined;
+    for (let attempt = 0; !program; attempt++) {
+      const slug = attempt === 0 ? base : `${base}-${randomBytes(3).toString('hex')}`;
+      const result = await trx.raw(
+        `insert into programs (slug, name, settings) values (?, ?, ?::jsonb) on conflict (slug) do nothing returning *`,
+        [slug, input.name, JSON.stringify(settings)],
+      );
+      program = result.rows[0] as ProgramRow | undefined;
+    }
+    const publishable = await createApiKey(trx, program.id, 'publishable');
+    const secret = await createApiKey(trx, program.id, 'secret');
+    return { program, keys: { publishable: publishable.key, secret: secret.key } };
+  });
+}
+
+/** Merges a settings patch over the stored settings and validates the result. */
+export async function updateProgram(db: Knex, program: ProgramRow, patch: ProgramUpdate): Promise<ProgramRow> {
+  const settings = patch.settings ? validateSettings({ ...program.settings, ...patch.settings }) : program.settings;
+  const [row] = await db('programs')
+    .where({ id: program.id })
+    .update({ name: patch.name ?? program.name, settings: JSON.stringify(settings), updated_at: db.fn.now() })
+    .returning('*');
+  return row as ProgramRow;
+}
+
+export async function findProgram(db: Knex, id: string): Promise<ProgramRow | undefined> {
+  return (await db('programs').where({ id }).first()) as ProgramRow | undefined;
+}
+
+export async function findProgramBySlug(db: Knex, slug: string): Promise<ProgramRow | undefined> {
+  return (await db('programs').where({ slug }).first()) as ProgramRow | undefined;
+}
+
+/** The program as the API shows it; secrets inside settings are masked. */
+export function presentProgram(program: ProgramRow) {
+  const { stripe, ...settings } = program.settings;
+  return {
+    id: program.id,
+    slug: program.slug,
+    name: program.name,
+    settings: { ...settings, ...(stripe ? { stripe: { webhookSecret: `${stripe.webhookSecret.slice(0, 6)}…` } } : {}) },
+    createdAt: program.created_at.toISOString(),
+    updatedAt: program.updated_at.toISOString(),
+  };
+}

@@ -1,0 +1,53 @@
+/**
+ * Who is calling: the operator (ADMIN_TOKEN), a program's server (secret key in
+ * the Authorization header) or a browser (publishable key in the body).
+ */
+import type { Context, Next } from 'koa';
+import type { Knex } from 'knex';
+import { forbidden, unauthorized } from '../errors.ts';
+import { findApiKey, kindOfKey, safeEqual } from '../domain/keys.ts';
+import { findProgram, type ProgramRow } from '../domain/programs.ts';
+
+export interface AppState {
+  program: ProgramRow;
+  apiKeyId: string;
+}
+
+function bearerToken(ctx: Context): string | undefined {
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(ctx.get('authorization'));
+  return match?.[1];
+}
+
+/** Operator endpoints: `Authorization: Bearer <ADMIN_TOKEN>`, compared in constant time. */
+export function requireAdmin(adminToken: string | undefined) {
+  return async function adminAuth(ctx: Context, next: Next) {
+    if (!adminToken) throw forbidden('The operator API is disabled: set ADMIN_TOKEN to enable it');
+    const token = bearerToken(ctx);
+    if (!token || !safeEqual(token, adminToken)) throw unauthorized('A valid admin token is required');
+    return next();
+  };
+}
+
+/** Server API: a live secret key; every read and write below is scoped to its program. */
+export function requireSecretKey(db: Knex) {
+  return async function secretKeyAuth(ctx: Context, next: Next) {
+    const token = bearerToken(ctx);
+    if (!token) throw unauthorized('Send your secret key as "Authorization: Bearer sk_…"');
+    if (kindOfKey(token) === 'publishable') throw unauthorized('A publishable key cannot be used here; use a secret key');
+    const key = await findApiKey(db, token, 'secret');
+    const program = key && (await findProgram(db, key.program_id));
+    if (!key || !program) throw unauthorized('Unknown or revoked secret key');
+    const state = ctx.state as AppState;
+    state.program = program;
+    state.apiKeyId = key.id;
+    return next();
+  };
+}
+
+/** Browser endpoints: the publishable key travels in the body (sendBeacon cannot set headers). */
+export async function programForPublishableKey(db: Knex, key: string): Promise<ProgramRow> {
+  const row = await findApiKey(db, key, 'publishable');
+  const program = row && (await findProgram(db, row.program_id));
+  if (!program) throw unauthorized('Unknown or revoked publishable key');
+  return program;
+}

@@ -1,0 +1,48 @@
+/**
+ * Request bodies: JSON, or `text/plain` holding JSON (so the snippet's sendBeacon
+ * needs no CORS preflight). Over 64 KiB is refused with 413 before it is buffered.
+ */
+import type { Context, Next } from 'koa';
+import getRawBody from 'raw-body';
+import { AppError, badRequest, payloadTooLarge } from '../errors.ts';
+
+export const BODY_LIMIT = 64 * 1024;
+
+declare module 'koa' {
+  interface Request {
+    body?: unknown;
+  }
+}
+
+const JSON_TYPES = ['application/json', 'text/plain', 'application/csp-report'];
+
+export async function parseBody(ctx: Context, next: Next) {
+  if (!['POST', 'PUT', 'PATCH', 'DELETE'].includes(ctx.method)) return next();
+  const length = Number(ctx.get('content-length') || 0);
+  if (length > BODY_LIMIT) throw payloadTooLarge(BODY_LIMIT);
+  if (!ctx.request.length && !ctx.get('transfer-encoding')) {
+    ctx.request.body = undefined;
+    return next();
+  }
+  if (!ctx.is(JSON_TYPES)) {
+    throw new AppError(415, 'unsupported_media_type', 'Send the body as application/json (or text/plain holding JSON)');
+  }
+  let text: string;
+  try {
+    text = await getRawBody(ctx.req, { limit: BODY_LIMIT, encoding: 'utf8', length: ctx.request.length });
+  } catch (error) {
+    const err = error as { type?: string; status?: number };
+    if (err.type === 'entity.too.large') throw payloadTooLarge(BODY_LIMIT);
+    throw badRequest('invalid_body', 'The request body could not be read');
+  }
+  if (text.trim() === '') {
+    ctx.request.body = undefined;
+  } else {
+    try {
+      ctx.request.body = JSON.parse(text);
+    } catch {
+      throw badRequest('invalid_json', 'The request body is not valid JSON');
+    }
+  }
+  return next();
+}

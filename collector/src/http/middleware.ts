@@ -1,0 +1,53 @@
+/**
+ * Cross-cutting middleware: the one error handler (top of the chain) and request logs.
+ */
+import type { Context, Next } from 'koa';
+import { AppError } from '../errors.ts';
+import { isConnectionError } from '../storage/db.ts';
+import type { Logger } from '../logger.ts';
+
+/** Turns every thrown error into the JSON error shape; 5xx never show internals. */
+export function handleErrors(logger: Logger) {
+  return async function errorHandler(ctx: Context, next: Next) {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        throw new AppError(404, 'not_found', `No route for ${ctx.method} ${ctx.path}`);
+      }
+    } catch (error) {
+      const appError = toAppError(error);
+      if (appError.status >= 500) {
+        logger.error({ err: error, method: ctx.method, path: ctx.path }, 'request failed');
+      }
+      ctx.status = appError.status;
+      ctx.body = appError.toBody();
+      for (const [name, value] of Object.entries(appError.headers ?? {})) ctx.set(name, value);
+    }
+  };
+}
+
+function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  if (isConnectionError(error)) {
+    return new AppError(503, 'unavailable', 'The database is unavailable; retry shortly', undefined, { 'Retry-After': '2' });
+  }
+  const err = error as { status?: number; expose?: boolean; message?: string };
+  if (typeof err?.status === 'number' && err.status >= 400 && err.status < 500) {
+    return new AppError(err.status, 'bad_request', err.expose && err.message ? err.message : 'Bad request');
+  }
+  return new AppError(500, 'internal_error', 'Something went wrong on our side');
+}
+
+/** One log line per request; the query string is left out (it may carry codes or keys). */
+export function logRequests(logger: Logger) {
+  return async function requestLog(ctx: Context, next: Next) {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      if (logger.isLevelEnabled('info')) {
+        logger.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
+      }
+    }
+  };
+}

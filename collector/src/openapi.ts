@@ -1,0 +1,76 @@
+/**
+ * The OpenAPI 3.1 document, generated from the shared zod schemas (zod 4's JSON
+ * Schema output), so it cannot drift from what the routes validate.
+ */
+import { z } from 'zod';
+import * as schemas from '../../shared/schemas.ts';
+
+type Auth = 'admin' | 'secret' | 'publishable' | 'none';
+interface Operation {
+  method: 'get' | 'post' | 'patch' | 'delete';
+  path: string;
+  summary: string;
+  auth: Auth;
+  body?: z.ZodType;
+  status?: number;
+  query?: Record<string, string>;
+}
+
+/** Every endpoint; routes added by later work are listed here too. */
+export const OPERATIONS: Operation[] = [
+  { method: 'get', path: '/v1/health', summary: 'Liveness', auth: 'none' },
+  { method: 'get', path: '/v1/ready', summary: 'Readiness (database reachable)', auth: 'none' },
+  { method: 'post', path: '/v1/programs', summary: 'Create a program and its keys', auth: 'admin', body: schemas.ProgramCreateSchema, status: 201 },
+  { method: 'get', path: '/v1/program', summary: "The calling key's program", auth: 'secret' },
+  { method: 'patch', path: '/v1/program', summary: 'Update name or settings (validated as a whole)', auth: 'secret', body: schemas.ProgramUpdateSchema },
+  { method: 'post', path: '/v1/participants', summary: 'Create or fetch a participant (idempotent on externalId)', auth: 'secret', body: schemas.ParticipantCreateSchema, status: 201 },
+  { method: 'get', path: '/v1/participants/{externalId}', summary: 'A participant with stats and reward balances', auth: 'secret' },
+  { method: 'get', path: '/v1/openapi.json', summary: 'This document', auth: 'none' },
+];
+
+const jsonSchema = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
+
+const SECURITY: Record<Auth, Array<Record<string, string[]>> | undefined> = {
+  admin: [{ adminToken: [] }],
+  secret: [{ secretKey: [] }],
+  publishable: [],
+  none: [],
+};
+
+export function buildOpenApi(serverUrl: string) {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const op of OPERATIONS) {
+    const parameters = [
+      ...[...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } })),
+      ...Object.entries(op.query ?? {}).map(([name, description]) => ({ name, in: 'query', required: false, description, schema: { type: 'string' } })),
+    ];
+    paths[op.path] ??= {};
+    (paths[op.path] as Record<string, unknown>)[op.method] = {
+      summary: op.summary,
+      security: SECURITY[op.auth],
+      ...(parameters.length ? { parameters } : {}),
+      ...(op.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(op.body) } } } } : {}),
+      responses: {
+        [String(op.status ?? 200)]: { description: 'Success' },
+        default: { description: 'Error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'Referral tracking collector', version: '1' },
+    servers: [{ url: serverUrl }],
+    paths,
+    components: {
+      securitySchemes: {
+        adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' },
+        secretKey: { type: 'http', scheme: 'bearer', description: "A program's secret key (sk_…)" },
+      },
+      schemas: {
+        Error: jsonSchema(schemas.ErrorBodySchema),
+        ProgramSettings: jsonSchema(schemas.ProgramSettingsSchema),
+        RewardRule: jsonSchema(schemas.RewardRuleSchema),
+      },
+    },
+  };
+}

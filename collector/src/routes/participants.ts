@@ -1,0 +1,43 @@
+import Router from '@koa/router';
+import { ExternalIdSchema, ParticipantCreateSchema } from '../../../shared/schemas.ts';
+import type { Deps } from '../deps.ts';
+import { requireSecretKey, type AppState } from '../http/auth.ts';
+import { parse } from '../http/validate.ts';
+import { notFound } from '../errors.ts';
+import { primaryCode, referralLink } from '../domain/codes.ts';
+import { createParticipant, findParticipant, participantStats } from '../domain/participants.ts';
+
+export function participantRoutes({ db, config }: Deps) {
+  const router = new Router<AppState>();
+  router.use('/v1/participants', requireSecretKey(db));
+
+  router.post('/v1/participants', async (ctx) => {
+    const input = parse(ParticipantCreateSchema, ctx.request.body);
+    const { created, body } = await createParticipant(db, ctx.state.program.id, input, config.publicUrl);
+    ctx.status = created ? 201 : 200;
+    ctx.body = body;
+  });
+
+  router.get('/v1/participants/:externalId', async (ctx) => {
+    const externalId = parse(ExternalIdSchema, ctx.params.externalId, 'externalId');
+    const programId = ctx.state.program.id;
+    const participant = await findParticipant(db, programId, externalId);
+    if (!participant) throw notFound('Participant');
+    const [code, referrer, summary] = await Promise.all([
+      primaryCode(db, participant.id),
+      participant.referred_by ? db('participants').where({ id: participant.referred_by }).first('external_id') : undefined,
+      participantStats(db, participant),
+    ]);
+    ctx.body = {
+      id: participant.id,
+      externalId: participant.external_id,
+      email: participant.email,
+      name: participant.name,
+      code: code?.code ?? null,
+      link: code ? referralLink(config.publicUrl, code.code) : null,
+      referredBy: (referrer as { external_id: string } | undefined)?.external_id ?? null,
+      ...summary,
+    };
+  });
+  return router;
+}

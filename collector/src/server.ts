@@ -1,0 +1,66 @@
+/**
+ * Runs the collector: reads config, opens the database, migrates, listens, and
+ * shuts down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight
+ * requests, close the database so PGlite files reopen cleanly).
+ */
+import type { Server } from 'node:http';
+import { buildApp } from './app.ts';
+import { ConfigError, loadConfig, type Config } from './config.ts';
+import { createLogger } from './logger.ts';
+import { createDb } from './storage/db.ts';
+import { migrateLatest } from './storage/migrate.ts';
+
+const SHUTDOWN_GRACE_MS = 4000;
+
+export async function start(config: Config) {
+  const logger = createLogger(config.logLevel);
+  const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  const ran = await migrateLatest(db);
+  if (ran.length) logger.info({ migrations: ran }, 'migrated');
+  const app = buildApp({ db, config, logger });
+  const server: Server = app.listen(config.port, config.host);
+  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  logger.info({ port, database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'collector listening');
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      logger.info('shutting down');
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+      await closed;
+      clearTimeout(force);
+      await db.destroy();
+      logger.info('stopped');
+    })());
+  return { server, port, db, logger, stop };
+}
+
+const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');
+if (isMain) {
+  let config: Config;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      process.exit(1);
+    }
+    throw error;
+  }
+  const running = await start(config);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      running.stop().then(
+        () => process.exit(0),
+        (error) => {
+          running.logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
+    });
+  }
+}

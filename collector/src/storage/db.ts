@@ -1,0 +1,90 @@
+/**
+ * The one Knex factory: PGlite (embedded, files under DATA_DIR, or in memory) or
+ * PostgreSQL through `pg`. Both hand back the same JavaScript values: int8 and
+ * numeric come back as numbers here, so domain code never sees driver differences.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
+import knexFactory, { type Knex } from 'knex';
+import ClientPgLite from 'knex-pglite';
+import pg from 'pg';
+
+export type Db = Knex;
+
+export interface DbOptions {
+  /** postgres:// URL; when absent the embedded PGlite database is used. */
+  databaseUrl?: string | undefined;
+  /** Folder for PGlite files; `null` keeps the embedded database in memory (tests). */
+  dataDir?: string | null;
+  /** Schema to work in (tests isolate suites in their own schema). */
+  schema?: string;
+  /** Largest number of pooled PostgreSQL connections. */
+  poolMax?: number;
+}
+
+const INT8 = 20;
+const NUMERIC = 1700;
+const toNumber = (value: string) => Number(value);
+
+/** pg hands int8/numeric back as strings; make them numbers (amounts stay far below 2^53). */
+const pgTypes = {
+  getTypeParser(oid: number, format?: 'text' | 'binary') {
+    if (oid === INT8 || oid === NUMERIC) return toNumber;
+    return pg.types.getTypeParser(oid, format);
+  },
+};
+
+export function createDb(options: DbOptions): Db {
+  const searchPath = options.schema ? [options.schema, 'public'] : undefined;
+  if (options.databaseUrl) {
+    return knexFactory({
+      client: 'pg',
+      connection: { connectionString: options.databaseUrl, types: pgTypes } as Knex.PgConnectionConfig,
+      pool: { min: 0, max: options.poolMax ?? 10 },
+      searchPath,
+      acquireConnectionTimeout: 10_000,
+    });
+  }
+  const dir = options.dataDir === null ? undefined : path.resolve(options.dataDir ?? './data', 'pglite');
+  if (dir) mkdirSync(dir, { recursive: true });
+  return knexFactory({
+    client: ClientPgLite,
+    dialect: 'postgres',
+    connection: () => ({ pglite: new PGlite(dir, { parsers: { [NUMERIC]: toNumber } }) }) as object,
+    searchPath,
+  } as Knex.Config);
+}
+
+/** True when the database answers a trivial query within `timeoutMs`. */
+export async function isReachable(db: Db, timeoutMs = 2000): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), timeoutMs);
+  });
+  try {
+    return await Promise.race([db.raw('select 1').then(() => true as const), timeout]);
+  } catch {
+    return false;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** True for errors that mean "the database is not there right now" rather than a bad query. */
+export function isConnectionError(error: unknown): boolean {
+  const err = error as { code?: string; message?: string; name?: string };
+  const code = err?.code ?? '';
+  return (
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004'].includes(code) ||
+    err?.name === 'KnexTimeoutError' ||
+    /Connection terminated|connection.*closed|Client has encountered a connection error|timeout acquiring a connection/i.test(err?.message ?? '')
+  );
+}
+
+/** Postgres unique_violation. */
+export function isUniqueViolation(error: unknown, constraint?: string): boolean {
+  const err = error as { code?: string; constraint?: string; message?: string };
+  if (err?.code !== '23505') return false;
+  return !constraint || err.constraint === constraint || (err.message ?? '').includes(constraint);
+}

@@ -1,0 +1,30 @@
+/**
+ * Migrations are listed in code rather than read from a folder, so they run the
+ * same under tsx, vitest and any bundle.
+ */
+import type { Knex } from 'knex';
+import * as init from './migrations/20261126000000_init.ts';
+
+type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
+
+const MIGRATIONS: Record<string, Migration> = {
+  '20261126000000_init': init,
+};
+
+const source: Knex.MigrationSource<string> = {
+  getMigrations: async () => Object.keys(MIGRATIONS).sort(),
+  getMigrationName: (name) => name,
+  getMigration: async (name) => MIGRATIONS[name] as Migration,
+};
+
+/** Brings the schema up to date; returns the names of the migrations it ran. */
+export async function migrateLatest(db: Knex): Promise<string[]> {
+  const [, ran] = (await db.migrate.latest({ migrationSource: source })) as [number, string[]];
+  return ran;
+}
+
+/** Undoes the last batch (for operators and the down-migration test). */
+export async function migrateRollback(db: Knex, all = false): Promise<string[]> {
+  const [, ran] = (await db.migrate.rollback({ migrationSource: source }, all)) as [number, string[]];
+  return ran;
+}

@@ -1,0 +1,257 @@
+/**
+ * Input schemas shared by the collector (validation, OpenAPI) and, as types only,
+ * by the snippet. One schema per input, named `<Thing><Action>Schema`, with its
+ * inferred type beside it.
+ */
+import { z } from 'zod';
+
+/** Hard limits that several schemas share. */
+export const LIMITS = {
+  externalId: 255,
+  eventId: 255,
+  visitorId: 64,
+  url: 2048,
+  name: 200,
+  maxOrigins: 50,
+  maxRules: 100,
+} as const;
+
+const httpUrl = z
+  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
+  .max(LIMITS.url);
+
+/** An origin such as `https://shop.example`; any path is dropped. */
+const origin = httpUrl.transform((value) => new URL(value).origin);
+
+/** ISO 4217 code, normalised to upper case. */
+export const CurrencySchema = z
+  .string()
+  .regex(/^[A-Za-z]{3}$/, 'must be a 3-letter ISO 4217 currency code')
+  .transform((value) => value.toUpperCase());
+
+/** Money in integer minor units (cents). */
+const minorUnits = z.number().int('must be an integer amount in minor units').min(0).max(1e12);
+
+/** Normalised email: trimmed and lower-cased before it is checked. */
+export const EmailSchema = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .pipe(z.email({ error: 'must be an email address' }).max(320));
+
+/** The host application's own user id. */
+export const ExternalIdSchema = z.string().min(1).max(LIMITS.externalId);
+
+/** A referral code a person may choose: 3–32 of `[A-Za-z0-9_-]`. */
+export const VanityCodeSchema = z
+  .string()
+  .regex(/^[A-Za-z0-9_-]{3,32}$/, 'must be 3–32 characters of A–Z, a–z, 0–9, _ or -');
+
+/** Any code that may arrive from a link or a browser (looked up, never trusted). */
+export const CodeLookupSchema = z.string().min(1).max(64);
+
+export const VisitorIdSchema = z.string().min(8).max(LIMITS.visitorId).regex(/^[A-Za-z0-9_-]+$/);
+
+export const EventIdSchema = z.string().min(1).max(LIMITS.eventId);
+
+export const RewardRuleSchema = z
+  .object({
+    /** Unique within the program; rewards remember which rule granted them. */
+    id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1–64 characters of A–Z, 0–9, _ . -'),
+    on: z.enum(['signup', 'purchase']),
+    to: z.enum(['referrer', 'referee', 'both']),
+    reward: z.object({
+      kind: z.enum(['credit', 'cash', 'coupon']),
+      /** Fixed amount in integer minor units. */
+      amount: minorUnits.optional(),
+      /** Percent of the purchase amount (floored), in the purchase currency. */
+      percent: z.number().gt(0).max(100).optional(),
+      currency: CurrencySchema.optional(),
+      coupon: z.string().min(1).max(100).optional(),
+    }),
+    when: z
+      .object({
+        firstPurchaseOnly: z.boolean().optional(),
+        minAmount: minorUnits.optional(),
+        /** Tier: applies from the referrer's Nth attributed referral on. */
+        afterReferrals: z.number().int().min(1).optional(),
+        /** Only purchases within N days of the referral. */
+        withinDays: z.number().int().min(1).max(3650).optional(),
+      })
+      .optional(),
+    /** Days the reward stays pending before it is released. */
+    holdDays: z.number().int().min(0).max(3650).optional(),
+    cap: z.object({ perReferrer: z.number().int().min(1).optional() }).optional(),
+  })
+  .superRefine((rule, ctx) => {
+    const { amount, percent, currency, coupon, kind } = rule.reward;
+    if (amount !== undefined && percent !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['reward', 'percent'], message: 'give amount or percent, not both' });
+    }
+    if (kind === 'coupon' && !coupon) {
+      ctx.addIssue({ code: 'custom', path: ['reward', 'coupon'], message: 'a coupon reward needs a coupon' });
+    }
+    if (kind !== 'coupon' && amount === undefined && percent === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['reward', 'amount'], message: 'give an amount or a percent' });
+    }
+    if (amount !== undefined && !currency) {
+      ctx.addIssue({ code: 'custom', path: ['reward', 'currency'], message: 'a fixed amount needs a currency' });
+    }
+    if (percent !== undefined && rule.on !== 'purchase') {
+      ctx.addIssue({ code: 'custom', path: ['reward', 'percent'], message: 'percent rewards apply to purchases only' });
+    }
+    const when = rule.when ?? {};
+    if (rule.on === 'signup' && (when.firstPurchaseOnly || when.minAmount !== undefined || when.withinDays !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['when'], message: 'firstPurchaseOnly, minAmount and withinDays apply to purchase rules only' });
+    }
+  });
+export type RewardRule = z.infer<typeof RewardRuleSchema>;
+
+export const FraudSettingsSchema = z.object({
+  /** Hold a referral when more than `velocityMax` signups for one referrer share an IP… */
+  velocityMax: z.number().int().min(1).max(10_000).default(3),
+  /** …within this many minutes. */
+  velocityMinutes: z.number().int().min(1).max(10_080).default(60),
+  /** Extra disposable email domains, on top of the built-in list. */
+  disposableDomains: z.array(z.string().trim().toLowerCase().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/, 'must be a domain')).max(10_000).default([]),
+});
+
+export const ProgramSettingsSchema = z
+  .object({
+    origins: z.array(origin).max(LIMITS.maxOrigins),
+    landingUrl: httpUrl,
+    cookieDays: z.number().int().min(1).max(730).default(60),
+    attribution: z.enum(['first', 'last']).default('first'),
+    windowDays: z.number().int().min(1).max(730).default(60),
+    rewardRules: z.array(RewardRuleSchema).max(LIMITS.maxRules).default([]),
+    fraud: FraudSettingsSchema.default({ velocityMax: 3, velocityMinutes: 60, disposableDomains: [] }),
+    /** Where reward and referral webhooks are POSTed. */
+    webhookUrl: httpUrl.optional(),
+    stripe: z.object({ webhookSecret: z.string().min(1).max(500) }).optional(),
+  })
+  .superRefine((settings, ctx) => {
+    const seen = new Set<string>();
+    settings.rewardRules.forEach((rule, index) => {
+      if (seen.has(rule.id)) {
+        ctx.addIssue({ code: 'custom', path: ['rewardRules', index, 'id'], message: `duplicate rule id "${rule.id}"` });
+      }
+      seen.add(rule.id);
+    });
+  });
+export type ProgramSettings = z.infer<typeof ProgramSettingsSchema>;
+export type ProgramSettingsInput = z.input<typeof ProgramSettingsSchema>;
+
+/** Settings a caller may send: every field optional, merged over what is stored. */
+export const ProgramSettingsPatchSchema = z
+  .object({
+    origins: z.array(z.unknown()),
+    landingUrl: z.unknown(),
+    cookieDays: z.unknown(),
+    attribution: z.unknown(),
+    windowDays: z.unknown(),
+    rewardRules: z.array(z.unknown()),
+    fraud: z.record(z.string(), z.unknown()),
+    webhookUrl: z.unknown(),
+    stripe: z.unknown(),
+  })
+  .partial()
+  .strict();
+
+export const ProgramCreateSchema = z.object({
+  name: z.string().trim().min(1).max(LIMITS.name),
+  origins: z.array(z.string()).max(LIMITS.maxOrigins),
+  landingUrl: z.string(),
+  settings: ProgramSettingsPatchSchema.optional(),
+});
+export type ProgramCreate = z.infer<typeof ProgramCreateSchema>;
+
+export const ProgramUpdateSchema = z.object({
+  name: z.string().trim().min(1).max(LIMITS.name).optional(),
+  settings: ProgramSettingsPatchSchema.optional(),
+});
+export type ProgramUpdate = z.infer<typeof ProgramUpdateSchema>;
+
+export const ParticipantCreateSchema = z.object({
+  externalId: ExternalIdSchema,
+  email: EmailSchema.optional(),
+  name: z.string().trim().min(1).max(LIMITS.name).optional(),
+  /** A vanity code; a random one is generated when absent. */
+  code: VanityCodeSchema.optional(),
+});
+export type ParticipantCreate = z.infer<typeof ParticipantCreateSchema>;
+
+/** A click reported by the snippet (publishable key in the body, for sendBeacon). */
+export const ClickCreateSchema = z.object({
+  key: z.string().min(1).max(200),
+  code: CodeLookupSchema,
+  vid: VisitorIdSchema,
+  url: z.string().max(LIMITS.url).optional(),
+  referrer: z.string().max(LIMITS.url).optional(),
+});
+export type ClickCreate = z.infer<typeof ClickCreateSchema>;
+
+const ReferralHintSchema = z.object({
+  code: CodeLookupSchema.optional(),
+  vid: VisitorIdSchema.optional(),
+});
+
+/** A signup or purchase reported from the browser: unverified. */
+export const EventCreateSchema = z
+  .object({
+    key: z.string().min(1).max(200),
+    type: z.enum(['signup', 'purchase']),
+    eventId: EventIdSchema,
+    vid: VisitorIdSchema,
+    code: CodeLookupSchema.optional(),
+    user: z.object({ id: ExternalIdSchema, email: EmailSchema.optional() }),
+    order: z.object({ id: EventIdSchema, amount: minorUnits, currency: CurrencySchema }).optional(),
+  })
+  .superRefine((event, ctx) => {
+    if (event.type === 'purchase' && !event.order) {
+      ctx.addIssue({ code: 'custom', path: ['order'], message: 'a purchase needs an order' });
+    }
+  });
+export type EventCreate = z.infer<typeof EventCreateSchema>;
+
+/** A signup or purchase reported by the host's backend: verified. */
+export const ConversionCreateSchema = z
+  .object({
+    type: z.enum(['signup', 'purchase']),
+    eventId: EventIdSchema,
+    externalId: ExternalIdSchema,
+    email: EmailSchema.optional(),
+    name: z.string().trim().min(1).max(LIMITS.name).optional(),
+    referral: ReferralHintSchema.optional(),
+    amount: minorUnits.optional(),
+    currency: CurrencySchema.optional(),
+  })
+  .superRefine((conversion, ctx) => {
+    if (conversion.type === 'purchase') {
+      if (conversion.amount === undefined) ctx.addIssue({ code: 'custom', path: ['amount'], message: 'a purchase needs an amount' });
+      if (conversion.currency === undefined) ctx.addIssue({ code: 'custom', path: ['currency'], message: 'a purchase needs a currency' });
+    }
+  });
+export type ConversionCreate = z.infer<typeof ConversionCreateSchema>;
+
+export const RefundCreateSchema = z.object({
+  eventId: EventIdSchema,
+  purchaseEventId: EventIdSchema,
+  /** Refunded amount in minor units; the whole purchase when absent. */
+  amount: minorUnits.optional(),
+});
+export type RefundCreate = z.infer<typeof RefundCreateSchema>;
+
+/** Paging for list endpoints: an opaque cursor and a page size. */
+export const PageQuerySchema = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().max(200).optional(),
+});
+
+export const ErrorBodySchema = z.object({
+  error: z.object({
+    code: z.string(),
+    message: z.string(),
+    fields: z.record(z.string(), z.string()).optional(),
+  }),
+});
+export type ErrorBody = z.infer<typeof ErrorBodySchema>;
