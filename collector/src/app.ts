@@ -8,7 +8,11 @@ import { parseBody } from './http/body.ts';
 import { handleErrors, logRequests } from './http/middleware.ts';
 import { healthRoutes } from './routes/health.ts';
 import { openApiRoutes } from './routes/openapi.ts';
+import { conversionRoutes } from './routes/conversions.ts';
 import { participantRoutes } from './routes/participants.ts';
+import { referralRoutes } from './routes/referrals.ts';
+import { trackingRoutes } from './routes/tracking.ts';
+import { createIpHasher } from './domain/privacy.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
 
 export function buildApp(deps: Deps): Koa {
@@ -17,7 +21,18 @@ export function buildApp(deps: Deps): Koa {
   app.use(logRequests(deps.logger));
   app.use(handleErrors(deps.logger));
   app.use(parseBody);
-  for (const router of [healthRoutes(deps), openApiRoutes(deps), operatorRoutes(deps), programRoutes(deps), participantRoutes(deps)]) {
+  const ipHash = createIpHasher(deps.db, deps.config.ipHashSecret);
+  const routers = [
+    healthRoutes(deps),
+    openApiRoutes(deps),
+    trackingRoutes(deps, ipHash),
+    operatorRoutes(deps),
+    programRoutes(deps),
+    participantRoutes(deps),
+    conversionRoutes(deps),
+    referralRoutes(deps),
+  ];
+  for (const router of routers) {
     app.use(router.routes());
     app.use(router.allowedMethods({ throw: false }));
   }

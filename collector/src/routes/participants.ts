@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { ExternalIdSchema, ParticipantCreateSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
+import { idempotency } from '../http/idempotency.ts';
 import { parse } from '../http/validate.ts';
 import { notFound } from '../errors.ts';
 import { primaryCode, referralLink } from '../domain/codes.ts';
@@ -11,7 +12,7 @@ export function participantRoutes({ db, config }: Deps) {
   const router = new Router<AppState>();
   router.use('/v1/participants', requireSecretKey(db));
 
-  router.post('/v1/participants', async (ctx) => {
+  router.post('/v1/participants', idempotency(db), async (ctx) => {
     const input = parse(ParticipantCreateSchema, ctx.request.body);
     const { created, body } = await createParticipant(db, ctx.state.program.id, input, config.publicUrl);
     ctx.status = created ? 201 : 200;

@@ -1,0 +1,193 @@
+/**
+ * Attribution: who referred a new customer. One command serves browser events
+ * (unverified) and server conversions (verified). Each referred participant is
+ * attributed at most once (a unique constraint decides under concurrency), and every
+ * outcome is recorded as a decision.
+ */
+import type { Knex } from 'knex';
+import type { AttributionStatus } from '../../../shared/types.ts';
+import { findCode, type CodeRow } from './codes.ts';
+import { recordDecision, type DecisionReason } from './decisions.ts';
+import { exceedsVelocity, isDisposableEmail } from './fraud.ts';
+import type { ParticipantRow } from './participants.ts';
+import type { ProgramRow } from './programs.ts';
+
+export interface ReferralRow {
+  id: string;
+  program_id: string;
+  referrer_id: string;
+  referred_id: string;
+  code_id: string | null;
+  vid: string | null;
+  status: 'attributed' | 'held';
+  reason: string | null;
+  verified: boolean;
+  ip_hash: string | null;
+  created_at: Date;
+}
+
+export interface AttributionHint {
+  code?: string | undefined;
+  vid?: string | undefined;
+  ipHash?: string | undefined;
+  verified: boolean;
+}
+
+export interface Attribution {
+  status: Exclude<AttributionStatus, 'held'>;
+  reason?: DecisionReason;
+  /** The referrer's externalId. */
+  referrer?: string;
+  /** True when the referral is held for review (velocity, disposable email). */
+  held?: boolean;
+  /** The referral this conversion belongs to, if any (for rewards). */
+  referral?: ReferralRow;
+}
+
+type Candidate = { referrer: ParticipantRow; code: CodeRow | null } | { reject: DecisionReason; code?: string };
+
+const DAY_MS = 86_400_000;
+
+async function participantById(trx: Knex, id: string): Promise<ParticipantRow> {
+  return (await trx('participants').where({ id }).first()) as ParticipantRow;
+}
+
+export async function referralOf(trx: Knex, participantId: string): Promise<ReferralRow | undefined> {
+  return (await trx('referrals').where({ referred_id: participantId }).first()) as ReferralRow | undefined;
+}
+
+/** Finds the referrer from the code given, else from the visitor's clicks inside the window. */
+async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHint): Promise<Candidate> {
+  const windowStart = new Date(Date.now() - program.settings.windowDays * DAY_MS);
+  if (hint.code) {
+    const code = await findCode(trx, hint.code);
+    if (!code || code.program_id !== program.id) return { reject: 'unknown_code', code: hint.code };
+    if (code.disabled_at) return { reject: 'code_disabled', code: code.code };
+    if (hint.vid) {
+      const clicks = await trx('clicks')
+        .where({ program_id: program.id, vid: hint.vid, code_id: code.id })
+        .max({ last: 'created_at' })
+        .first();
+      const last = clicks?.last as Date | null | undefined;
+      if (last && last < windowStart) return { reject: 'outside_window', code: code.code };
+    }
+    return { referrer: await participantById(trx, code.participant_id), code };
+  }
+  if (hint.vid) {
+    const direction = program.settings.attribution === 'first' ? 'asc' : 'desc';
+    const click = (await trx('clicks')
+      .where({ program_id: program.id, vid: hint.vid })
+      .where('created_at', '>=', windowStart)
+      .orderBy('created_at', direction)
+      .first('code_id')) as { code_id: string } | undefined;
+    if (click) {
+      const code = (await trx('codes').where({ id: click.code_id }).first()) as CodeRow;
+      if (code.disabled_at) return { reject: 'code_disabled', code: code.code };
+      return { referrer: await participantById(trx, code.participant_id), code };
+    }
+    const older = await trx('clicks').where({ program_id: program.id, vid: hint.vid }).first('id');
+    if (older) return { reject: 'outside_window' };
+  }
+  return { reject: 'no_referral_data' };
+}
+
+/** Same participant, same normalised email, or a visitor id the referrer used themselves. */
+async function isSelfReferral(trx: Knex, referrer: ParticipantRow, referred: ParticipantRow, vid?: string): Promise<boolean> {
+  if (referrer.id === referred.id) return true;
+  if (referrer.email && referred.email && referrer.email === referred.email) return true;
+  if (!vid) return false;
+  const used = await trx('conversions').where({ program_id: referrer.program_id, participant_id: referrer.id, vid }).first('id');
+  return Boolean(used);
+}
+
+/** A referrer cannot be attributed to someone up their own chain of referrers. */
+async function wouldCycle(trx: Knex, referrer: ParticipantRow, referred: ParticipantRow): Promise<boolean> {
+  const result = await trx.raw(
+    `with recursive chain(id, depth) as (
+       select referrer_id, 1 from referrals where referred_id = ?
+       union all
+       select r.referrer_id, c.depth + 1 from referrals r join chain c on r.referred_id = c.id where c.depth < 1000
+     ) select 1 from chain where id = ? limit 1`,
+    [referrer.id, referred.id],
+  );
+  return result.rows.length > 0;
+}
+
+async function existing(trx: Knex, referral: ReferralRow, hint: AttributionHint): Promise<Attribution> {
+  if (hint.verified && !referral.verified) {
+    await trx('referrals').where({ id: referral.id }).update({ verified: true });
+    referral = { ...referral, verified: true };
+  }
+  const referrer = await participantById(trx, referral.referrer_id);
+  return { status: 'existing', referrer: referrer.external_id, referral, ...(referral.status === 'held' ? { held: true } : {}) };
+}
+
+/**
+ * Attributes `participant` (the customer converting now) to a referrer, at most once.
+ * Runs inside the conversion's transaction.
+ */
+export async function attribute(
+  trx: Knex,
+  program: ProgramRow,
+  participant: ParticipantRow,
+  hint: AttributionHint,
+  conversionId: string,
+): Promise<Attribution> {
+  const decide = (outcome: 'accepted' | 'rejected' | 'held', reason: DecisionReason, extra: { referrerId?: string; code?: string | null } = {}) =>
+    recordDecision(trx, {
+      programId: program.id,
+      subject: 'attribution',
+      outcome,
+      reason,
+      participantId: participant.id,
+      referrerId: extra.referrerId ?? null,
+      code: extra.code ?? hint.code ?? null,
+      conversionId,
+      details: hint.vid ? { vid: hint.vid } : undefined,
+    });
+
+  const current = await referralOf(trx, participant.id);
+  if (current) {
+    if (hint.code || hint.vid) await decide('rejected', 'already_attributed', { referrerId: current.referrer_id });
+    return existing(trx, current, hint);
+  }
+
+  const candidate = await findCandidate(trx, program, hint);
+  if ('reject' in candidate) {
+    if (candidate.reject === 'no_referral_data') return { status: 'none', reason: 'no_referral_data' };
+    await decide('rejected', candidate.reject, { code: candidate.code });
+    return { status: 'rejected', reason: candidate.reject };
+  }
+  const { referrer, code } = candidate;
+  const reject = async (reason: DecisionReason): Promise<Attribution> => {
+    await decide('rejected', reason, { referrerId: referrer.id, code: code?.code });
+    return { status: 'rejected', reason };
+  };
+  if (await isSelfReferral(trx, referrer, participant, hint.vid)) return reject('self_referral');
+  if (await wouldCycle(trx, referrer, participant)) return reject('referral_cycle');
+
+  let holdReason: DecisionReason | undefined;
+  if (await exceedsVelocity(trx, program.id, referrer.id, hint.ipHash, program.settings)) holdReason = 'velocity';
+  else if (isDisposableEmail(participant.email, program.settings)) holdReason = 'disposable_email';
+
+  const inserted = await trx.raw(
+    `insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash)
+     values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (referred_id) do nothing returning *`,
+    [program.id, referrer.id, participant.id, code?.id ?? null, hint.vid ?? null, holdReason ? 'held' : 'attributed', holdReason ?? null, hint.verified, hint.ipHash ?? null],
+  );
+  const referral = inserted.rows[0] as ReferralRow | undefined;
+  if (!referral) {
+    // Another request attributed this participant first; it wins.
+    const winner = (await referralOf(trx, participant.id)) as ReferralRow;
+    await decide('rejected', 'already_attributed', { referrerId: winner.referrer_id });
+    return existing(trx, winner, hint);
+  }
+  await trx('participants').where({ id: participant.id }).update({ referred_by: referrer.id });
+  await decide(holdReason ? 'held' : 'accepted', holdReason ?? 'attributed', { referrerId: referrer.id, code: code?.code });
+  return {
+    status: 'attributed',
+    referrer: referrer.external_id,
+    referral,
+    ...(holdReason ? { held: true, reason: holdReason } : {}),
+  };
+}

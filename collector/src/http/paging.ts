@@ -1,0 +1,43 @@
+/**
+ * Keyset paging: newest first, an opaque cursor naming the last row seen.
+ */
+import type { Knex } from 'knex';
+import { badRequest } from '../errors.ts';
+
+export interface Page<T> {
+  data: T[];
+  nextCursor: string | null;
+}
+
+type Key = [string, string | number];
+
+export function decodeCursor(cursor: string | undefined): Key | undefined {
+  if (!cursor) return undefined;
+  try {
+    const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(key) && key.length === 2 && typeof key[0] === 'string' && !Number.isNaN(Date.parse(key[0]))) return key as Key;
+  } catch {
+    // fall through
+  }
+  throw badRequest('invalid_cursor', 'The cursor is not valid; use nextCursor from the previous page');
+}
+
+/** Applies "created_at, id before the cursor" and the limit (+1 to know whether more exist). */
+export function pageQuery(query: Knex.QueryBuilder, table: string, limit: number, cursor?: string) {
+  const key = decodeCursor(cursor);
+  if (key) {
+    // JavaScript dates hold milliseconds, PostgreSQL microseconds: compare at the cursor's precision.
+    query.whereRaw(`(date_trunc('milliseconds', ${table}.created_at), ${table}.id) < (?, ?)`, [new Date(key[0]), key[1]]);
+  }
+  return query.orderByRaw(`date_trunc('milliseconds', ${table}.created_at) desc, ${table}.id desc`).limit(limit + 1);
+}
+
+export function toPage<R extends { created_at: Date; id: string | number }, T>(rows: R[], limit: number, present: (row: R) => T): Page<T> {
+  const more = rows.length > limit;
+  const slice = more ? rows.slice(0, limit) : rows;
+  const last = slice[slice.length - 1];
+  return {
+    data: slice.map(present),
+    nextCursor: more && last ? Buffer.from(JSON.stringify([last.created_at.toISOString(), last.id])).toString('base64url') : null,
+  };
+}

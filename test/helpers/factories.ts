@@ -1,0 +1,31 @@
+/**
+ * Test data through the real API, with `buildX(overrides)` factories.
+ */
+import { randomBytes } from 'node:crypto';
+import { ADMIN_TOKEN, type TestApp } from './app.ts';
+
+export const uniq = (prefix = '') => `${prefix}${randomBytes(5).toString('hex')}`;
+
+export interface ProgramFixture {
+  id: string;
+  slug: string;
+  publishable: string;
+  secret: string;
+  program: any;
+}
+
+export async function buildProgram(api: TestApp, overrides: Record<string, unknown> = {}): Promise<ProgramFixture> {
+  const reply = await api.post(
+    '/v1/programs',
+    { name: `Program ${uniq()}`, origins: ['https://shop.example'], landingUrl: 'https://shop.example/welcome', ...overrides },
+    { auth: ADMIN_TOKEN },
+  );
+  if (reply.status !== 201) throw new Error(`buildProgram: ${reply.status} ${reply.text}`);
+  return { id: reply.body.program.id, slug: reply.body.program.slug, program: reply.body.program, ...reply.body.keys };
+}
+
+export async function buildParticipant(api: TestApp, program: ProgramFixture, overrides: Record<string, unknown> = {}) {
+  const reply = await api.post('/v1/participants', { externalId: uniq('user-'), ...overrides }, { auth: program.secret });
+  if (reply.status !== 201 && reply.status !== 200) throw new Error(`buildParticipant: ${reply.status} ${reply.text}`);
+  return reply.body as { id: string; externalId: string; code: string; link: string };
+}
