@@ -11,6 +11,7 @@ import { openApiRoutes } from './routes/openapi.ts';
 import { conversionRoutes } from './routes/conversions.ts';
 import { participantRoutes } from './routes/participants.ts';
 import { referralRoutes } from './routes/referrals.ts';
+import { rewardRoutes } from './routes/rewards.ts';
 import { trackingRoutes } from './routes/tracking.ts';
 import { createIpHasher } from './domain/privacy.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
@@ -31,6 +32,7 @@ export function buildApp(deps: Deps): Koa {
     participantRoutes(deps),
     conversionRoutes(deps),
     referralRoutes(deps),
+    rewardRoutes(deps),
   ];
   for (const router of routers) {
     app.use(router.routes());

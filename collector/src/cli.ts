@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from './config.ts';
 import { createProgram, presentProgram } from './domain/programs.ts';
+import { releaseDueRewards } from './domain/rewards.ts';
 import { AppError } from './errors.ts';
 import { createDb } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
@@ -15,6 +16,7 @@ Commands:
   migrate                                   bring the database schema up to date
   program create --name NAME --origin URL [--origin URL…] --landing URL [--json]
                                             create a program and print its keys (shown once)
+  rewards release                           approve pending rewards whose hold period is over (for cron)
 
 The database is DATABASE_URL when set, else the embedded one under DATA_DIR (./data).`;
 
@@ -41,6 +43,10 @@ export async function main(argv: string[], out: Out = { log: console.log, error:
     const ran = await migrateLatest(db);
     if (command === 'migrate') {
       out.log(ran.length ? `Ran ${ran.length} migration(s): ${ran.join(', ')}` : 'Already up to date');
+      return 0;
+    }
+    if (command === 'rewards' && sub === 'release') {
+      out.log(`Released ${await releaseDueRewards(db)} reward(s)`);
       return 0;
     }
     if (command === 'program' && sub === 'create') {

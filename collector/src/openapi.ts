@@ -25,6 +25,18 @@ export const OPERATIONS: Operation[] = [
   { method: 'patch', path: '/v1/program', summary: 'Update name or settings (validated as a whole)', auth: 'secret', body: schemas.ProgramUpdateSchema },
   { method: 'post', path: '/v1/participants', summary: 'Create or fetch a participant (idempotent on externalId)', auth: 'secret', body: schemas.ParticipantCreateSchema, status: 201 },
   { method: 'get', path: '/v1/participants/{externalId}', summary: 'A participant with stats and reward balances', auth: 'secret' },
+  { method: 'post', path: '/v1/clicks', summary: 'Report a click from the browser (JSON or text/plain body)', auth: 'publishable', body: schemas.ClickCreateSchema, status: 202 },
+  { method: 'post', path: '/v1/events', summary: 'Report a signup or purchase from the browser (unverified)', auth: 'publishable', body: schemas.EventCreateSchema, status: 202 },
+  { method: 'get', path: '/r/{code}', summary: "Redirect link: records the click, 302 to the program's landing URL", auth: 'none', status: 302 },
+  { method: 'post', path: '/v1/conversions', summary: 'Report a signup or purchase from your server (verified); attributes and rewards', auth: 'secret', body: schemas.ConversionCreateSchema },
+  { method: 'get', path: '/v1/referrals', summary: 'Referrals, newest first', auth: 'secret', query: { referrer: 'referrer externalId', status: 'attributed|held', limit: 'page size', cursor: 'nextCursor' } },
+  { method: 'get', path: '/v1/decisions', summary: 'Why each click, attribution and reward was accepted, rejected or held', auth: 'secret', query: { reason: 'e.g. self_referral', subject: 'click|attribution|conversion|reward', outcome: 'accepted|rejected|held', participant: 'externalId', limit: 'page size', cursor: 'nextCursor' } },
+  { method: 'post', path: '/v1/refunds', summary: 'Refund a purchase: revoke or claw back its rewards', auth: 'secret', body: schemas.RefundCreateSchema },
+  { method: 'get', path: '/v1/rewards', summary: 'The reward ledger', auth: 'secret', query: { status: 'pending|approved|paid|revoked', participant: 'externalId', limit: 'page size', cursor: 'nextCursor' } },
+  { method: 'post', path: '/v1/rewards/{id}/approve', summary: 'pending → approved', auth: 'secret' },
+  { method: 'post', path: '/v1/rewards/{id}/revoke', summary: 'pending|approved → revoked', auth: 'secret' },
+  { method: 'post', path: '/v1/rewards/{id}/pay', summary: 'approved → paid', auth: 'secret' },
+  { method: 'get', path: '/v1/webhooks/deliveries', summary: 'Outgoing webhook deliveries', auth: 'secret', query: { status: 'pending|delivered|failed', limit: 'page size', cursor: 'nextCursor' } },
   { method: 'get', path: '/v1/openapi.json', summary: 'This document', auth: 'none' },
 ];
 

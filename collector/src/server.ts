@@ -9,6 +9,7 @@ import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger } from './logger.ts';
 import { createDb } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
+import { startWorkers } from './workers.ts';
 
 const SHUTDOWN_GRACE_MS = 4000;
 
@@ -24,6 +25,8 @@ export async function start(config: Config) {
   const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info({ port, database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'collector listening');
 
+  const workers = startWorkers(db, logger);
+
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
@@ -33,6 +36,7 @@ export async function start(config: Config) {
       const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await closed;
       clearTimeout(force);
+      await workers.stop();
       await db.destroy();
       logger.info('stopped');
     })());

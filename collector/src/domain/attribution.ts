@@ -11,6 +11,7 @@ import { recordDecision, type DecisionReason } from './decisions.ts';
 import { exceedsVelocity, isDisposableEmail } from './fraud.ts';
 import type { ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
+import { enqueueWebhook } from './webhooks.ts';
 
 export interface ReferralRow {
   id: string;
@@ -184,6 +185,18 @@ export async function attribute(
   }
   await trx('participants').where({ id: participant.id }).update({ referred_by: referrer.id });
   await decide(holdReason ? 'held' : 'accepted', holdReason ?? 'attributed', { referrerId: referrer.id, code: code?.code });
+  await enqueueWebhook(trx, program, 'referral.created', {
+    referral: {
+      id: referral.id,
+      referrer: referrer.external_id,
+      referred: participant.external_id,
+      code: code?.code ?? null,
+      status: referral.status,
+      reason: referral.reason,
+      verified: referral.verified,
+      createdAt: referral.created_at.toISOString(),
+    },
+  });
   return {
     status: 'attributed',
     referrer: referrer.external_id,

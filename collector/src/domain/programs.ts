@@ -13,6 +13,8 @@ export interface ProgramRow {
   slug: string;
   name: string;
   settings: ProgramSettings;
+  /** Signs outgoing webhooks. */
+  webhook_secret: string;
   created_at: Date;
   updated_at: Date;
 }
@@ -78,6 +80,7 @@ export function presentProgram(program: ProgramRow) {
     slug: program.slug,
     name: program.name,
     settings: { ...settings, ...(stripe ? { stripe: { webhookSecret: `${stripe.webhookSecret.slice(0, 6)}…` } } : {}) },
+    webhookSecret: program.webhook_secret,
     createdAt: program.created_at.toISOString(),
     updatedAt: program.updated_at.toISOString(),
   };

@@ -1,12 +1,16 @@
 /**
- * Rewards: an append-only ledger granted by the program's rules.
- * (The rules engine lands with the rewards work; until then no rule pays.)
+ * Rewards: an append-only ledger granted by the program's rules, in the same
+ * transaction as the conversion. Entries move pending → approved → paid, or to
+ * revoked; a refund adds negative entries (`reverses` names the grant).
  */
 import type { Knex } from 'knex';
+import type { RewardRule } from '../../../shared/schemas.ts';
 import type { RewardStatus } from '../../../shared/types.ts';
 import type { ReferralRow } from './attribution.ts';
 import type { ConversionRow } from './conversions.ts';
+import { recordDecision } from './decisions.ts';
 import type { ProgramRow } from './programs.ts';
+import { enqueueWebhook, type WebhookType } from './webhooks.ts';
 
 export interface RewardRow {
   id: string;
@@ -19,7 +23,9 @@ export interface RewardRow {
   amount: number;
   currency: string | null;
   coupon: string | null;
+  percent: number | null;
   status: RewardStatus;
+  needs_review: boolean;
   available_at: Date;
   reverses: string | null;
   created_at: Date;
@@ -44,14 +50,151 @@ export function presentReward(row: RewardRow) {
     status: row.status,
     availableAt: row.available_at.toISOString(),
     eventId: row.event_id,
+    ...(row.reverses ? { reverses: row.reverses } : {}),
+    needsReview: row.needs_review,
     createdAt: row.created_at.toISOString(),
   };
 }
 
-export async function grantRewards(_trx: Knex, _program: ProgramRow, _conversion: ConversionRow, _referral: ReferralRow): Promise<RewardRow[]> {
-  return [];
+const DAY_MS = 86_400_000;
+
+/** Rewards with the joined beneficiary externalId and conversion eventId. */
+export function rewardQuery(db: Knex) {
+  return db('rewards as w')
+    .join('participants as p', 'p.id', 'w.beneficiary_id')
+    .join('conversions as c', 'c.id', 'w.conversion_id')
+    .select('w.*', 'p.external_id as participant', 'c.event_id');
 }
 
-export async function confirmRewards(_trx: Knex, _program: ProgramRow, _conversionId: string): Promise<RewardRow[]> {
-  return [];
+async function loadRewards(trx: Knex, ids: string[]): Promise<RewardRow[]> {
+  if (!ids.length) return [];
+  return (await rewardQuery(trx).whereIn('w.id', ids).orderBy('w.created_at').orderBy('w.id')) as RewardRow[];
+}
+
+async function logTransition(trx: Knex, reward: { id: string; program_id: string }, from: RewardStatus | null, to: RewardStatus, actor: string, reason?: string | null) {
+  await trx('reward_transitions').insert({ program_id: reward.program_id, reward_id: reward.id, from_status: from, to_status: to, actor, reason: reason ?? null });
+}
+
+async function announce(trx: Knex, program: ProgramRow, type: WebhookType, rewards: RewardRow[]) {
+  for (const reward of rewards) await enqueueWebhook(trx, program, type, { reward: presentReward(reward) });
+}
+
+/** Does the rule apply to this conversion? (The cap is checked separately.) */
+async function ruleApplies(trx: Knex, rule: RewardRule, conversion: ConversionRow, referral: ReferralRow): Promise<boolean> {
+  if (rule.on !== conversion.type) return false;
+  const when = rule.when ?? {};
+  if (when.minAmount !== undefined && (conversion.amount ?? 0) < when.minAmount) return false;
+  if (when.withinDays !== undefined && conversion.created_at.getTime() - referral.created_at.getTime() > when.withinDays * DAY_MS) return false;
+  if (when.firstPurchaseOnly) {
+    const earlier = await trx('conversions')
+      .where({ participant_id: conversion.participant_id, type: 'purchase' })
+      .whereNot({ id: conversion.id })
+      .first('id');
+    if (earlier) return false;
+  }
+  if (when.afterReferrals !== undefined) {
+    const [row] = await trx('referrals')
+      .where({ referrer_id: referral.referrer_id })
+      .where('created_at', '<=', referral.created_at)
+      .count({ n: '*' });
+    if (Number(row?.n ?? 0) < when.afterReferrals) return false;
+  }
+  return true;
+}
+
+/** How many conversions this rule has already rewarded through the referrer's referrals. */
+async function grantsForReferrer(trx: Knex, ruleId: string, referrerId: string): Promise<number> {
+  const [row] = await trx('rewards as w')
+    .join('referrals as r', 'r.id', 'w.referral_id')
+    .where({ 'w.rule_id': ruleId, 'r.referrer_id': referrerId })
+    .whereNull('w.reverses')
+    .whereNot('w.status', 'revoked')
+    .countDistinct({ n: 'w.conversion_id' });
+  return Number(row?.n ?? 0);
+}
+
+function rewardValue(rule: RewardRule, conversion: ConversionRow): { amount: number; currency: string | null } {
+  if (rule.reward.percent !== undefined) {
+    return { amount: Math.floor(((conversion.amount ?? 0) * rule.reward.percent) / 100), currency: conversion.currency };
+  }
+  return { amount: rule.reward.amount ?? 0, currency: rule.reward.currency ?? conversion.currency ?? null };
+}
+
+/**
+ * Evaluates the program's rules for an attributed conversion. Pending while on hold
+ * or under review (unverified conversion, held referral); approved at once otherwise.
+ */
+export async function grantRewards(trx: Knex, program: ProgramRow, conversion: ConversionRow, referral: ReferralRow): Promise<RewardRow[]> {
+  const granted: string[] = [];
+  const needsReview = !conversion.verified || referral.status === 'held';
+  for (const rule of program.settings.rewardRules) {
+    if (!(await ruleApplies(trx, rule, conversion, referral))) continue;
+    if (rule.cap?.perReferrer !== undefined && (await grantsForReferrer(trx, rule.id, referral.referrer_id)) >= rule.cap.perReferrer) {
+      await recordDecision(trx, {
+        programId: program.id,
+        subject: 'reward',
+        outcome: 'rejected',
+        reason: 'cap_reached',
+        participantId: conversion.participant_id,
+        referrerId: referral.referrer_id,
+        conversionId: conversion.id,
+        details: { rule: rule.id, cap: rule.cap.perReferrer },
+      });
+      continue;
+    }
+    const beneficiaries =
+      rule.to === 'both' ? [referral.referrer_id, referral.referred_id] : [rule.to === 'referrer' ? referral.referrer_id : referral.referred_id];
+    const { amount, currency } = rewardValue(rule, conversion);
+    const holdDays = rule.holdDays ?? 0;
+    const status: RewardStatus = holdDays === 0 && !needsReview ? 'approved' : 'pending';
+    for (const beneficiary of beneficiaries) {
+      const result = await trx.raw(
+        `insert into rewards (program_id, conversion_id, rule_id, beneficiary_id, referral_id, kind, amount, currency, coupon, percent, status, needs_review, available_at)
+         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning id, program_id, status`,
+        [program.id, conversion.id, rule.id, beneficiary, referral.id, rule.reward.kind, amount, currency, rule.reward.coupon ?? null,
+          rule.reward.percent ?? null, status, needsReview, new Date(Date.now() + holdDays * DAY_MS)],
+      );
+      const row = result.rows[0] as { id: string; program_id: string } | undefined;
+      if (!row) continue;
+      await logTransition(trx, row, null, status, 'system', `rule ${rule.id}`);
+      granted.push(row.id);
+    }
+  }
+  const rewards = await loadRewards(trx, granted);
+  await announce(trx, program, 'reward.created', rewards);
+  return rewards;
+}
+
+/** Pending rewards whose hold is over and that need no review become approved. */
+async function approveDue(trx: Knex, program: ProgramRow, where: (query: Knex.QueryBuilder) => void, actor: string, reason: string): Promise<RewardRow[]> {
+  const query = trx('rewards').where({ program_id: program.id, status: 'pending', needs_review: false }).where('available_at', '<=', new Date());
+  where(query);
+  const rows = (await query.update({ status: 'approved', updated_at: trx.fn.now() }).returning(['id', 'program_id'])) as Array<{ id: string; program_id: string }>;
+  for (const row of rows) await logTransition(trx, row, 'pending', 'approved', actor, reason);
+  const approved = await loadRewards(trx, rows.map((row) => row.id));
+  await announce(trx, program, 'reward.approved', approved.filter((reward) => !reward.reverses));
+  return approved;
+}
+
+/** The server confirmed a browser conversion: its rewards no longer wait for review (unless the referral is held). */
+export async function confirmRewards(trx: Knex, program: ProgramRow, conversionId: string): Promise<RewardRow[]> {
+  const held = trx('referrals').select('id').where({ status: 'held' });
+  await trx('rewards')
+    .where({ conversion_id: conversionId, needs_review: true })
+    .where((q) => q.whereNull('referral_id').orWhereNotIn('referral_id', held))
+    .update({ needs_review: false });
+  await approveDue(trx, program, (q) => q.where({ conversion_id: conversionId }), 'system', 'conversion confirmed');
+  return (await rewardQuery(trx).where('w.conversion_id', conversionId).orderBy('w.created_at').orderBy('w.id')) as RewardRow[];
+}
+
+/** Moves every due pending reward to approved; for the server's interval and `referral rewards release`. */
+export async function releaseDueRewards(db: Knex): Promise<number> {
+  const programs = (await db('programs')
+    .whereIn('id', db('rewards').distinct('program_id').where({ status: 'pending', needs_review: false }).where('available_at', '<=', new Date()))
+    .select('*')) as ProgramRow[];
+  let released = 0;
+  for (const program of programs) {
+    released += (await db.transaction((trx) => approveDue(trx, program, () => {}, 'system', 'hold period over'))).length;
+  }
+  return released;
 }

@@ -5,12 +5,14 @@
 import type { Knex } from 'knex';
 import * as init from './migrations/20261126000000_init.ts';
 import * as tracking from './migrations/20261126000100_tracking.ts';
+import * as rewards from './migrations/20261126000200_rewards.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
 const MIGRATIONS: Record<string, Migration> = {
   '20261126000000_init': init,
   '20261126000100_tracking': tracking,
+  '20261126000200_rewards': rewards,
 };
 
 const source: Knex.MigrationSource<string> = {

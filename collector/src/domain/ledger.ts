@@ -1,0 +1,153 @@
+/**
+ * Acting on the reward ledger: status transitions (approve, revoke, pay) and
+ * refunds, which revoke unpaid rewards and claw back paid ones with negative entries.
+ */
+import type { Knex } from 'knex';
+import type { RefundCreate } from '../../../shared/schemas.ts';
+import type { RewardStatus } from '../../../shared/types.ts';
+import { conflict, notFound, unprocessable } from '../errors.ts';
+import type { ConversionRow, ConversionSource } from './conversions.ts';
+import type { ProgramRow } from './programs.ts';
+import { presentReward, rewardQuery, type RewardRow } from './rewards.ts';
+import { enqueueWebhook, type WebhookType } from './webhooks.ts';
+
+export type RewardAction = 'approve' | 'revoke' | 'pay';
+
+const TRANSITIONS: Record<RewardAction, { from: RewardStatus[]; to: RewardStatus; webhook: WebhookType }> = {
+  approve: { from: ['pending'], to: 'approved', webhook: 'reward.approved' },
+  pay: { from: ['approved'], to: 'paid', webhook: 'reward.paid' },
+  revoke: { from: ['pending', 'approved'], to: 'revoked', webhook: 'reward.revoked' },
+};
+
+async function loadReward(trx: Knex, id: string): Promise<RewardRow> {
+  return (await rewardQuery(trx).where('w.id', id).first()) as RewardRow;
+}
+
+/**
+ * Moves one entry (and the unpaid adjustments that follow it) to a new status,
+ * recording who did it and why.
+ */
+async function moveReward(trx: Knex, program: ProgramRow, reward: RewardRow, to: RewardStatus, actor: string, reason: string | null, webhook?: WebhookType) {
+  const ids = [reward.id];
+  const adjustments = (await trx('rewards').where({ reverses: reward.id, status: reward.status }).select('id')) as Array<{ id: string }>;
+  ids.push(...adjustments.map((row) => row.id));
+  await trx('rewards')
+    .whereIn('id', ids)
+    .update({ status: to, updated_at: trx.fn.now(), ...(to === 'approved' ? { needs_review: false } : {}) });
+  await trx('reward_transitions').insert(
+    ids.map((id) => ({ program_id: program.id, reward_id: id, from_status: reward.status, to_status: to, actor, reason })),
+  );
+  const moved = await loadReward(trx, reward.id);
+  if (webhook) await enqueueWebhook(trx, program, webhook, { reward: presentReward(moved), reason });
+  return moved;
+}
+
+/** POST /v1/rewards/:id/approve|revoke|pay: only pending→approved→paid and pending|approved→revoked. */
+export async function transitionReward(db: Knex, program: ProgramRow, id: string, action: RewardAction, actor: string, reason?: string) {
+  return db.transaction(async (trx) => {
+    const locked = await trx('rewards').where({ id, program_id: program.id }).forUpdate().first('id');
+    if (!locked) throw notFound('Reward');
+    const reward = await loadReward(trx, id);
+    const rule = TRANSITIONS[action];
+    if (!rule.from.includes(reward.status)) {
+      throw conflict('invalid_transition', `A ${reward.status} reward cannot be moved to ${rule.to}`);
+    }
+    return presentReward(await moveReward(trx, program, reward, rule.to, actor, reason ?? null, rule.webhook));
+  });
+}
+
+/** The amount of a grant already reversed by earlier refunds (positive number). */
+async function reversedSoFar(trx: Knex, rewardId: string): Promise<number> {
+  const [row] = await trx('rewards').where({ reverses: rewardId }).whereNot({ status: 'revoked' }).sum({ total: 'amount' });
+  return -Number(row?.total ?? 0);
+}
+
+export interface RefundResult {
+  refund: { id: string; eventId: string; purchaseEventId: string; amount: number; currency: string | null; refundedTotal: number; createdAt: string };
+  rewards: ReturnType<typeof presentReward>[];
+}
+
+/**
+ * POST /v1/refunds: idempotent on eventId. Percentage rewards are pro-rated by the
+ * share refunded so far (floors telescope, so a full refund nets them to zero);
+ * fixed rewards are reversed when the purchase is refunded in full.
+ */
+export async function recordRefund(db: Knex, program: ProgramRow, input: RefundCreate, source: ConversionSource = 'server'): Promise<RefundResult> {
+  return db.transaction(async (trx) => {
+    const find = (type: string, eventId: string) =>
+      trx('conversions').where({ program_id: program.id, type, event_id: eventId }).first() as Promise<ConversionRow | undefined>;
+    const stored = await find('refund', input.eventId);
+    if (stored) return stored.response as unknown as RefundResult;
+    const purchase = await find('purchase', input.purchaseEventId);
+    if (!purchase) throw notFound('Purchase');
+    const total = purchase.amount ?? 0;
+    const [sum] = await trx('conversions').where({ refund_of: purchase.id, type: 'refund' }).sum({ total: 'amount' });
+    const before = Number(sum?.total ?? 0);
+    const amount = input.amount ?? total - before;
+    if (amount <= 0 || before + amount > total) {
+      throw unprocessable('refund_exceeds_purchase', `Only ${total - before} of ${total} ${purchase.currency ?? ''} is left to refund`.trim(), {
+        amount: `must be between 1 and ${total - before}`,
+      });
+    }
+    const inserted = await trx.raw(
+      `insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, refund_of)
+       values (?, ?, 'refund', ?, ?, ?, true, ?, ?) on conflict do nothing returning *`,
+      [program.id, purchase.participant_id, input.eventId, amount, purchase.currency, source, purchase.id],
+    );
+    const refund = inserted.rows[0] as ConversionRow | undefined;
+    if (!refund) return (await find('refund', input.eventId))?.response as unknown as RefundResult;
+
+    const after = before + amount;
+    const grants = (await rewardQuery(trx).where('w.conversion_id', purchase.id).whereNull('w.reverses').orderBy('w.created_at')) as RewardRow[];
+    const affected: RewardRow[] = [];
+    for (const grant of grants) {
+      if (grant.status === 'revoked') continue;
+      const full = after >= total;
+      if (grant.status !== 'paid' && full) {
+        affected.push(await moveReward(trx, program, grant, 'revoked', 'refund', `refund ${input.eventId}`, 'reward.revoked'));
+        continue;
+      }
+      const target = full ? grant.amount : grant.percent !== null ? Math.floor((grant.amount * after) / total) : 0;
+      const delta = target - (await reversedSoFar(trx, grant.id));
+      if (delta <= 0) continue;
+      const [row] = await trx('rewards')
+        .insert({
+          program_id: program.id,
+          conversion_id: refund.id,
+          rule_id: grant.rule_id,
+          beneficiary_id: grant.beneficiary_id,
+          referral_id: grant.referral_id,
+          kind: grant.kind,
+          amount: -delta,
+          currency: grant.currency,
+          percent: grant.percent,
+          // Unpaid: the adjustment follows its grant; paid: a clawback to settle on the next payout.
+          status: grant.status === 'paid' ? 'approved' : grant.status,
+          needs_review: grant.status === 'paid' ? false : grant.needs_review,
+          available_at: grant.status === 'paid' ? new Date() : grant.available_at,
+          reverses: grant.id,
+        })
+        .returning(['id', 'status']);
+      const created = row as { id: string; status: RewardStatus };
+      await trx('reward_transitions').insert({ program_id: program.id, reward_id: created.id, from_status: null, to_status: created.status, actor: 'refund', reason: `refund ${input.eventId}` });
+      const entry = await loadReward(trx, created.id);
+      await enqueueWebhook(trx, program, 'reward.created', { reward: presentReward(entry) });
+      affected.push(entry);
+    }
+    const result: RefundResult = {
+      refund: {
+        id: refund.id,
+        eventId: refund.event_id,
+        purchaseEventId: purchase.event_id,
+        amount,
+        currency: purchase.currency,
+        refundedTotal: after,
+        createdAt: refund.created_at.toISOString(),
+      },
+      rewards: affected.map(presentReward),
+    };
+    await trx('conversions').where({ id: refund.id }).update({ response: JSON.stringify(result) });
+    return result;
+  });
+}
+

@@ -1,0 +1,42 @@
+/**
+ * Background loops inside the server: releasing rewards whose hold is over and
+ * delivering webhooks. Each loop runs one pass at a time and stops cleanly.
+ */
+import type { Knex } from 'knex';
+import type { Logger } from './logger.ts';
+import { releaseDueRewards } from './domain/rewards.ts';
+import { deliverDueWebhooks } from './domain/webhooks.ts';
+
+export const RELEASE_INTERVAL_MS = 60_000;
+export const WEBHOOK_INTERVAL_MS = 1_000;
+
+function every(intervalMs: number, pass: () => Promise<unknown>, onError: (error: unknown) => void) {
+  let timer: NodeJS.Timeout | undefined;
+  let running: Promise<void> = Promise.resolve();
+  let stopped = false;
+  const tick = () => {
+    running = pass()
+      .then(() => undefined, onError)
+      .finally(() => {
+        if (!stopped) timer = setTimeout(tick, intervalMs);
+      });
+  };
+  timer = setTimeout(tick, intervalMs);
+  timer.unref();
+  return async () => {
+    stopped = true;
+    clearTimeout(timer);
+    await running;
+  };
+}
+
+export function startWorkers(db: Knex, logger: Logger) {
+  const stops = [
+    every(RELEASE_INTERVAL_MS, async () => {
+      const released = await releaseDueRewards(db);
+      if (released) logger.info({ released }, 'rewards released');
+    }, (error) => logger.warn({ err: error }, 'reward release failed')),
+    every(WEBHOOK_INTERVAL_MS, () => deliverDueWebhooks(db), (error) => logger.warn({ err: error }, 'webhook delivery failed')),
+  ];
+  return { stop: async () => void (await Promise.all(stops.map((stop) => stop()))) };
+}
