@@ -12,6 +12,7 @@ import { conversionRoutes } from './routes/conversions.ts';
 import { participantRoutes } from './routes/participants.ts';
 import { referralRoutes } from './routes/referrals.ts';
 import { rewardRoutes } from './routes/rewards.ts';
+import { stripeRoutes } from './routes/stripe.ts';
 import { trackingRoutes } from './routes/tracking.ts';
 import { createIpHasher } from './domain/privacy.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
@@ -33,6 +34,7 @@ export function buildApp(deps: Deps): Koa {
     conversionRoutes(deps),
     referralRoutes(deps),
     rewardRoutes(deps),
+    stripeRoutes(deps),
   ];
   for (const router of routers) {
     app.use(router.routes());

@@ -37,6 +37,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/rewards/{id}/revoke', summary: 'pending|approved → revoked', auth: 'secret' },
   { method: 'post', path: '/v1/rewards/{id}/pay', summary: 'approved → paid', auth: 'secret' },
   { method: 'get', path: '/v1/webhooks/deliveries', summary: 'Outgoing webhook deliveries', auth: 'secret', query: { status: 'pending|delivered|failed', limit: 'page size', cursor: 'nextCursor' } },
+  { method: 'post', path: '/v1/integrations/stripe/{programSlug}', summary: 'Stripe webhooks (Stripe-Signature verified): checkout.session.completed, invoice.paid, charge.refunded', auth: 'none' },
   { method: 'get', path: '/v1/openapi.json', summary: 'This document', auth: 'none' },
 ];
 

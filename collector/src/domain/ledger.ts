@@ -48,6 +48,13 @@ export async function transitionReward(db: Knex, program: ProgramRow, id: string
     const locked = await trx('rewards').where({ id, program_id: program.id }).forUpdate().first('id');
     if (!locked) throw notFound('Reward');
     const reward = await loadReward(trx, id);
+    if (reward.reverses) {
+      // A partial-refund adjustment moves with its reward; only a clawback of a paid reward stands alone.
+      const grant = (await trx('rewards').where({ id: reward.reverses }).first('status')) as { status: RewardStatus };
+      if (grant.status !== 'paid') {
+        throw conflict('adjustment_follows_reward', `This entry adjusts reward ${reward.reverses}; act on that reward instead`);
+      }
+    }
     const rule = TRANSITIONS[action];
     if (!rule.from.includes(reward.status)) {
       throw conflict('invalid_transition', `A ${reward.status} reward cannot be moved to ${rule.to}`);

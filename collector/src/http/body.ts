@@ -11,6 +11,8 @@ export const BODY_LIMIT = 64 * 1024;
 declare module 'koa' {
   interface Request {
     body?: unknown;
+    /** The body exactly as received (signature checks need the raw bytes). */
+    rawBody?: string;
   }
 }
 
@@ -35,6 +37,7 @@ export async function parseBody(ctx: Context, next: Next) {
     if (err.type === 'entity.too.large') throw payloadTooLarge(BODY_LIMIT);
     throw badRequest('invalid_body', 'The request body could not be read');
   }
+  ctx.request.rawBody = text;
   if (text.trim() === '') {
     ctx.request.body = undefined;
   } else {

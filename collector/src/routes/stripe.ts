@@ -1,0 +1,32 @@
+import Router from '@koa/router';
+import Stripe from 'stripe';
+import type { Deps } from '../deps.ts';
+import { badRequest, notFound } from '../errors.ts';
+import { findProgramBySlug } from '../domain/programs.ts';
+import { handleStripeEvent } from '../domain/stripe.ts';
+
+/** Signatures older than this are refused (Stripe's own default). */
+const TOLERANCE_SECONDS = 300;
+
+/** Stripe webhooks, verified with the program's settings.stripe.webhookSecret before anything is read. */
+export function stripeRoutes({ db, logger }: Deps) {
+  const router = new Router();
+  router.post('/v1/integrations/stripe/:programSlug', async (ctx) => {
+    const program = await findProgramBySlug(db, String(ctx.params.programSlug).slice(0, 100));
+    if (!program) throw notFound('Program');
+    const secret = program.settings.stripe?.webhookSecret;
+    if (!secret) throw badRequest('stripe_not_configured', 'Set settings.stripe.webhookSecret for this program first');
+    const signature = ctx.get('stripe-signature');
+    if (!signature) throw badRequest('invalid_signature', 'The Stripe-Signature header is missing');
+    let event: { id: string; type: string; data: { object: unknown } };
+    try {
+      event = Stripe.webhooks.constructEvent(ctx.request.rawBody ?? '', signature, secret, TOLERANCE_SECONDS) as typeof event;
+    } catch {
+      throw badRequest('invalid_signature', 'The Stripe signature does not match this payload');
+    }
+    const outcome = await handleStripeEvent(db, program, event);
+    logger.debug({ event: event.id, type: event.type, handled: outcome.handled }, 'stripe event');
+    ctx.body = { received: true, ...outcome };
+  });
+  return router;
+}
