@@ -255,3 +255,27 @@ export const ErrorBodySchema = z.object({
   }),
 });
 export type ErrorBody = z.infer<typeof ErrorBodySchema>;
+
+const isoDay = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}/, 'must be a date as YYYY-MM-DD')
+  .transform((value) => value.slice(0, 10))
+  .refine((value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value), 'must be a real calendar date');
+
+/** A report's date range (UTC days, both ends included); defaults to the last 30 days. */
+export const ReportRangeSchema = z.object({
+  from: isoDay.optional(),
+  to: isoDay.optional(),
+});
+export type ReportRange = z.infer<typeof ReportRangeSchema>;
+
+export const ReportReferrersQuerySchema = ReportRangeSchema.extend({
+  sort: z.enum(['clicks', 'visitors', 'signups', 'purchases', 'conversionRate']).default('signups'),
+  order: z.enum(['asc', 'desc']).default('desc'),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+});
+
+export const ReportTimeseriesQuerySchema = ReportRangeSchema.extend({
+  interval: z.enum(['day', 'week']).default('day'),
+});

@@ -11,6 +11,7 @@ import { openApiRoutes } from './routes/openapi.ts';
 import { conversionRoutes } from './routes/conversions.ts';
 import { participantRoutes } from './routes/participants.ts';
 import { referralRoutes } from './routes/referrals.ts';
+import { reportRoutes } from './routes/reports.ts';
 import { rewardRoutes } from './routes/rewards.ts';
 import { stripeRoutes } from './routes/stripe.ts';
 import { trackingRoutes } from './routes/tracking.ts';
@@ -34,6 +35,7 @@ export function buildApp(deps: Deps): Koa {
     conversionRoutes(deps),
     referralRoutes(deps),
     rewardRoutes(deps),
+    reportRoutes(deps),
     stripeRoutes(deps),
   ];
   for (const router of routers) {

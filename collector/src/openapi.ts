@@ -38,6 +38,12 @@ export const OPERATIONS: Operation[] = [
   { method: 'post', path: '/v1/rewards/{id}/pay', summary: 'approved → paid', auth: 'secret' },
   { method: 'get', path: '/v1/webhooks/deliveries', summary: 'Outgoing webhook deliveries', auth: 'secret', query: { status: 'pending|delivered|failed', limit: 'page size', cursor: 'nextCursor' } },
   { method: 'post', path: '/v1/integrations/stripe/{programSlug}', summary: 'Stripe webhooks (Stripe-Signature verified): checkout.session.completed, invoice.paid, charge.refunded', auth: 'none' },
+  { method: 'get', path: '/v1/reports/summary', summary: 'Clicks, signups, purchases, revenue, conversion rate and rewards over a range', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
+  { method: 'get', path: '/v1/reports/referrers', summary: 'Leaderboard of referrers', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD', sort: 'clicks|visitors|signups|purchases|conversionRate', order: 'asc|desc', limit: 'page size', offset: 'nextOffset' } },
+  { method: 'get', path: '/v1/reports/timeseries', summary: 'Zero-filled series per day or week', auth: 'secret', query: { interval: 'day|week', from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
+  { method: 'get', path: '/v1/exports/referrals.csv', summary: 'Referrals as CSV (streamed)', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
+  { method: 'get', path: '/v1/exports/rewards.csv', summary: 'Reward ledger as CSV (streamed)', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
+  { method: 'get', path: '/v1/exports/clicks.csv', summary: 'Clicks as CSV (streamed)', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
   { method: 'get', path: '/v1/openapi.json', summary: 'This document', auth: 'none' },
 ];
 

@@ -11,6 +11,7 @@ import { recordDecision, type DecisionReason } from './decisions.ts';
 import { exceedsVelocity, isDisposableEmail } from './fraud.ts';
 import type { ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
+import { bumpStats } from './rollups.ts';
 import { enqueueWebhook } from './webhooks.ts';
 
 export interface ReferralRow {
@@ -184,6 +185,7 @@ export async function attribute(
     return existing(trx, winner, hint);
   }
   await trx('participants').where({ id: participant.id }).update({ referred_by: referrer.id });
+  await bumpStats(trx, [{ programId: program.id, participantId: referrer.id, signups: 1 }]);
   await decide(holdReason ? 'held' : 'accepted', holdReason ?? 'attributed', { referrerId: referrer.id, code: code?.code });
   await enqueueWebhook(trx, program, 'referral.created', {
     referral: {

@@ -4,6 +4,7 @@
 import type { Knex } from 'knex';
 import { findCode, type CodeRow } from './codes.ts';
 import { recordDecision } from './decisions.ts';
+import { bumpStats } from './rollups.ts';
 
 /** The same visitor clicking the same code again within this window is stored once. */
 export const CLICK_DEDUPE_MS = 60 * 60 * 1000;
@@ -65,6 +66,8 @@ export async function recordClick(db: Knex, input: ClickInput): Promise<ClickRes
         .first('id');
       if (seen) return false;
     }
+    const returning = input.vid ? await trx('clicks').where({ program_id: input.programId, vid: input.vid }).first('id') : undefined;
+    await bumpStats(trx, [{ programId: input.programId, participantId: code.participant_id, clicks: 1, visitors: returning ? 0 : 1 }]);
     await trx('clicks').insert({
       program_id: input.programId,
       code_id: code.id,

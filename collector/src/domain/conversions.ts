@@ -10,6 +10,7 @@ import { attribute, referralOf, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
+import { bumpStats } from './rollups.ts';
 import { confirmRewards, grantRewards, presentReward, type RewardView } from './rewards.ts';
 
 export interface ConversionRow {
@@ -141,6 +142,11 @@ export async function recordConversion(db: Knex, program: ProgramRow, input: Con
       { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified },
       conversion.id,
     );
+    if (referral && conversion.type === 'purchase') {
+      await bumpStats(trx, [
+        { programId: program.id, participantId: referral.referrer_id, purchases: 1, revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 } },
+      ]);
+    }
     const rewards = referral ? await grantRewards(trx, program, conversion, referral) : [];
     const response: ConversionResult = {
       conversion: presentConversion(conversion, participant.external_id),

@@ -9,6 +9,7 @@ import { conflict, notFound, unprocessable } from '../errors.ts';
 import type { ConversionRow, ConversionSource } from './conversions.ts';
 import type { ProgramRow } from './programs.ts';
 import { presentReward, rewardQuery, type RewardRow } from './rewards.ts';
+import { bumpStats } from './rollups.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
 
 export type RewardAction = 'approve' | 'revoke' | 'pay';
@@ -104,6 +105,10 @@ export async function recordRefund(db: Knex, program: ProgramRow, input: RefundC
     const refund = inserted.rows[0] as ConversionRow | undefined;
     if (!refund) return (await find('refund', input.eventId))?.response as unknown as RefundResult;
 
+    const referral = (await trx('referrals').where({ referred_id: purchase.participant_id }).first('referrer_id')) as { referrer_id: string } | undefined;
+    if (referral) {
+      await bumpStats(trx, [{ programId: program.id, participantId: referral.referrer_id, revenue: { currency: purchase.currency ?? 'XXX', amount: -amount } }]);
+    }
     const after = before + amount;
     const grants = (await rewardQuery(trx).where('w.conversion_id', purchase.id).whereNull('w.reverses').orderBy('w.created_at')) as RewardRow[];
     const affected: RewardRow[] = [];

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { PageQuerySchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
-import { parse } from '../http/validate.ts';
+import { parseQuery } from '../http/validate.ts';
 import { listDecisions, listReferrals } from '../domain/referrals.ts';
 
 const ReferralQuerySchema = PageQuerySchema.extend({
@@ -21,10 +21,10 @@ const DecisionQuerySchema = PageQuerySchema.extend({
 export function referralRoutes({ db }: Deps) {
   const router = new Router<AppState>();
   router.get('/v1/referrals', requireSecretKey(db), async (ctx) => {
-    ctx.body = await listReferrals(db, ctx.state.program.id, parse(ReferralQuerySchema, ctx.query));
+    ctx.body = await listReferrals(db, ctx.state.program.id, parseQuery(ReferralQuerySchema, ctx.query));
   });
   router.get('/v1/decisions', requireSecretKey(db), async (ctx) => {
-    ctx.body = await listDecisions(db, ctx.state.program.id, parse(DecisionQuerySchema, ctx.query));
+    ctx.body = await listDecisions(db, ctx.state.program.id, parseQuery(DecisionQuerySchema, ctx.query));
   });
   return router;
 }

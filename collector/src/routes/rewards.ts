@@ -5,7 +5,7 @@ import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { idempotency } from '../http/idempotency.ts';
 import { pageQuery, toPage } from '../http/paging.ts';
-import { parse } from '../http/validate.ts';
+import { parse, parseQuery } from '../http/validate.ts';
 import { notFound } from '../errors.ts';
 import { recordRefund, transitionReward, type RewardAction } from '../domain/ledger.ts';
 import { presentReward, rewardQuery, type RewardRow } from '../domain/rewards.ts';
@@ -27,7 +27,7 @@ export function rewardRoutes({ db }: Deps) {
   const auth = requireSecretKey(db);
 
   router.get('/v1/rewards', auth, async (ctx) => {
-    const query = parse(RewardQuerySchema, ctx.query);
+    const query = parseQuery(RewardQuerySchema, ctx.query);
     const rows = rewardQuery(db).where('w.program_id', ctx.state.program.id);
     if (query.status) rows.where('w.status', query.status);
     if (query.participant) rows.where('p.external_id', query.participant);
@@ -48,7 +48,7 @@ export function rewardRoutes({ db }: Deps) {
   });
 
   router.get('/v1/webhooks/deliveries', auth, async (ctx) => {
-    const query = parse(DeliveryQuerySchema, ctx.query);
+    const query = parseQuery(DeliveryQuerySchema, ctx.query);
     const rows = db('webhook_outbox as o').where('o.program_id', ctx.state.program.id).select('o.*');
     if (query.status) rows.where('o.status', query.status);
     ctx.body = toPage((await pageQuery(rows, 'o', query.limit, query.cursor)) as DeliveryRow[], query.limit, presentDelivery);

@@ -7,6 +7,7 @@ import * as init from './migrations/20261126000000_init.ts';
 import * as tracking from './migrations/20261126000100_tracking.ts';
 import * as rewards from './migrations/20261126000200_rewards.ts';
 import * as stripe from './migrations/20261126000300_stripe.ts';
+import * as rollups from './migrations/20261126000400_rollups.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -15,6 +16,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261126000100_tracking': tracking,
   '20261126000200_rewards': rewards,
   '20261126000300_stripe': stripe,
+  '20261126000400_rollups': rollups,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -1,0 +1,140 @@
+/**
+ * The demo: on first start with an empty database (DEMO=auto), a demo program for
+ * the collector's own origin, a referrer whose link is `/r/DEMO`, and a tiny shop
+ * under /demo/ that runs the real snippet against it.
+ */
+import { readFile } from 'node:fs/promises';
+import Router from '@koa/router';
+import type { Knex } from 'knex';
+import type { Config } from './config.ts';
+import type { Deps } from './deps.ts';
+import { AppError, notFound } from './errors.ts';
+import type { Logger } from './logger.ts';
+import { findCode, primaryCode, referralLink } from './domain/codes.ts';
+import { ensureParticipant } from './domain/participants.ts';
+import { createProgram } from './domain/programs.ts';
+
+export const DEMO_CODE = 'DEMO';
+export const DEMO_REFERRER_ID = 'demo-referrer';
+/**
+ * The demo pages need the publishable key, and api_keys keeps hashes only. A
+ * publishable key is public by design (every page embedding the snippet shows it),
+ * so the demo's is kept in clear under this name in server_secrets.
+ */
+const DEMO_KEY_NAME = 'demo_publishable_key';
+
+export interface DemoSeed {
+  programId: string;
+  link: string;
+  landingUrl: string;
+  dashboardUrl: string;
+  keys: { publishable: string; secret: string };
+}
+
+/**
+ * Creates the demo program and referrer when the database has no program yet
+ * (and DEMO is not `off`); prints the link, keys and dashboard URL. The secret key
+ * is shown here once, like any program's.
+ */
+export async function seedDemo(db: Knex, config: Config, logger: Logger): Promise<DemoSeed | undefined> {
+  if (config.demo === 'off' || (await db('programs').first('id'))) return undefined;
+  const landingUrl = `${config.publicUrl}/demo/`;
+  const { program, keys } = await createProgram(db, {
+    name: 'Demo shop',
+    origins: [config.publicUrl],
+    landingUrl,
+    settings: {
+      rewardRules: [
+        { id: 'signup-credit', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 500, currency: 'USD' } },
+        { id: 'purchase-share', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 20 } },
+      ],
+    },
+  });
+  const code = await createDemoReferrer(db, program.id);
+  await db.raw(`insert into server_secrets (name, value) values (?, ?) on conflict (name) do update set value = excluded.value`, [
+    DEMO_KEY_NAME,
+    keys.publishable,
+  ]);
+  const seed: DemoSeed = {
+    programId: program.id,
+    link: referralLink(config.publicUrl, code),
+    landingUrl,
+    dashboardUrl: `${config.publicUrl}/admin`,
+    keys,
+  };
+  logger.info({ demo: { link: seed.link, landingUrl, dashboardUrl: seed.dashboardUrl, program: program.slug } }, 'demo program created');
+  // Keys stay out of structured logs (the logger redacts them); the operator reads them here, once.
+  process.stdout.write(
+    [
+      '',
+      '  Demo program created',
+      `    referral link    ${seed.link}`,
+      `    demo shop        ${landingUrl}`,
+      `    dashboard        ${seed.dashboardUrl}  (sign in with the secret key)`,
+      `    publishable key  ${keys.publishable}`,
+      `    secret key       ${keys.secret}  (shown once)`,
+      '',
+      '',
+    ].join('\n'),
+  );
+  return seed;
+}
+
+/** The demo referrer, with the vanity code DEMO unless another program took it. */
+async function createDemoReferrer(db: Knex, programId: string): Promise<string> {
+  const fields = { externalId: DEMO_REFERRER_ID, name: 'Demo Referrer', email: 'referrer@example.com' };
+  const create = (vanity?: string) =>
+    db.transaction(async (trx) => {
+      const { participant } = await ensureParticipant(trx, programId, fields, vanity);
+      const code = await primaryCode(trx, participant.id);
+      if (!code) throw new Error('the demo referrer has no code');
+      return code.code;
+    });
+  if (await findCode(db, DEMO_CODE)) return create();
+  try {
+    return await create(DEMO_CODE);
+  } catch (error) {
+    // Another process seeding at the same moment took DEMO first.
+    if (error instanceof AppError && error.code === 'code_taken') return create();
+    throw error;
+  }
+}
+
+/** The only files served under /demo/: a fixed list, so no path can reach anything else. */
+const DEMO_FILES: Record<string, string> = {
+  '': 'text/html; charset=utf-8', // index.html
+  'index.html': 'text/html; charset=utf-8',
+  'signup.html': 'text/html; charset=utf-8',
+  'checkout.html': 'text/html; charset=utf-8',
+  'demo.js': 'application/javascript; charset=utf-8',
+  'demo.css': 'text/css; charset=utf-8',
+};
+const DEMO_DIR = new URL('../public/demo/', import.meta.url);
+/** Scripts and styles from this origin only: the pages have no inline script. */
+const DEMO_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+/** GET /demo/* (the static shop) and GET /demo/config.json (the demo's publishable key). */
+export function demoRoutes({ db }: Deps) {
+  const router = new Router();
+  router.get('/demo', (ctx) => {
+    ctx.status = 301;
+    ctx.redirect('/demo/');
+  });
+  router.get('/demo/config.json', async (ctx) => {
+    const row = (await db('server_secrets').where({ name: DEMO_KEY_NAME }).first('value')) as { value: string } | undefined;
+    if (!row) throw notFound('Demo program');
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { key: row.value };
+  });
+  router.get('/demo/:file?', async (ctx) => {
+    const file = ctx.params.file ?? '';
+    const type = Object.hasOwn(DEMO_FILES, file) ? DEMO_FILES[file] : undefined;
+    if (!type) throw notFound('Demo page');
+    ctx.set('Content-Type', type);
+    ctx.set('Content-Security-Policy', DEMO_CSP);
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Cache-Control', 'no-cache');
+    ctx.body = await readFile(new URL(file || 'index.html', DEMO_DIR));
+  });
+  return router;
+}

@@ -1,0 +1,181 @@
+/**
+ * Reports read the daily rollups (never raw clicks): summary, leaderboard and a
+ * zero-filled time series. Days are UTC; both ends of a range are included.
+ */
+import type { Knex } from 'knex';
+import type { ReportRange } from '../../../shared/schemas.ts';
+import type { MoneyByCurrency } from '../../../shared/types.ts';
+import { badRequest } from '../errors.ts';
+
+const DAY_MS = 86_400_000;
+export const MAX_RANGE_DAYS = 1100;
+export const DEFAULT_RANGE_DAYS = 30;
+
+export interface DayRange {
+  from: string;
+  to: string;
+}
+
+/** Fills in defaults (the last 30 days) and refuses reversed or overlong ranges. */
+export function resolveRange(range: ReportRange, today = new Date()): DayRange {
+  const to = range.to ?? today.toISOString().slice(0, 10);
+  const from = range.from ?? new Date(Date.parse(`${to}T00:00:00Z`) - (DEFAULT_RANGE_DAYS - 1) * DAY_MS).toISOString().slice(0, 10);
+  const days = (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS;
+  if (days < 0) throw badRequest('invalid_range', '"from" must not be after "to"', { from: 'must be on or before "to"' });
+  if (days >= MAX_RANGE_DAYS) throw badRequest('invalid_range', `A range covers at most ${MAX_RANGE_DAYS} days`, { from: `at most ${MAX_RANGE_DAYS} days before "to"` });
+  return { from, to };
+}
+
+/** [from 00:00, to + 1 day 00:00) as timestamps, for tables keyed by time rather than day. */
+const timeBounds = (range: DayRange) => [new Date(`${range.from}T00:00:00Z`), new Date(Date.parse(`${range.to}T00:00:00Z`) + DAY_MS)] as const;
+
+const rate = (signups: number, visitors: number) => (visitors > 0 ? Math.round((signups / visitors) * 10_000) / 10_000 : 0);
+
+type MoneyRow = { currency: string | null; total: number };
+const toMoney = (rows: MoneyRow[]): MoneyByCurrency =>
+  Object.fromEntries(rows.filter((row) => row.currency && Number(row.total) !== 0).map((row) => [row.currency as string, Number(row.total)]));
+
+type RewardSums = { pending: MoneyByCurrency; approved: MoneyByCurrency; paid: MoneyByCurrency };
+
+function rewardSums(rows: Array<MoneyRow & { status: string }>): RewardSums {
+  const pick = (status: string) => toMoney(rows.filter((row) => row.status === status));
+  return { pending: pick('pending'), approved: pick('approved'), paid: pick('paid') };
+}
+
+export async function summaryReport(db: Knex, programId: string, range: DayRange) {
+  const inRange = (table: string) => db(table).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
+  const [totals] = (await inRange('daily_stats')
+    .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' })) as Array<Record<string, number | null>>;
+  const revenue = (await inRange('daily_revenue').select('currency').sum({ total: 'amount' }).groupBy('currency')) as MoneyRow[];
+  const [start, end] = timeBounds(range);
+  const rewards = (await db('rewards')
+    .where({ program_id: programId })
+    .where('created_at', '>=', start)
+    .where('created_at', '<', end)
+    .select('status', 'currency')
+    .sum({ total: 'amount' })
+    .groupBy('status', 'currency')) as Array<MoneyRow & { status: string }>;
+  const n = (key: string) => Number(totals?.[key] ?? 0);
+  return {
+    from: range.from,
+    to: range.to,
+    clicks: n('clicks'),
+    visitors: n('visitors'),
+    signups: n('signups'),
+    purchases: n('purchases'),
+    revenue: toMoney(revenue),
+    conversionRate: rate(n('signups'), n('visitors')),
+    rewards: rewardSums(rewards),
+  };
+}
+
+const SORT_SQL: Record<string, string> = {
+  clicks: 'clicks',
+  visitors: 'visitors',
+  signups: 'signups',
+  purchases: 'purchases',
+  conversionRate: 'conversion_rate',
+};
+
+type LeaderRow = { participant_id: string; clicks: number; visitors: number; signups: number; purchases: number; conversion_rate: number };
+
+export async function referrersReport(
+  db: Knex,
+  programId: string,
+  range: DayRange,
+  page: { sort: string; order: 'asc' | 'desc'; limit: number; offset: number },
+) {
+  const rows = (await db('daily_stats')
+    .where({ program_id: programId })
+    .whereBetween('day', [range.from, range.to])
+    .groupBy('participant_id')
+    .select('participant_id')
+    .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' })
+    .select(db.raw('case when sum(visitors) > 0 then sum(signups)::float8 / sum(visitors) else 0 end as conversion_rate'))
+    .orderByRaw(`${SORT_SQL[page.sort] ?? 'signups'} ${page.order === 'asc' ? 'asc' : 'desc'}, participant_id`)
+    .limit(page.limit + 1)
+    .offset(page.offset)) as LeaderRow[];
+  const more = rows.length > page.limit;
+  const pageRows = rows.slice(0, page.limit);
+  const ids = pageRows.map((row) => row.participant_id);
+  const [people, revenue, rewards] = await Promise.all([
+    db('participants as p')
+      .leftJoin(
+        db('codes').distinctOn('participant_id').select('participant_id', 'code').whereIn('participant_id', ids).whereNull('disabled_at').orderBy([{ column: 'participant_id' }, { column: 'created_at', order: 'desc' }]).as('c'),
+        'c.participant_id',
+        'p.id',
+      )
+      .whereIn('p.id', ids)
+      .select('p.id', 'p.external_id', 'p.email', 'p.name', 'c.code') as Promise<Array<{ id: string; external_id: string; email: string | null; name: string | null; code: string | null }>>,
+    db('daily_revenue')
+      .where({ program_id: programId })
+      .whereBetween('day', [range.from, range.to])
+      .whereIn('participant_id', ids)
+      .select('participant_id', 'currency')
+      .sum({ total: 'amount' })
+      .groupBy('participant_id', 'currency') as Promise<Array<MoneyRow & { participant_id: string }>>,
+    db('rewards')
+      .where({ program_id: programId })
+      .whereIn('beneficiary_id', ids)
+      .select('beneficiary_id as participant_id', 'status', 'currency')
+      .sum({ total: 'amount' })
+      .groupBy('beneficiary_id', 'status', 'currency') as Promise<Array<MoneyRow & { participant_id: string; status: string }>>,
+  ]);
+  return {
+    from: range.from,
+    to: range.to,
+    data: pageRows.map((row) => {
+      const person = people.find((p) => p.id === row.participant_id);
+      return {
+        participant: person?.external_id ?? null,
+        email: person?.email ?? null,
+        name: person?.name ?? null,
+        code: person?.code ?? null,
+        clicks: Number(row.clicks),
+        visitors: Number(row.visitors),
+        signups: Number(row.signups),
+        purchases: Number(row.purchases),
+        revenue: toMoney(revenue.filter((r) => r.participant_id === row.participant_id)),
+        conversionRate: rate(Number(row.signups), Number(row.visitors)),
+        rewards: rewardSums(rewards.filter((r) => r.participant_id === row.participant_id)),
+      };
+    }),
+    nextOffset: more ? page.offset + page.limit : null,
+  };
+}
+
+export async function timeseriesReport(db: Knex, programId: string, range: DayRange, interval: 'day' | 'week') {
+  const step = interval === 'week' ? '1 week' : '1 day';
+  const bucket = `date_trunc('${interval}', day)::date`;
+  const result = await db.raw(
+    `with buckets as (
+       select generate_series(date_trunc('${interval}', ?::date), ?::date, interval '${step}')::date as bucket
+     ), stats as (
+       select ${bucket} as bucket, sum(clicks) as clicks, sum(visitors) as visitors, sum(signups) as signups, sum(purchases) as purchases
+       from daily_stats where program_id = ? and day between ? and ? group by 1
+     )
+     select to_char(b.bucket, 'YYYY-MM-DD') as date, coalesce(s.clicks, 0) as clicks, coalesce(s.visitors, 0) as visitors,
+            coalesce(s.signups, 0) as signups, coalesce(s.purchases, 0) as purchases
+     from buckets b left join stats s on s.bucket = b.bucket order by b.bucket`,
+    [range.from, range.to, programId, range.from, range.to],
+  );
+  const revenue = (await db('daily_revenue')
+    .where({ program_id: programId })
+    .whereBetween('day', [range.from, range.to])
+    .select(db.raw(`to_char(${bucket}, 'YYYY-MM-DD') as date`), 'currency')
+    .sum({ total: 'amount' })
+    .groupByRaw(`1, currency`)) as Array<MoneyRow & { date: string }>;
+  return {
+    interval,
+    from: range.from,
+    to: range.to,
+    points: (result.rows as Array<{ date: string; clicks: number; visitors: number; signups: number; purchases: number }>).map((row) => ({
+      date: row.date,
+      clicks: Number(row.clicks),
+      visitors: Number(row.visitors),
+      signups: Number(row.signups),
+      purchases: Number(row.purchases),
+      revenue: toMoney(revenue.filter((r) => r.date === row.date)),
+    })),
+  };
+}

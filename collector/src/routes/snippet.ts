@@ -1,0 +1,32 @@
+/**
+ * GET /r.js — the browser snippet. Public and cacheable by anyone (any site may
+ * embed it), revalidated with a strong ETag; gzip when the client accepts it.
+ */
+import Router from '@koa/router';
+import type { Deps } from '../deps.ts';
+import { loadSnippetBundle } from '../snippet-bundle.ts';
+
+/** An hour: a new release reaches browsers within that, and revalidation is a cheap 304. */
+const CACHE_CONTROL = 'public, max-age=3600';
+
+export function snippetRoutes(_deps: Deps) {
+  const router = new Router();
+  router.get('/r.js', async (ctx) => {
+    const bundle = await loadSnippetBundle();
+    const gzip = ctx.acceptsEncodings('gzip', 'identity') === 'gzip';
+    ctx.vary('Accept-Encoding');
+    ctx.set('Cache-Control', CACHE_CONTROL);
+    ctx.set('Access-Control-Allow-Origin', '*');
+    ctx.set('Content-Type', 'application/javascript; charset=utf-8');
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.etag = gzip ? bundle.gzipEtag : bundle.etag;
+    ctx.status = 200; // ctx.fresh compares validators only for a 2xx answer
+    if (ctx.fresh) {
+      ctx.status = 304;
+      return;
+    }
+    if (gzip) ctx.set('Content-Encoding', 'gzip');
+    ctx.body = gzip ? bundle.gzip : bundle.code;
+  });
+  return router;
+}

@@ -1,0 +1,41 @@
+/**
+ * The browser snippet served as /r.js, built in memory from snippet/src with the
+ * same esbuild options as `npm run build` (so `npm start` needs no build step).
+ * Built once per process, on first use, and cached with its ETag and gzip bytes.
+ */
+import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+import { snippetBuildOptions } from '../../snippet/esbuild.mjs';
+
+export interface SnippetBundle {
+  /** The minified IIFE. */
+  code: string;
+  /** Strong ETag of `code` (SHA-256), quoted. */
+  etag: string;
+  /** `code` compressed with gzip -9. */
+  gzip: Buffer;
+  /** Strong ETag of the gzip representation: a different byte sequence needs its own. */
+  gzipEtag: string;
+}
+
+/** Builds the IIFE now (no cache). */
+export async function buildSnippetBundle(): Promise<SnippetBundle> {
+  const result = await build(snippetBuildOptions('iife'));
+  const output = result.outputFiles[0];
+  if (!output) throw new Error('esbuild produced no output for the snippet');
+  const code = output.text;
+  const hash = createHash('sha256').update(code).digest('base64url');
+  return { code, etag: `"${hash}"`, gzip: gzipSync(code, { level: 9 }), gzipEtag: `"${hash}-gzip"` };
+}
+
+let cached: Promise<SnippetBundle> | undefined;
+
+/** The cached bundle; a failed build is not cached, so the next request tries again. */
+export function loadSnippetBundle(): Promise<SnippetBundle> {
+  cached ??= buildSnippetBundle().catch((error: unknown) => {
+    cached = undefined;
+    throw error;
+  });
+  return cached;
+}
