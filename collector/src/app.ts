@@ -16,9 +16,13 @@ import { rewardRoutes } from './routes/rewards.ts';
 import { stripeRoutes } from './routes/stripe.ts';
 import { trackingRoutes } from './routes/tracking.ts';
 import { createIpHasher } from './domain/privacy.ts';
+import { createIngest } from './ingest.ts';
+import { isEmbedded } from './storage/db.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
+import { adminRoutes } from './routes/admin.ts';
 
-export function buildApp(deps: Deps): Koa {
+export function buildApp(input: Deps): Koa {
+  const deps = { ...input, ingest: input.ingest ?? createIngest(input.db, input.logger, { embedded: isEmbedded(input.db) }) };
   const app = new Koa({ proxy: deps.config.trustProxy });
   app.silent = true; // errors are logged by handleErrors, once
   app.use(logRequests(deps.logger));
@@ -28,7 +32,7 @@ export function buildApp(deps: Deps): Koa {
   const routers = [
     healthRoutes(deps),
     openApiRoutes(deps),
-    trackingRoutes(deps, ipHash),
+    trackingRoutes(deps, deps.ingest, ipHash),
     operatorRoutes(deps),
     programRoutes(deps),
     participantRoutes(deps),
@@ -37,6 +41,7 @@ export function buildApp(deps: Deps): Koa {
     rewardRoutes(deps),
     reportRoutes(deps),
     stripeRoutes(deps),
+    adminRoutes(deps),
   ];
   for (const router of routers) {
     app.use(router.routes());

@@ -126,7 +126,7 @@ export function demoRoutes({ db }: Deps) {
     ctx.set('Cache-Control', 'no-store');
     ctx.body = { key: row.value };
   });
-  router.get('/demo/:file?', async (ctx) => {
+  router.get('/demo/{:file}', async (ctx) => {
     const file = ctx.params.file ?? '';
     const type = Object.hasOwn(DEMO_FILES, file) ? DEMO_FILES[file] : undefined;
     if (!type) throw notFound('Demo page');

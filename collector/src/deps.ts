@@ -1,10 +1,13 @@
 import type { Knex } from 'knex';
 import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
+import type { Ingest } from './ingest.ts';
 
 /** What the app is built from; tests pass their own. */
 export interface Deps {
   db: Knex;
   config: Config;
   logger: Logger;
+  /** Group-commit batchers; built by the app when not given (the server passes its own to drain them). */
+  ingest?: Ingest;
 }

@@ -5,9 +5,10 @@
  */
 import type { Server } from 'node:http';
 import { buildApp } from './app.ts';
+import { createIngest } from './ingest.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger } from './logger.ts';
-import { createDb } from './storage/db.ts';
+import { createDb, isEmbedded } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
 
@@ -18,7 +19,8 @@ export async function start(config: Config) {
   const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const ran = await migrateLatest(db);
   if (ran.length) logger.info({ migrations: ran }, 'migrated');
-  const app = buildApp({ db, config, logger });
+  const ingest = createIngest(db, logger, { embedded: isEmbedded(db) });
+  const app = buildApp({ db, config, logger, ingest });
   const server: Server = app.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const address = server.address();
@@ -36,6 +38,7 @@ export async function start(config: Config) {
       const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await closed;
       clearTimeout(force);
+      await ingest.drain();
       await workers.stop();
       await db.destroy();
       logger.info('stopped');

@@ -10,7 +10,7 @@ import { attribute, referralOf, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
-import { bumpStats } from './rollups.ts';
+import { bumpStats, deferStats, type StatsDelta } from './rollups.ts';
 import { confirmRewards, grantRewards, presentReward, type RewardView } from './rewards.ts';
 
 export interface ConversionRow {
@@ -111,49 +111,81 @@ async function insertConversion(trx: Knex, programId: string, participant: Parti
 
 /** Records a signup or purchase, attributes the customer and grants rewards, in one transaction. */
 export async function recordConversion(db: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
+  return db.transaction((trx) => convert(trx, program, input));
+}
+
+export type BatchedConversion = { program: ProgramRow; input: ConversionInput };
+export type BatchOutcome<R> = { ok: R } | { error: unknown };
+
+/**
+ * A batch of conversions in one transaction (browser events, group-committed). Each
+ * runs in its own savepoint, so one bad event fails alone; rollup increments are
+ * applied once at the end, in a stable order.
+ */
+export async function recordConversions(db: Knex, batch: BatchedConversion[]): Promise<BatchOutcome<ConversionResult>[]> {
   return db.transaction(async (trx) => {
-    const stored = await findConversion(trx, program.id, input.type, input.eventId);
-    if (stored) return replay(trx, program, stored, input.verified);
-
-    const { participant } = await ensureParticipant(trx, program.id, { externalId: input.externalId, email: input.email, name: input.name });
-    const conversion = await insertConversion(trx, program.id, participant, input);
-    if (!conversion) {
-      // Either a concurrent request stored this very event, or the participant already signed up.
-      const same = await findConversion(trx, program.id, input.type, input.eventId);
-      if (same) return replay(trx, program, same, input.verified);
-      const signup = (await trx('conversions').where({ participant_id: participant.id, type: 'signup' }).first()) as ConversionRow;
-      await recordDecision(trx, {
-        programId: program.id,
-        subject: 'conversion',
-        outcome: 'rejected',
-        reason: 'duplicate_event',
-        participantId: participant.id,
-        conversionId: signup.id,
-        details: { eventId: input.eventId },
-      });
-      const answer = await replay(trx, program, signup, input.verified);
-      return { ...answer, attribution: { ...answer.attribution, status: answer.attribution.referrer ? 'existing' : answer.attribution.status } };
+    const outcomes: BatchOutcome<ConversionResult>[] = [];
+    const deltas: StatsDelta[] = [];
+    for (const { program, input } of batch) {
+      const local: StatsDelta[] = [];
+      try {
+        const result = await trx.transaction((savepoint) => {
+          deferStats(savepoint, local);
+          return convert(savepoint, program, input);
+        });
+        deltas.push(...local);
+        outcomes.push({ ok: result });
+      } catch (error) {
+        outcomes.push({ error });
+      }
     }
-
-    const { referral, ...attribution } = await attribute(
-      trx,
-      program,
-      participant,
-      { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified },
-      conversion.id,
-    );
-    if (referral && conversion.type === 'purchase') {
-      await bumpStats(trx, [
-        { programId: program.id, participantId: referral.referrer_id, purchases: 1, revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 } },
-      ]);
-    }
-    const rewards = referral ? await grantRewards(trx, program, conversion, referral) : [];
-    const response: ConversionResult = {
-      conversion: presentConversion(conversion, participant.external_id),
-      attribution,
-      rewards: rewards.map(presentReward),
-    };
-    await trx('conversions').where({ id: conversion.id }).update({ response: JSON.stringify(response) });
-    return response;
+    await bumpStats(trx, deltas);
+    return outcomes;
   });
+}
+
+async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
+  const stored = await findConversion(trx, program.id, input.type, input.eventId);
+  if (stored) return replay(trx, program, stored, input.verified);
+
+  const { participant } = await ensureParticipant(trx, program.id, { externalId: input.externalId, email: input.email, name: input.name });
+  const conversion = await insertConversion(trx, program.id, participant, input);
+  if (!conversion) {
+    // Either a concurrent request stored this very event, or the participant already signed up.
+    const same = await findConversion(trx, program.id, input.type, input.eventId);
+    if (same) return replay(trx, program, same, input.verified);
+    const signup = (await trx('conversions').where({ participant_id: participant.id, type: 'signup' }).first()) as ConversionRow;
+    await recordDecision(trx, {
+      programId: program.id,
+      subject: 'conversion',
+      outcome: 'rejected',
+      reason: 'duplicate_event',
+      participantId: participant.id,
+      conversionId: signup.id,
+      details: { eventId: input.eventId },
+    });
+    const answer = await replay(trx, program, signup, input.verified);
+    return { ...answer, attribution: { ...answer.attribution, status: answer.attribution.referrer ? 'existing' : answer.attribution.status } };
+  }
+
+  const { referral, ...attribution } = await attribute(
+    trx,
+    program,
+    participant,
+    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified },
+    conversion.id,
+  );
+  if (referral && conversion.type === 'purchase') {
+    await bumpStats(trx, [
+      { programId: program.id, participantId: referral.referrer_id, purchases: 1, revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 } },
+    ]);
+  }
+  const rewards = referral ? await grantRewards(trx, program, conversion, referral) : [];
+  const response: ConversionResult = {
+    conversion: presentConversion(conversion, participant.external_id),
+    attribution,
+    rewards: rewards.map(presentReward),
+  };
+  await trx('conversions').where({ id: conversion.id }).update({ response: JSON.stringify(response) });
+  return response;
 }

@@ -35,16 +35,23 @@ export interface DecisionInput {
   details?: Record<string, unknown>;
 }
 
+const toRow = (input: DecisionInput) => ({
+  program_id: input.programId,
+  subject: input.subject,
+  outcome: input.outcome,
+  reason: input.reason,
+  participant_id: input.participantId ?? null,
+  referrer_id: input.referrerId ?? null,
+  code: input.code ?? null,
+  conversion_id: input.conversionId ?? null,
+  details: input.details ? JSON.stringify(input.details) : null,
+});
+
 export async function recordDecision(trx: Knex, input: DecisionInput): Promise<void> {
-  await trx('decisions').insert({
-    program_id: input.programId,
-    subject: input.subject,
-    outcome: input.outcome,
-    reason: input.reason,
-    participant_id: input.participantId ?? null,
-    referrer_id: input.referrerId ?? null,
-    code: input.code ?? null,
-    conversion_id: input.conversionId ?? null,
-    details: input.details ? JSON.stringify(input.details) : null,
-  });
+  await trx('decisions').insert(toRow(input));
+}
+
+/** Several decisions in one statement (the click batcher). */
+export async function recordDecisions(trx: Knex, inputs: DecisionInput[]): Promise<void> {
+  if (inputs.length) await trx('decisions').insert(inputs.map(toRow));
 }

@@ -18,7 +18,20 @@ export interface StatsDelta {
 /** The UTC day of a timestamp, as YYYY-MM-DD. */
 export const dayOf = (at: Date = new Date()) => at.toISOString().slice(0, 10);
 
+/** Transactions whose increments are collected for the caller instead of written now. */
+const deferred = new WeakMap<Knex, StatsDelta[]>();
+
+/** Collect this transaction's increments into `sink` (the batch applies them once, sorted). */
+export function deferStats(trx: Knex, sink: StatsDelta[]): void {
+  deferred.set(trx, sink);
+}
+
 export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
+  const sink = deferred.get(trx);
+  if (sink) {
+    sink.push(...deltas);
+    return;
+  }
   const stats = new Map<string, { program_id: string; participant_id: string; day: string; clicks: number; visitors: number; signups: number; purchases: number }>();
   const revenue = new Map<string, { program_id: string; participant_id: string; day: string; currency: string; amount: number }>();
   for (const delta of deltas) {

@@ -7,6 +7,7 @@ import type { Knex } from 'knex';
 import { forbidden, unauthorized } from '../errors.ts';
 import { findApiKey, kindOfKey, safeEqual } from '../domain/keys.ts';
 import { findProgram, type ProgramRow } from '../domain/programs.ts';
+import { TtlCache } from './keyCache.ts';
 
 export interface AppState {
   program: ProgramRow;
@@ -44,10 +45,18 @@ export function requireSecretKey(db: Knex) {
   };
 }
 
-/** Browser endpoints: the publishable key travels in the body (sendBeacon cannot set headers). */
-export async function programForPublishableKey(db: Knex, key: string): Promise<ProgramRow> {
-  const row = await findApiKey(db, key, 'publishable');
-  const program = row && (await findProgram(db, row.program_id));
-  if (!program) throw unauthorized('Unknown or revoked publishable key');
-  return program;
+/**
+ * Browser endpoints: the publishable key travels in the body (sendBeacon cannot set
+ * headers). Lookups are cached for a few seconds: these endpoints take the load.
+ */
+export function publishableKeys(db: Knex) {
+  const cache = new TtlCache<ProgramRow | null>();
+  return async function programForPublishableKey(key: string): Promise<ProgramRow> {
+    const program = await cache.get(key, async () => {
+      const row = await findApiKey(db, key, 'publishable');
+      return (row && (await findProgram(db, row.program_id))) ?? null;
+    });
+    if (!program) throw unauthorized('Unknown or revoked publishable key');
+    return program;
+  };
 }

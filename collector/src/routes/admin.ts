@@ -92,6 +92,7 @@ function serve(type: string, load: () => Promise<Asset>, cacheControl: string) {
     ctx.set('Cache-Control', cacheControl);
     ctx.type = type;
     ctx.response.etag = etag;
+    ctx.status = 200; // freshness is only judged for a 2xx answer
     if (ctx.fresh) {
       ctx.status = 304;
       return;

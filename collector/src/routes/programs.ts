@@ -2,6 +2,7 @@ import Router from '@koa/router';
 import { ProgramCreateSchema, ProgramUpdateSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireAdmin, requireSecretKey, type AppState } from '../http/auth.ts';
+import { invalidateKeyCaches } from '../http/keyCache.ts';
 import { parse } from '../http/validate.ts';
 import { createProgram, presentProgram, updateProgram } from '../domain/programs.ts';
 
@@ -26,7 +27,9 @@ export function programRoutes({ db }: Deps) {
   });
   router.patch('/v1/program', async (ctx) => {
     const patch = parse(ProgramUpdateSchema, ctx.request.body);
-    ctx.body = { program: presentProgram(await updateProgram(db, ctx.state.program, patch)) };
+    const program = await updateProgram(db, ctx.state.program, patch);
+    invalidateKeyCaches();
+    ctx.body = { program: presentProgram(program) };
   });
   return router;
 }

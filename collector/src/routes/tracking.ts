@@ -5,18 +5,19 @@ import Router from '@koa/router';
 import type { Context } from 'koa';
 import { ClickCreateSchema, CodeLookupSchema, EventCreateSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
-import { programForPublishableKey } from '../http/auth.ts';
+import type { Ingest } from '../ingest.ts';
+import { publishableKeys } from '../http/auth.ts';
 import { checkOrigin, preflight } from '../http/cors.ts';
 import { parse } from '../http/validate.ts';
 import { notFound } from '../errors.ts';
 import { findCode } from '../domain/codes.ts';
-import { landingUrlFor, recordClick } from '../domain/clicks.ts';
-import { recordConversion } from '../domain/conversions.ts';
+import { landingUrlFor } from '../domain/clicks.ts';
 import { findProgram } from '../domain/programs.ts';
 import type { IpHasher } from '../domain/privacy.ts';
 
-export function trackingRoutes({ db }: Deps, ipHash: IpHasher) {
+export function trackingRoutes({ db }: Deps, ingest: Ingest, ipHash: IpHasher) {
   const router = new Router();
+  const programForPublishableKey = publishableKeys(db);
   const visitor = async (ctx: Context) => ({ ipHash: await ipHash(ctx.ip), userAgent: ctx.get('user-agent') || undefined });
 
   router.options('/v1/clicks', preflight(db));
@@ -24,31 +25,35 @@ export function trackingRoutes({ db }: Deps, ipHash: IpHasher) {
 
   router.post('/v1/clicks', async (ctx) => {
     const input = parse(ClickCreateSchema, ctx.request.body);
-    const program = await programForPublishableKey(db, input.key);
+    const program = await programForPublishableKey(input.key);
     checkOrigin(ctx, program);
-    const result = await recordClick(db, { programId: program.id, code: input.code, vid: input.vid, url: input.url, referrer: input.referrer, ...(await visitor(ctx)) });
+    const result = await ingest.clicks.add({ programId: program.id, code: input.code, vid: input.vid, url: input.url, referrer: input.referrer, ...(await visitor(ctx)) });
     ctx.status = 202;
     ctx.body = { valid: result.valid };
   });
 
   router.post('/v1/events', async (ctx) => {
     const input = parse(EventCreateSchema, ctx.request.body);
-    const program = await programForPublishableKey(db, input.key);
+    const program = await programForPublishableKey(input.key);
     checkOrigin(ctx, program);
-    await recordConversion(db, program, {
-      type: input.type,
-      // A purchase is known by its order id, so the browser and the server report the same event.
-      eventId: input.order && input.type === 'purchase' ? input.order.id : input.eventId,
-      externalId: input.user.id,
-      email: input.user.email,
-      code: input.code,
-      vid: input.vid,
-      amount: input.order?.amount,
-      currency: input.order?.currency,
-      verified: false,
-      source: 'browser',
-      ...(await visitor(ctx)),
+    const outcome = await ingest.events.add({
+      program,
+      input: {
+        type: input.type,
+        // A purchase is known by its order id, so the browser and the server report the same event.
+        eventId: input.order && input.type === 'purchase' ? input.order.id : input.eventId,
+        externalId: input.user.id,
+        email: input.user.email,
+        code: input.code,
+        vid: input.vid,
+        amount: input.order?.amount,
+        currency: input.order?.currency,
+        verified: false,
+        source: 'browser',
+        ...(await visitor(ctx)),
+      },
     });
+    if ('error' in outcome) throw outcome.error;
     ctx.status = 202;
     ctx.body = { accepted: true };
   });
@@ -59,7 +64,7 @@ export function trackingRoutes({ db }: Deps, ipHash: IpHasher) {
     const code = parsed.success ? await findCode(db, parsed.data) : undefined;
     const program = code && !code.disabled_at ? await findProgram(db, code.program_id) : undefined;
     if (!code || !program) throw notFound('Referral code');
-    await recordClick(db, { programId: program.id, code: code.code, ...(await visitor(ctx)), referrer: ctx.get('referer') || undefined });
+    await ingest.clicks.add({ programId: program.id, code: code.code, ...(await visitor(ctx)), referrer: ctx.get('referer') || undefined });
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Referrer-Policy', 'no-referrer-when-downgrade');
     ctx.status = 302;

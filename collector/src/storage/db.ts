@@ -56,6 +56,11 @@ export function createDb(options: DbOptions): Db {
   } as Knex.Config);
 }
 
+/** True for the embedded PGlite database (one connection, one process). */
+export function isEmbedded(db: Db): boolean {
+  return typeof db.client.config.client !== 'string';
+}
+
 /** True when the database answers a trivial query within `timeoutMs`. */
 export async function isReachable(db: Db, timeoutMs = 2000): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
