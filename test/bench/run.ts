@@ -1,0 +1,260 @@
+/**
+ * `npm run bench`: ingest throughput of the collector against bare Koa, measured in
+ * the same run (A B A B, autocannon, 50 connections), on PostgreSQL and on PGlite;
+ * server signups per second; acknowledged-but-lost rows; peak RSS; and two collector
+ * processes on one PostgreSQL keeping attribution exactly-once.
+ *
+ * The last line is one JSON object (clickRatioPg, clickP99MsPg, clickRatioPglite,
+ * signupsPerSecPg, lostAcked, peakRssMb, …). Loopback only; every load is bounded in time.
+ *
+ * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) names a server;
+ * the bench creates and drops its own database there. BENCH_SECONDS sets each load's length.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import autocannon from 'autocannon';
+import pg from 'pg';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
+const CONNECTIONS = 50;
+const ADMIN_TOKEN = 'bench-admin-token-0123456789';
+const BASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const ROOT = path.resolve(import.meta.dirname, '../..');
+
+interface Load {
+  rps: number;
+  p50: number;
+  p99: number;
+  ok: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const port = (server.address() as { port: number }).port;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+interface Proc {
+  child: ChildProcess;
+  url: string;
+  peakRssMb: () => number;
+  stop: () => Promise<number | null>;
+}
+
+async function startProcess(script: string, env: Record<string, string>): Promise<Proc> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: ROOT,
+    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'error', DEMO: 'off' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  child.stdout?.resume();
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode}`);
+    try {
+      const response = await fetch(`${url}/v1/health`);
+      if (response.status < 500) break;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    child,
+    url,
+    peakRssMb: () => {
+      try {
+        const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
+        return Math.round(kb / 1024);
+      } catch {
+        return 0;
+      }
+    },
+    stop: () =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.kill('SIGTERM');
+      }),
+  };
+}
+
+async function load(url: string, requestPath: string, body: () => string, headers: Record<string, string>): Promise<Load> {
+  const result = await autocannon({
+    url,
+    connections: CONNECTIONS,
+    duration: SECONDS,
+    requests: [{ method: 'POST', path: requestPath, headers, setupRequest: (request) => ({ ...request, body: body() }) }],
+  });
+  return {
+    rps: Math.round(result.requests.average),
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    ok: result['2xx'],
+    non2xx: result.non2xx,
+    errors: result.errors + result.timeouts,
+  };
+}
+
+async function json(url: string, init: RequestInit & { auth?: string } = {}): Promise<any> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (init.auth) headers.authorization = `Bearer ${init.auth}`;
+  const response = await fetch(url, { ...init, headers });
+  const text = await response.text();
+  if (response.status >= 300) throw new Error(`${init.method ?? 'GET'} ${url} → ${response.status} ${text}`);
+  return JSON.parse(text);
+}
+
+async function setupProgram(url: string, codes: number) {
+  const { keys, program } = await json(`${url}/v1/programs`, {
+    method: 'POST',
+    auth: ADMIN_TOKEN,
+    body: JSON.stringify({ name: `Bench ${randomBytes(3).toString('hex')}`, origins: ['https://bench.example'], landingUrl: 'https://bench.example/' }),
+  });
+  const list: string[] = [];
+  for (let i = 0; i < codes; i++) {
+    const participant = await json(`${url}/v1/participants`, { method: 'POST', auth: keys.secret, body: JSON.stringify({ externalId: `referrer-${i}` }) });
+    list.push(participant.code);
+  }
+  return { keys, program, codes: list };
+}
+
+let counter = 0;
+const uniqueId = (prefix: string) => `${prefix}${process.pid.toString(36)}x${(counter++).toString(36)}x${randomBytes(3).toString('hex')}`;
+const pick = <T>(items: T[]) => items[Math.floor(Math.random() * items.length)] as T;
+
+function clickBody(key: string, codes: string[]) {
+  return () => JSON.stringify({ key, code: pick(codes), vid: uniqueId('v'), url: 'https://bench.example/?ref=x' });
+}
+
+async function countRows(connectionString: string, sql: string): Promise<number> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    return Number((await client.query(sql)).rows[0].n);
+  } finally {
+    await client.end();
+  }
+}
+
+const fmt = (label: string, l: Load) =>
+  `${label.padEnd(28)} ${String(l.rps).padStart(7)} req/s  p50 ${String(l.p50).padStart(4)} ms  p99 ${String(l.p99).padStart(4)} ms  2xx ${l.ok}  non-2xx ${l.non2xx}  errors ${l.errors}`;
+
+async function main() {
+  const dbName = `bench_${Date.now()}`;
+  const admin = new pg.Client({ connectionString: BASE_URL });
+  await admin.connect();
+  await admin.query(`create database ${dbName}`);
+  const dbUrl = new URL(BASE_URL);
+  dbUrl.pathname = `/${dbName}`;
+  const databaseUrl = dbUrl.toString();
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'bench-pglite-'));
+  const summary: Record<string, number | boolean> = {};
+  const procs: Proc[] = [];
+  try {
+    const bare = await startProcess('test/bench/bare.ts', {});
+    procs.push(bare);
+    const collector = await startProcess('collector/src/server.ts', { DATABASE_URL: databaseUrl, ADMIN_TOKEN });
+    procs.push(collector);
+    const pgSetup = await setupProgram(collector.url, 100);
+    const plain = { 'content-type': 'text/plain' };
+
+    // A B A B: bare Koa, collector on PostgreSQL.
+    const bareRuns: Load[] = [];
+    const pgRuns: Load[] = [];
+    for (let round = 0; round < 2; round++) {
+      bareRuns.push(await load(bare.url, '/v1/clicks', clickBody('pk_x', ['X']), plain));
+      console.log(fmt(`bare koa #${round + 1}`, bareRuns.at(-1) as Load));
+      pgRuns.push(await load(collector.url, '/v1/clicks', clickBody(pgSetup.keys.publishable, pgSetup.codes), plain));
+      console.log(fmt(`clicks postgres #${round + 1}`, pgRuns.at(-1) as Load));
+    }
+    const avg = (runs: Load[], key: keyof Load) => runs.reduce((sum, run) => sum + run[key], 0) / runs.length;
+    const bareRps = avg(bareRuns, 'rps');
+    const ackedPg = pgRuns.reduce((sum, run) => sum + run.ok, 0);
+    const storedPg = await countRows(databaseUrl, 'select count(*) as n from clicks');
+
+    // Server signups (attribution + rewards, one transaction each).
+    const signups = await load(collector.url, '/v1/conversions', () =>
+      JSON.stringify({ type: 'signup', eventId: uniqueId('e'), externalId: uniqueId('u'), referral: { code: pick(pgSetup.codes) } }),
+    { 'content-type': 'application/json', authorization: `Bearer ${pgSetup.keys.secret}` });
+    console.log(fmt('signups postgres', signups));
+    const referralsPg = await countRows(databaseUrl, `select count(*) as n from referrals`);
+
+    // Scale-out: a second process on the same database; one user, many codes, both processes.
+    const second = await startProcess('collector/src/server.ts', { DATABASE_URL: databaseUrl, ADMIN_TOKEN });
+    procs.push(second);
+    let exactlyOnce = true;
+    for (let user = 0; user < 20; user++) {
+      const externalId = uniqueId('race');
+      const answers = await Promise.all(
+        pgSetup.codes.slice(0, 20).map((code, i) =>
+          json(`${(i % 2 ? second : collector).url}/v1/conversions`, {
+            method: 'POST',
+            auth: pgSetup.keys.secret,
+            body: JSON.stringify({ type: 'signup', eventId: `${externalId}-${i}`, externalId, referral: { code } }),
+          }),
+        ),
+      );
+      const referrers = new Set(answers.map((answer) => answer.attribution.referrer));
+      const rows = await countRows(databaseUrl, `select count(*) as n from referrals r join participants p on p.id = r.referred_id where p.external_id = '${externalId}'`);
+      if (rows !== 1 || referrers.size !== 1) exactlyOnce = false;
+    }
+    console.log(`scale-out: two processes, 20 users × 20 racing signups → exactly one referral each: ${exactlyOnce}`);
+    const peakPg = collector.peakRssMb();
+    await second.stop();
+    const exitPg = await collector.stop();
+
+    // PGlite: the same click load against the embedded database.
+    const embedded = await startProcess('collector/src/server.ts', { DATA_DIR: dataDir, ADMIN_TOKEN });
+    procs.push(embedded);
+    const liteSetup = await setupProgram(embedded.url, 100);
+    const liteRun = await load(embedded.url, '/v1/clicks', clickBody(liteSetup.keys.publishable, liteSetup.codes), plain);
+    console.log(fmt('clicks pglite', liteRun));
+    const liteSummary = await json(`${embedded.url}/v1/reports/summary`, { auth: liteSetup.keys.secret });
+    const peakLite = embedded.peakRssMb();
+    const exitLite = await embedded.stop();
+    await bare.stop();
+
+    const pgRps = avg(pgRuns, 'rps');
+    Object.assign(summary, {
+      bareRps: Math.round(bareRps),
+      clickRpsPg: Math.round(pgRps),
+      clickRatioPg: Number((pgRps / bareRps).toFixed(3)),
+      clickP50MsPg: avg(pgRuns, 'p50'),
+      clickP99MsPg: avg(pgRuns, 'p99'),
+      clickRpsPglite: liteRun.rps,
+      clickRatioPglite: Number((liteRun.rps / bareRps).toFixed(3)),
+      clickP99MsPglite: liteRun.p99,
+      signupsPerSecPg: signups.rps,
+      signupP99MsPg: signups.p99,
+      ackedClicksPg: ackedPg,
+      storedClicksPg: storedPg,
+      ackedClicksPglite: liteRun.ok,
+      storedClicksPglite: liteSummary.clicks,
+      lostAcked: Math.max(0, ackedPg - storedPg) + Math.max(0, liteRun.ok - liteSummary.clicks) + Math.max(0, signups.ok - referralsPg),
+      peakRssMb: Math.max(peakPg, peakLite),
+      peakRssMbPg: peakPg,
+      peakRssMbPglite: peakLite,
+      scaleOutExactlyOnce: exactlyOnce,
+      cleanExit: exitPg === 0 && exitLite === 0,
+    });
+  } finally {
+    await Promise.all(procs.map((proc) => proc.stop()));
+    await admin.query(`drop database if exists ${dbName} with (force)`).catch(() => undefined);
+    await admin.end();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+  console.log(JSON.stringify(summary));
+}
+
+await main();
