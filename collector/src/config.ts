@@ -24,6 +24,12 @@ const ConfigSchema = z
     IP_HASH_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
     /** Base URL used in referral links; defaults to http://localhost:PORT. */
     PUBLIC_URL: z.url({ protocol: /^https?$/ }).optional(),
+    /** Requests per minute per client IP on the browser endpoints and redirects (0 = off). */
+    RATE_LIMIT_PUBLIC_PER_MINUTE: z.coerce.number().int().min(0).default(600),
+    /** Requests per minute per key on the server API (0 = off). */
+    RATE_LIMIT_SERVER_PER_MINUTE: z.coerce.number().int().min(0).default(6000),
+    /** Unknown-code lookups per minute per client IP, against code enumeration (0 = off). */
+    RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: z.coerce.number().int().min(0).default(30),
     /** Create a demo program on first start with an empty database. */
     DEMO: z.enum(['auto', 'off']).default('auto'),
   })
@@ -39,6 +45,11 @@ const ConfigSchema = z
     ipHashSecret: env.IP_HASH_SECRET,
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     demo: env.DEMO,
+    rateLimits: {
+      publicPerMinute: env.RATE_LIMIT_PUBLIC_PER_MINUTE,
+      serverPerMinute: env.RATE_LIMIT_SERVER_PER_MINUTE,
+      unknownCodesPerMinute: env.RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE,
+    },
   }));
 
 export type Config = z.infer<typeof ConfigSchema>;

@@ -116,7 +116,9 @@ const DEMO_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-s
 /** GET /demo/* (the static shop) and GET /demo/config.json (the demo's publishable key). */
 export function demoRoutes({ db }: Deps) {
   const router = new Router();
-  router.get('/demo', (ctx) => {
+  // Relative links in the pages need the trailing slash. (The router matches /demo/ here too.)
+  router.get('/demo', (ctx, next) => {
+    if (ctx.path !== '/demo') return next();
     ctx.status = 301;
     ctx.redirect('/demo/');
   });

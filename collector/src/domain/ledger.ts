@@ -80,18 +80,31 @@ export interface RefundResult {
  * share refunded so far (floors telescope, so a full refund nets them to zero);
  * fixed rewards are reversed when the purchase is refunded in full.
  */
-export async function recordRefund(db: Knex, program: ProgramRow, input: RefundCreate, source: ConversionSource = 'server'): Promise<RefundResult> {
+export async function recordRefund(db: Knex, program: ProgramRow, input: RefundCreate, options?: { source?: ConversionSource }): Promise<RefundResult>;
+/** With `refundedTotal` (a cumulative figure, as Stripe sends): refunds what is new, or null when nothing is. */
+export async function recordRefund(db: Knex, program: ProgramRow, input: RefundCreate, options: { source?: ConversionSource; refundedTotal: number }): Promise<RefundResult | null>;
+export async function recordRefund(
+  db: Knex,
+  program: ProgramRow,
+  input: RefundCreate,
+  { source = 'server', refundedTotal }: { source?: ConversionSource; refundedTotal?: number } = {},
+): Promise<RefundResult | null> {
   return db.transaction(async (trx) => {
     const find = (type: string, eventId: string) =>
       trx('conversions').where({ program_id: program.id, type, event_id: eventId }).first() as Promise<ConversionRow | undefined>;
     const stored = await find('refund', input.eventId);
     if (stored) return stored.response as unknown as RefundResult;
-    const purchase = await find('purchase', input.purchaseEventId);
-    if (!purchase) throw notFound('Purchase');
+    const found = await find('purchase', input.purchaseEventId);
+    if (!found) throw notFound('Purchase');
+    // Concurrent refunds of one purchase take turns, so "refunded so far" is exact.
+    const purchase = (await trx('conversions').where({ id: found.id }).forUpdate().first()) as ConversionRow;
+    const again = await find('refund', input.eventId);
+    if (again) return again.response as unknown as RefundResult;
     const total = purchase.amount ?? 0;
     const [sum] = await trx('conversions').where({ refund_of: purchase.id, type: 'refund' }).sum({ total: 'amount' });
     const before = Number(sum?.total ?? 0);
-    const amount = input.amount ?? total - before;
+    if (refundedTotal !== undefined && Math.min(refundedTotal, total) <= before) return null;
+    const amount = refundedTotal !== undefined ? Math.min(refundedTotal, total) - before : (input.amount ?? total - before);
     if (amount <= 0 || before + amount > total) {
       throw unprocessable('refund_exceeds_purchase', `Only ${total - before} of ${total} ${purchase.currency ?? ''} is left to refund`.trim(), {
         amount: `must be between 1 and ${total - before}`,

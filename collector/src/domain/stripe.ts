@@ -84,9 +84,14 @@ async function linkedParticipant(db: Knex, programId: string, customerId: string
 
 async function linkCustomer(db: Knex, programId: string, customerId: string | undefined, externalId: string) {
   if (!customerId) return;
+  // A customer first seen without our metadata is linked to a stand-in participant
+  // named after the customer id; the first event that names the real user relinks it.
   await db.raw(
     `insert into stripe_customers (program_id, customer_id, participant_id)
-     select ?, ?, id from participants where program_id = ? and external_id = ? on conflict do nothing`,
+     select ?, ?, id from participants where program_id = ? and external_id = ?
+     on conflict (program_id, customer_id) do update set participant_id = excluded.participant_id
+     where stripe_customers.participant_id in (
+       select id from participants where program_id = stripe_customers.program_id and external_id = stripe_customers.customer_id)`,
     [programId, customerId, programId, externalId],
   );
 }
@@ -109,7 +114,7 @@ interface Customer {
 async function ensureCustomer(db: Knex, program: ProgramRow, customer: Customer, customerId: string | undefined) {
   await recordConversion(db, program, {
     type: 'signup',
-    eventId: `stripe:${customerId ?? customer.externalId}`,
+    eventId: `stripe:${customer.externalId}`,
     externalId: customer.externalId,
     email: customer.email,
     name: customer.name,
@@ -129,7 +134,7 @@ async function checkoutCompleted(db: Knex, program: ProgramRow, object: unknown)
   const reference = session.client_reference_id ?? undefined;
   if (reference) {
     // client_reference_id may carry referral.get().vid instead of the host's user id.
-    if (!vid && (await isKnownVisitor(db, program.id, reference))) vid = reference;
+    if (await isKnownVisitor(db, program.id, reference)) vid ??= reference;
     else externalId ??= reference;
   }
   externalId ??= (await linkedParticipant(db, program.id, session.customer)) ?? session.customer ?? cleanEmail(session.customer_details?.email) ?? `stripe:${session.id}`;
@@ -198,16 +203,15 @@ async function chargeRefunded(db: Knex, program: ProgramRow, eventId: string, ob
     : undefined;
   // Not known yet (Stripe does not promise order): a 404 makes Stripe retry later.
   if (!purchase || !purchaseEventId) throw notFound('Purchase for this charge');
-  const [sum] = await db('conversions').where({ refund_of: purchase.id, type: 'refund' }).sum({ total: 'amount' });
-  // amount_refunded is cumulative over the charge's refunds.
-  const amount = charge.amount_refunded - Number(sum?.total ?? 0);
-  if (amount <= 0) return { handled: 'ignored', reason: 'already_refunded' };
-  return { handled: 'refund', result: await recordRefund(db, program, { eventId, purchaseEventId, amount }, 'stripe') };
+  // amount_refunded is cumulative over the charge's refunds: refund up to it, under the purchase's lock.
+  const result = await recordRefund(db, program, { eventId, purchaseEventId }, { source: 'stripe', refundedTotal: charge.amount_refunded });
+  return result ? { handled: 'refund', result } : { handled: 'ignored', reason: 'already_refunded' };
 }
 
 export async function handleStripeEvent(db: Knex, program: ProgramRow, event: { id: string; type: string; data: { object: unknown } }): Promise<StripeOutcome> {
   switch (event.type) {
     case 'checkout.session.completed':
+    case 'checkout.session.async_payment_succeeded': // delayed methods (SEPA, …) pay later
       return checkoutCompleted(db, program, event.data.object);
     case 'invoice.paid':
       return invoicePaid(db, program, event.data.object);
