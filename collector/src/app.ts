@@ -18,11 +18,16 @@ import { trackingRoutes } from './routes/tracking.ts';
 import { createIpHasher } from './domain/privacy.ts';
 import { createIngest } from './ingest.ts';
 import { isEmbedded } from './storage/db.ts';
+import { createRateLimits } from './http/rateLimit.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
 import { adminRoutes } from './routes/admin.ts';
 
 export function buildApp(input: Deps): Koa {
-  const deps = { ...input, ingest: input.ingest ?? createIngest(input.db, input.logger, { embedded: isEmbedded(input.db) }) };
+  const deps = {
+    ...input,
+    ingest: input.ingest ?? createIngest(input.db, input.logger, { embedded: isEmbedded(input.db) }),
+    limits: input.limits ?? createRateLimits(input.config, input.logger),
+  };
   const app = new Koa({ proxy: deps.config.trustProxy });
   app.silent = true; // errors are logged by handleErrors, once
   app.use(logRequests(deps.logger));
@@ -32,7 +37,7 @@ export function buildApp(input: Deps): Koa {
   const routers = [
     healthRoutes(deps),
     openApiRoutes(deps),
-    trackingRoutes(deps, deps.ingest, ipHash),
+    trackingRoutes(deps, deps.ingest, deps.limits, ipHash),
     operatorRoutes(deps),
     programRoutes(deps),
     participantRoutes(deps),

@@ -38,7 +38,16 @@ export interface TestApp {
 }
 
 export async function startTestApp(db: Knex, env: Record<string, string> = {}): Promise<TestApp> {
-  const config = loadConfig({ ADMIN_TOKEN, LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789', ...env });
+  // Suites fire many requests from 127.0.0.1: limits are high unless a test sets its own.
+  const config = loadConfig({
+    ADMIN_TOKEN,
+    LOG_LEVEL: 'silent',
+    IP_HASH_SECRET: 'test-ip-hash-secret-0123456789',
+    RATE_LIMIT_PUBLIC_PER_MINUTE: '1000000',
+    RATE_LIMIT_SERVER_PER_MINUTE: '1000000',
+    RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: '1000000',
+    ...env,
+  });
   const app = buildApp({ db, config, logger: createLogger(config.logLevel) });
   const server = createServer(app.callback());
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

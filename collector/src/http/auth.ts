@@ -8,6 +8,7 @@ import { forbidden, unauthorized } from '../errors.ts';
 import { findApiKey, kindOfKey, safeEqual } from '../domain/keys.ts';
 import { findProgram, type ProgramRow } from '../domain/programs.ts';
 import { TtlCache } from './keyCache.ts';
+import { consume, type RateLimits } from './rateLimit.ts';
 
 export interface AppState {
   program: ProgramRow;
@@ -30,7 +31,7 @@ export function requireAdmin(adminToken: string | undefined) {
 }
 
 /** Server API: a live secret key; every read and write below is scoped to its program. */
-export function requireSecretKey(db: Knex) {
+export function requireSecretKey(db: Knex, limits?: RateLimits) {
   return async function secretKeyAuth(ctx: Context, next: Next) {
     const token = bearerToken(ctx);
     if (!token) throw unauthorized('Send your secret key as "Authorization: Bearer sk_…"');
@@ -38,6 +39,7 @@ export function requireSecretKey(db: Knex) {
     const key = await findApiKey(db, token, 'secret');
     const program = key && (await findProgram(db, key.program_id));
     if (!key || !program) throw unauthorized('Unknown or revoked secret key');
+    await consume(limits?.server, key.id);
     const state = ctx.state as AppState;
     state.program = program;
     state.apiKeyId = key.id;

@@ -7,9 +7,9 @@ import { parse } from '../http/validate.ts';
 import { recordConversion } from '../domain/conversions.ts';
 
 /** Server-side conversions: verified, attributed and rewarded in one transaction. */
-export function conversionRoutes({ db }: Deps) {
+export function conversionRoutes({ db, limits }: Deps) {
   const router = new Router<AppState>();
-  router.post('/v1/conversions', requireSecretKey(db), idempotency(db), async (ctx) => {
+  router.post('/v1/conversions', requireSecretKey(db, limits), idempotency(db), async (ctx) => {
     const input = parse(ConversionCreateSchema, ctx.request.body);
     ctx.body = await recordConversion(db, ctx.state.program, {
       type: input.type,

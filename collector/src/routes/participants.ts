@@ -8,9 +8,9 @@ import { notFound } from '../errors.ts';
 import { primaryCode, referralLink } from '../domain/codes.ts';
 import { createParticipant, findParticipant, participantStats } from '../domain/participants.ts';
 
-export function participantRoutes({ db, config }: Deps) {
+export function participantRoutes({ db, config, limits }: Deps) {
   const router = new Router<AppState>();
-  router.use('/v1/participants', requireSecretKey(db));
+  router.use('/v1/participants', requireSecretKey(db, limits));
 
   router.post('/v1/participants', idempotency(db), async (ctx) => {
     const input = parse(ParticipantCreateSchema, ctx.request.body);

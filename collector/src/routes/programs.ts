@@ -19,9 +19,9 @@ export function operatorRoutes({ db, config }: Deps) {
 }
 
 /** The calling key's own program. */
-export function programRoutes({ db }: Deps) {
+export function programRoutes({ db, limits }: Deps) {
   const router = new Router<AppState>();
-  router.use(requireSecretKey(db));
+  router.use(requireSecretKey(db, limits));
   router.get('/v1/program', (ctx) => {
     ctx.body = { program: presentProgram(ctx.state.program) };
   });

@@ -18,12 +18,12 @@ const DecisionQuerySchema = PageQuerySchema.extend({
   participant: z.string().min(1).max(255).optional(),
 });
 
-export function referralRoutes({ db }: Deps) {
+export function referralRoutes({ db, limits }: Deps) {
   const router = new Router<AppState>();
-  router.get('/v1/referrals', requireSecretKey(db), async (ctx) => {
+  router.get('/v1/referrals', requireSecretKey(db, limits), async (ctx) => {
     ctx.body = await listReferrals(db, ctx.state.program.id, parseQuery(ReferralQuerySchema, ctx.query));
   });
-  router.get('/v1/decisions', requireSecretKey(db), async (ctx) => {
+  router.get('/v1/decisions', requireSecretKey(db, limits), async (ctx) => {
     ctx.body = await listDecisions(db, ctx.state.program.id, parseQuery(DecisionQuerySchema, ctx.query));
   });
   return router;

@@ -8,9 +8,9 @@ import { notFound } from '../errors.ts';
 import { EXPORTS, streamExport } from '../domain/exports.ts';
 import { referrersReport, resolveRange, summaryReport, timeseriesReport } from '../domain/reports.ts';
 
-export function reportRoutes({ db, logger }: Deps) {
+export function reportRoutes({ db, logger, limits }: Deps) {
   const router = new Router<AppState>();
-  const auth = requireSecretKey(db);
+  const auth = requireSecretKey(db, limits);
 
   router.get('/v1/reports/summary', auth, async (ctx) => {
     const range = resolveRange(parseQuery(ReportRangeSchema, ctx.query));

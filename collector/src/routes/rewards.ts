@@ -22,9 +22,9 @@ const DeliveryQuerySchema = PageQuerySchema.extend({
   status: z.enum(['pending', 'delivered', 'failed']).optional(),
 });
 
-export function rewardRoutes({ db }: Deps) {
+export function rewardRoutes({ db, limits }: Deps) {
   const router = new Router<AppState>();
-  const auth = requireSecretKey(db);
+  const auth = requireSecretKey(db, limits);
 
   router.get('/v1/rewards', auth, async (ctx) => {
     const query = parseQuery(RewardQuerySchema, ctx.query);

@@ -6,6 +6,7 @@ import type { Context } from 'koa';
 import { ClickCreateSchema, CodeLookupSchema, EventCreateSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import type { Ingest } from '../ingest.ts';
+import { checkUnknownCodeBudget, limitByIp, spendUnknownCode, type RateLimits } from '../http/rateLimit.ts';
 import { publishableKeys } from '../http/auth.ts';
 import { checkOrigin, preflight } from '../http/cors.ts';
 import { parse } from '../http/validate.ts';
@@ -15,24 +16,27 @@ import { landingUrlFor } from '../domain/clicks.ts';
 import { findProgram } from '../domain/programs.ts';
 import type { IpHasher } from '../domain/privacy.ts';
 
-export function trackingRoutes({ db }: Deps, ingest: Ingest, ipHash: IpHasher) {
+export function trackingRoutes({ db }: Deps, ingest: Ingest, limits: RateLimits, ipHash: IpHasher) {
   const router = new Router();
   const programForPublishableKey = publishableKeys(db);
+  const perIp = limitByIp(limits.public);
   const visitor = async (ctx: Context) => ({ ipHash: await ipHash(ctx.ip), userAgent: ctx.get('user-agent') || undefined });
 
   router.options('/v1/clicks', preflight(db));
   router.options('/v1/events', preflight(db));
 
-  router.post('/v1/clicks', async (ctx) => {
+  router.post('/v1/clicks', perIp, async (ctx) => {
     const input = parse(ClickCreateSchema, ctx.request.body);
     const program = await programForPublishableKey(input.key);
     checkOrigin(ctx, program);
+    await checkUnknownCodeBudget(limits.unknownCode, ctx.ip);
     const result = await ingest.clicks.add({ programId: program.id, code: input.code, vid: input.vid, url: input.url, referrer: input.referrer, ...(await visitor(ctx)) });
+    if (!result.valid) await spendUnknownCode(limits.unknownCode, ctx.ip);
     ctx.status = 202;
     ctx.body = { valid: result.valid };
   });
 
-  router.post('/v1/events', async (ctx) => {
+  router.post('/v1/events', perIp, async (ctx) => {
     const input = parse(EventCreateSchema, ctx.request.body);
     const program = await programForPublishableKey(input.key);
     checkOrigin(ctx, program);
@@ -59,11 +63,15 @@ export function trackingRoutes({ db }: Deps, ingest: Ingest, ipHash: IpHasher) {
   });
 
   /** Redirect links: record the click, then 302 to the program's own landing URL, never elsewhere. */
-  router.get('/r/:code', async (ctx) => {
+  router.get('/r/:code', perIp, async (ctx) => {
+    await checkUnknownCodeBudget(limits.unknownCode, ctx.ip);
     const parsed = CodeLookupSchema.safeParse(ctx.params.code);
     const code = parsed.success ? await findCode(db, parsed.data) : undefined;
     const program = code && !code.disabled_at ? await findProgram(db, code.program_id) : undefined;
-    if (!code || !program) throw notFound('Referral code');
+    if (!code || !program) {
+      await spendUnknownCode(limits.unknownCode, ctx.ip);
+      throw notFound('Referral code');
+    }
     await ingest.clicks.add({ programId: program.id, code: code.code, ...(await visitor(ctx)), referrer: ctx.get('referer') || undefined });
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Referrer-Policy', 'no-referrer-when-downgrade');

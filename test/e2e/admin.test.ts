@@ -1,0 +1,419 @@
+/**
+ * The operator dashboard in a real Chromium against the real app: data seeded
+ * through the API, then signed in with the secret key and driven like a person.
+ * Every page records console errors, page errors and CSP violations; each test
+ * ends by asserting there were none beyond the failures it provoked itself.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN_CSP } from '../../collector/src/routes/admin.ts';
+import { startTestApp, type TestApp } from '../helpers/app.ts';
+import { openTestDb, type TestDb } from '../helpers/databases.ts';
+import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
+import { expectOk, serverPurchase, serverSignup, vidFor, type Reward } from '../helpers/ledger.ts';
+
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+const SCREENSHOT = 'test-results/admin-overview.png';
+
+const RULES = [
+  { id: 'signup-bonus', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 500, currency: 'USD' }, holdDays: 30 },
+  { id: 'purchase-share', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 10 }, holdDays: 30 },
+];
+
+interface Watched {
+  page: Page;
+  /** Console errors, uncaught errors and CSP violations, in order. */
+  problems: string[];
+  /** Every URL the page requested. */
+  requests: string[];
+}
+
+type Summary = {
+  from: string;
+  to: string;
+  clicks: number;
+  visitors: number;
+  signups: number;
+  purchases: number;
+  revenue: Record<string, number>;
+  conversionRate: number;
+  rewards: { pending: Record<string, number>; approved: Record<string, number>; paid: Record<string, number> };
+};
+
+describe('admin dashboard (Chromium, pglite)', () => {
+  let testDb: TestDb;
+  let api: TestApp;
+  let program: ProgramFixture;
+  let browser: Browser;
+  let alice: { externalId: string; code: string };
+  let dave: { externalId: string; code: string };
+
+  beforeAll(async () => {
+    testDb = await openTestDb('pglite');
+    api = await startTestApp(testDb.db);
+    program = await buildProgram(api, { name: 'Acme Referrals', settings: { rewardRules: RULES } });
+    alice = await buildParticipant(api, program, { externalId: 'alice', email: 'alice@example.com', name: 'Alice Archer' });
+    dave = await buildParticipant(api, program, { externalId: 'dave', email: 'dave@example.com', name: 'Dave Dunn' });
+
+    const click = async (code: string, visitor: string) =>
+      expectOk(await api.post('/v1/clicks', { key: program.publishable, code, vid: vidFor(visitor), url: 'https://shop.example/?ref=' + code }), 202);
+    for (const visitor of ['bob', 'carol', 'frank', 'gina']) await click(alice.code, visitor);
+    for (const visitor of ['erin', 'hank']) await click(dave.code, visitor);
+
+    await serverSignup(api, program, 'bob', alice.code);
+    await serverSignup(api, program, 'carol', alice.code);
+    await serverSignup(api, program, 'erin', dave.code);
+    await serverPurchase(api, program, 'bob', 'order-bob-1', 4900, 'USD');
+    await serverPurchase(api, program, 'carol', 'order-carol-1', 2500, 'EUR');
+    // Alice using her own code: rejected as a self-referral, recorded as a decision.
+    await serverSignup(api, program, 'alice', alice.code);
+
+    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await api?.close();
+    await testDb?.close();
+  });
+
+  async function openPage(): Promise<Watched> {
+    const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, acceptDownloads: true, locale: 'en-US', timezoneId: 'UTC' });
+    const page = await context.newPage();
+    const watched: Watched = { page, problems: [], requests: [] };
+    // Chromium reports CSP violations on the console too; the event catches report-only ones as well.
+    await page.addInitScript(() => {
+      document.addEventListener('securitypolicyviolation', (event) => {
+        console.error(`CSP violation: ${event.violatedDirective} blocked ${event.blockedURI}`);
+      });
+    });
+    page.on('console', (message) => {
+      if (message.type() === 'error') watched.problems.push(message.text());
+    });
+    page.on('pageerror', (error) => watched.problems.push(`pageerror: ${error.message}`));
+    page.on('request', (request) => watched.requests.push(request.url()));
+    return watched;
+  }
+
+  /** Problems other than the HTTP failures a test provoked on purpose (Chromium logs those as "Failed to load resource"). */
+  function unexpected(watched: Watched, expectedStatuses: number[] = []): string[] {
+    return watched.problems.filter(
+      (text) => !expectedStatuses.some((status) => text.includes(`Failed to load resource: the server responded with a status of ${status}`)),
+    );
+  }
+
+  function expectCleanRequests(watched: Watched) {
+    for (const url of watched.requests) {
+      expect(url, 'every request stays on this origin').toMatch(new RegExp(`^(${api.url.replace(/[.]/g, '\\.')}/|data:|blob:)`));
+      expect(url, 'the key is never in a URL').not.toContain(program.secret);
+    }
+  }
+
+  async function signIn(watched: Watched) {
+    const { page } = watched;
+    await page.goto(`${api.url}/admin`);
+    await page.getByTestId('signin-key').fill(program.secret);
+    await page.getByTestId('signin-submit').click();
+    await page.getByTestId('app').waitFor({ state: 'visible' });
+    await expect.poll(() => page.getByTestId('program-name').textContent()).toBe('Acme Referrals');
+  }
+
+  async function openTab(page: Page, tab: string) {
+    await page.getByTestId(`tab-${tab}`).click();
+    await page.getByTestId(`section-${tab}`).waitFor({ state: 'visible' });
+  }
+
+  const apiGet = (path: string) => api.get(path, { auth: program.secret });
+
+  it('serves the page, script and styles with a strict CSP and no inline code', async () => {
+    for (const path of ['/admin', '/admin/', '/admin/app.js', '/admin/app.css', '/admin/missing']) {
+      const reply = await api.get(path);
+      expect(reply.headers.get('content-security-policy'), path).toBe(ADMIN_CSP);
+      expect(reply.headers.get('x-content-type-options'), path).toBe('nosniff');
+      expect(reply.headers.get('referrer-policy'), path).toBe('no-referrer');
+      expect(reply.headers.get('x-frame-options'), path).toBe('DENY');
+    }
+    expect(ADMIN_CSP).toBe(
+      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
+
+    const html = await api.get('/admin');
+    expect(html.status).toBe(200);
+    expect(html.headers.get('content-type')).toMatch(/^text\/html/);
+    expect(html.headers.get('cache-control')).toBe('no-store');
+    expect(html.text, 'no inline script').not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/i);
+    expect(html.text, 'no inline style attribute').not.toMatch(/\sstyle\s*=/i);
+    expect(html.text, 'no inline style element').not.toMatch(/<style/i);
+    expect(html.text, 'no inline event handler').not.toMatch(/\son[a-z]+\s*=/i);
+    expect(html.text, 'no external resource').not.toMatch(/(src|href)="(https?:)?\/\//i);
+
+    const script = await api.get('/admin/app.js');
+    expect(script.status).toBe(200);
+    expect(script.headers.get('content-type')).toMatch(/^text\/javascript/);
+    expect(script.text.length).toBeGreaterThan(10_000); // uPlot is bundled in
+    const etag = script.headers.get('etag');
+    expect(etag).toBeTruthy();
+    // fetch adds "Cache-Control: no-cache" to a conditional request unless one is given, and no-cache forbids a 304.
+    const revalidated = await api.get('/admin/app.js', { headers: { 'if-none-match': etag as string, 'cache-control': 'max-age=0' } });
+    expect(revalidated.status).toBe(304);
+
+    const css = await api.get('/admin/app.css');
+    expect(css.headers.get('content-type')).toMatch(/^text\/css/);
+    expect(css.text).toContain('.uplot'); // uPlot's stylesheet
+    expect(css.text).toContain('.card-value'); // ours
+
+    const missing = await api.get('/admin/missing');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.code).toBe('not_found');
+  });
+
+  it('refuses a wrong key, then signs in with the secret key kept in sessionStorage only', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    const response = await page.goto(`${api.url}/admin`);
+    expect(response?.headers()['content-security-policy']).toBe(ADMIN_CSP);
+    await page.getByTestId('signin').waitFor({ state: 'visible' });
+
+    await page.getByTestId('signin-key').fill(program.publishable);
+    await page.getByTestId('signin-submit').click();
+    await expect.poll(() => page.getByTestId('signin-error').textContent()).toContain('publishable key');
+
+    await page.getByTestId('signin-key').fill('sk_not_a_real_key_0123456789');
+    await page.getByTestId('signin-submit').click();
+    await expect.poll(() => page.getByTestId('signin-error').textContent()).toContain('Your key was not accepted');
+    expect(await page.getByTestId('app').isHidden()).toBe(true);
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+    await mkdir('test-results', { recursive: true });
+    await page.screenshot({ path: 'test-results/admin-signin.png' });
+
+    await page.getByTestId('signin-key').fill(program.secret);
+    await page.getByTestId('signin-submit').click();
+    await page.getByTestId('app').waitFor({ state: 'visible' });
+    const stored = await page.evaluate(() => Object.keys(sessionStorage).map((key) => sessionStorage.getItem(key)));
+    expect(stored).toEqual([program.secret]);
+    expect(await page.evaluate(() => localStorage.length)).toBe(0);
+    expect(page.url()).not.toContain(program.secret);
+
+    // A reload keeps the session (same tab); signing out forgets the key.
+    await page.reload();
+    await page.getByTestId('app').waitFor({ state: 'visible' });
+    await page.getByTestId('signout').click();
+    await page.getByTestId('signin').waitFor({ state: 'visible' });
+    expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
+
+    expectCleanRequests(watched);
+    expect(unexpected(watched, [401])).toEqual([]);
+    await page.context().close();
+  });
+
+  it('shows overview numbers that match GET /v1/reports/summary, with a chart', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await page.getByTestId('card-clicks-value').waitFor();
+    await page.locator('#chart canvas').first().waitFor();
+
+    const from = await page.getByTestId('range-from').inputValue();
+    const to = await page.getByTestId('range-to').inputValue();
+    const summary = expectOk(await apiGet(`/v1/reports/summary?from=${from}&to=${to}`)) as Summary;
+    // The seed is visible in the report, so the comparison below compares something.
+    expect(summary.clicks).toBe(6);
+    expect(summary.signups).toBeGreaterThanOrEqual(3);
+    expect(summary.purchases).toBe(2);
+
+    const value = (id: string) => page.getByTestId(`card-${id}-value`);
+    expect(await value('clicks').getAttribute('data-value')).toBe(String(summary.clicks));
+    expect(await value('clicks').textContent()).toBe(summary.clicks.toLocaleString('en-US'));
+    expect(await value('signups').textContent()).toBe(summary.signups.toLocaleString('en-US'));
+    expect(await value('purchases').textContent()).toBe(summary.purchases.toLocaleString('en-US'));
+    expect(await page.getByTestId('card-clicks').textContent()).toContain(`${summary.visitors} unique visitors`);
+    expect(await value('conversion').textContent()).toBe(
+      new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(summary.conversionRate),
+    );
+
+    const money = async (id: string) =>
+      Object.fromEntries(
+        await value(id)
+          .locator('[data-currency]')
+          .evaluateAll((nodes) => nodes.map((node) => [node.getAttribute('data-currency'), Number(node.getAttribute('data-amount'))])),
+      );
+    expect(await money('revenue')).toEqual(summary.revenue);
+    expect(summary.revenue).toEqual({ USD: 4900, EUR: 2500 });
+    expect(await value('revenue').textContent()).toContain('$49.00');
+    expect(await value('revenue').textContent()).toContain('€25.00');
+    expect(await money('rewards-pending')).toEqual(summary.rewards.pending);
+    expect(await money('rewards-approved')).toEqual(summary.rewards.approved);
+    expect(await money('rewards-paid')).toEqual(summary.rewards.paid);
+
+    // The chart has one line per measure, labelled in its legend.
+    const legend = await page.locator('#chart .u-legend').textContent();
+    for (const label of ['Clicks', 'Signups', 'Purchases']) expect(legend).toContain(label);
+
+    await mkdir('test-results', { recursive: true });
+    await page.screenshot({ path: SCREENSHOT, fullPage: true });
+
+    expectCleanRequests(watched);
+    expect(unexpected(watched)).toEqual([]);
+    await page.context().close();
+  });
+
+  it('sorts the leaderboard by the clicked column', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await openTab(page, 'leaderboard');
+    const rows = page.getByTestId('leaderboard-row');
+    await rows.first().waitFor();
+    const participants = () => rows.evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-participant')));
+    expect(await participants()).toEqual(['alice', 'dave']);
+
+    const sorted = page.waitForRequest((request) => request.url().includes('/v1/reports/referrers') && request.url().includes('sort=conversionRate'));
+    await page.getByTestId('sort-conversionRate').click();
+    await sorted;
+    expect(await page.getByTestId('sort-conversionRate').getAttribute('aria-sort')).toBe('descending');
+    // dave: 1 signup from 2 visitors; alice: 2 from 4 → a tie broken by id, so only check both are listed.
+    await expect.poll(async () => (await participants()).sort()).toEqual(['alice', 'dave']);
+
+    const aliceRow = page.locator('[data-testid="leaderboard-row"][data-participant="alice"]');
+    expect(await aliceRow.locator('[data-col="clicks"]').textContent()).toBe('4');
+    expect(await aliceRow.locator('[data-col="signups"]').textContent()).toBe('2');
+    expect(await aliceRow.textContent()).toContain('Alice Archer');
+
+    expectCleanRequests(watched);
+    expect(unexpected(watched)).toEqual([]);
+    await page.context().close();
+  });
+
+  it('lists referrals and explains decisions, filtered by reason', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await openTab(page, 'referrals');
+    await page.getByTestId('referral-row').first().waitFor();
+    expect(await page.getByTestId('referral-row').count()).toBe(3);
+    await page.getByTestId('decision-row').first().waitFor();
+
+    await page.getByTestId('decisions-reason').fill('self_referral');
+    const filtered = page.waitForResponse((response) => response.url().includes('/v1/decisions?') && response.url().includes('reason=self_referral'));
+    await page.getByTestId('decisions-apply').click();
+    await filtered;
+    await expect.poll(() => page.getByTestId('decision-row').evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-reason')))).toEqual(['self_referral']);
+    expect(await page.getByTestId('decision-row').first().textContent()).toContain('alice');
+
+    expectCleanRequests(watched);
+    expect(unexpected(watched)).toEqual([]);
+    await page.context().close();
+  });
+
+  it('approves a pending reward with its button, then marks it paid', async () => {
+    const pending = (expectOk(await apiGet('/v1/rewards?status=pending')) as { data: Reward[] }).data;
+    expect(pending.length).toBeGreaterThanOrEqual(3);
+    const target = pending.find((reward) => reward.rule === 'purchase-share' && reward.currency === 'USD');
+    expect(target, 'the 10% share of bob’s $49.00').toBeDefined();
+    const id = (target as Reward).id;
+
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await openTab(page, 'rewards');
+    const row = page.locator(`[data-testid="reward-row"][data-reward-id="${id}"]`);
+    await row.waitFor();
+    expect(await row.getByTestId('reward-amount').textContent()).toBe('$4.90');
+    expect(await row.getByTestId('reward-status').textContent()).toContain('pending');
+
+    await row.getByTestId('reward-approve').click();
+    await expect.poll(() => row.getAttribute('data-status')).toBe('approved');
+    expect(await row.getByTestId('reward-status').textContent()).toContain('approved');
+    const approved = (expectOk(await apiGet('/v1/rewards?status=approved')) as { data: Reward[] }).data;
+    expect(approved.map((reward) => reward.id)).toContain(id);
+
+    await row.getByTestId('reward-pay').click();
+    await expect.poll(() => row.getAttribute('data-status')).toBe('paid');
+    const paid = (expectOk(await apiGet('/v1/rewards?status=paid')) as { data: Reward[] }).data;
+    expect(paid.map((reward) => reward.id)).toEqual([id]);
+    expect(await row.getByRole('button').count()).toBe(0);
+
+    expectCleanRequests(watched);
+    expect(unexpected(watched)).toEqual([]);
+    await page.context().close();
+  });
+
+  it('shows the field error of a bad reward rule next to the settings editor, and saves a good one', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await openTab(page, 'settings');
+    const editor = page.getByTestId('settings-editor');
+    await expect.poll(() => editor.inputValue()).toContain('signup-bonus');
+    const settings = JSON.parse(await editor.inputValue()) as Record<string, unknown>;
+    expect(settings.rewardRules).toEqual(RULES);
+
+    const bad = { ...settings, rewardRules: [{ id: 'bad', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 100 } }] };
+    await editor.fill(JSON.stringify(bad, null, 2));
+    await page.getByTestId('settings-save').click();
+    const error = page.getByTestId('settings-field-error');
+    await error.first().waitFor();
+    expect(await error.allTextContents()).toContain('settings.rewardRules.0.reward.currency: a fixed amount needs a currency');
+    const stored = expectOk(await apiGet('/v1/program')) as { program: { settings: { rewardRules: unknown[]; cookieDays: number } } };
+    expect(stored.program.settings.rewardRules).toEqual(RULES);
+
+    // Not JSON at all: refused in the page, nothing sent.
+    await editor.fill('{ "rewardRules": [');
+    await page.getByTestId('settings-save').click();
+    await expect.poll(() => page.getByTestId('settings-errors').textContent()).toContain('not valid JSON');
+
+    await editor.fill(JSON.stringify({ ...settings, cookieDays: 45 }, null, 2));
+    await page.getByTestId('settings-save').click();
+    await expect.poll(() => page.getByTestId('settings-status').textContent()).toContain('Saved');
+    expect(await page.getByTestId('settings-errors').isHidden()).toBe(true);
+    const saved = expectOk(await apiGet('/v1/program')) as { program: { settings: { rewardRules: unknown[]; cookieDays: number } } };
+    expect(saved.program.settings.cookieDays).toBe(45);
+    expect(saved.program.settings.rewardRules).toEqual(RULES);
+
+    expectCleanRequests(watched);
+    expect(unexpected(watched, [422])).toEqual([]);
+    await page.context().close();
+  });
+
+  it('downloads a CSV export with the key in a header, not in a URL', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await openTab(page, 'exports');
+    const [request, download] = await Promise.all([
+      page.waitForRequest((r) => r.url().endsWith('/v1/exports/referrals.csv')),
+      page.waitForEvent('download'),
+      page.getByTestId('export-referrals').click(),
+    ]);
+    expect(await request.headerValue('authorization')).toBe(`Bearer ${program.secret}`);
+    expect(download.suggestedFilename()).toBe('referrals.csv');
+    const csv = await readFile(await download.path(), 'utf8');
+    expect(csv.split('\n').length).toBeGreaterThanOrEqual(4); // a header and the three referrals
+    expect(csv).toContain('alice');
+    await expect.poll(() => page.getByTestId('export-status').textContent()).toContain('Downloaded referrals.csv');
+
+    expectCleanRequests(watched);
+    expect(unexpected(watched)).toEqual([]);
+    await page.context().close();
+  });
+
+  it('visits every section without a console error or CSP violation', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await mkdir('test-results', { recursive: true });
+    for (const tab of ['overview', 'leaderboard', 'referrals', 'rewards', 'settings', 'exports', 'overview']) {
+      await openTab(page, tab);
+      await page.waitForLoadState('networkidle');
+      if (tab !== 'overview') await page.screenshot({ path: `test-results/admin-${tab}.png`, fullPage: true });
+    }
+    await page.getByTestId('chart-interval').selectOption('week');
+    await page.waitForLoadState('networkidle');
+    await page.locator('#chart canvas').first().waitFor();
+    expect(await page.getByTestId('notice').isHidden()).toBe(true);
+    expectCleanRequests(watched);
+    expect(watched.problems).toEqual([]);
+    await page.context().close();
+  });
+});
