@@ -279,3 +279,10 @@ export const ReportReferrersQuerySchema = ReportRangeSchema.extend({
 export const ReportTimeseriesQuerySchema = ReportRangeSchema.extend({
   interval: z.enum(['day', 'week']).default('day'),
 });
+
+/** POST /v1/keys: a new key for the calling program (shown once). */
+export const ApiKeyCreateSchema = z.object({ kind: z.enum(['publishable', 'secret']) });
+export type ApiKeyCreate = z.infer<typeof ApiKeyCreateSchema>;
+
+/** POST /v1/rewards/:id/approve|revoke|pay: an optional reason, kept with the transition. */
+export const RewardTransitionSchema = z.object({ reason: z.string().trim().min(1).max(500).optional() }).optional();

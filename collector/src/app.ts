@@ -5,12 +5,13 @@
 import Koa from 'koa';
 import type { Deps } from './deps.ts';
 import { parseBody } from './http/body.ts';
-import { handleErrors, logRequests } from './http/middleware.ts';
+import { handleErrors, logRequests, refuseWhileDraining } from './http/middleware.ts';
 import { healthRoutes } from './routes/health.ts';
 import { openApiRoutes } from './routes/openapi.ts';
 import { conversionRoutes } from './routes/conversions.ts';
 import { participantRoutes } from './routes/participants.ts';
 import { referralRoutes } from './routes/referrals.ts';
+import { keyRoutes } from './routes/keys.ts';
 import { reportRoutes } from './routes/reports.ts';
 import { rewardRoutes } from './routes/rewards.ts';
 import { stripeRoutes } from './routes/stripe.ts';
@@ -32,6 +33,7 @@ export function buildApp(input: Deps): Koa {
   app.silent = true; // errors are logged by handleErrors, once
   app.use(logRequests(deps.logger));
   app.use(handleErrors(deps.logger));
+  app.use(refuseWhileDraining(deps.lifecycle));
   app.use(parseBody);
   const ipHash = createIpHasher(deps.db, deps.config.ipHashSecret);
   const routers = [
@@ -45,6 +47,7 @@ export function buildApp(input: Deps): Koa {
     referralRoutes(deps),
     rewardRoutes(deps),
     reportRoutes(deps),
+    keyRoutes(deps),
     stripeRoutes(deps),
     adminRoutes(deps),
   ];

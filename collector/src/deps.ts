@@ -13,4 +13,6 @@ export interface Deps {
   ingest?: Ingest;
   /** Rate limiters; built from config when not given. */
   limits?: RateLimits;
+  /** Set by the server on SIGTERM: new requests are refused while in-flight ones finish. */
+  lifecycle?: { draining: boolean };
 }

@@ -33,7 +33,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/decisions', summary: 'Why each click, attribution and reward was accepted, rejected or held', auth: 'secret', query: { reason: 'e.g. self_referral', subject: 'click|attribution|conversion|reward', outcome: 'accepted|rejected|held', participant: 'externalId', limit: 'page size', cursor: 'nextCursor' } },
   { method: 'post', path: '/v1/refunds', summary: 'Refund a purchase: revoke or claw back its rewards', auth: 'secret', body: schemas.RefundCreateSchema },
   { method: 'get', path: '/v1/rewards', summary: 'The reward ledger', auth: 'secret', query: { status: 'pending|approved|paid|revoked', participant: 'externalId', limit: 'page size', cursor: 'nextCursor' } },
-  { method: 'post', path: '/v1/rewards/{id}/approve', summary: 'pending → approved', auth: 'secret' },
+  { method: 'post', path: '/v1/rewards/{id}/approve', summary: 'pending → approved', auth: 'secret', body: schemas.RewardTransitionSchema },
   { method: 'post', path: '/v1/rewards/{id}/revoke', summary: 'pending|approved → revoked', auth: 'secret' },
   { method: 'post', path: '/v1/rewards/{id}/pay', summary: 'approved → paid', auth: 'secret' },
   { method: 'get', path: '/v1/webhooks/deliveries', summary: 'Outgoing webhook deliveries', auth: 'secret', query: { status: 'pending|delivered|failed', limit: 'page size', cursor: 'nextCursor' } },
@@ -44,6 +44,9 @@ export const OPERATIONS: Operation[] = [
   { method: 'get', path: '/v1/exports/referrals.csv', summary: 'Referrals as CSV (streamed)', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
   { method: 'get', path: '/v1/exports/rewards.csv', summary: 'Reward ledger as CSV (streamed)', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
   { method: 'get', path: '/v1/exports/clicks.csv', summary: 'Clicks as CSV (streamed)', auth: 'secret', query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' } },
+  { method: 'get', path: '/v1/keys', summary: "The program's keys (prefixes only)", auth: 'secret' },
+  { method: 'post', path: '/v1/keys', summary: 'Create a key (shown once): rotate without downtime', auth: 'secret', body: schemas.ApiKeyCreateSchema, status: 201 },
+  { method: 'delete', path: '/v1/keys/{id}', summary: 'Revoke a key (not the last secret key)', auth: 'secret' },
   { method: 'get', path: '/v1/openapi.json', summary: 'This document', auth: 'none' },
 ];
 

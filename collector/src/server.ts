@@ -11,6 +11,7 @@ import { createLogger } from './logger.ts';
 import { createDb, isEmbedded } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
+import { createRateLimits } from './http/rateLimit.ts';
 
 const SHUTDOWN_GRACE_MS = 4000;
 
@@ -20,7 +21,9 @@ export async function start(config: Config) {
   const ran = await migrateLatest(db);
   if (ran.length) logger.info({ migrations: ran }, 'migrated');
   const ingest = createIngest(db, logger, { embedded: isEmbedded(db) });
-  const app = buildApp({ db, config, logger, ingest });
+  const lifecycle = { draining: false };
+  const limits = createRateLimits(config, logger);
+  const app = buildApp({ db, config, logger, ingest, limits, lifecycle });
   const server: Server = app.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const address = server.address();
@@ -33,6 +36,7 @@ export async function start(config: Config) {
   const stop = () =>
     (stopping ??= (async () => {
       logger.info('shutting down');
+      lifecycle.draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
@@ -40,6 +44,7 @@ export async function start(config: Config) {
       clearTimeout(force);
       await ingest.drain();
       await workers.stop();
+      await limits.close();
       await db.destroy();
       logger.info('stopped');
     })());
@@ -59,6 +64,9 @@ if (isMain) {
     throw error;
   }
   const running = await start(config);
+  // A stray rejection (a dropped connection, say) is logged, never fatal: the request
+  // that hit it has already been answered through the error middleware.
+  process.on('unhandledRejection', (reason) => running.logger.error({ err: reason }, 'unhandled rejection'));
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {
       running.stop().then(

@@ -51,3 +51,14 @@ export function logRequests(logger: Logger) {
     }
   };
 }
+
+/** During shutdown: new requests get 503 and the connection is closed; in-flight ones finish. */
+export function refuseWhileDraining(lifecycle: { draining: boolean } | undefined) {
+  return async function drainGate(ctx: Context, next: Next) {
+    if (lifecycle?.draining) {
+      ctx.set('Connection', 'close');
+      throw new AppError(503, 'shutting_down', 'The collector is restarting; retry shortly', undefined, { 'Retry-After': '1' });
+    }
+    return next();
+  };
+}

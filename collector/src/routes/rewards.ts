@@ -1,6 +1,6 @@
 import Router from '@koa/router';
 import { z } from 'zod';
-import { PageQuerySchema, RefundCreateSchema } from '../../../shared/schemas.ts';
+import { PageQuerySchema, RefundCreateSchema, RewardTransitionSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { idempotency } from '../http/idempotency.ts';
@@ -15,8 +15,6 @@ const RewardQuerySchema = PageQuerySchema.extend({
   status: z.enum(['pending', 'approved', 'paid', 'revoked']).optional(),
   participant: z.string().min(1).max(255).optional(),
 });
-
-export const RewardTransitionSchema = z.object({ reason: z.string().trim().min(1).max(500).optional() }).optional();
 
 const DeliveryQuerySchema = PageQuerySchema.extend({
   status: z.enum(['pending', 'delivered', 'failed']).optional(),

@@ -43,7 +43,7 @@ export function createDb(options: DbOptions): Db {
       connection: { connectionString: options.databaseUrl, types: pgTypes } as Knex.PgConnectionConfig,
       pool: { min: 0, max: options.poolMax ?? 10 },
       searchPath,
-      acquireConnectionTimeout: 10_000,
+      acquireConnectionTimeout: 5_000,
     });
   }
   const dir = options.dataDir === null ? undefined : path.resolve(options.dataDir ?? './data', 'pglite');
