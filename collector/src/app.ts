@@ -12,6 +12,8 @@ import { conversionRoutes } from './routes/conversions.ts';
 import { participantRoutes } from './routes/participants.ts';
 import { referralRoutes } from './routes/referrals.ts';
 import { keyRoutes } from './routes/keys.ts';
+import { snippetRoutes } from './routes/snippet.ts';
+import { demoRoutes } from './demo.ts';
 import { reportRoutes } from './routes/reports.ts';
 import { rewardRoutes } from './routes/rewards.ts';
 import { stripeRoutes } from './routes/stripe.ts';
@@ -38,6 +40,8 @@ export function buildApp(input: Deps): Koa {
   const ipHash = createIpHasher(deps.db, deps.config.ipHashSecret);
   const routers = [
     healthRoutes(deps),
+    snippetRoutes(deps),
+    demoRoutes(deps),
     openApiRoutes(deps),
     trackingRoutes(deps, deps.ingest, deps.limits, ipHash),
     operatorRoutes(deps),

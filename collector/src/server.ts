@@ -11,6 +11,7 @@ import { createLogger } from './logger.ts';
 import { createDb, isEmbedded } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
+import { seedDemo } from './demo.ts';
 import { createRateLimits } from './http/rateLimit.ts';
 
 const SHUTDOWN_GRACE_MS = 4000;
@@ -20,6 +21,7 @@ export async function start(config: Config) {
   const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const ran = await migrateLatest(db);
   if (ran.length) logger.info({ migrations: ran }, 'migrated');
+  if (config.demo !== 'off') await seedDemo(db, config, logger);
   const ingest = createIngest(db, logger, { embedded: isEmbedded(db) });
   const lifecycle = { draining: false };
   const limits = createRateLimits(config, logger);

@@ -4,10 +4,11 @@
  * allowed for an origin that some program lists; the request itself is then
  * checked against its own program.
  */
-import type { Context } from 'koa';
+import type { Context, Next } from 'koa';
 import type { Knex } from 'knex';
 import { AppError } from '../errors.ts';
 import type { ProgramRow } from '../domain/programs.ts';
+import { TtlCache } from './keyCache.ts';
 
 const PREFLIGHT_MAX_AGE = '600';
 
@@ -16,14 +17,22 @@ function allow(ctx: Context, origin: string) {
   ctx.vary('Origin');
 }
 
+const originCache = new TtlCache<boolean>();
+
+/** True when some program lists this origin (cached for a few seconds). */
+function knownOrigin(db: Knex, origin: string): Promise<boolean> {
+  return originCache.get(origin, async () =>
+    Boolean(await db('programs').whereRaw(`settings->'origins' @> ?::jsonb`, [JSON.stringify([origin])]).first('id')),
+  );
+}
+
 export function preflight(db: Knex) {
   return async function corsPreflight(ctx: Context) {
     const origin = ctx.get('origin');
     ctx.status = 204;
     ctx.vary('Origin');
     if (!origin) return;
-    const known = await db('programs').whereRaw(`settings->'origins' @> ?::jsonb`, [JSON.stringify([origin])]).first('id');
-    if (!known) return;
+    if (!(await knownOrigin(db, origin))) return;
     allow(ctx, origin);
     ctx.set('Access-Control-Allow-Methods', 'POST, OPTIONS');
     ctx.set('Access-Control-Allow-Headers', 'Content-Type');
@@ -39,4 +48,20 @@ export function checkOrigin(ctx: Context, program: ProgramRow) {
     throw new AppError(403, 'origin_not_allowed', `The origin ${origin} is not allowed for this program`);
   }
   allow(ctx, origin);
+}
+
+/**
+ * Error answers on the browser endpoints carry CORS headers for known origins too,
+ * so the snippet can read a 4xx and drop the event instead of retrying it for days.
+ */
+export function corsOnErrors(db: Knex) {
+  return async function browserErrors(ctx: Context, next: Next) {
+    try {
+      await next();
+    } catch (error) {
+      const origin = ctx.get('origin');
+      if (origin && !ctx.response.get('Access-Control-Allow-Origin') && (await knownOrigin(db, origin).catch(() => false))) allow(ctx, origin);
+      throw error;
+    }
+  };
 }

@@ -8,7 +8,7 @@ import type { Deps } from '../deps.ts';
 import type { Ingest } from '../ingest.ts';
 import { checkUnknownCodeBudget, limitByIp, spendUnknownCode, type RateLimits } from '../http/rateLimit.ts';
 import { publishableKeys } from '../http/auth.ts';
-import { checkOrigin, preflight } from '../http/cors.ts';
+import { checkOrigin, corsOnErrors, preflight } from '../http/cors.ts';
 import { parse } from '../http/validate.ts';
 import { notFound } from '../errors.ts';
 import { findCode } from '../domain/codes.ts';
@@ -20,12 +20,13 @@ export function trackingRoutes({ db }: Deps, ingest: Ingest, limits: RateLimits,
   const router = new Router();
   const programForPublishableKey = publishableKeys(db);
   const perIp = limitByIp(limits.public);
+  const cors = corsOnErrors(db);
   const visitor = async (ctx: Context) => ({ ipHash: await ipHash(ctx.ip), userAgent: ctx.get('user-agent') || undefined });
 
   router.options('/v1/clicks', preflight(db));
   router.options('/v1/events', preflight(db));
 
-  router.post('/v1/clicks', perIp, async (ctx) => {
+  router.post('/v1/clicks', cors, perIp, async (ctx) => {
     const input = parse(ClickCreateSchema, ctx.request.body);
     const program = await programForPublishableKey(input.key);
     checkOrigin(ctx, program);
@@ -36,7 +37,7 @@ export function trackingRoutes({ db }: Deps, ingest: Ingest, limits: RateLimits,
     ctx.body = { valid: result.valid };
   });
 
-  router.post('/v1/events', perIp, async (ctx) => {
+  router.post('/v1/events', cors, perIp, async (ctx) => {
     const input = parse(EventCreateSchema, ctx.request.body);
     const program = await programForPublishableKey(input.key);
     checkOrigin(ctx, program);

@@ -1,0 +1,33 @@
+/**
+ * Builds the snippet into snippet/dist: referral.js (the IIFE served as /r.js) and
+ * referral.mjs (the ES module, package export "./snippet"), and prints their sizes:
+ * minified, gzip -9 and brotli bytes.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
+import { build } from 'esbuild';
+import { snippetBuildOptions } from '../snippet/esbuild.mjs';
+
+const dist = fileURLToPath(new URL('../snippet/dist/', import.meta.url));
+await mkdir(dist, { recursive: true });
+
+const outputs = [
+  ['referral.js', 'iife'],
+  ['referral.mjs', 'esm'],
+];
+const rows = [];
+for (const [file, format] of outputs) {
+  const result = await build(snippetBuildOptions(format));
+  const code = result.outputFiles[0].contents;
+  await writeFile(dist + file, code);
+  rows.push({
+    file: `snippet/dist/${file}`,
+    minified: code.length,
+    gzip: gzipSync(code, { level: 9 }).length,
+    brotli: brotliCompressSync(code, { params: { [constants.BROTLI_PARAM_QUALITY]: 11 } }).length,
+  });
+}
+for (const row of rows) {
+  console.log(`${row.file.padEnd(26)} ${String(row.minified).padStart(6)} B minified  ${String(row.gzip).padStart(5)} B gzip  ${String(row.brotli).padStart(5)} B brotli`);
+}

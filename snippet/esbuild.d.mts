@@ -1,0 +1,3 @@
+import type { BuildOptions } from 'esbuild';
+
+export function snippetBuildOptions(format: 'iife' | 'esm'): BuildOptions & { write: false };
