@@ -39,8 +39,11 @@ export const EmailSchema = z
   .toLowerCase()
   .pipe(z.email({ error: 'must be an email address' }).max(320));
 
+/** PostgreSQL text cannot hold NUL characters. */
+const NO_NUL = /^[^\u0000]*$/;
+
 /** The host application's own user id. */
-export const ExternalIdSchema = z.string().min(1).max(LIMITS.externalId);
+export const ExternalIdSchema = z.string().min(1).max(LIMITS.externalId).regex(NO_NUL, 'must not contain NUL characters');
 
 /** A referral code a person may choose: 3–32 of `[A-Za-z0-9_-]`. */
 export const VanityCodeSchema = z
@@ -48,11 +51,11 @@ export const VanityCodeSchema = z
   .regex(/^[A-Za-z0-9_-]{3,32}$/, 'must be 3–32 characters of A–Z, a–z, 0–9, _ or -');
 
 /** Any code that may arrive from a link or a browser (looked up, never trusted). */
-export const CodeLookupSchema = z.string().min(1).max(64);
+export const CodeLookupSchema = z.string().min(1).max(64).regex(NO_NUL, 'must not contain NUL characters');
 
 export const VisitorIdSchema = z.string().min(8).max(LIMITS.visitorId).regex(/^[A-Za-z0-9_-]+$/);
 
-export const EventIdSchema = z.string().min(1).max(LIMITS.eventId);
+export const EventIdSchema = z.string().min(1).max(LIMITS.eventId).regex(NO_NUL, 'must not contain NUL characters');
 
 export const RewardRuleSchema = z
   .object({

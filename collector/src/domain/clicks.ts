@@ -44,14 +44,24 @@ async function resolveCodes(trx: Knex, inputs: ClickInput[], results: ClickResul
   return accepted;
 }
 
-/** The set of "codeId|key" pairs already clicked within the dedupe window. */
-async function recentPairs(trx: Knex, column: 'vid' | 'ip_hash', pairs: Array<[string, string]>, since: Date): Promise<Set<string>> {
-  if (!pairs.length) return new Set();
+/**
+ * The "codeId|key" pairs already clicked within the dedupe window, and among them
+ * the ones with a redirect-link click still waiting for its visitor id.
+ */
+async function recentPairs(trx: Knex, column: 'vid' | 'ip_hash', pairs: Array<[string, string]>, since: Date) {
+  const seen = new Set<string>();
+  const unclaimed = new Set<string>();
+  if (!pairs.length) return { seen, unclaimed };
   const rows = (await trx('clicks')
     .where('created_at', '>=', since)
     .whereIn(['code_id', column], pairs)
-    .select('code_id', `${column} as key`)) as Array<{ code_id: string; key: string }>;
-  return new Set(rows.map((row) => `${row.code_id}|${row.key}`));
+    .groupBy('code_id', column)
+    .select('code_id', `${column} as key`, trx.raw('bool_or(vid is null) as unclaimed'))) as Array<{ code_id: string; key: string; unclaimed: boolean }>;
+  for (const row of rows) {
+    seen.add(`${row.code_id}|${row.key}`);
+    if (row.unclaimed) unclaimed.add(`${row.code_id}|${row.key}`);
+  }
+  return { seen, unclaimed };
 }
 
 /**
@@ -66,8 +76,9 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
     const accepted = await resolveCodes(trx, inputs, results, decisions);
     const since = new Date(Date.now() - CLICK_DEDUPE_MS);
     const withVid = accepted.filter((a) => a.input.vid);
-    const seenVid = await recentPairs(trx, 'vid', withVid.map((a) => [a.code.id, a.input.vid as string]), since);
-    const seenIp = await recentPairs(trx, 'ip_hash', accepted.filter((a) => a.input.ipHash).map((a) => [a.code.id, a.input.ipHash as string]), since);
+    const seenVid = (await recentPairs(trx, 'vid', withVid.map((a) => [a.code.id, a.input.vid as string]), since)).seen;
+    const byIp = await recentPairs(trx, 'ip_hash', accepted.filter((a) => a.input.ipHash).map((a) => [a.code.id, a.input.ipHash as string]), since);
+    const seenIp = byIp.seen;
     const knownVisitors = new Set(
       withVid.length
         ? ((await trx('clicks').whereIn(['program_id', 'vid'], withVid.map((a) => [a.input.programId, a.input.vid as string])).distinct('program_id', 'vid')) as Array<{ program_id: string; vid: string }>).map(
@@ -84,7 +95,8 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
       let stored = false;
       if (input.vid ? seenVid.has(vidKey) : input.ipHash && seenIp.has(ipKey)) {
         stored = false;
-      } else if (input.vid && input.ipHash && seenIp.has(ipKey) && (await claimRedirectClick(trx, code, input, since))) {
+      } else if (input.vid && byIp.unclaimed.has(ipKey) && (await claimRedirectClick(trx, code, input, since))) {
+        byIp.unclaimed.delete(ipKey);
         seenVid.add(vidKey);
       } else {
         stored = true;

@@ -19,6 +19,7 @@ declare module 'koa' {
 const JSON_TYPES = ['application/json', 'text/plain', 'application/csp-report'];
 
 export async function parseBody(ctx: Context, next: Next) {
+  if (/%00/.test(ctx.querystring)) throw badRequest('invalid_query', 'The query string must not contain NUL characters');
   if (!['POST', 'PUT', 'PATCH', 'DELETE'].includes(ctx.method)) return next();
   const length = Number(ctx.get('content-length') || 0);
   if (length > BODY_LIMIT) throw payloadTooLarge(BODY_LIMIT);
@@ -37,6 +38,8 @@ export async function parseBody(ctx: Context, next: Next) {
     if (err.type === 'entity.too.large') throw payloadTooLarge(BODY_LIMIT);
     throw badRequest('invalid_body', 'The request body could not be read');
   }
+  // PostgreSQL text cannot hold NUL; refuse it here rather than fail deep in a query.
+  if (text.includes('\\u0000') || text.includes('\0')) throw badRequest('invalid_body', 'The body must not contain NUL characters');
   ctx.request.rawBody = text;
   if (text.trim() === '') {
     ctx.request.body = undefined;

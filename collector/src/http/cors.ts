@@ -60,7 +60,8 @@ export function corsOnErrors(db: Knex) {
       await next();
     } catch (error) {
       const origin = ctx.get('origin');
-      if (origin && !ctx.response.get('Access-Control-Allow-Origin') && (await knownOrigin(db, origin).catch(() => false))) allow(ctx, origin);
+      const foreign = error instanceof AppError && error.code === 'origin_not_allowed';
+      if (origin && !foreign && !ctx.response.get('Access-Control-Allow-Origin') && (await knownOrigin(db, origin).catch(() => false))) allow(ctx, origin);
       throw error;
     }
   };

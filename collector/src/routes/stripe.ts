@@ -12,7 +12,8 @@ const TOLERANCE_SECONDS = 300;
 export function stripeRoutes({ db, logger }: Deps) {
   const router = new Router();
   router.post('/v1/integrations/stripe/:programSlug', async (ctx) => {
-    const program = await findProgramBySlug(db, String(ctx.params.programSlug).slice(0, 100));
+    const slug = String(ctx.params.programSlug);
+    const program = /^[a-z0-9-]{1,100}$/.test(slug) ? await findProgramBySlug(db, slug) : undefined;
     if (!program) throw notFound('Program');
     const secret = program.settings.stripe?.webhookSecret;
     if (!secret) throw badRequest('stripe_not_configured', 'Set settings.stripe.webhookSecret for this program first');
