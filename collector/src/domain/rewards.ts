@@ -93,9 +93,10 @@ async function ruleApplies(trx: Knex, rule: RewardRule, conversion: ConversionRo
     if (earlier) return false;
   }
   if (when.afterReferrals !== undefined) {
+    // Compared in SQL: a JavaScript date would drop the microseconds of created_at.
     const [row] = await trx('referrals')
       .where({ referrer_id: referral.referrer_id })
-      .where('created_at', '<=', referral.created_at)
+      .where('created_at', '<=', trx('referrals').select('created_at').where({ id: referral.id }))
       .count({ n: '*' });
     if (Number(row?.n ?? 0) < when.afterReferrals) return false;
   }
@@ -179,11 +180,14 @@ async function approveDue(trx: Knex, program: ProgramRow, where: (query: Knex.Qu
 /** The server confirmed a browser conversion: its rewards no longer wait for review (unless the referral is held). */
 export async function confirmRewards(trx: Knex, program: ProgramRow, conversionId: string): Promise<RewardRow[]> {
   const held = trx('referrals').select('id').where({ status: 'held' });
-  await trx('rewards')
-    .where({ conversion_id: conversionId, needs_review: true })
+  // The conversion's grants, and the refund adjustments that follow them.
+  const ofConversion = (q: Knex.QueryBuilder) =>
+    q.where((w) => w.where({ conversion_id: conversionId }).orWhereIn('reverses', trx('rewards').select('id').where({ conversion_id: conversionId })));
+  await ofConversion(trx('rewards'))
+    .where({ needs_review: true })
     .where((q) => q.whereNull('referral_id').orWhereNotIn('referral_id', held))
     .update({ needs_review: false });
-  await approveDue(trx, program, (q) => q.where({ conversion_id: conversionId }), 'system', 'conversion confirmed');
+  await approveDue(trx, program, ofConversion, 'system', 'conversion confirmed');
   return (await rewardQuery(trx).where('w.conversion_id', conversionId).orderBy('w.created_at').orderBy('w.id')) as RewardRow[];
 }
 

@@ -48,10 +48,13 @@ export function createDb(options: DbOptions): Db {
   }
   const dir = options.dataDir === null ? undefined : path.resolve(options.dataDir ?? './data', 'pglite');
   if (dir) mkdirSync(dir, { recursive: true });
+  // One PGlite instance per Knex: knex calls a connection function on every acquire,
+  // and two instances must never open the same data directory.
+  const pglite = new PGlite(dir, { parsers: { [NUMERIC]: toNumber } });
   return knexFactory({
     client: ClientPgLite,
     dialect: 'postgres',
-    connection: () => ({ pglite: new PGlite(dir, { parsers: { [NUMERIC]: toNumber } }) }) as object,
+    connection: () => ({ pglite }) as object,
     searchPath,
   } as Knex.Config);
 }
