@@ -261,8 +261,7 @@ export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 
 const isoDay = z
   .string()
-  .regex(/^\d{4}-\d{2}-\d{2}/, 'must be a date as YYYY-MM-DD')
-  .transform((value) => value.slice(0, 10))
+  .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date as YYYY-MM-DD')
   .refine((value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value), 'must be a real calendar date');
 
 /** A report's date range (UTC days, both ends included); defaults to the last 30 days. */

@@ -20,7 +20,6 @@ import { stripeRoutes } from './routes/stripe.ts';
 import { trackingRoutes } from './routes/tracking.ts';
 import { createIpHasher } from './domain/privacy.ts';
 import { createIngest } from './ingest.ts';
-import { isEmbedded } from './storage/db.ts';
 import { createRateLimits } from './http/rateLimit.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
 import { adminRoutes } from './routes/admin.ts';
@@ -28,7 +27,7 @@ import { adminRoutes } from './routes/admin.ts';
 export function buildApp(input: Deps): Koa {
   const deps = {
     ...input,
-    ingest: input.ingest ?? createIngest(input.db, input.logger, { embedded: isEmbedded(input.db) }),
+    ingest: input.ingest ?? createIngest(input.db, input.logger),
     limits: input.limits ?? createRateLimits(input.config, input.logger),
   };
   const app = new Koa({ proxy: deps.config.trustProxy });

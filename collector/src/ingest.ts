@@ -15,13 +15,14 @@ export interface Ingest {
   drain: () => Promise<void>;
 }
 
-export function createIngest(db: Knex, logger: Logger, options: { embedded: boolean }): Ingest {
+export function createIngest(db: Knex, logger: Logger): Ingest {
   const onBatchError = (kind: string) => (error: unknown, size: number) => logger.error({ err: error, size }, `${kind} batch failed`);
   const clicks = new GroupCommitter<ClickInput, ClickResult>({
     commit: (items) => recordClicks(db, items),
     maxBatch: 500,
     maxDelayMs: 2,
-    concurrency: options.embedded ? 1 : 2,
+    // One batch at a time: each batch dedupes against what the previous ones committed.
+    concurrency: 1,
     onBatchError: onBatchError('click'),
   });
   // One events batch at a time: attribution inside a batch runs in order, and

@@ -8,7 +8,7 @@ import { buildApp } from './app.ts';
 import { createIngest } from './ingest.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
 import { createLogger } from './logger.ts';
-import { createDb, isEmbedded } from './storage/db.ts';
+import { createDb } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
 import { seedDemo } from './demo.ts';
@@ -22,7 +22,7 @@ export async function start(config: Config) {
   const ran = await migrateLatest(db);
   if (ran.length) logger.info({ migrations: ran }, 'migrated');
   if (config.demo !== 'off') await seedDemo(db, config, logger);
-  const ingest = createIngest(db, logger, { embedded: isEmbedded(db) });
+  const ingest = createIngest(db, logger);
   const lifecycle = { draining: false };
   const limits = createRateLimits(config, logger);
   const app = buildApp({ db, config, logger, ingest, limits, lifecycle });

@@ -98,6 +98,10 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
       } else if (input.vid && byIp.unclaimed.has(ipKey) && (await claimRedirectClick(trx, code, input, since))) {
         byIp.unclaimed.delete(ipKey);
         seenVid.add(vidKey);
+        // The redirect click counted a new visitor; a visitor we already knew takes it back.
+        const visitorKey = `${input.programId}|${input.vid}`;
+        if (knownVisitors.has(visitorKey)) stats.push({ programId: input.programId, participantId: code.participant_id, visitors: -1 });
+        knownVisitors.add(visitorKey);
       } else {
         stored = true;
         if (input.vid) seenVid.add(vidKey);

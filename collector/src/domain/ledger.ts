@@ -118,7 +118,11 @@ export async function recordRefund(
     const refund = inserted.rows[0] as ConversionRow | undefined;
     if (!refund) return (await find('refund', input.eventId))?.response as unknown as RefundResult;
 
-    const referral = (await trx('referrals').where({ referred_id: purchase.participant_id }).first('referrer_id')) as { referrer_id: string } | undefined;
+    // Only a purchase that counted for a referrer (referred before or as it was made) takes revenue back.
+    const referral = (await trx('referrals')
+      .where({ referred_id: purchase.participant_id })
+      .where('created_at', '<=', trx('conversions').select('created_at').where({ id: purchase.id }))
+      .first('referrer_id')) as { referrer_id: string } | undefined;
     if (referral) {
       await bumpStats(trx, [{ programId: program.id, participantId: referral.referrer_id, revenue: { currency: purchase.currency ?? 'XXX', amount: -amount } }]);
     }

@@ -44,7 +44,7 @@ function rewardSums(rows: Array<MoneyRow & { status: string }>): RewardSums {
 
 export async function summaryReport(db: Knex, programId: string, range: DayRange) {
   const inRange = (table: string) => db(table).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
-  const [totals] = (await inRange('daily_stats')
+  const [totals] = (await inRange('program_daily')
     .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' })) as Array<Record<string, number | null>>;
   const revenue = (await inRange('daily_revenue').select('currency').sum({ total: 'amount' }).groupBy('currency')) as MoneyRow[];
   const [start, end] = timeBounds(range);
@@ -69,6 +69,31 @@ export async function summaryReport(db: Knex, programId: string, range: DayRange
   };
 }
 
+const addDays = (day: string, days: number) => new Date(Date.parse(`${day}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
+const firstOfMonth = (day: string) => `${day.slice(0, 7)}-01`;
+const nextMonth = (day: string) => {
+  const date = new Date(`${firstOfMonth(day)}T00:00:00Z`);
+  date.setUTCMonth(date.getUTCMonth() + 1);
+  return date.toISOString().slice(0, 10);
+};
+
+/**
+ * Counts per referrer over a range: whole months from participant_monthly, the
+ * partial months at either edge from daily_stats.
+ */
+function perReferrerCounts(db: Knex, programId: string, range: DayRange) {
+  const columns = ['participant_id', 'clicks', 'visitors', 'signups', 'purchases'];
+  const fullStart = range.from === firstOfMonth(range.from) ? range.from : nextMonth(range.from);
+  // Exclusive end: through `to`'s month when `to` is its last day, else up to its first.
+  const after = addDays(range.to, 1);
+  const fullEnd = after === firstOfMonth(after) ? after : firstOfMonth(range.to);
+  const daily = db('daily_stats').select(columns).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
+  if (fullStart >= fullEnd) return daily;
+  daily.where((q) => q.where('day', '<', fullStart).orWhere('day', '>=', fullEnd));
+  const monthly = db('participant_monthly').select(columns).where({ program_id: programId }).where('month', '>=', fullStart).where('month', '<', fullEnd);
+  return monthly.unionAll(daily, true);
+}
+
 const SORT_SQL: Record<string, string> = {
   clicks: 'clicks',
   visitors: 'visitors',
@@ -85,9 +110,8 @@ export async function referrersReport(
   range: DayRange,
   page: { sort: string; order: 'asc' | 'desc'; limit: number; offset: number },
 ) {
-  const rows = (await db('daily_stats')
-    .where({ program_id: programId })
-    .whereBetween('day', [range.from, range.to])
+  const rows = (await db
+    .from(perReferrerCounts(db, programId, range).as('t'))
     .groupBy('participant_id')
     .select('participant_id')
     .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' })
@@ -117,6 +141,8 @@ export async function referrersReport(
     db('rewards')
       .where({ program_id: programId })
       .whereIn('beneficiary_id', ids)
+      .where('created_at', '>=', timeBounds(range)[0])
+      .where('created_at', '<', timeBounds(range)[1])
       .select('beneficiary_id as participant_id', 'status', 'currency')
       .sum({ total: 'amount' })
       .groupBy('beneficiary_id', 'status', 'currency') as Promise<Array<MoneyRow & { participant_id: string; status: string }>>,
@@ -152,7 +178,7 @@ export async function timeseriesReport(db: Knex, programId: string, range: DayRa
        select generate_series(date_trunc('${interval}', ?::date), ?::date, interval '${step}')::date as bucket
      ), stats as (
        select ${bucket} as bucket, sum(clicks) as clicks, sum(visitors) as visitors, sum(signups) as signups, sum(purchases) as purchases
-       from daily_stats where program_id = ? and day between ? and ? group by 1
+       from program_daily where program_id = ? and day between ? and ? group by 1
      )
      select to_char(b.bucket, 'YYYY-MM-DD') as date, coalesce(s.clicks, 0) as clicks, coalesce(s.visitors, 0) as visitors,
             coalesce(s.signups, 0) as signups, coalesce(s.purchases, 0) as purchases

@@ -26,48 +26,59 @@ export function deferStats(trx: Knex, sink: StatsDelta[]): void {
   deferred.set(trx, sink);
 }
 
+type Counts = { clicks: number; visitors: number; signups: number; purchases: number };
+const COUNT_COLUMNS = ['clicks', 'visitors', 'signups', 'purchases'] as const;
+
+/** Adds `delta` into the row under `key`, creating it from `base`. */
+function accumulate<R extends Counts>(into: Map<string, R>, key: string, base: () => R, delta: StatsDelta) {
+  const row = into.get(key) ?? base();
+  row.clicks += delta.clicks ?? 0;
+  row.visitors += delta.visitors ?? 0;
+  row.signups += delta.signups ?? 0;
+  row.purchases += delta.purchases ?? 0;
+  into.set(key, row);
+}
+
+/** Upserts rows (sorted by key: concurrent batches then lock rows in one order) adding to what is there. */
+async function upsertAdding(trx: Knex, table: string, conflict: string[], rows: Map<string, Record<string, unknown>>, columns: readonly string[]) {
+  const sorted = [...rows.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, row]) => row);
+  if (!sorted.length) return;
+  await trx(table)
+    .insert(sorted)
+    .onConflict(conflict)
+    .merge(Object.fromEntries(columns.map((column) => [column, trx.raw(`${table}.${column} + excluded.${column}`)])));
+}
+
+/** Applies increments to every rollup: per referrer and day, per program and day, per referrer and month. */
 export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
   const sink = deferred.get(trx);
   if (sink) {
     sink.push(...deltas);
     return;
   }
-  const stats = new Map<string, { program_id: string; participant_id: string; day: string; clicks: number; visitors: number; signups: number; purchases: number }>();
+  const daily = new Map<string, Counts & { program_id: string; participant_id: string; day: string }>();
+  const programDaily = new Map<string, Counts & { program_id: string; day: string }>();
+  const monthly = new Map<string, Counts & { program_id: string; participant_id: string; month: string }>();
   const revenue = new Map<string, { program_id: string; participant_id: string; day: string; currency: string; amount: number }>();
+  const zero = () => ({ clicks: 0, visitors: 0, signups: 0, purchases: 0 });
   for (const delta of deltas) {
     const day = dayOf(delta.at);
-    const key = `${delta.programId}|${delta.participantId}|${day}`;
-    const row = stats.get(key) ?? { program_id: delta.programId, participant_id: delta.participantId, day, clicks: 0, visitors: 0, signups: 0, purchases: 0 };
-    row.clicks += delta.clicks ?? 0;
-    row.visitors += delta.visitors ?? 0;
-    row.signups += delta.signups ?? 0;
-    row.purchases += delta.purchases ?? 0;
-    stats.set(key, row);
+    const month = `${day.slice(0, 7)}-01`;
+    const { programId: program_id, participantId: participant_id } = delta;
+    if (delta.clicks || delta.visitors || delta.signups || delta.purchases) {
+      accumulate(daily, `${program_id}|${participant_id}|${day}`, () => ({ program_id, participant_id, day, ...zero() }), delta);
+      accumulate(programDaily, `${program_id}|${day}`, () => ({ program_id, day, ...zero() }), delta);
+      accumulate(monthly, `${program_id}|${participant_id}|${month}`, () => ({ program_id, participant_id, month, ...zero() }), delta);
+    }
     if (delta.revenue && delta.revenue.amount !== 0) {
-      const revenueKey = `${key}|${delta.revenue.currency}`;
-      const money = revenue.get(revenueKey) ?? { program_id: delta.programId, participant_id: delta.participantId, day, currency: delta.revenue.currency, amount: 0 };
+      const key = `${program_id}|${participant_id}|${day}|${delta.revenue.currency}`;
+      const money = revenue.get(key) ?? { program_id, participant_id, day, currency: delta.revenue.currency, amount: 0 };
       money.amount += delta.revenue.amount;
-      revenue.set(revenueKey, money);
+      revenue.set(key, money);
     }
   }
-  // A stable order keeps concurrent batches from deadlocking on each other's rows.
-  const statRows = [...stats.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, row]) => row);
-  if (statRows.some((row) => row.clicks || row.visitors || row.signups || row.purchases)) {
-    await trx('daily_stats')
-      .insert(statRows)
-      .onConflict(['program_id', 'participant_id', 'day'])
-      .merge({
-        clicks: trx.raw('daily_stats.clicks + excluded.clicks'),
-        visitors: trx.raw('daily_stats.visitors + excluded.visitors'),
-        signups: trx.raw('daily_stats.signups + excluded.signups'),
-        purchases: trx.raw('daily_stats.purchases + excluded.purchases'),
-      });
-  }
-  const revenueRows = [...revenue.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, row]) => row);
-  if (revenueRows.length) {
-    await trx('daily_revenue')
-      .insert(revenueRows)
-      .onConflict(['program_id', 'participant_id', 'day', 'currency'])
-      .merge({ amount: trx.raw('daily_revenue.amount + excluded.amount') });
-  }
+  await upsertAdding(trx, 'daily_stats', ['program_id', 'participant_id', 'day'], daily, COUNT_COLUMNS);
+  await upsertAdding(trx, 'program_daily', ['program_id', 'day'], programDaily, COUNT_COLUMNS);
+  await upsertAdding(trx, 'participant_monthly', ['program_id', 'participant_id', 'month'], monthly, COUNT_COLUMNS);
+  await upsertAdding(trx, 'daily_revenue', ['program_id', 'participant_id', 'day', 'currency'], revenue, ['amount']);
 }

@@ -8,6 +8,7 @@ import * as tracking from './migrations/20261126000100_tracking.ts';
 import * as rewards from './migrations/20261126000200_rewards.ts';
 import * as stripe from './migrations/20261126000300_stripe.ts';
 import * as rollups from './migrations/20261126000400_rollups.ts';
+import * as rollupsCoarse from './migrations/20261126000500_rollups_coarse.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -17,6 +18,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261126000200_rewards': rewards,
   '20261126000300_stripe': stripe,
   '20261126000400_rollups': rollups,
+  '20261126000500_rollups_coarse': rollupsCoarse,
 };
 
 const source: Knex.MigrationSource<string> = {

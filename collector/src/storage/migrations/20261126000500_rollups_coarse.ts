@@ -1,0 +1,36 @@
+/**
+ * Coarser rollups so a year of reports reads a few hundred rows, not one per
+ * referrer per day: per program and day (summary, time series) and per referrer and
+ * month (leaderboard; the partial months at a range's edges come from daily_stats).
+ */
+import type { Knex } from 'knex';
+
+const COUNTS = ['clicks', 'visitors', 'signups', 'purchases'] as const;
+
+export async function up(knex: Knex): Promise<void> {
+  await knex.schema.createTable('program_daily', (t) => {
+    t.uuid('program_id').notNullable();
+    t.date('day').notNullable();
+    for (const column of COUNTS) t.integer(column).notNullable().defaultTo(0);
+    t.primary(['program_id', 'day']);
+  });
+  await knex.schema.createTable('participant_monthly', (t) => {
+    t.uuid('program_id').notNullable();
+    t.uuid('participant_id').notNullable();
+    /** The first day of the month. */
+    t.date('month').notNullable();
+    for (const column of COUNTS) t.integer(column).notNullable().defaultTo(0);
+    t.primary(['program_id', 'participant_id', 'month']);
+    t.index(['program_id', 'month']);
+  });
+  const sums = COUNTS.map((column) => `sum(${column})`).join(', ');
+  await knex.raw(`insert into program_daily (program_id, day, ${COUNTS.join(', ')})
+    select program_id, day, ${sums} from daily_stats group by program_id, day`);
+  await knex.raw(`insert into participant_monthly (program_id, participant_id, month, ${COUNTS.join(', ')})
+    select program_id, participant_id, date_trunc('month', day)::date, ${sums} from daily_stats group by 1, 2, 3`);
+}
+
+export async function down(knex: Knex): Promise<void> {
+  await knex.schema.dropTableIfExists('participant_monthly');
+  await knex.schema.dropTableIfExists('program_daily');
+}
