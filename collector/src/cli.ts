@@ -7,6 +7,8 @@ import { ConfigError, loadConfig } from './config.ts';
 import { createProgram, presentProgram } from './domain/programs.ts';
 import { releaseDueRewards } from './domain/rewards.ts';
 import { AppError } from './errors.ts';
+import { parse } from './http/validate.ts';
+import { ProgramCreateSchema } from '../../shared/schemas.ts';
 import { createDb } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
 
@@ -54,7 +56,8 @@ export async function main(argv: string[], out: Out = { log: console.log, error:
         args: rest,
         options: { name: { type: 'string' }, origin: { type: 'string', multiple: true }, landing: { type: 'string' }, json: { type: 'boolean' } },
       });
-      const { program, keys } = await createProgram(db, { name: values.name ?? '', origins: values.origin ?? [], landingUrl: values.landing ?? '' });
+      const input = parse(ProgramCreateSchema, { name: values.name ?? '', origins: values.origin ?? [], landingUrl: values.landing ?? '' });
+      const { program, keys } = await createProgram(db, input);
       if (values.json) {
         out.log(JSON.stringify({ program: presentProgram(program), keys }, null, 2));
       } else {

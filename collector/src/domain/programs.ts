@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { ProgramSettingsSchema, type ProgramCreate, type ProgramSettings, type ProgramUpdate } from '../../../shared/schemas.ts';
 import { parse } from '../http/validate.ts';
+import { fieldsFromZod, unprocessable } from '../errors.ts';
 import { createApiKey } from './keys.ts';
 
 export interface ProgramRow {
@@ -36,7 +37,15 @@ export function validateSettings(input: unknown): ProgramSettings {
 
 /** Creates a program and both its keys; the keys are returned in clear once. */
 export async function createProgram(db: Knex, input: ProgramCreate) {
-  const settings = validateSettings({ ...input.settings, origins: input.origins, landingUrl: input.landingUrl });
+  const result = ProgramSettingsSchema.safeParse({ ...input.settings, origins: input.origins, landingUrl: input.landingUrl });
+  if (!result.success) {
+    // origins and landingUrl sit at the top of the request, the rest under settings.
+    const fields = Object.fromEntries(
+      Object.entries(fieldsFromZod(result.error)).map(([key, message]) => [/^(origins|landingUrl)(\.|$)/.test(key) ? key : `settings.${key}`, message]),
+    );
+    throw unprocessable('validation_failed', 'The request is not valid; see fields', fields);
+  }
+  const settings = result.data;
   return db.transaction(async (trx) => {
     const base = slugify(input.name);
     let program: ProgramRow | undefined;

@@ -50,7 +50,7 @@ export function createDb(options: DbOptions): Db {
   if (dir) mkdirSync(dir, { recursive: true });
   // One PGlite instance per Knex: knex calls a connection function on every acquire,
   // and two instances must never open the same data directory.
-  const pglite = new PGlite(dir, { parsers: { [NUMERIC]: toNumber } });
+  const pglite = new PGlite({ dataDir: dir, parsers: { [NUMERIC]: toNumber } });
   return knexFactory({
     client: ClientPgLite,
     dialect: 'postgres',
