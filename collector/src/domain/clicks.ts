@@ -1,12 +1,12 @@
 /**
  * Clicks: every landing through a referral link, from the snippet or a redirect
- * link. Written in batches (see storage/groupCommit.ts): one transaction, a few
- * set-based statements per batch, whatever its size.
+ * link. Written in batches (see storage/groupCommit.ts): two round trips per batch,
+ * whatever its size.
  */
 import type { Knex } from 'knex';
 import type { CodeRow } from './codes.ts';
-import { recordDecisions, type DecisionInput } from './decisions.ts';
-import { bumpStats, type StatsDelta } from './rollups.ts';
+import { decisionInsert, type DecisionInput } from './decisions.ts';
+import { rollupStatements, type StatsDelta } from './rollups.ts';
 
 /** The same visitor clicking the same code again within this window is stored once. */
 export const CLICK_DEDUPE_MS = 60 * 60 * 1000;
@@ -23,119 +23,127 @@ export interface ClickInput {
 
 export type ClickResult = { valid: false } | { valid: true; code: CodeRow; stored: boolean };
 
-type Accepted = { index: number; input: ClickInput; code: CodeRow };
-
-/** Finds each click's code, keeping those that are live codes of the click's own program. */
-async function resolveCodes(trx: Knex, inputs: ClickInput[], results: ClickResult[], decisions: DecisionInput[]): Promise<Accepted[]> {
-  const lowered = [...new Set(inputs.map((input) => input.code.toLowerCase()))];
-  const rows = (await trx('codes').whereIn(trx.raw('lower(code)') as unknown as string, lowered)) as CodeRow[];
-  const byCode = new Map(rows.map((row) => [row.code.toLowerCase(), row]));
-  const accepted: Accepted[] = [];
-  inputs.forEach((input, index) => {
-    const code = byCode.get(input.code.toLowerCase());
-    if (code && code.program_id === input.programId && !code.disabled_at) {
-      accepted.push({ index, input, code });
-      return;
-    }
-    results[index] = { valid: false };
-    const reason = code && code.program_id === input.programId ? 'code_disabled' : 'unknown_code';
-    decisions.push({ programId: input.programId, subject: 'click', outcome: 'rejected', reason, code: input.code.slice(0, 64) });
-  });
-  return accepted;
+/** What the database knows about one click of the batch, in one round trip for all of them. */
+interface ClickFacts {
+  i: number;
+  id: string | null;
+  program_id: string | null;
+  participant_id: string | null;
+  code: string | null;
+  disabled_at: Date | null;
+  created_at: Date | null;
+  known_visitor: boolean;
+  recent_vid: boolean;
+  recent_ip: boolean;
+  unclaimed: boolean;
 }
 
-/**
- * The "codeId|key" pairs already clicked within the dedupe window, and among them
- * the ones with a redirect-link click still waiting for its visitor id.
- */
-async function recentPairs(trx: Knex, column: 'vid' | 'ip_hash', pairs: Array<[string, string]>, since: Date) {
-  const seen = new Set<string>();
-  const unclaimed = new Set<string>();
-  if (!pairs.length) return { seen, unclaimed };
-  const rows = (await trx('clicks')
-    .where('created_at', '>=', since)
-    .whereIn(['code_id', column], pairs)
-    .groupBy('code_id', column)
-    .select('code_id', `${column} as key`, trx.raw('bool_or(vid is null) as unclaimed'))) as Array<{ code_id: string; key: string; unclaimed: boolean }>;
-  for (const row of rows) {
-    seen.add(`${row.code_id}|${row.key}`);
-    if (row.unclaimed) unclaimed.add(`${row.code_id}|${row.key}`);
+async function factsOf(db: Knex, inputs: ClickInput[], since: Date): Promise<ClickFacts[]> {
+  const values = inputs.map(() => '(?::int, ?::text, ?::text, ?::text)').join(', ');
+  const bindings = inputs.flatMap((input, i) => [i, input.code.toLowerCase(), input.vid ?? null, input.ipHash ?? null]);
+  const result = await db.raw(
+    `with input(i, code, vid, ip) as (values ${values})
+     select input.i, c.id, c.program_id, c.participant_id, c.code, c.disabled_at, c.created_at,
+       exists(select 1 from clicks k where k.program_id = c.program_id and k.vid = input.vid) as known_visitor,
+       exists(select 1 from clicks k where k.program_id = c.program_id and k.vid = input.vid and k.code_id = c.id and k.created_at >= ?) as recent_vid,
+       exists(select 1 from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ?) as recent_ip,
+       exists(select 1 from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?) as unclaimed
+     from input left join codes c on lower(c.code) = input.code`,
+    [...bindings, since, since, since],
+  );
+  return result.rows as ClickFacts[];
+}
+
+/** Runs several writes as one statement (data-modifying CTEs): one round trip, atomic. */
+async function writeTogether(db: Knex, statements: Knex.QueryBuilder[]): Promise<void> {
+  if (statements.length <= 1) {
+    if (statements[0]) await statements[0];
+    return;
   }
-  return { seen, unclaimed };
+  const parts = statements.map((statement) => statement.toSQL());
+  const last = parts.pop() as Knex.Sql;
+  await db.raw(`with ${parts.map((part, i) => `w${i} as (${part.sql})`).join(', ')} ${last.sql}`, [
+    ...parts.flatMap((part) => part.bindings as Knex.Value[]),
+    ...(last.bindings as Knex.Value[]),
+  ]);
 }
 
 /**
- * Records a batch of clicks. A click is stored unless the same visitor clicked the same
- * code within the hour; a snippet click that follows a redirect-link click (same code
- * and IP, no visitor id yet) claims that click instead of counting the landing twice.
+ * Records a batch of clicks in two round trips: one read of what the database knows,
+ * one statement writing the clicks, rollups and decisions. A click is stored unless
+ * the same visitor clicked the same code within the hour; a snippet click that follows
+ * a redirect-link click (same code and IP, no visitor id yet) claims that click
+ * instead of counting the landing twice. Batches run one at a time (ingest.ts), so
+ * each sees what the previous one wrote.
  */
 export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<ClickResult[]> {
-  return db.transaction(async (trx) => {
-    const results: ClickResult[] = new Array(inputs.length);
-    const decisions: DecisionInput[] = [];
-    const accepted = await resolveCodes(trx, inputs, results, decisions);
-    const since = new Date(Date.now() - CLICK_DEDUPE_MS);
-    const withVid = accepted.filter((a) => a.input.vid);
-    const seenVid = (await recentPairs(trx, 'vid', withVid.map((a) => [a.code.id, a.input.vid as string]), since)).seen;
-    const byIp = await recentPairs(trx, 'ip_hash', accepted.filter((a) => a.input.ipHash).map((a) => [a.code.id, a.input.ipHash as string]), since);
-    const seenIp = byIp.seen;
-    const knownVisitors = new Set(
-      withVid.length
-        ? ((await trx('clicks').whereIn(['program_id', 'vid'], withVid.map((a) => [a.input.programId, a.input.vid as string])).distinct('program_id', 'vid')) as Array<{ program_id: string; vid: string }>).map(
-            (row) => `${row.program_id}|${row.vid}`,
-          )
-        : [],
-    );
-
-    const rows: Array<Record<string, unknown>> = [];
-    const stats: StatsDelta[] = [];
-    for (const { index, input, code } of accepted) {
-      const vidKey = `${code.id}|${input.vid}`;
-      const ipKey = `${code.id}|${input.ipHash}`;
-      let stored = false;
-      if (input.vid ? seenVid.has(vidKey) : input.ipHash && seenIp.has(ipKey)) {
-        stored = false;
-      } else if (input.vid && byIp.unclaimed.has(ipKey) && (await claimRedirectClick(trx, code, input, since))) {
-        byIp.unclaimed.delete(ipKey);
-        seenVid.add(vidKey);
-        // The redirect click counted a new visitor; a visitor we already knew takes it back.
-        const visitorKey = `${input.programId}|${input.vid}`;
-        if (knownVisitors.has(visitorKey)) stats.push({ programId: input.programId, participantId: code.participant_id, visitors: -1 });
-        knownVisitors.add(visitorKey);
-      } else {
-        stored = true;
-        if (input.vid) seenVid.add(vidKey);
-        if (input.ipHash) seenIp.add(ipKey);
-        const visitorKey = `${input.programId}|${input.vid}`;
-        const newVisitor = !input.vid || !knownVisitors.has(visitorKey);
-        if (input.vid) knownVisitors.add(visitorKey);
-        stats.push({ programId: input.programId, participantId: code.participant_id, clicks: 1, visitors: newVisitor ? 1 : 0 });
-        rows.push({
-          program_id: input.programId,
-          code_id: code.id,
-          participant_id: code.participant_id,
-          vid: input.vid ?? null,
-          url: input.url?.slice(0, 2048) ?? null,
-          referrer: input.referrer?.slice(0, 2048) ?? null,
-          ip_hash: input.ipHash ?? null,
-          user_agent: input.userAgent?.slice(0, 512) ?? null,
-        });
-      }
-      results[index] = { valid: true, code, stored };
+  const since = new Date(Date.now() - CLICK_DEDUPE_MS);
+  const facts = await factsOf(db, inputs, since);
+  const results: ClickResult[] = new Array(inputs.length);
+  const decisions: DecisionInput[] = [];
+  const rows: Array<Record<string, unknown>> = [];
+  const stats: StatsDelta[] = [];
+  // What this batch itself adds, on top of what the database knew.
+  const seenVid = new Set<string>();
+  const seenIp = new Set<string>();
+  const claimedIp = new Set<string>();
+  const knownVisitors = new Set<string>();
+  for (const fact of facts) {
+    const input = inputs[fact.i] as ClickInput;
+    if (!fact.id || fact.program_id !== input.programId || fact.disabled_at) {
+      results[fact.i] = { valid: false };
+      const reason = fact.id && fact.program_id === input.programId ? 'code_disabled' : 'unknown_code';
+      decisions.push({ programId: input.programId, subject: 'click', outcome: 'rejected', reason, code: input.code.slice(0, 64) });
+      continue;
     }
-    if (rows.length) await trx('clicks').insert(rows);
-    await bumpStats(trx, stats);
-    await recordDecisions(trx, decisions);
-    return results;
-  });
+    const code: CodeRow = { id: fact.id, program_id: fact.program_id, participant_id: fact.participant_id as string, code: fact.code as string, disabled_at: null, created_at: fact.created_at as Date };
+    const vidKey = `${code.id}|${input.vid}`;
+    const ipKey = `${code.id}|${input.ipHash}`;
+    const visitorKey = `${input.programId}|${input.vid}`;
+    const knownVisitor = fact.known_visitor || knownVisitors.has(visitorKey);
+    let stored = false;
+    if (input.vid ? fact.recent_vid || seenVid.has(vidKey) : input.ipHash && (fact.recent_ip || seenIp.has(ipKey))) {
+      stored = false;
+    } else if (input.vid && fact.unclaimed && !claimedIp.has(ipKey) && (await claimRedirectClick(db, code, input, since))) {
+      claimedIp.add(ipKey);
+      seenVid.add(vidKey);
+      // The redirect click counted a new visitor; a visitor we already knew takes it back.
+      if (knownVisitor) stats.push({ programId: input.programId, participantId: code.participant_id, visitors: -1 });
+      knownVisitors.add(visitorKey);
+    } else {
+      stored = true;
+      if (input.vid) {
+        seenVid.add(vidKey);
+        knownVisitors.add(visitorKey);
+      }
+      if (input.ipHash) seenIp.add(ipKey);
+      stats.push({ programId: input.programId, participantId: code.participant_id, clicks: 1, visitors: input.vid && knownVisitor ? 0 : 1 });
+      rows.push({
+        program_id: input.programId,
+        code_id: code.id,
+        participant_id: code.participant_id,
+        vid: input.vid ?? null,
+        url: input.url?.slice(0, 2048) ?? null,
+        referrer: input.referrer?.slice(0, 2048) ?? null,
+        ip_hash: input.ipHash ?? null,
+        user_agent: input.userAgent?.slice(0, 512) ?? null,
+      });
+    }
+    results[fact.i] = { valid: true, code, stored };
+  }
+  const writes = [...rollupStatements(db, stats)];
+  if (decisions.length) writes.push(decisionInsert(db, decisions));
+  if (rows.length) writes.push(db('clicks').insert(rows));
+  await writeTogether(db, writes);
+  return results;
 }
 
 /** Gives a visitor id to the redirect-link click it follows; true when there was one. */
-async function claimRedirectClick(trx: Knex, code: CodeRow, input: ClickInput, since: Date): Promise<boolean> {
-  const claimed = await trx('clicks')
+async function claimRedirectClick(db: Knex, code: CodeRow, input: ClickInput, since: Date): Promise<boolean> {
+  const claimed = await db('clicks')
     .whereIn(
       'id',
-      trx('clicks').select('id').where({ code_id: code.id, ip_hash: input.ipHash }).whereNull('vid').where('created_at', '>=', since).orderBy('created_at', 'desc').limit(1),
+      db('clicks').select('id').where({ code_id: code.id, ip_hash: input.ipHash }).whereNull('vid').where('created_at', '>=', since).orderBy('created_at', 'desc').limit(1),
     )
     .update({ vid: input.vid, url: input.url?.slice(0, 2048) ?? null, referrer: input.referrer?.slice(0, 2048) ?? null });
   return claimed > 0;

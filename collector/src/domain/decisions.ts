@@ -51,7 +51,7 @@ export async function recordDecision(trx: Knex, input: DecisionInput): Promise<v
   await trx('decisions').insert(toRow(input));
 }
 
-/** Several decisions in one statement (the click batcher). */
-export async function recordDecisions(trx: Knex, inputs: DecisionInput[]): Promise<void> {
-  if (inputs.length) await trx('decisions').insert(inputs.map(toRow));
+/** Several decisions in one statement, to run or to fold into a larger one (the click batch). */
+export function decisionInsert(db: Knex, inputs: DecisionInput[]): Knex.QueryBuilder {
+  return db('decisions').insert(inputs.map(toRow));
 }

@@ -39,23 +39,22 @@ function accumulate<R extends Counts>(into: Map<string, R>, key: string, base: (
   into.set(key, row);
 }
 
-/** Upserts rows (sorted by key: concurrent batches then lock rows in one order) adding to what is there. */
-async function upsertAdding(trx: Knex, table: string, conflict: string[], rows: Map<string, Record<string, unknown>>, columns: readonly string[]) {
+/** An upsert adding to what is there (rows sorted by key: concurrent writers lock rows in one order). */
+function upsertAdding(db: Knex, table: string, conflict: string[], rows: Map<string, Record<string, unknown>>, columns: readonly string[]) {
   const sorted = [...rows.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, row]) => row);
-  if (!sorted.length) return;
-  await trx(table)
+  if (!sorted.length) return undefined;
+  return db(table)
     .insert(sorted)
     .onConflict(conflict)
-    .merge(Object.fromEntries(columns.map((column) => [column, trx.raw(`${table}.${column} + excluded.${column}`)])));
+    .merge(Object.fromEntries(columns.map((column) => [column, db.raw(`${table}.${column} + excluded.${column}`)])));
 }
 
-/** Applies increments to every rollup: per referrer and day, per program and day, per referrer and month. */
-export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
-  const sink = deferred.get(trx);
-  if (sink) {
-    sink.push(...deltas);
-    return;
-  }
+/**
+ * The statements that apply increments to every rollup (per referrer and day, per
+ * program and day, per referrer and month, revenue). Callers run them, or fold them
+ * into one statement as CTEs (the click batch).
+ */
+export function rollupStatements(db: Knex, deltas: StatsDelta[]): Knex.QueryBuilder[] {
   const daily = new Map<string, Counts & { program_id: string; participant_id: string; day: string }>();
   const programDaily = new Map<string, Counts & { program_id: string; day: string }>();
   const monthly = new Map<string, Counts & { program_id: string; participant_id: string; month: string }>();
@@ -77,8 +76,20 @@ export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> 
       revenue.set(key, money);
     }
   }
-  await upsertAdding(trx, 'daily_stats', ['program_id', 'participant_id', 'day'], daily, COUNT_COLUMNS);
-  await upsertAdding(trx, 'program_daily', ['program_id', 'day'], programDaily, COUNT_COLUMNS);
-  await upsertAdding(trx, 'participant_monthly', ['program_id', 'participant_id', 'month'], monthly, COUNT_COLUMNS);
-  await upsertAdding(trx, 'daily_revenue', ['program_id', 'participant_id', 'day', 'currency'], revenue, ['amount']);
+  return [
+    upsertAdding(db, 'daily_stats', ['program_id', 'participant_id', 'day'], daily, COUNT_COLUMNS),
+    upsertAdding(db, 'program_daily', ['program_id', 'day'], programDaily, COUNT_COLUMNS),
+    upsertAdding(db, 'participant_monthly', ['program_id', 'participant_id', 'month'], monthly, COUNT_COLUMNS),
+    upsertAdding(db, 'daily_revenue', ['program_id', 'participant_id', 'day', 'currency'], revenue, ['amount']),
+  ].filter((statement): statement is Knex.QueryBuilder => statement !== undefined);
+}
+
+/** Applies increments to every rollup, now (or into the batch's sink, see deferStats). */
+export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
+  const sink = deferred.get(trx);
+  if (sink) {
+    sink.push(...deltas);
+    return;
+  }
+  for (const statement of rollupStatements(trx, deltas)) await statement;
 }
