@@ -6,7 +6,7 @@
 import type { Knex } from 'knex';
 import type { CodeRow } from './codes.ts';
 import { decisionInsert, type DecisionInput } from './decisions.ts';
-import { rollupStatements, type StatsDelta } from './rollups.ts';
+import { rollupStatements, writeTogether, type StatsDelta } from './rollups.ts';
 
 /** The same visitor clicking the same code again within this window is stored once. */
 export const CLICK_DEDUPE_MS = 60 * 60 * 1000;
@@ -44,28 +44,20 @@ async function factsOf(db: Knex, inputs: ClickInput[], since: Date): Promise<Cli
   const result = await db.raw(
     `with input(i, code, vid, ip) as (values ${values})
      select input.i, c.id, c.program_id, c.participant_id, c.code, c.disabled_at, c.created_at,
-       exists(select 1 from clicks k where k.program_id = c.program_id and k.vid = input.vid) as known_visitor,
-       exists(select 1 from clicks k where k.program_id = c.program_id and k.vid = input.vid and k.code_id = c.id and k.created_at >= ?) as recent_vid,
+       coalesce(v.known, false) as known_visitor,
+       coalesce(v.last_on_code >= ?, false) as recent_vid,
        exists(select 1 from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ?) as recent_ip,
        exists(select 1 from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?) as unclaimed
-     from input left join codes c on lower(c.code) = input.code`,
+     from input
+     left join codes c on lower(c.code) = input.code
+     -- A visitor has few clicks: read them once through (program_id, vid, …).
+     left join lateral (
+       select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
+       from clicks k where k.program_id = c.program_id and k.vid = input.vid
+     ) v on true`,
     [...bindings, since, since, since],
   );
   return result.rows as ClickFacts[];
-}
-
-/** Runs several writes as one statement (data-modifying CTEs): one round trip, atomic. */
-async function writeTogether(db: Knex, statements: Knex.QueryBuilder[]): Promise<void> {
-  if (statements.length <= 1) {
-    if (statements[0]) await statements[0];
-    return;
-  }
-  const parts = statements.map((statement) => statement.toSQL());
-  const last = parts.pop() as Knex.Sql;
-  await db.raw(`with ${parts.map((part, i) => `w${i} as (${part.sql})`).join(', ')} ${last.sql}`, [
-    ...parts.flatMap((part) => part.bindings as Knex.Value[]),
-    ...(last.bindings as Knex.Value[]),
-  ]);
 }
 
 /**

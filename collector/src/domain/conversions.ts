@@ -10,7 +10,7 @@ import { attribute, referralOf, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
-import { bumpStats, deferStats, type StatsDelta } from './rollups.ts';
+import { applyStats, bumpStats, deferStats, type StatsDelta } from './rollups.ts';
 import { confirmRewards, grantRewards, presentReward, type RewardView } from './rewards.ts';
 
 export interface ConversionRow {
@@ -111,7 +111,15 @@ async function insertConversion(trx: Knex, programId: string, participant: Parti
 
 /** Records a signup or purchase, attributes the customer and grants rewards, in one transaction. */
 export async function recordConversion(db: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
-  return db.transaction((trx) => convert(trx, program, input));
+  return db.transaction(async (trx) => {
+    // Rollup rows are shared by every conversion of the day: touch them last, just
+    // before commit, so their row locks are held as briefly as possible.
+    const deltas: StatsDelta[] = [];
+    deferStats(trx, deltas);
+    const result = await convert(trx, program, input);
+    await applyStats(trx, deltas);
+    return result;
+  });
 }
 
 export type BatchedConversion = { program: ProgramRow; input: ConversionInput };
@@ -139,7 +147,7 @@ export async function recordConversions(db: Knex, batch: BatchedConversion[]): P
         outcomes.push({ error });
       }
     }
-    await bumpStats(trx, deltas);
+    await applyStats(trx, deltas);
     return outcomes;
   });
 }

@@ -46,14 +46,16 @@ export async function createApiKey(trx: Knex, programId: string, kind: KeyKind):
   return { id: (row as { id: string }).id, key };
 }
 
-/**
- * Finds the live key of the given kind. The lookup is by hash (an index), and the
- * stored hash is compared again in constant time.
- */
-export async function findApiKey(db: Knex, key: string, kind: KeyKind): Promise<ApiKeyRow | undefined> {
+/** The live key and its program in one query (the hot path of every authenticated request). */
+export async function findKeyWithProgram<P>(db: Knex, key: string, kind: KeyKind): Promise<{ keyId: string; program: P } | undefined> {
   if (kindOfKey(key) !== kind || key.length > 200) return undefined;
   const hash = hashKey(key);
-  const row = (await db('api_keys').where({ hash, kind }).whereNull('revoked_at').first()) as ApiKeyRow | undefined;
-  if (!row || !timingSafeEqual(Buffer.from(row.hash, 'hex'), Buffer.from(hash, 'hex'))) return undefined;
-  return row;
+  const row = (await db('api_keys as k')
+    .join('programs as p', 'p.id', 'k.program_id')
+    .where({ 'k.hash': hash, 'k.kind': kind })
+    .whereNull('k.revoked_at')
+    .first('p.*', 'k.id as key_id', 'k.hash as key_hash')) as (Record<string, unknown> & { key_id: string; key_hash: string }) | undefined;
+  if (!row || !timingSafeEqual(Buffer.from(row.key_hash, 'hex'), Buffer.from(hash, 'hex'))) return undefined;
+  const { key_id: keyId, key_hash: _hash, ...program } = row;
+  return { keyId, program: program as P };
 }

@@ -2,7 +2,11 @@
  * Keeping the daily rollups current. Callers pass increments; rows for the same
  * (referrer, day) are merged first, so a batch costs one upsert per row touched.
  */
+import { randomInt } from 'node:crypto';
 import type { Knex } from 'knex';
+
+/** Rows per program and day that writers spread over (see the program_daily migration). */
+export const PROGRAM_DAILY_SHARDS = 16;
 
 export interface StatsDelta {
   programId: string;
@@ -56,7 +60,8 @@ function upsertAdding(db: Knex, table: string, conflict: string[], rows: Map<str
  */
 export function rollupStatements(db: Knex, deltas: StatsDelta[]): Knex.QueryBuilder[] {
   const daily = new Map<string, Counts & { program_id: string; participant_id: string; day: string }>();
-  const programDaily = new Map<string, Counts & { program_id: string; day: string }>();
+  const programDaily = new Map<string, Counts & { program_id: string; day: string; shard: number }>();
+  const shard = randomInt(PROGRAM_DAILY_SHARDS);
   const monthly = new Map<string, Counts & { program_id: string; participant_id: string; month: string }>();
   const revenue = new Map<string, { program_id: string; participant_id: string; day: string; currency: string; amount: number }>();
   const zero = () => ({ clicks: 0, visitors: 0, signups: 0, purchases: 0 });
@@ -66,7 +71,7 @@ export function rollupStatements(db: Knex, deltas: StatsDelta[]): Knex.QueryBuil
     const { programId: program_id, participantId: participant_id } = delta;
     if (delta.clicks || delta.visitors || delta.signups || delta.purchases) {
       accumulate(daily, `${program_id}|${participant_id}|${day}`, () => ({ program_id, participant_id, day, ...zero() }), delta);
-      accumulate(programDaily, `${program_id}|${day}`, () => ({ program_id, day, ...zero() }), delta);
+      accumulate(programDaily, `${program_id}|${day}`, () => ({ program_id, day, shard, ...zero() }), delta);
       accumulate(monthly, `${program_id}|${participant_id}|${month}`, () => ({ program_id, participant_id, month, ...zero() }), delta);
     }
     if (delta.revenue && delta.revenue.amount !== 0) {
@@ -76,20 +81,40 @@ export function rollupStatements(db: Knex, deltas: StatsDelta[]): Knex.QueryBuil
       revenue.set(key, money);
     }
   }
+  // The most shared rows last: their locks are then held for the shortest time.
   return [
-    upsertAdding(db, 'daily_stats', ['program_id', 'participant_id', 'day'], daily, COUNT_COLUMNS),
-    upsertAdding(db, 'program_daily', ['program_id', 'day'], programDaily, COUNT_COLUMNS),
-    upsertAdding(db, 'participant_monthly', ['program_id', 'participant_id', 'month'], monthly, COUNT_COLUMNS),
     upsertAdding(db, 'daily_revenue', ['program_id', 'participant_id', 'day', 'currency'], revenue, ['amount']),
+    upsertAdding(db, 'daily_stats', ['program_id', 'participant_id', 'day'], daily, COUNT_COLUMNS),
+    upsertAdding(db, 'participant_monthly', ['program_id', 'participant_id', 'month'], monthly, COUNT_COLUMNS),
+    upsertAdding(db, 'program_daily', ['program_id', 'day', 'shard'], programDaily, COUNT_COLUMNS),
   ].filter((statement): statement is Knex.QueryBuilder => statement !== undefined);
 }
 
-/** Applies increments to every rollup, now (or into the batch's sink, see deferStats). */
+/** Applies increments to every rollup, now (or into the transaction's sink, see deferStats). */
 export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
   const sink = deferred.get(trx);
   if (sink) {
     sink.push(...deltas);
     return;
   }
-  for (const statement of rollupStatements(trx, deltas)) await statement;
+  await applyStats(trx, deltas);
+}
+
+/** Writes increments now, whatever sink the transaction has. */
+export async function applyStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
+  await writeTogether(trx, rollupStatements(trx, deltas));
+}
+
+/** Runs several writes as one statement (data-modifying CTEs): one round trip, atomic. */
+export async function writeTogether(db: Knex, statements: Knex.QueryBuilder[]): Promise<void> {
+  if (statements.length <= 1) {
+    if (statements[0]) await statements[0];
+    return;
+  }
+  const parts = statements.map((statement) => statement.toSQL());
+  const last = parts.pop() as Knex.Sql;
+  await db.raw(`with ${parts.map((part, i) => `w${i} as (${part.sql})`).join(', ')} ${last.sql}`, [
+    ...parts.flatMap((part) => part.bindings as Knex.Value[]),
+    ...(last.bindings as Knex.Value[]),
+  ]);
 }

@@ -5,8 +5,8 @@
 import type { Context, Next } from 'koa';
 import type { Knex } from 'knex';
 import { forbidden, unauthorized } from '../errors.ts';
-import { findApiKey, kindOfKey, safeEqual } from '../domain/keys.ts';
-import { findProgram, type ProgramRow } from '../domain/programs.ts';
+import { findKeyWithProgram, kindOfKey, safeEqual } from '../domain/keys.ts';
+import type { ProgramRow } from '../domain/programs.ts';
 import { TtlCache } from './keyCache.ts';
 import { consume, type RateLimits } from './rateLimit.ts';
 
@@ -36,13 +36,12 @@ export function requireSecretKey(db: Knex, limits?: RateLimits) {
     const token = bearerToken(ctx);
     if (!token) throw unauthorized('Send your secret key as "Authorization: Bearer sk_…"');
     if (kindOfKey(token) === 'publishable') throw unauthorized('A publishable key cannot be used here; use a secret key');
-    const key = await findApiKey(db, token, 'secret');
-    const program = key && (await findProgram(db, key.program_id));
-    if (!key || !program) throw unauthorized('Unknown or revoked secret key');
-    await consume(limits?.server, key.id);
+    const found = await findKeyWithProgram<ProgramRow>(db, token, 'secret');
+    if (!found) throw unauthorized('Unknown or revoked secret key');
+    await consume(limits?.server, found.keyId);
     const state = ctx.state as AppState;
-    state.program = program;
-    state.apiKeyId = key.id;
+    state.program = found.program;
+    state.apiKeyId = found.keyId;
     return next();
   };
 }
@@ -54,10 +53,7 @@ export function requireSecretKey(db: Knex, limits?: RateLimits) {
 export function publishableKeys(db: Knex) {
   const cache = new TtlCache<ProgramRow | null>();
   return async function programForPublishableKey(key: string): Promise<ProgramRow> {
-    const program = await cache.get(key, async () => {
-      const row = await findApiKey(db, key, 'publishable');
-      return (row && (await findProgram(db, row.program_id))) ?? null;
-    });
+    const program = await cache.get(key, async () => (await findKeyWithProgram<ProgramRow>(db, key, 'publishable'))?.program ?? null);
     if (!program) throw unauthorized('Unknown or revoked publishable key');
     return program;
   };

@@ -11,9 +11,20 @@ export async function up(knex: Knex): Promise<void> {
   await knex.schema.createTable('program_daily', (t) => {
     t.uuid('program_id').notNullable();
     t.date('day').notNullable();
+    /**
+     * Every conversion of the day adds to its program's row: writers spread over a
+     * few rows (readers sum them) so concurrent transactions do not queue on one lock.
+     */
+    t.smallint('shard').notNullable().defaultTo(0);
     for (const column of COUNTS) t.integer(column).notNullable().defaultTo(0);
-    t.primary(['program_id', 'day']);
+    t.primary(['program_id', 'day', 'shard']);
   });
+  await knex.raw(`create index program_daily_day on program_daily (program_id, day)`);
+  // Finding a redirect click still waiting for its visitor id must not scan the clicks that have one.
+  await knex.raw(`create index clicks_unclaimed on clicks (program_id, code_id, ip_hash, created_at) where vid is null`);
+  // "Did this visitor click this code within the hour?" as an index range, not a filter.
+  await knex.raw(`create index clicks_visitor_code on clicks (program_id, vid, code_id, created_at)`);
+  await knex.raw(`drop index if exists clicks_program_id_vid_created_at_index`);
   await knex.schema.createTable('participant_monthly', (t) => {
     t.uuid('program_id').notNullable();
     t.uuid('participant_id').notNullable();
@@ -31,6 +42,9 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
+  await knex.raw('drop index if exists clicks_unclaimed');
+  await knex.raw('create index if not exists clicks_program_id_vid_created_at_index on clicks (program_id, vid, created_at)');
+  await knex.raw('drop index if exists clicks_visitor_code');
   await knex.schema.dropTableIfExists('participant_monthly');
   await knex.schema.dropTableIfExists('program_daily');
 }
