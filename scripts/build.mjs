@@ -19,6 +19,8 @@ const outputs = [
 const rows = [];
 for (const [file, format] of outputs) {
   const result = await build(snippetBuildOptions(format));
+  // The options keep esbuild silent; a warning here means the js-cookie trimming did not apply.
+  for (const warning of result.warnings) console.warn(`${file}: ${warning.text}`);
   const code = result.outputFiles[0].contents;
   await writeFile(dist + file, code);
   rows.push({

@@ -42,8 +42,16 @@ export const EmailSchema = z
 /** PostgreSQL text cannot hold NUL characters. */
 const NO_NUL = /^[^\u0000]*$/;
 
+/** Broken UTF-16 (a lone surrogate) would be stored as U+FFFD, making two ids one. */
+const wellFormed = (value: string) => !/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/.test(value);
+
 /** The host application's own user id. */
-export const ExternalIdSchema = z.string().min(1).max(LIMITS.externalId).regex(NO_NUL, 'must not contain NUL characters');
+export const ExternalIdSchema = z
+  .string()
+  .min(1)
+  .max(LIMITS.externalId)
+  .regex(NO_NUL, 'must not contain NUL characters')
+  .refine(wellFormed, 'must be well-formed Unicode');
 
 /** A referral code a person may choose: 3–32 of `[A-Za-z0-9_-]`. */
 export const VanityCodeSchema = z
@@ -55,7 +63,12 @@ export const CodeLookupSchema = z.string().min(1).max(64).regex(NO_NUL, 'must no
 
 export const VisitorIdSchema = z.string().min(8).max(LIMITS.visitorId).regex(/^[A-Za-z0-9_-]+$/);
 
-export const EventIdSchema = z.string().min(1).max(LIMITS.eventId).regex(NO_NUL, 'must not contain NUL characters');
+export const EventIdSchema = z
+  .string()
+  .min(1)
+  .max(LIMITS.eventId)
+  .regex(NO_NUL, 'must not contain NUL characters')
+  .refine(wellFormed, 'must be well-formed Unicode');
 
 export const RewardRuleSchema = z
   .object({

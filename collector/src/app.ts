@@ -30,7 +30,8 @@ export function buildApp(input: Deps): Koa {
     ingest: input.ingest ?? createIngest(input.db, input.logger),
     limits: input.limits ?? createRateLimits(input.config, input.logger),
   };
-  const app = new Koa({ proxy: deps.config.trustProxy });
+  // Behind a proxy, trust only the address it appended (the last one), never what the client wrote.
+  const app = new Koa({ proxy: deps.config.trustProxy, maxIpsCount: 1 });
   app.silent = true; // errors are logged by handleErrors, once
   app.use(logRequests(deps.logger));
   app.use(handleErrors(deps.logger));

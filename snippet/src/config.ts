@@ -12,7 +12,7 @@ export const COOKIE_DAYS = 60;
 export const DAY_MS = 864e5;
 /** `localStorage._referral_optout === '1'` turns the snippet off in this browser. */
 export const OPTOUT_KEY = '_referral_optout';
-/** Events whose delivery failed, waiting for a retry. */
+/** Sends whose delivery failed, waiting for a retry. */
 export const QUEUE_KEY = '_referral_queue';
 export const QUEUE_MAX = 20;
 export const QUEUE_MAX_AGE_MS = 7 * DAY_MS;

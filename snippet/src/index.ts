@@ -16,9 +16,12 @@ declare global {
   }
 }
 
+// One guard for the whole entry: without a script tag to read (no currentScript),
+// the stub stays in place and nothing runs. (`self` is `window` in a page, and
+// shorter.)
 try {
   const script = document.currentScript as HTMLScriptElement;
-  const queued = ((window.referral || {}) as LoaderStub).q || [];
-  const tracker = (window.referral = startTracker(script.dataset, script.src));
-  for (const args of queued) tracker(args[0], args[1]);
+  const queued = (self.referral && (self.referral as LoaderStub).q) || [];
+  const tracker = (self.referral = startTracker(script.dataset, script.src));
+  queued.map((args) => tracker(...(args as unknown as [string, unknown])));
 } catch {}

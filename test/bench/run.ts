@@ -54,7 +54,18 @@ async function startProcess(script: string, env: Record<string, string>): Promis
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', script], {
     cwd: ROOT,
-    env: { ...process.env, ...env, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'error', DEMO: 'off' },
+    env: {
+      ...process.env,
+      // One load generator on 127.0.0.1 is not abuse: measure throughput, not the rate limiter.
+      RATE_LIMIT_PUBLIC_PER_MINUTE: '0',
+      RATE_LIMIT_SERVER_PER_MINUTE: '0',
+      RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: '0',
+      ...env,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'error',
+      DEMO: 'off',
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   child.stdout?.resume();

@@ -126,6 +126,25 @@ describe('backoff', () => {
     expect(new Set(page.requests.map((request) => request.raw))).toEqual(new Set([body(1)]));
   });
 
+  it('retries the queued sends that are due along with a new send, and keeps the others', async () => {
+    page = openPage('https://shop.example/');
+    page.answer = () => 503;
+    setNow(T0);
+    deliver(URL_EVENTS, body(1));
+    await page.settle();
+    setNow(T0 + 20_000);
+    deliver(URL_EVENTS, body(2));
+    await page.settle();
+    page.answer = () => 202;
+    setNow(T0 + RETRY_BASE_MS);
+    page.requests.length = 0;
+    deliver(URL_EVENTS, body(3));
+    await page.settle();
+    // body(1) was due (T0 + 30 s), body(2) is not (T0 + 20 s + 30 s).
+    expect(page.requests.map((request) => request.raw)).toEqual([body(1), body(3)]);
+    expect(queued()).toEqual([[URL_EVENTS, body(2), T0 + 20_000, T0 + 20_000 + RETRY_BASE_MS]]);
+  });
+
   it('empties the queue once a retry succeeds', async () => {
     page = openPage('https://shop.example/');
     page.answer = () => 'network-error';

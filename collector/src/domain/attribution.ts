@@ -102,17 +102,31 @@ async function isSelfReferral(trx: Knex, referrer: ParticipantRow, referred: Par
   return Boolean(used);
 }
 
-/** A referrer cannot be attributed to someone up their own chain of referrers. */
-async function wouldCycle(trx: Knex, referrer: ParticipantRow, referred: ParticipantRow): Promise<boolean> {
+/** The participant's chain of referrers, nearest first. */
+async function ancestorsOf(trx: Knex, participantId: string): Promise<string[]> {
   const result = await trx.raw(
     `with recursive chain(id, depth) as (
        select referrer_id, 1 from referrals where referred_id = ?
        union all
        select r.referrer_id, c.depth + 1 from referrals r join chain c on r.referred_id = c.id where c.depth < 1000
-     ) select 1 from chain where id = ? limit 1`,
-    [referrer.id, referred.id],
+     ) select id from chain order by depth`,
+    [participantId],
   );
-  return result.rows.length > 0;
+  return (result.rows as Array<{ id: string }>).map((row) => row.id);
+}
+
+/**
+ * A referrer cannot be attributed to someone up their own chain of referrers.
+ * Concurrent attributions could each pass the check and close a loop together, so
+ * the two trees being joined are locked first (the new customer, who has no referrer
+ * yet, and the root of the referrer's chain), then the chain is read again.
+ */
+async function wouldCycle(trx: Knex, referrer: ParticipantRow, referred: ParticipantRow): Promise<boolean> {
+  const root = (await ancestorsOf(trx, referrer.id)).at(-1) ?? referrer.id;
+  for (const id of [referred.id, root].sort()) {
+    await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [id]);
+  }
+  return (await ancestorsOf(trx, referrer.id)).includes(referred.id);
 }
 
 async function existing(trx: Knex, referral: ReferralRow, hint: AttributionHint): Promise<Attribution> {

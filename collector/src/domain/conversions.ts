@@ -163,7 +163,12 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     const same = await findConversion(trx, program.id, input.type, input.eventId);
     if (same) return replay(trx, program, same, input.verified);
     const signup = (await trx('conversions').where({ participant_id: participant.id, type: 'signup' }).first()) as ConversionRow;
-    await recordDecision(trx, {
+    // A retry of this duplicate writes nothing new: its decision is recorded once.
+    const noted = await trx('decisions')
+      .where({ conversion_id: signup.id, reason: 'duplicate_event' })
+      .whereRaw(`details->>'eventId' = ?`, [input.eventId])
+      .first('id');
+    if (!noted) await recordDecision(trx, {
       programId: program.id,
       subject: 'conversion',
       outcome: 'rejected',

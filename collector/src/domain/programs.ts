@@ -65,7 +65,10 @@ export async function createProgram(db: Knex, input: ProgramCreate) {
 
 /** Merges a settings patch over the stored settings and validates the result. */
 export async function updateProgram(db: Knex, program: ProgramRow, patch: ProgramUpdate): Promise<ProgramRow> {
-  const settings = patch.settings ? validateSettings({ ...program.settings, ...patch.settings }) : program.settings;
+  // Nested objects merge too: patching fraud.disposableDomains keeps the velocity settings.
+  const settings = patch.settings
+    ? validateSettings({ ...program.settings, ...patch.settings, ...(patch.settings.fraud ? { fraud: { ...program.settings.fraud, ...patch.settings.fraud } } : {}) })
+    : program.settings;
   const [row] = await db('programs')
     .where({ id: program.id })
     .update({ name: patch.name ?? program.name, settings: JSON.stringify(settings), updated_at: db.fn.now() })
