@@ -123,9 +123,9 @@ async function ancestorsOf(trx: Knex, participantId: string): Promise<string[]> 
  */
 async function wouldCycle(trx: Knex, referrer: ParticipantRow, referred: ParticipantRow): Promise<boolean> {
   const root = (await ancestorsOf(trx, referrer.id)).at(-1) ?? referrer.id;
-  for (const id of [referred.id, root].sort()) {
-    await trx.raw('select pg_advisory_xact_lock(hashtext(?))', [id]);
-  }
+  const [first, second] = [referred.id, root].sort() as [string, string];
+  // One round trip; the select list is evaluated left to right, so locks are taken in order.
+  await trx.raw('select pg_advisory_xact_lock(hashtext(?)), pg_advisory_xact_lock(hashtext(?))', [first, second]);
   return (await ancestorsOf(trx, referrer.id)).includes(referred.id);
 }
 
