@@ -11,6 +11,7 @@
  */
 import type { Knex } from 'knex';
 import { z } from 'zod';
+import { ExternalIdSchema } from '../../../shared/schemas.ts';
 import { notFound, unprocessable } from '../errors.ts';
 import { recordConversion, type ConversionResult } from './conversions.ts';
 import { recordRefund, type RefundResult } from './ledger.ts';
@@ -20,12 +21,14 @@ const stripeId = z.union([z.string(), z.object({ id: z.string() })]).nullish().t
 const Metadata = z.record(z.string(), z.string().nullable()).nullish();
 const withMetadata = z.object({ metadata: Metadata }).nullish();
 
+const stripeCurrency = z.string().regex(/^[A-Za-z]{3}$/);
+
 const CheckoutSession = z.object({
-  id: z.string(),
+  id: z.string().min(1).max(255),
   mode: z.string().nullish(),
   payment_status: z.string().nullish(),
-  amount_total: z.number().int().nullish(),
-  currency: z.string().nullish(),
+  amount_total: z.number().int().min(0).max(1e12).nullish(),
+  currency: stripeCurrency.nullish(),
   customer: stripeId,
   client_reference_id: z.string().nullish(),
   metadata: Metadata,
@@ -34,10 +37,10 @@ const CheckoutSession = z.object({
 });
 
 const Invoice = z.object({
-  id: z.string(),
+  id: z.string().min(1).max(255),
   customer: stripeId,
-  amount_paid: z.number().int(),
-  currency: z.string(),
+  amount_paid: z.number().int().max(1e12),
+  currency: stripeCurrency,
   customer_email: z.string().nullish(),
   customer_name: z.string().nullish(),
   metadata: Metadata,
@@ -50,7 +53,7 @@ const Invoice = z.object({
 });
 
 const Charge = z.object({
-  id: z.string(),
+  id: z.string().min(1).max(255),
   payment_intent: stripeId,
   invoice: stripeId,
   amount_refunded: z.number().int(),
@@ -112,6 +115,9 @@ interface Customer {
 
 /** Signs the customer up (attributing them) unless they are known, then links the Stripe customer. */
 async function ensureCustomer(db: Knex, program: ProgramRow, customer: Customer, customerId: string | undefined) {
+  if (!ExternalIdSchema.safeParse(customer.externalId).success) {
+    throw unprocessable('invalid_stripe_payload', 'The customer id (metadata.externalId, client_reference_id or customer) is not a valid externalId');
+  }
   await recordConversion(db, program, {
     type: 'signup',
     eventId: `stripe:${customer.externalId}`,

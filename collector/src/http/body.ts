@@ -22,7 +22,10 @@ export async function parseBody(ctx: Context, next: Next) {
   if (/%00/.test(ctx.querystring)) throw badRequest('invalid_query', 'The query string must not contain NUL characters');
   if (!['POST', 'PUT', 'PATCH', 'DELETE'].includes(ctx.method)) return next();
   const length = Number(ctx.get('content-length') || 0);
-  if (length > BODY_LIMIT) throw payloadTooLarge(BODY_LIMIT);
+  if (length > BODY_LIMIT) {
+    ctx.set('Connection', 'close'); // the unread body would otherwise wedge a kept-alive connection
+    throw payloadTooLarge(BODY_LIMIT);
+  }
   if (!ctx.request.length && !ctx.get('transfer-encoding')) {
     ctx.request.body = undefined;
     return next();
@@ -35,6 +38,7 @@ export async function parseBody(ctx: Context, next: Next) {
     text = await getRawBody(ctx.req, { limit: BODY_LIMIT, encoding: 'utf8', length: ctx.request.length });
   } catch (error) {
     const err = error as { type?: string; status?: number };
+    ctx.set('Connection', 'close'); // the rest of the body was not read
     if (err.type === 'entity.too.large') throw payloadTooLarge(BODY_LIMIT);
     throw badRequest('invalid_body', 'The request body could not be read');
   }

@@ -18,7 +18,8 @@ export function idempotency(db: Knex) {
     if (key.length > 255) throw badRequest('invalid_idempotency_key', 'Idempotency-Key must be at most 255 characters');
     const programId = (ctx.state as AppState).program.id;
     const requestHash = createHash('sha256')
-      .update(`${ctx.method} ${ctx.path}\n${JSON.stringify(ctx.request.body ?? null)}`)
+      // The raw bytes: what "the same body" means, and no deep re-serialisation of hostile input.
+      .update(`${ctx.method} ${ctx.path}\n${ctx.request.rawBody ?? ''}`)
       .digest('hex');
     const where = { program_id: programId, key };
     await db('idempotency_keys').where(where).where('created_at', '<', new Date(Date.now() - IDEMPOTENCY_TTL_MS)).del();

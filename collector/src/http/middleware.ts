@@ -14,9 +14,15 @@ export function handleErrors(logger: Logger) {
       if (ctx.status === 404 && ctx.body === undefined) {
         throw new AppError(404, 'not_found', `No route for ${ctx.method} ${ctx.path}`);
       }
+      if (ctx.status === 405 && typeof ctx.body !== 'object') {
+        throw new AppError(405, 'method_not_allowed', `${ctx.method} is not allowed here; allowed: ${ctx.response.get('Allow') || 'none'}`);
+      }
     } catch (error) {
       const appError = toAppError(error);
-      if (appError.status >= 500) {
+      if (appError.status === 503) {
+        // Expected during an outage or a restart: one line, no stack.
+        logger.warn({ method: ctx.method, path: ctx.path, reason: (error as Error)?.message }, 'request refused: unavailable');
+      } else if (appError.status >= 500) {
         logger.error({ err: error, method: ctx.method, path: ctx.path }, 'request failed');
       }
       ctx.status = appError.status;
@@ -59,6 +65,8 @@ export function refuseWhileDraining(lifecycle: { draining: boolean } | undefined
       ctx.set('Connection', 'close');
       throw new AppError(503, 'shutting_down', 'The collector is restarting; retry shortly', undefined, { 'Retry-After': '1' });
     }
-    return next();
+    await next();
+    // Answered while shutting down: let the client open its next connection elsewhere.
+    if (lifecycle?.draining) ctx.set('Connection', 'close');
   };
 }

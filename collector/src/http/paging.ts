@@ -11,11 +11,17 @@ export interface Page<T> {
 
 type Key = [string, string | number];
 
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A cursor names a row we handed out: an ISO time PostgreSQL accepts and a uuid or a safe integer id. */
+const validAt = (at: string) => /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(at) && Date.parse(at) >= Date.parse('1970-01-01T00:00:00Z');
+const validId = (id: unknown) =>
+  (typeof id === 'string' && (UUID.test(id) || /^\d{1,15}$/.test(id))) || (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0);
+
 export function decodeCursor(cursor: string | undefined): Key | undefined {
   if (!cursor) return undefined;
   try {
     const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(key) && key.length === 2 && typeof key[0] === 'string' && !Number.isNaN(Date.parse(key[0]))) return key as Key;
+    if (Array.isArray(key) && key.length === 2 && typeof key[0] === 'string' && validAt(key[0]) && validId(key[1])) return key as Key;
   } catch {
     // fall through
   }

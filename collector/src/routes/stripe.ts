@@ -1,7 +1,10 @@
 import Router from '@koa/router';
 import Stripe from 'stripe';
 import type { Deps } from '../deps.ts';
-import { badRequest, notFound } from '../errors.ts';
+import { z } from 'zod';
+import { badRequest, notFound, unprocessable } from '../errors.ts';
+
+const StripeEventSchema = z.object({ id: z.string().min(1).max(255), type: z.string().max(255), data: z.object({ object: z.unknown() }) });
 import { findProgramBySlug } from '../domain/programs.ts';
 import { handleStripeEvent } from '../domain/stripe.ts';
 
@@ -25,7 +28,9 @@ export function stripeRoutes({ db, logger }: Deps) {
     } catch {
       throw badRequest('invalid_signature', 'The Stripe signature does not match this payload');
     }
-    const outcome = await handleStripeEvent(db, program, event);
+    const shape = StripeEventSchema.safeParse(event);
+    if (!shape.success) throw unprocessable('invalid_stripe_payload', 'The Stripe event has no id, type or data.object');
+    const outcome = await handleStripeEvent(db, program, shape.data);
     logger.debug({ event: event.id, type: event.type, handled: outcome.handled }, 'stripe event');
     ctx.body = { received: true, ...outcome };
   });
