@@ -6,7 +6,7 @@
  */
 import type { Knex } from 'knex';
 import type { AttributionStatus } from '../../../shared/types.ts';
-import { findCode, type CodeRow } from './codes.ts';
+import type { CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
 import { exceedsVelocity, isDisposableEmail } from './fraud.ts';
 import type { ParticipantRow } from './participants.ts';
@@ -33,6 +33,8 @@ export interface AttributionHint {
   vid?: string | undefined;
   ipHash?: string | undefined;
   verified: boolean;
+  /** Created in this very transaction: nobody else can see them, let alone be referred by them. */
+  newParticipant?: boolean;
 }
 
 export interface Attribution {
@@ -50,6 +52,19 @@ type Candidate = { referrer: ParticipantRow; code: CodeRow | null } | { reject: 
 
 const DAY_MS = 86_400_000;
 
+/** A code and the participant it belongs to, in one query. */
+async function findCodeWithOwner(trx: Knex, code: string): Promise<{ code: CodeRow; owner: ParticipantRow } | undefined> {
+  const row = (await trx('codes as c')
+    .join('participants as p', 'p.id', 'c.participant_id')
+    .whereRaw('lower(c.code) = lower(?)', [code])
+    .first(trx.raw('row_to_json(c.*) as code'), trx.raw('row_to_json(p.*) as owner'))) as { code: Record<string, unknown>; owner: Record<string, unknown> } | undefined;
+  if (!row) return undefined;
+  // row_to_json hands back timestamps as text.
+  const dates = <T>(record: Record<string, unknown>, keys: string[]) =>
+    Object.fromEntries(Object.entries(record).map(([k, v]) => [k, keys.includes(k) && typeof v === 'string' ? new Date(v) : v])) as T;
+  return { code: dates<CodeRow>(row.code, ['created_at', 'disabled_at']), owner: dates<ParticipantRow>(row.owner, ['created_at']) };
+}
+
 async function participantById(trx: Knex, id: string): Promise<ParticipantRow> {
   return (await trx('participants').where({ id }).first()) as ParticipantRow;
 }
@@ -62,8 +77,9 @@ export async function referralOf(trx: Knex, participantId: string): Promise<Refe
 async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHint): Promise<Candidate> {
   const windowStart = new Date(Date.now() - program.settings.windowDays * DAY_MS);
   if (hint.code) {
-    const code = await findCode(trx, hint.code);
-    if (!code || code.program_id !== program.id) return { reject: 'unknown_code', code: hint.code };
+    const found = await findCodeWithOwner(trx, hint.code);
+    const code = found?.code;
+    if (!found || !code || code.program_id !== program.id) return { reject: 'unknown_code', code: hint.code };
     if (code.disabled_at) return { reject: 'code_disabled', code: code.code };
     if (hint.vid) {
       const clicks = await trx('clicks')
@@ -73,7 +89,7 @@ async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHi
       const last = clicks?.last as Date | null | undefined;
       if (last && last < windowStart) return { reject: 'outside_window', code: code.code };
     }
-    return { referrer: await participantById(trx, code.participant_id), code };
+    return { referrer: found.owner, code };
   }
   if (hint.vid) {
     const direction = program.settings.attribution === 'first' ? 'asc' : 'desc';
@@ -180,27 +196,38 @@ export async function attribute(
     return { status: 'rejected', reason };
   };
   if (await isSelfReferral(trx, referrer, participant, hint.vid)) return reject('self_referral');
-  if (await wouldCycle(trx, referrer, participant)) return reject('referral_cycle');
+  if (!hint.newParticipant && (await wouldCycle(trx, referrer, participant))) return reject('referral_cycle');
 
   let holdReason: DecisionReason | undefined;
   if (await exceedsVelocity(trx, program.id, referrer.id, hint.ipHash, program.settings)) holdReason = 'velocity';
   else if (isDisposableEmail(participant.email, program.settings)) holdReason = 'disposable_email';
 
+  // The referral, the customer's referredBy and the decision, in one statement; all or
+  // nothing happens when another request attributed this customer first (it wins).
   const inserted = await trx.raw(
-    `insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash)
-     values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (referred_id) do nothing returning *`,
-    [program.id, referrer.id, participant.id, code?.id ?? null, hint.vid ?? null, holdReason ? 'held' : 'attributed', holdReason ?? null, hint.verified, hint.ipHash ?? null],
+    `with r as (
+       insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (referred_id) do nothing returning *
+     ), p as (
+       update participants set referred_by = ? where id = ? and exists (select 1 from r)
+     ), d as (
+       insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id, details)
+       select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
+     ) select * from r`,
+    [
+      program.id, referrer.id, participant.id, code?.id ?? null, hint.vid ?? null, holdReason ? 'held' : 'attributed', holdReason ?? null, hint.verified, hint.ipHash ?? null,
+      referrer.id, participant.id,
+      program.id, holdReason ? 'held' : 'accepted', holdReason ?? 'attributed', participant.id, referrer.id, code?.code ?? hint.code ?? null, conversionId,
+      hint.vid ? JSON.stringify({ vid: hint.vid }) : null,
+    ],
   );
   const referral = inserted.rows[0] as ReferralRow | undefined;
   if (!referral) {
-    // Another request attributed this participant first; it wins.
     const winner = (await referralOf(trx, participant.id)) as ReferralRow;
     await decide('rejected', 'already_attributed', { referrerId: winner.referrer_id });
     return existing(trx, winner, hint);
   }
-  await trx('participants').where({ id: participant.id }).update({ referred_by: referrer.id });
   await bumpStats(trx, [{ programId: program.id, participantId: referrer.id, signups: 1 }]);
-  await decide(holdReason ? 'held' : 'accepted', holdReason ?? 'attributed', { referrerId: referrer.id, code: code?.code });
   await enqueueWebhook(trx, program, 'referral.created', {
     referral: {
       id: referral.id,

@@ -156,7 +156,7 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
   const stored = await findConversion(trx, program.id, input.type, input.eventId);
   if (stored) return replay(trx, program, stored, input.verified);
 
-  const { participant } = await ensureParticipant(trx, program.id, { externalId: input.externalId, email: input.email, name: input.name });
+  const { participant, created } = await ensureParticipant(trx, program.id, { externalId: input.externalId, email: input.email, name: input.name });
   const conversion = await insertConversion(trx, program.id, participant, input);
   if (!conversion) {
     // Either a concurrent request stored this very event, or the participant already signed up.
@@ -185,7 +185,7 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     trx,
     program,
     participant,
-    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified },
+    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified, newParticipant: created },
     conversion.id,
   );
   if (referral && conversion.type === 'purchase') {
