@@ -14,9 +14,10 @@
  */
 import fc from 'fast-check';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { describe, expect, it } from 'vitest';
+import { type Reply, type TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 /** Customers a0…a5; a0 and a1 exist (with codes) before the run starts. */
@@ -117,19 +118,9 @@ interface Sent {
 }
 
 describe.each(DATABASES)('attribution properties (%s)', (kind) => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
-
-  beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    db = testDb.db;
-    api = await startTestApp(db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
-  });
+  useTestApp(kind, (suite) => ({ db, api } = suite));
 
   async function counts(programId: string): Promise<Counts> {
     const result = await db.raw(

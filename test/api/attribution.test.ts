@@ -6,9 +6,10 @@
  * and Idempotency-Key); listings, participant stats and tenant isolation.
  */
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { describe, expect, it } from 'vitest';
+import { type Reply, type TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const DAY_MS = 86_400_000;
@@ -57,19 +58,9 @@ interface Hint {
 const vid = () => uniq('vid_');
 
 describe.each(DATABASES)('attribution (%s)', (kind) => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
-
-  beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    db = testDb.db;
-    api = await startTestApp(db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
-  });
+  useTestApp(kind, (suite) => ({ db, api } = suite));
 
   // ---- helpers -------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN_TOKEN, startTestApp, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type DbKind, type TestDb } from '../helpers/databases.ts';
+import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
+import { DATABASES, type DbKind } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const SECRET_KEY = /^sk_[A-Za-z0-9_-]{32}$/;
@@ -30,19 +31,9 @@ interface KeyView {
 }
 
 describe.each(DATABASES)('API keys (%s)', (kind) => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
-
-  beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    db = testDb.db;
-    api = await startTestApp(db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
-  });
+  useTestApp(kind, (suite) => ({ db, api } = suite));
 
   const listKeys = async (secret: string) => {
     const reply = await api.get('/v1/keys', { auth: secret });

@@ -10,9 +10,10 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import type { Knex } from 'knex';
 import Stripe from 'stripe';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { type Reply, type TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 /** API 2025+ (invoice subscription metadata under `parent`) and an older version (top-level `subscription_details`). */
@@ -430,19 +431,9 @@ const refundEvent = (input: ChargeInput, previousRefunded = 0, apiVersion = API_
 // ---------------------------------------------------------------------------
 
 describe.each(DATABASES)('stripe integration (%s)', (kind) => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
-
-  beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    db = testDb.db;
-    api = await startTestApp(db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
-  });
+  useTestApp(kind, (suite) => ({ db, api } = suite));
 
   const newSecret = () => `whsec_${randomBytes(24).toString('base64')}`;
 
