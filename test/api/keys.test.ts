@@ -5,9 +5,9 @@
  * and keys never written to the logs of the real server process.
  */
 import { spawn } from 'node:child_process';
+import { freePort } from '../helpers/net.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -311,18 +311,6 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOG_ADMIN_TOKEN = 'keys-log-admin-token-0123456789';
 const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterAll(async () => {

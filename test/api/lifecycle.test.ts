@@ -4,9 +4,9 @@
  * and SIGINT, data surviving a restart, config errors, and the CLI.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { freePort } from '../helpers/net.ts';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,19 +33,6 @@ function tempDataDir(): string {
   const dir = mkdtempSync(path.join(tmpdir(), 'referral-lifecycle-'));
   dataDirs.push(dir);
   return dir;
-}
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }
 
 /** The parent's environment without anything that would point the child elsewhere, plus `env`. */

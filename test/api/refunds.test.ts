@@ -4,10 +4,11 @@
  * rewards with negative entries whose floors telescope to exactly zero; refunds are
  * idempotent on eventId and never exceed the purchase.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { type TestApp } from '../helpers/app.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import {
   balancesOf,
@@ -38,15 +39,7 @@ interface RefundAnswer {
 describe.each(DATABASES)('refunds (%s)', (kind) => {
   let t: TestDb;
   let api: TestApp;
-
-  beforeAll(async () => {
-    t = await openTestDb(kind);
-    api = await startTestApp(t.db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await t?.close();
-  });
+  useTestApp(kind, (suite) => ({ testDb: t, api } = suite));
 
   /** alice refers bob; bob buys `amount` USD as order-1. Returns the purchase's grants by rule. */
   async function setup(amount = 10_001) {

@@ -9,9 +9,10 @@
  * (d) rate limits shared through a real Redis by two processes.
  */
 import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { freePort } from '../helpers/net.ts';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createConnection, createServer, type Socket } from 'node:net';
+import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -29,19 +30,6 @@ const ADMIN_TOKEN = 'reliability-admin-token-0123456789';
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const STACK_TRACE = /^\s+at .+\(?.+:\d+:\d+\)?$/m;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------------------------
 // A private PostgreSQL cluster (Debian's binaries), owned by this file alone.

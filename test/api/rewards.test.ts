@@ -7,10 +7,11 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { type TestApp } from '../helpers/app.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import {
   DAY_MS,
@@ -59,15 +60,7 @@ async function cli(args: string[], env: Record<string, string>) {
 describe.each(DATABASES)('rewards (%s)', (kind) => {
   let t: TestDb;
   let api: TestApp;
-
-  beforeAll(async () => {
-    t = await openTestDb(kind);
-    api = await startTestApp(t.db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await t?.close();
-  });
+  useTestApp(kind, (suite) => ({ testDb: t, api } = suite));
 
   const program = (rewardRules: Rule[], settings: Record<string, unknown> = {}) => buildProgram(api, { settings: { rewardRules, ...settings } });
   const rewardsOf = (p: ProgramFixture, participant: string) => listAllRewards(api, p, { participant });
