@@ -802,6 +802,7 @@ describe('rate limits in memory', () => {
       'POST /v1/events': (api: TestApp, from: string) =>
         api.post('/v1/events', { key: program.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), user: { id: uniq('u-') } }, { headers: { 'x-forwarded-for': from } }),
       'GET /r/:code': (api: TestApp, from: string) => api.get(`/r/${code}`, { headers: { 'x-forwarded-for': from } }),
+      'GET /r.js': (api: TestApp, from: string) => api.get('/r.js', { headers: { 'x-forwarded-for': from } }),
     } as const;
 
     it.each(Object.keys(requests) as Array<keyof typeof requests>)('%s: the N+1th request from one IP is 429 with Retry-After; another IP is unaffected', async (name) => {

@@ -4,14 +4,16 @@
  */
 import Router from '@koa/router';
 import type { Deps } from '../deps.ts';
+import { limitByIp } from '../http/rateLimit.ts';
 import { loadSnippetBundle } from '../snippet-bundle.ts';
 
 /** An hour: a new release reaches browsers within that, and revalidation is a cheap 304. */
 const CACHE_CONTROL = 'public, max-age=3600';
 
-export function snippetRoutes(_deps: Deps) {
+export function snippetRoutes({ limits }: Deps) {
   const router = new Router();
-  router.get('/r.js', async (ctx) => {
+  // Per IP like the other public endpoints (browsers mostly answer from cache anyway).
+  router.get('/r.js', limitByIp(limits?.public), async (ctx) => {
     const bundle = await loadSnippetBundle();
     const gzip = ctx.acceptsEncodings('gzip', 'identity') === 'gzip';
     ctx.vary('Accept-Encoding');
