@@ -30,6 +30,8 @@ const ConfigSchema = z
     RATE_LIMIT_SERVER_PER_MINUTE: z.coerce.number().int().min(0).default(6000),
     /** Unknown-code lookups per minute per client IP, against code enumeration (0 = off). */
     RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: z.coerce.number().int().min(0).default(30),
+    /** Collector processes sharing the port (PostgreSQL only; PGlite is one process). */
+    WORKERS: z.coerce.number().int().min(1).max(64).default(1),
     /** Create a demo program on first start with an empty database. */
     DEMO: z.enum(['auto', 'off']).default('auto'),
   })
@@ -45,12 +47,18 @@ const ConfigSchema = z
     ipHashSecret: env.IP_HASH_SECRET,
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     demo: env.DEMO,
+    workers: env.WORKERS,
     rateLimits: {
       publicPerMinute: env.RATE_LIMIT_PUBLIC_PER_MINUTE,
       serverPerMinute: env.RATE_LIMIT_SERVER_PER_MINUTE,
       unknownCodesPerMinute: env.RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE,
     },
-  }));
+  }))
+  .superRefine((config, ctx) => {
+    if (config.workers > 1 && !config.databaseUrl) {
+      ctx.addIssue({ code: 'custom', path: ['WORKERS'], message: 'more than one worker needs DATABASE_URL (PGlite serves one process)' });
+    }
+  });
 
 export type Config = z.infer<typeof ConfigSchema>;
 

@@ -3,6 +3,7 @@
  * shuts down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight
  * requests, close the database so PGlite files reopen cleanly).
  */
+import cluster from 'node:cluster';
 import type { Server } from 'node:http';
 import { buildApp } from './app.ts';
 import { createIngest } from './ingest.ts';
@@ -65,6 +66,15 @@ if (isMain) {
     }
     throw error;
   }
+  if (cluster.isPrimary && config.workers > 1) {
+    await runPrimary(config);
+  } else {
+    await runWorker(config);
+  }
+}
+
+/** One collector process: serve until SIGTERM/SIGINT, then shut down gracefully and exit 0. */
+async function runWorker(config: Config) {
   const running = await start(config);
   // A stray rejection (a dropped connection, say) is logged, never fatal: the request
   // that hit it has already been answered through the error middleware.
@@ -78,6 +88,39 @@ if (isMain) {
           process.exit(1);
         },
       );
+    });
+  }
+}
+
+/**
+ * WORKERS > 1 (PostgreSQL only): the primary migrates once, then forks workers that
+ * share the port; SIGTERM is passed on and the primary exits 0 once all have.
+ */
+async function runPrimary(config: Config) {
+  const logger = createLogger(config.logLevel);
+  const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1 });
+  await migrateLatest(db);
+  if (config.demo !== 'off') await seedDemo(db, config, logger);
+  await db.destroy();
+  const workers = Array.from({ length: config.workers }, () => cluster.fork({ DEMO: 'off' }));
+  let stopping = false;
+  let failed = false;
+  for (const worker of workers) {
+    worker.on('exit', (code) => {
+      // A worker that fails, or leaves on its own, takes the others down with it.
+      if (code !== 0 || !stopping) failed = true;
+      if (!stopping) {
+        logger.error({ code }, 'worker exited; stopping');
+        stopping = true;
+        for (const other of workers) other.process.kill('SIGTERM');
+      }
+      if (workers.every((w) => w.isDead())) process.exit(failed ? 1 : 0);
+    });
+  }
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      stopping = true;
+      for (const worker of workers) worker.process.kill('SIGTERM');
     });
   }
 }

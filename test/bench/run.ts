@@ -175,7 +175,7 @@ async function main() {
   try {
     const bare = await startProcess('test/bench/bare.ts', {});
     procs.push(bare);
-    const collector = await startProcess('collector/src/server.ts', { DATABASE_URL: databaseUrl, ADMIN_TOKEN });
+    const collector = await startProcess('collector/src/server.ts', { DATABASE_URL: databaseUrl, ADMIN_TOKEN, WORKERS: process.env.BENCH_WORKERS ?? '1' });
     procs.push(collector);
     const pgSetup = await setupProgram(collector.url, 100);
     const plain = { 'content-type': 'text/plain' };

@@ -32,6 +32,13 @@ describe('loadConfig', () => {
     for (const unset of ['databaseUrl', 'adminToken', 'redisUrl', 'ipHashSecret'] as const) expect(config[unset], unset).toBeUndefined();
   });
 
+  it('WORKERS above 1 needs DATABASE_URL (PGlite serves one process)', () => {
+    expect(loadConfig({})).toMatchObject({ workers: 1 });
+    expect(loadConfig({ WORKERS: '2', DATABASE_URL: 'postgres://u@h/db' })).toMatchObject({ workers: 2 });
+    expect(configError({ WORKERS: '2' }).problems).toEqual([expect.stringMatching(/^WORKERS: .*DATABASE_URL/)]);
+    expect(configError({ WORKERS: '0', DATABASE_URL: 'postgres://u@h/db' }).problems).toEqual([expect.stringMatching(/^WORKERS: /)]);
+  });
+
   it('treats empty strings as unset', () => {
     expect(loadConfig({ PORT: '', DATABASE_URL: '', ADMIN_TOKEN: '', LOG_LEVEL: '', DATA_DIR: '' })).toMatchObject({
       port: 8787,
