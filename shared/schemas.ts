@@ -275,7 +275,7 @@ export type ErrorBody = z.infer<typeof ErrorBodySchema>;
 const isoDay = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date as YYYY-MM-DD')
-  .refine((value) => value >= '1970-01-01' && value <= '9999-12-31', 'must be between 1970-01-01 and 9999-12-31')
+  .refine((value) => value >= '1970-01-01' && value <= '2999-12-31', 'must be between 1970-01-01 and 2999-12-31')
   .refine((value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value), 'must be a real calendar date');
 
 /** A report's date range (UTC days, both ends included); defaults to the last 30 days. */

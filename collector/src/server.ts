@@ -106,13 +106,16 @@ async function runPrimary(config: Config) {
   let stopping = false;
   let failed = false;
   for (const worker of workers) {
-    worker.on('exit', (code) => {
-      // A worker that fails, or leaves on its own, takes the others down with it.
-      if (code !== 0 || !stopping) failed = true;
+    worker.on('exit', (code, signal) => {
+      // Workers exit 0 only after a graceful stop (a terminal's Ctrl-C reaches the whole
+      // process group, so they may hear it first). Any exit takes the others down too.
+      if (code !== 0) {
+        failed = true;
+        logger.error({ code, signal }, 'worker failed; stopping');
+      }
       if (!stopping) {
-        logger.error({ code }, 'worker exited; stopping');
         stopping = true;
-        for (const other of workers) other.process.kill('SIGTERM');
+        for (const other of workers) if (!other.isDead()) other.process.kill('SIGTERM');
       }
       if (workers.every((w) => w.isDead())) process.exit(failed ? 1 : 0);
     });

@@ -89,35 +89,26 @@ type SumRow = { currency: string | null; total: number };
 const byCurrency = (rows: SumRow[]): MoneyByCurrency =>
   Object.fromEntries(rows.filter((row) => row.currency).map((row) => [row.currency as string, Number(row.total)]));
 
-/** Clicks on their links, the signups and purchases of the people they referred, and their reward balances. */
+/**
+ * Lifetime figures from the rollups (never raw clicks): clicks on their links, the
+ * people they referred (signups), those people's purchases and revenue less refunds
+ * since they were referred, and the participant's reward balances.
+ */
 export async function participantStats(db: Knex, participant: ParticipantRow) {
   const programId = participant.program_id;
-  const [clicks] = await db('clicks').where({ program_id: programId, participant_id: participant.id }).count({ n: '*' });
-  const referred = db('participants').select('id').where({ program_id: programId, referred_by: participant.id });
-  const conversions = (await db('conversions')
-    .where({ program_id: programId })
-    .whereIn('participant_id', referred)
-    .whereIn('type', ['signup', 'purchase'])
-    .select('type')
-    .count({ n: '*' })
-    .groupBy('type')) as Array<{ type: string; n: number }>;
-  const revenue = (await db('conversions')
-    .where({ program_id: programId })
-    .whereIn('participant_id', referred)
-    .whereIn('type', ['purchase', 'refund'])
-    .select('currency')
-    .sum({ total: db.raw("case when type = 'refund' then -amount else amount end") })
-    .groupBy('currency')) as SumRow[];
+  const mine = { program_id: programId, participant_id: participant.id };
+  const [totals] = (await db('participant_monthly').where(mine).sum({ clicks: 'clicks', signups: 'signups', purchases: 'purchases' })) as Array<Record<string, number | null>>;
+  const revenue = (await db('daily_revenue').where(mine).select('currency').sum({ total: 'amount' }).groupBy('currency')) as SumRow[];
   const rewards = (await db('rewards')
     .where({ program_id: programId, beneficiary_id: participant.id })
     .whereIn('status', ['pending', 'approved', 'paid'])
     .select('status', 'currency')
     .sum({ total: 'amount' })
     .groupBy('status', 'currency')) as Array<SumRow & { status: string }>;
-  const count = (type: string) => Number(conversions.find((row) => row.type === type)?.n ?? 0);
+  const count = (key: string) => Number(totals?.[key] ?? 0);
   const rewardSums = (status: string) => byCurrency(rewards.filter((row) => row.status === status));
   return {
-    stats: { clicks: Number(clicks?.n ?? 0), signups: count('signup'), purchases: count('purchase'), revenue: byCurrency(revenue) },
+    stats: { clicks: count('clicks'), signups: count('signups'), purchases: count('purchases'), revenue: byCurrency(revenue) },
     rewards: { pending: rewardSums('pending'), approved: rewardSums('approved'), paid: rewardSums('paid') },
   };
 }

@@ -25,6 +25,8 @@ export async function up(knex: Knex): Promise<void> {
   // "Did this visitor click this code within the hour?" as an index range, not a filter.
   await knex.raw(`create index clicks_visitor_code on clicks (program_id, vid, code_id, created_at)`);
   await knex.raw(`drop index if exists clicks_program_id_vid_created_at_index`);
+  // Per-referrer click counts come from the rollups now; one index less on the hottest insert.
+  await knex.raw(`drop index if exists clicks_program_id_participant_id_created_at_index`);
   await knex.schema.createTable('participant_monthly', (t) => {
     t.uuid('program_id').notNullable();
     t.uuid('participant_id').notNullable();
@@ -44,6 +46,7 @@ export async function up(knex: Knex): Promise<void> {
 export async function down(knex: Knex): Promise<void> {
   await knex.raw('drop index if exists clicks_unclaimed');
   await knex.raw('create index if not exists clicks_program_id_vid_created_at_index on clicks (program_id, vid, created_at)');
+  await knex.raw('create index if not exists clicks_program_id_participant_id_created_at_index on clicks (program_id, participant_id, created_at)');
   await knex.raw('drop index if exists clicks_visitor_code');
   await knex.schema.dropTableIfExists('participant_monthly');
   await knex.schema.dropTableIfExists('program_daily');
