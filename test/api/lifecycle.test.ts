@@ -282,16 +282,32 @@ describe.concurrent('the referral CLI (PGlite under DATA_DIR)', () => {
 
 const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL;
 
+/** Runs `body` with the URL of a fresh PostgreSQL database, dropped afterwards. */
+async function withFreshDatabase(prefix: string, body: (databaseUrl: string) => Promise<void>) {
+  const name = `${prefix}_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
+  await admin.connect();
+  await admin.query(`create database ${name}`);
+  const url = new URL(TEST_DATABASE_URL as string);
+  url.pathname = `/${name}`;
+  try {
+    await body(url.toString());
+  } finally {
+    await admin.query(`drop database if exists ${name} with (force)`);
+    await admin.end();
+  }
+}
+
+/** SIGTERM ends the server with exit 0 within the limit. */
+async function expectCleanStop(server: RunningServer) {
+  const exit = await server.stop('SIGTERM');
+  expect(exit).toMatchObject({ code: 0, signal: null });
+  expect(exit.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
+}
+
 describe.concurrent('the CLI and the server on PostgreSQL (DATABASE_URL)', () => {
   it.skipIf(!TEST_DATABASE_URL)('creates a program with the CLI, serves it, and stops on SIGTERM', async () => {
-    const name = `lifecycle_${randomBytes(5).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    const url = new URL(TEST_DATABASE_URL as string);
-    url.pathname = `/${name}`;
-    const DATABASE_URL = url.toString();
-    try {
+    await withFreshDatabase('lifecycle', async (DATABASE_URL) => {
       const created = await cli(['program', 'create', '--name', 'Pg shop', '--origin', 'https://pg.example', '--landing', 'https://pg.example/', '--json'], {
         DATABASE_URL,
         DATA_DIR: tempDataDir(),
@@ -304,34 +320,19 @@ describe.concurrent('the CLI and the server on PostgreSQL (DATABASE_URL)', () =>
       expect(reply.status).toBe(200);
       expect(reply.body.program.id).toBe(program.id);
       expect((await call(server.url, 'GET', '/v1/ready')).status).toBe(200);
-      const exit = await server.stop('SIGTERM');
-      expect(exit).toMatchObject({ code: 0, signal: null });
-      expect(exit.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
-    } finally {
-      await admin.query(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    }
+      await expectCleanStop(server);
+    });
   }, SLOW_TEST_MS);
+
   it.skipIf(!TEST_DATABASE_URL)('runs several workers on one port (WORKERS=2), each serving, and stops them all on SIGTERM with exit 0', async () => {
-    const name = `workers_${randomBytes(5).toString('hex')}`;
-    const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
-    await admin.connect();
-    await admin.query(`create database ${name}`);
-    const url = new URL(TEST_DATABASE_URL as string);
-    url.pathname = `/${name}`;
-    try {
-      const server = await startServer({ DATABASE_URL: url.toString(), DATA_DIR: tempDataDir(), WORKERS: '2', DEMO: 'off' });
+    await withFreshDatabase('workers', async (DATABASE_URL) => {
+      const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir(), WORKERS: '2', DEMO: 'off' });
       const created = await call(server.url, 'POST', '/v1/programs', ADMIN_TOKEN, { name: 'Workers', origins: ['https://w.example'], landingUrl: 'https://w.example/' });
       expect(created.status).toBe(201);
       // Many requests over fresh connections land on both workers; every one is served.
       const replies = await Promise.all(Array.from({ length: 20 }, () => call(server.url, 'GET', '/v1/program', created.body.keys.secret)));
       expect(replies.map((reply) => reply.status)).toEqual(Array(20).fill(200));
-      const exit = await server.stop('SIGTERM');
-      expect(exit).toMatchObject({ code: 0, signal: null });
-      expect(exit.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
-    } finally {
-      await admin.query(`drop database if exists ${name} with (force)`);
-      await admin.end();
-    }
+      await expectCleanStop(server);
+    });
   }, SLOW_TEST_MS);
 });
