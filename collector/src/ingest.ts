@@ -20,7 +20,7 @@ export function createIngest(db: Knex, logger: Logger): Ingest {
   const clicks = new GroupCommitter<ClickInput, ClickResult>({
     commit: (items) => recordClicks(db, items),
     maxBatch: 500,
-    maxDelayMs: 2,
+    maxDelayMs: 0,
     // One batch at a time: each batch dedupes against what the previous ones committed.
     concurrency: 1,
     onBatchError: onBatchError('click'),

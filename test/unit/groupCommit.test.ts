@@ -19,6 +19,30 @@ describe('GroupCommitter', () => {
     expect(batches).toEqual([[1, 2, 3]]);
   });
 
+  it('with maxDelayMs 0, batches what arrives in one turn, and what arrives while a batch is written', async () => {
+    const batches: number[][] = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const committer = new GroupCommitter<number, number>({
+      commit: async (items) => {
+        batches.push(items);
+        if (batches.length === 1) await gate;
+        return items;
+      },
+      maxDelayMs: 0,
+      concurrency: 1,
+    });
+    const first = [1, 2].map((n) => committer.add(n));
+    await tick(); // a lone turn is not held back by a timer
+    expect(batches).toEqual([[1, 2]]);
+    const second = [3, 4, 5].map((n) => committer.add(n));
+    await tick();
+    expect(batches).toHaveLength(1); // gathering behind the batch in flight
+    release();
+    expect(await Promise.all([...first, ...second])).toEqual([1, 2, 3, 4, 5]);
+    expect(batches).toEqual([[1, 2], [3, 4, 5]]);
+  });
+
   it('flushes at maxBatch without waiting for the timer', async () => {
     const batches: number[][] = [];
     const committer = new GroupCommitter<number, number>({

@@ -5,8 +5,8 @@
  */
 import type { Knex } from 'knex';
 import type { CodeRow } from './codes.ts';
-import { decisionInsert, type DecisionInput } from './decisions.ts';
-import { rollupStatements, writeTogether, type StatsDelta } from './rollups.ts';
+import { prepared } from '../storage/db.ts';
+import { columnsOf, ROLLUP_CTES, rollupParams, type StatsDelta } from './rollups.ts';
 
 /** The same visitor clicking the same code again within this window is stored once. */
 export const CLICK_DEDUPE_MS = 60 * 60 * 1000;
@@ -23,6 +23,9 @@ export interface ClickInput {
 
 export type ClickResult = { valid: false } | { valid: true; code: CodeRow; stored: boolean };
 
+const CLICK_COLUMNS = ['program_id', 'code_id', 'participant_id', 'vid', 'url', 'referrer', 'ip_hash', 'user_agent'] as const;
+type ClickRow = Record<(typeof CLICK_COLUMNS)[number], string | null>;
+
 /** What the database knows about one click of the batch, in one round trip for all of them. */
 interface ClickFacts {
   i: number;
@@ -38,27 +41,51 @@ interface ClickFacts {
   unclaimed: boolean;
 }
 
+/**
+ * Every lookup is a LATERAL … LIMIT 1 (or an aggregate) on an index: the plan PostgreSQL
+ * caches for this prepared statement stays a handful of index probes per click
+ * however the tables grow, never a scan of the hour's clicks.
+ */
+const FACTS_SQL = `with input(i, code, vid, ip) as (select * from unnest(?::int[], ?::text[], ?::text[], ?::text[]))
+  select input.i, c.id, c.program_id, c.participant_id, c.code, c.disabled_at, c.created_at,
+    coalesce(v.known, false) as known_visitor,
+    coalesce(v.last_on_code >= ?, false) as recent_vid,
+    recent_ip.hit is not null as recent_ip,
+    unclaimed.hit is not null as unclaimed
+  from input
+  left join lateral (select * from codes where lower(codes.code) = input.code limit 1) c on true
+  -- A visitor has few clicks: read them once through (program_id, vid, …).
+  left join lateral (
+    select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
+    from clicks k where k.program_id = c.program_id and k.vid = input.vid
+  ) v on true
+  left join lateral (
+    select 1 as hit from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
+  ) recent_ip on true
+  left join lateral (
+    select 1 as hit from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ? limit 1
+  ) unclaimed on true`;
+
 async function factsOf(db: Knex, inputs: ClickInput[], since: Date): Promise<ClickFacts[]> {
-  const values = inputs.map(() => '(?::int, ?::text, ?::text, ?::text)').join(', ');
-  const bindings = inputs.flatMap((input, i) => [i, input.code.toLowerCase(), input.vid ?? null, input.ipHash ?? null]);
-  const result = await db.raw(
-    `with input(i, code, vid, ip) as (values ${values})
-     select input.i, c.id, c.program_id, c.participant_id, c.code, c.disabled_at, c.created_at,
-       coalesce(v.known, false) as known_visitor,
-       coalesce(v.last_on_code >= ?, false) as recent_vid,
-       exists(select 1 from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ?) as recent_ip,
-       exists(select 1 from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?) as unclaimed
-     from input
-     left join codes c on lower(c.code) = input.code
-     -- A visitor has few clicks: read them once through (program_id, vid, …).
-     left join lateral (
-       select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
-       from clicks k where k.program_id = c.program_id and k.vid = input.vid
-     ) v on true`,
-    [...bindings, since, since, since],
-  );
+  const params = [
+    inputs.map((_, i) => i),
+    inputs.map((input) => input.code.toLowerCase()),
+    inputs.map((input) => input.vid ?? null),
+    inputs.map((input) => input.ipHash ?? null),
+    since,
+    since,
+    since,
+  ];
+  const result = await prepared(db, 'click_facts', FACTS_SQL, params);
   return result.rows as ClickFacts[];
 }
+
+/** The batch's rollups, rejected-code decisions and new clicks: one statement, one round trip. */
+const WRITE_SQL = `with ${ROLLUP_CTES},
+  rejected as (insert into decisions (program_id, subject, outcome, reason, code)
+    select program_id, 'click', 'rejected', reason, code from unnest(?::uuid[], ?::text[], ?::text[]) as r(program_id, reason, code))
+  insert into clicks (${CLICK_COLUMNS.join(', ')})
+    select * from unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])`;
 
 /**
  * Records a batch of clicks in two round trips: one read of what the database knows,
@@ -72,8 +99,8 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
   const since = new Date(Date.now() - CLICK_DEDUPE_MS);
   const facts = await factsOf(db, inputs, since);
   const results: ClickResult[] = new Array(inputs.length);
-  const decisions: DecisionInput[] = [];
-  const rows: Array<Record<string, unknown>> = [];
+  const rejected: Array<{ program_id: string; reason: string; code: string }> = [];
+  const rows: ClickRow[] = [];
   const stats: StatsDelta[] = [];
   // What this batch itself adds, on top of what the database knew.
   const seenVid = new Set<string>();
@@ -85,7 +112,7 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
     if (!fact.id || fact.program_id !== input.programId || fact.disabled_at) {
       results[fact.i] = { valid: false };
       const reason = fact.id && fact.program_id === input.programId ? 'code_disabled' : 'unknown_code';
-      decisions.push({ programId: input.programId, subject: 'click', outcome: 'rejected', reason, code: input.code.slice(0, 64) });
+      rejected.push({ program_id: input.programId, reason, code: input.code.slice(0, 64) });
       continue;
     }
     const code: CodeRow = { id: fact.id, program_id: fact.program_id, participant_id: fact.participant_id as string, code: fact.code as string, disabled_at: null, created_at: fact.created_at as Date };
@@ -123,10 +150,11 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
     }
     results[fact.i] = { valid: true, code, stored };
   }
-  const writes = [...rollupStatements(db, stats)];
-  if (decisions.length) writes.push(decisionInsert(db, decisions));
-  if (rows.length) writes.push(db('clicks').insert(rows));
-  await writeTogether(db, writes);
+  await prepared(db, 'click_write', WRITE_SQL, [
+    ...rollupParams(stats),
+    ...columnsOf(rejected, ['program_id', 'reason', 'code']),
+    ...columnsOf(rows, CLICK_COLUMNS),
+  ]);
   return results;
 }
 

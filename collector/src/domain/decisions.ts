@@ -50,8 +50,3 @@ const toRow = (input: DecisionInput) => ({
 export async function recordDecision(trx: Knex, input: DecisionInput): Promise<void> {
   await trx('decisions').insert(toRow(input));
 }
-
-/** Several decisions in one statement, to run or to fold into a larger one (the click batch). */
-export function decisionInsert(db: Knex, inputs: DecisionInput[]): Knex.QueryBuilder {
-  return db('decisions').insert(inputs.map(toRow));
-}

@@ -4,6 +4,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
 
 /** Rows per program and day that writers spread over (see the program_daily migration). */
 export const PROGRAM_DAILY_SHARDS = 16;
@@ -43,22 +44,36 @@ function accumulate<R extends Counts>(into: Map<string, R>, key: string, base: (
   into.set(key, row);
 }
 
-/** An upsert adding to what is there (rows sorted by key: concurrent writers lock rows in one order). */
-function upsertAdding(db: Knex, table: string, conflict: string[], rows: Map<string, Record<string, unknown>>, columns: readonly string[]) {
-  const sorted = [...rows.entries()].sort(([a], [b]) => a.localeCompare(b)).map(([, row]) => row);
-  if (!sorted.length) return undefined;
-  return db(table)
-    .insert(sorted)
-    .onConflict(conflict)
-    .merge(Object.fromEntries(columns.map((column) => [column, db.raw(`${table}.${column} + excluded.${column}`)])));
-}
+/** Rows sorted by key: concurrent writers then lock rollup rows in one order. */
+const sortedRows = <R>(rows: Map<string, R>) => [...rows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
+
+/** `column = table.column + excluded.column` for each column: an upsert that adds. */
+const adding = (table: string, columns: readonly string[]) => columns.map((column) => `${column} = ${table}.${column} + excluded.${column}`).join(', ');
+
+const countsUpsert = (table: string, keys: string[], keyTypes: string[]) => `insert into ${table} (${[...keys, ...COUNT_COLUMNS].join(', ')})
+    select * from unnest(${[...keyTypes, 'int[]', 'int[]', 'int[]', 'int[]'].map((type) => `?::${type}`).join(', ')})
+    on conflict (${keys.join(', ')}) do update set ${adding(table, COUNT_COLUMNS)}`;
 
 /**
- * The statements that apply increments to every rollup (per referrer and day, per
- * program and day, per referrer and month, revenue). Callers run them, or fold them
- * into one statement as CTEs (the click batch).
+ * Every rollup's upsert as CTEs of one statement whose text never changes (arrays, not
+ * row lists, carry the rows), so PostgreSQL parses and plans it once per connection.
+ * Empty arrays insert nothing. The most shared rows come last: their locks are then
+ * held for the shortest time. Parameters: `rollupParams`.
  */
-export function rollupStatements(db: Knex, deltas: StatsDelta[]): Knex.QueryBuilder[] {
+export const ROLLUP_CTES = `rollup_revenue as (insert into daily_revenue (program_id, participant_id, day, currency, amount)
+    select * from unnest(?::uuid[], ?::uuid[], ?::date[], ?::text[], ?::bigint[])
+    on conflict (program_id, participant_id, day, currency) do update set ${adding('daily_revenue', ['amount'])}),
+  rollup_daily as (${countsUpsert('daily_stats', ['program_id', 'participant_id', 'day'], ['uuid[]', 'uuid[]', 'date[]'])}),
+  rollup_monthly as (${countsUpsert('participant_monthly', ['program_id', 'participant_id', 'month'], ['uuid[]', 'uuid[]', 'date[]'])}),
+  rollup_program as (${countsUpsert('program_daily', ['program_id', 'day', 'shard'], ['uuid[]', 'date[]', 'int[]'])})`;
+
+/** Column arrays of `rows`, in `columns` order (for `unnest`). */
+export function columnsOf<R>(rows: R[], columns: readonly (keyof R)[]): unknown[][] {
+  return columns.map((column) => rows.map((row) => row[column] ?? null));
+}
+
+/** The parameters of ROLLUP_CTES for these increments; rows for the same key are merged first. */
+export function rollupParams(deltas: StatsDelta[]): unknown[][] {
   const daily = new Map<string, Counts & { program_id: string; participant_id: string; day: string }>();
   const programDaily = new Map<string, Counts & { program_id: string; day: string; shard: number }>();
   const shard = randomInt(PROGRAM_DAILY_SHARDS);
@@ -81,13 +96,17 @@ export function rollupStatements(db: Knex, deltas: StatsDelta[]): Knex.QueryBuil
       revenue.set(key, money);
     }
   }
-  // The most shared rows last: their locks are then held for the shortest time.
   return [
-    upsertAdding(db, 'daily_revenue', ['program_id', 'participant_id', 'day', 'currency'], revenue, ['amount']),
-    upsertAdding(db, 'daily_stats', ['program_id', 'participant_id', 'day'], daily, COUNT_COLUMNS),
-    upsertAdding(db, 'participant_monthly', ['program_id', 'participant_id', 'month'], monthly, COUNT_COLUMNS),
-    upsertAdding(db, 'program_daily', ['program_id', 'day', 'shard'], programDaily, COUNT_COLUMNS),
-  ].filter((statement): statement is Knex.QueryBuilder => statement !== undefined);
+    ...columnsOf(sortedRows(revenue), ['program_id', 'participant_id', 'day', 'currency', 'amount']),
+    ...columnsOf(sortedRows(daily), ['program_id', 'participant_id', 'day', ...COUNT_COLUMNS]),
+    ...columnsOf(sortedRows(monthly), ['program_id', 'participant_id', 'month', ...COUNT_COLUMNS]),
+    ...columnsOf(sortedRows(programDaily), ['program_id', 'day', 'shard', ...COUNT_COLUMNS]),
+  ];
+}
+
+/** Applies increments to every rollup, now (whatever sink the transaction has): one statement. */
+export async function applyStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
+  if (deltas.length) await prepared(trx, 'rollups', `with ${ROLLUP_CTES} select 1`, rollupParams(deltas));
 }
 
 /** Applies increments to every rollup, now (or into the transaction's sink, see deferStats). */
@@ -98,23 +117,4 @@ export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> 
     return;
   }
   await applyStats(trx, deltas);
-}
-
-/** Writes increments now, whatever sink the transaction has. */
-export async function applyStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
-  await writeTogether(trx, rollupStatements(trx, deltas));
-}
-
-/** Runs several writes as one statement (data-modifying CTEs): one round trip, atomic. */
-export async function writeTogether(db: Knex, statements: Knex.QueryBuilder[]): Promise<void> {
-  if (statements.length <= 1) {
-    if (statements[0]) await statements[0];
-    return;
-  }
-  const parts = statements.map((statement) => statement.toSQL());
-  const last = parts.pop() as Knex.Sql;
-  await db.raw(`with ${parts.map((part, i) => `w${i} as (${part.sql})`).join(', ')} ${last.sql}`, [
-    ...parts.flatMap((part) => part.bindings as Knex.Value[]),
-    ...(last.bindings as Knex.Value[]),
-  ]);
 }

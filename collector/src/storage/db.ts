@@ -96,3 +96,11 @@ export function isUniqueViolation(error: unknown, constraint?: string): boolean 
   if (err?.code !== '23505') return false;
   return !constraint || err.constraint === constraint || (err.message ?? '').includes(constraint);
 }
+
+/**
+ * A statement whose text never changes, named so that PostgreSQL parses and plans it
+ * once per connection (PGlite ignores the name). `sql` must be a constant.
+ */
+export function prepared(db: Knex, name: string, sql: string, params: unknown[]): Knex.Raw {
+  return db.raw(sql, params as Knex.RawBinding[]).options({ name });
+}

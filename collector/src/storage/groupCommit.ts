@@ -12,6 +12,11 @@ export interface GroupCommitOptions<T, R> {
   /** Writes one batch; returns one result per item, in order. */
   commit: (items: T[]) => Promise<R[]>;
   maxBatch?: number;
+  /**
+   * How long the first row waits for company. 0: only for what arrives in the same
+   * turn of the event loop; under load, rows gather while the previous batch is
+   * being written anyway (natural batching), and a lone row is not delayed.
+   */
   maxDelayMs?: number;
   maxQueue?: number;
   /** Batches written at the same time (PGlite has one connection: 1). */
@@ -27,7 +32,8 @@ interface Pending<T, R> {
 
 export class GroupCommitter<T, R> {
   private queue: Pending<T, R>[] = [];
-  private timer: NodeJS.Timeout | undefined;
+  /** Cancels the pending flush, if one is scheduled. */
+  private cancelFlush: (() => void) | undefined;
   private inFlight = 0;
   private readonly idle = new Set<() => void>();
   private closed = false;
@@ -55,13 +61,22 @@ export class GroupCommitter<T, R> {
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
       if (this.queue.length >= this.maxBatch) this.flush();
-      else this.timer ??= setTimeout(() => this.flush(), this.maxDelayMs);
+      else this.cancelFlush ??= this.scheduleFlush();
     });
   }
 
+  private scheduleFlush(): () => void {
+    if (this.maxDelayMs > 0) {
+      const timer = setTimeout(() => this.flush(), this.maxDelayMs);
+      return () => clearTimeout(timer);
+    }
+    const immediate = setImmediate(() => this.flush());
+    return () => clearImmediate(immediate);
+  }
+
   private flush(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
+    this.cancelFlush?.();
+    this.cancelFlush = undefined;
     while (this.queue.length && this.inFlight < this.concurrency) {
       const batch = this.queue.splice(0, this.maxBatch);
       this.inFlight++;
