@@ -5,6 +5,7 @@
  * outcome is recorded as a decision.
  */
 import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
 import type { AttributionStatus } from '../../../shared/types.ts';
 import type { CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
@@ -54,10 +55,13 @@ const DAY_MS = 86_400_000;
 
 /** A code and the participant it belongs to, in one query. */
 async function findCodeWithOwner(trx: Knex, code: string): Promise<{ code: CodeRow; owner: ParticipantRow } | undefined> {
-  const row = (await trx('codes as c')
-    .join('participants as p', 'p.id', 'c.participant_id')
-    .whereRaw('lower(c.code) = lower(?)', [code])
-    .first(trx.raw('row_to_json(c.*) as code'), trx.raw('row_to_json(p.*) as owner'))) as { code: Record<string, unknown>; owner: Record<string, unknown> } | undefined;
+  const result = await prepared(
+    trx,
+    'code_with_owner',
+    `select row_to_json(c.*) as code, row_to_json(p.*) as owner from codes c join participants p on p.id = c.participant_id where lower(c.code) = lower(?) limit 1`,
+    [code],
+  );
+  const row = result.rows[0] as { code: Record<string, unknown>; owner: Record<string, unknown> } | undefined;
   if (!row) return undefined;
   // row_to_json hands back timestamps as text.
   const dates = <T>(record: Record<string, unknown>, keys: string[]) =>
@@ -70,7 +74,8 @@ async function participantById(trx: Knex, id: string): Promise<ParticipantRow> {
 }
 
 export async function referralOf(trx: Knex, participantId: string): Promise<ReferralRow | undefined> {
-  return (await trx('referrals').where({ referred_id: participantId }).first()) as ReferralRow | undefined;
+  const result = await prepared(trx, 'referral_of', `select * from referrals where referred_id = ? limit 1`, [participantId]);
+  return result.rows[0] as ReferralRow | undefined;
 }
 
 /** Finds the referrer from the code given, else from the visitor's clicks inside the window. */
@@ -178,7 +183,8 @@ export async function attribute(
       details: hint.vid ? { vid: hint.vid } : undefined,
     });
 
-  const current = await referralOf(trx, participant.id);
+  // A customer created in this transaction cannot have been referred yet.
+  const current = hint.newParticipant ? undefined : await referralOf(trx, participant.id);
   if (current) {
     if (hint.code || hint.vid) await decide('rejected', 'already_attributed', { referrerId: current.referrer_id });
     return existing(trx, current, hint);
@@ -204,7 +210,9 @@ export async function attribute(
 
   // The referral, the customer's referredBy and the decision, in one statement; all or
   // nothing happens when another request attributed this customer first (it wins).
-  const inserted = await trx.raw(
+  const inserted = await prepared(
+    trx,
+    'attribute',
     `with r as (
        insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash)
        values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (referred_id) do nothing returning *

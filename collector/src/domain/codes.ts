@@ -5,6 +5,7 @@
  */
 import { randomInt } from 'node:crypto';
 import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
 import { conflict } from '../errors.ts';
 
 export const CODE_ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
@@ -28,7 +29,9 @@ export interface CodeRow {
 
 /** Inserts a code unless any code equal to it (ignoring case) exists; returns the row or undefined. */
 async function insertCode(trx: Knex, programId: string, participantId: string, code: string): Promise<CodeRow | undefined> {
-  const result = await trx.raw(
+  const result = await prepared(
+    trx,
+    'insert_code',
     `insert into codes (program_id, participant_id, code) values (?, ?, ?) on conflict do nothing returning *`,
     [programId, participantId, code],
   );

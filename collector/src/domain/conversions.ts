@@ -5,6 +5,7 @@
  * event confirms it.
  */
 import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
 import type { ConversionType } from '../../../shared/types.ts';
 import { attribute, referralOf, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
@@ -68,8 +69,9 @@ export function presentConversion(row: ConversionRow, externalId: string) {
   };
 }
 
-function findConversion(trx: Knex, programId: string, type: string, eventId: string) {
-  return trx('conversions').where({ program_id: programId, type, event_id: eventId }).first() as Promise<ConversionRow | undefined>;
+async function findConversion(trx: Knex, programId: string, type: string, eventId: string): Promise<ConversionRow | undefined> {
+  const result = await prepared(trx, 'find_conversion', `select * from conversions where program_id = ? and type = ? and event_id = ? limit 1`, [programId, type, eventId]);
+  return result.rows[0] as ConversionRow | undefined;
 }
 
 /**
@@ -101,7 +103,9 @@ async function replay(trx: Knex, program: ProgramRow, stored: ConversionRow, ver
 }
 
 async function insertConversion(trx: Knex, programId: string, participant: ParticipantRow, input: ConversionInput) {
-  const result = await trx.raw(
+  const result = await prepared(
+    trx,
+    'insert_conversion',
     `insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash)
      values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning *`,
     [programId, participant.id, input.type, input.eventId, input.amount ?? null, input.currency ?? null, input.verified, input.source, input.vid ?? null, input.ipHash ?? null],
@@ -199,6 +203,6 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     attribution,
     rewards: rewards.map(presentReward),
   };
-  await trx('conversions').where({ id: conversion.id }).update({ response: JSON.stringify(response) });
+  await prepared(trx, 'conversion_response', `update conversions set response = ? where id = ?`, [JSON.stringify(response), conversion.id]);
   return response;
 }

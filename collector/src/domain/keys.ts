@@ -4,6 +4,7 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
 
 export type KeyKind = 'publishable' | 'secret';
 
@@ -46,15 +47,15 @@ export async function createApiKey(trx: Knex, programId: string, kind: KeyKind):
   return { id: (row as { id: string }).id, key };
 }
 
+const KEY_WITH_PROGRAM = `select p.*, k.id as key_id, k.hash as key_hash from api_keys k join programs p on p.id = k.program_id
+  where k.hash = ? and k.kind = ? and k.revoked_at is null limit 1`;
+
 /** The live key and its program in one query (the hot path of every authenticated request). */
 export async function findKeyWithProgram<P>(db: Knex, key: string, kind: KeyKind): Promise<{ keyId: string; program: P } | undefined> {
   if (kindOfKey(key) !== kind || key.length > 200) return undefined;
   const hash = hashKey(key);
-  const row = (await db('api_keys as k')
-    .join('programs as p', 'p.id', 'k.program_id')
-    .where({ 'k.hash': hash, 'k.kind': kind })
-    .whereNull('k.revoked_at')
-    .first('p.*', 'k.id as key_id', 'k.hash as key_hash')) as (Record<string, unknown> & { key_id: string; key_hash: string }) | undefined;
+  const result = await prepared(db, 'key_with_program', KEY_WITH_PROGRAM, [hash, kind]);
+  const row = result.rows[0] as (Record<string, unknown> & { key_id: string; key_hash: string }) | undefined;
   if (!row || !timingSafeEqual(Buffer.from(row.key_hash, 'hex'), Buffer.from(hash, 'hex'))) return undefined;
   const { key_id: keyId, key_hash: _hash, ...program } = row;
   return { keyId, program: program as P };

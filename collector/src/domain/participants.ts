@@ -2,6 +2,7 @@
  * Participants: the program's users, known by the host app's own id (externalId).
  */
 import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
 import type { ParticipantCreate } from '../../../shared/schemas.ts';
 import type { MoneyByCurrency } from '../../../shared/types.ts';
 import { conflict } from '../errors.ts';
@@ -34,7 +35,9 @@ export async function ensureParticipant(
   fields: ParticipantFields,
   vanityCode?: string,
 ): Promise<{ participant: ParticipantRow; created: boolean }> {
-  const inserted = await trx.raw(
+  const inserted = await prepared(
+    trx,
+    'insert_participant',
     `insert into participants (program_id, external_id, email, name) values (?, ?, ?, ?)
      on conflict (program_id, external_id) do nothing returning *`,
     [programId, fields.externalId, fields.email ?? null, fields.name ?? null],
