@@ -1,7 +1,9 @@
 /**
  * Builds the snippet into snippet/dist: referral.js (the IIFE served as /r.js) and
  * referral.mjs (the ES module, package export "./snippet"), and prints their sizes:
- * minified, gzip -9 and brotli bytes.
+ * minified, gzip -9 and brotli bytes. Then bundles the collector into
+ * collector/dist/server.mjs, what `npm start` runs: plain Node, no TypeScript loader
+ * (about half the memory of running the sources through tsx, and faster).
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -33,3 +35,20 @@ for (const [file, format] of outputs) {
 for (const row of rows) {
   console.log(`${row.file.padEnd(26)} ${String(row.minified).padStart(6)} B minified  ${String(row.gzip).padStart(5)} B gzip  ${String(row.brotli).padStart(5)} B brotli`);
 }
+
+// The collector: our code in one file, dependencies left in node_modules. The snippet's
+// build options stay a separate file (they find js-cookie relative to themselves).
+const collector = fileURLToPath(new URL('../collector/dist/server.mjs', import.meta.url));
+await build({
+  entryPoints: [fileURLToPath(new URL('../collector/src/server.ts', import.meta.url))],
+  outfile: collector,
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  external: ['../../snippet/esbuild.mjs'],
+  sourcemap: 'linked',
+  logLevel: 'warning',
+});
+console.log('collector/dist/server.mjs built (npm start runs it)');

@@ -4,11 +4,13 @@
  * under /demo/ that runs the real snippet against it.
  */
 import { readFile } from 'node:fs/promises';
+import { pathToFileURL } from 'node:url';
 import Router from '@koa/router';
 import type { Knex } from 'knex';
 import type { Config } from './config.ts';
 import type { Deps } from './deps.ts';
 import { AppError, notFound } from './errors.ts';
+import { packagePath } from './paths.ts';
 import type { Logger } from './logger.ts';
 import { findCode, primaryCode, referralLink } from './domain/codes.ts';
 import { ensureParticipant } from './domain/participants.ts';
@@ -109,7 +111,7 @@ const DEMO_FILES: Record<string, string> = {
   'demo.js': 'application/javascript; charset=utf-8',
   'demo.css': 'text/css; charset=utf-8',
 };
-const DEMO_DIR = new URL('../public/demo/', import.meta.url);
+const DEMO_DIR = pathToFileURL(packagePath('collector/public/demo/'));
 /** Scripts and styles from this origin only: the pages have no inline script. */
 const DEMO_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 

@@ -3,6 +3,7 @@ import type { Config } from './config.ts';
 import type { Logger } from './logger.ts';
 import type { Ingest } from './ingest.ts';
 import type { RateLimits } from './http/rateLimit.ts';
+import type { Lifecycle } from './http/middleware.ts';
 
 /** What the app is built from; tests pass their own. */
 export interface Deps {
@@ -14,5 +15,5 @@ export interface Deps {
   /** Rate limiters; built from config when not given. */
   limits?: RateLimits;
   /** Set by the server on SIGTERM: new requests are refused while in-flight ones finish. */
-  lifecycle?: { draining: boolean };
+  lifecycle?: Lifecycle;
 }

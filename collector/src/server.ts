@@ -14,6 +14,7 @@ import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
 import { seedDemo } from './demo.ts';
 import { createRateLimits } from './http/rateLimit.ts';
+import { Lifecycle } from './http/middleware.ts';
 
 const SHUTDOWN_GRACE_MS = 4000;
 
@@ -24,7 +25,7 @@ export async function start(config: Config) {
   if (ran.length) logger.info({ migrations: ran }, 'migrated');
   if (config.demo !== 'off') await seedDemo(db, config, logger);
   const ingest = createIngest(db, logger);
-  const lifecycle = { draining: false };
+  const lifecycle = new Lifecycle();
   const limits = createRateLimits(config, logger);
   const app = buildApp({ db, config, logger, ingest, limits, lifecycle });
   const server: Server = app.listen(config.port, config.host);
@@ -45,6 +46,7 @@ export async function start(config: Config) {
       const force = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
       await closed;
       clearTimeout(force);
+      await lifecycle.settled(SHUTDOWN_GRACE_MS);
       await ingest.drain();
       await workers.stop();
       await limits.close();

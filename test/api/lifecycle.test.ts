@@ -114,10 +114,10 @@ interface RunningServer extends Spawned {
   stop: (signal: NodeJS.Signals) => Promise<Exit & { ms: number }>;
 }
 
-/** Starts `tsx collector/src/server.ts` and waits until /v1/health answers. */
-async function startServer(env: Record<string, string>): Promise<RunningServer> {
+/** Starts `tsx collector/src/server.ts` (or another command) and waits until /v1/health answers. */
+async function startServer(env: Record<string, string>, command: [string, string[]] = [TSX, ['collector/src/server.ts']]): Promise<RunningServer> {
   const port = await freePort();
-  const spawned = run(TSX, ['collector/src/server.ts'], { PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'silent', ...env });
+  const spawned = run(command[0], command[1], { PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'silent', ...env });
   const url = `http://127.0.0.1:${port}`;
   const server: RunningServer = {
     ...spawned,
@@ -207,6 +207,20 @@ describe.concurrent('the server process (PGlite under DATA_DIR)', () => {
     const last = await third.stop('SIGTERM');
     expect(last).toMatchObject({ code: 0, signal: null });
     expect(last.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
+  }, SLOW_TEST_MS);
+
+  it('runs as npm start does: the built bundle under plain Node serves the API, /r.js, /admin and the demo, and stops with exit 0', async () => {
+    const build = run(process.execPath, ['scripts/build.mjs'], {});
+    expect(await withTimeout(build.exited, 60_000, 'npm run build', build), build.output().stderr).toMatchObject({ code: 0 });
+    const server = await startServer({ DATA_DIR: tempDataDir(), DEMO: 'auto' }, [process.execPath, ['collector/dist/server.mjs']]);
+    expect((await call(server.url, 'GET', '/v1/ready')).status).toBe(200);
+    // Files found relative to the package, wherever the code runs from.
+    for (const [pathname, type] of [['/r.js', 'javascript'], ['/admin', 'text/html'], ['/admin/app.js', 'javascript'], ['/admin/app.css', 'text/css'], ['/demo/', 'text/html']]) {
+      const response = await fetch(server.url + pathname);
+      expect(response.status, pathname).toBe(200);
+      expect(response.headers.get('content-type'), pathname).toContain(type);
+    }
+    expect((await server.stop('SIGTERM')).code).toBe(0);
   }, SLOW_TEST_MS);
 
   it('refuses to start on invalid config, listing every problem, without a stack trace', async () => {

@@ -10,7 +10,7 @@
  * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) names a server;
  * the bench creates and drops its own database there. BENCH_SECONDS sets each load's length.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -24,6 +24,8 @@ const CONNECTIONS = 50;
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 const BASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const ROOT = path.resolve(import.meta.dirname, '../..');
+/** The bundle `npm start` runs; built at the start of the bench. */
+const COLLECTOR = 'collector/dist/server.mjs';
 
 interface Load {
   rps: number;
@@ -52,7 +54,8 @@ interface Proc {
 
 async function startProcess(script: string, env: Record<string, string>): Promise<Proc> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+  // Both sides run as plain Node, as in production (`npm start` runs the bundle).
+  const child = spawn(process.execPath, [script], {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -162,6 +165,7 @@ const fmt = (label: string, l: Load) =>
   `${label.padEnd(28)} ${String(l.rps).padStart(7)} req/s  p50 ${String(l.p50).padStart(4)} ms  p99 ${String(l.p99).padStart(4)} ms  2xx ${l.ok}  non-2xx ${l.non2xx}  errors ${l.errors}`;
 
 async function main() {
+  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, stdio: 'ignore' });
   const dbName = `bench_${Date.now()}`;
   const admin = new pg.Client({ connectionString: BASE_URL });
   await admin.connect();
@@ -173,9 +177,9 @@ async function main() {
   const summary: Record<string, number | boolean> = {};
   const procs: Proc[] = [];
   try {
-    const bare = await startProcess('test/bench/bare.ts', {});
+    const bare = await startProcess('test/bench/bare.mjs', {});
     procs.push(bare);
-    const collector = await startProcess('collector/src/server.ts', { DATABASE_URL: databaseUrl, ADMIN_TOKEN, WORKERS: process.env.BENCH_WORKERS ?? '1' });
+    const collector = await startProcess(COLLECTOR, { DATABASE_URL: databaseUrl, ADMIN_TOKEN, WORKERS: process.env.BENCH_WORKERS ?? '1' });
     procs.push(collector);
     const pgSetup = await setupProgram(collector.url, 100);
     const plain = { 'content-type': 'text/plain' };
@@ -202,7 +206,7 @@ async function main() {
     const referralsPg = await countRows(databaseUrl, `select count(*) as n from referrals`);
 
     // Scale-out: a second process on the same database; one user, many codes, both processes.
-    const second = await startProcess('collector/src/server.ts', { DATABASE_URL: databaseUrl, ADMIN_TOKEN });
+    const second = await startProcess(COLLECTOR, { DATABASE_URL: databaseUrl, ADMIN_TOKEN });
     procs.push(second);
     let exactlyOnce = true;
     for (let user = 0; user < 20; user++) {
@@ -226,7 +230,7 @@ async function main() {
     const exitPg = await collector.stop();
 
     // PGlite: the same click load against the embedded database.
-    const embedded = await startProcess('collector/src/server.ts', { DATA_DIR: dataDir, ADMIN_TOKEN });
+    const embedded = await startProcess(COLLECTOR, { DATA_DIR: dataDir, ADMIN_TOKEN });
     procs.push(embedded);
     const liteSetup = await setupProgram(embedded.url, 100);
     const liteRun = await load(embedded.url, '/v1/clicks', clickBody(liteSetup.keys.publishable, liteSetup.codes), plain);

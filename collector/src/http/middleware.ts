@@ -58,14 +58,50 @@ export function logRequests(logger: Logger) {
   };
 }
 
+/** The server's shutdown state, shared with the drain gate. */
+export class Lifecycle {
+  draining = false;
+  private inFlight = 0;
+  private readonly idle = new Set<() => void>();
+
+  enter(): void {
+    this.inFlight++;
+  }
+
+  leave(): void {
+    if (--this.inFlight === 0) for (const done of this.idle) done();
+  }
+
+  /**
+   * Resolves when no request is being handled (or after `timeoutMs`). A client that
+   * hung up leaves its handler running; the database must stay open until it ends.
+   */
+  async settled(timeoutMs: number): Promise<void> {
+    if (this.inFlight === 0) return;
+    let done!: () => void;
+    const timer = setTimeout(() => done(), timeoutMs);
+    await new Promise<void>((resolve) => {
+      done = resolve;
+      this.idle.add(resolve);
+    });
+    clearTimeout(timer);
+    this.idle.delete(done);
+  }
+}
+
 /** During shutdown: new requests get 503 and the connection is closed; in-flight ones finish. */
-export function refuseWhileDraining(lifecycle: { draining: boolean } | undefined) {
+export function refuseWhileDraining(lifecycle: Lifecycle | undefined) {
   return async function drainGate(ctx: Context, next: Next) {
     if (lifecycle?.draining) {
       ctx.set('Connection', 'close');
       throw new AppError(503, 'shutting_down', 'The collector is restarting; retry shortly', undefined, { 'Retry-After': '1' });
     }
-    await next();
+    lifecycle?.enter();
+    try {
+      await next();
+    } finally {
+      lifecycle?.leave();
+    }
     // Answered while shutting down: let the client open its next connection elsewhere.
     if (lifecycle?.draining) ctx.set('Connection', 'close');
   };

@@ -8,14 +8,14 @@
 import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import Router from '@koa/router';
 import type { Context, Next } from 'koa';
 import { build } from 'esbuild';
 import type { Deps } from '../deps.ts';
 import { notFound } from '../errors.ts';
+import { packagePath } from '../paths.ts';
 
-const ADMIN_DIR = fileURLToPath(new URL('../../../admin/', import.meta.url));
+const ADMIN_DIR = packagePath('admin/');
 const UPLOT_CSS = createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.css');
 
 export const ADMIN_CSP = [
