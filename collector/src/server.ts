@@ -77,21 +77,25 @@ if (isMain) {
 
 /** One collector process: serve until SIGTERM/SIGINT, then shut down gracefully and exit 0. */
 async function runWorker(config: Config) {
+  // A signal during start-up is kept and acted on once the server is up.
+  let signalled = false;
+  const early = () => (signalled = true);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, early);
   const running = await start(config);
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.off(signal, early);
   // A stray rejection (a dropped connection, say) is logged, never fatal: the request
   // that hit it has already been answered through the error middleware.
   process.on('unhandledRejection', (reason) => running.logger.error({ err: reason }, 'unhandled rejection'));
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
-      running.stop().then(
-        () => process.exit(0),
-        (error) => {
-          running.logger.error({ err: error }, 'shutdown failed');
-          process.exit(1);
-        },
-      );
-    });
-  }
+  const stopAndExit = () =>
+    running.stop().then(
+      () => process.exit(0),
+      (error) => {
+        running.logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stopAndExit());
+  if (signalled) void stopAndExit();
 }
 
 /**
@@ -110,8 +114,11 @@ async function runPrimary(config: Config) {
   for (const worker of workers) {
     worker.on('exit', (code, signal) => {
       // Workers exit 0 only after a graceful stop (a terminal's Ctrl-C reaches the whole
-      // process group, so they may hear it first). Any exit takes the others down too.
-      if (code !== 0) {
+      // process group, so they may hear it first). One still starting when we asked it
+      // to stop dies of that SIGTERM, having accepted nothing: that is clean too. Any
+      // other exit takes the others down.
+      const stoppedWhileStarting = stopping && signal === 'SIGTERM';
+      if (code !== 0 && !stoppedWhileStarting) {
         failed = true;
         logger.error({ code, signal }, 'worker failed; stopping');
       }

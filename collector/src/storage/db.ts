@@ -3,8 +3,11 @@
  * PostgreSQL through `pg`. Both hand back the same JavaScript values: int8 and
  * numeric come back as numbers here, so domain code never sees driver differences.
  */
-import { mkdirSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { PGlite } from '@electric-sql/pglite';
 import knexFactory, { type Knex } from 'knex';
 import ClientPgLite from 'knex-pglite';
@@ -47,16 +50,39 @@ export function createDb(options: DbOptions): Db {
     });
   }
   const dir = options.dataDir === null ? undefined : path.resolve(options.dataDir ?? './data', 'pglite');
-  if (dir) mkdirSync(dir, { recursive: true });
+  if (dir) initPgliteDir(dir);
   // One PGlite instance per Knex: knex calls a connection function on every acquire,
   // and two instances must never open the same data directory.
-  const pglite = new PGlite({ dataDir: dir, parsers: { [NUMERIC]: toNumber } });
+  const pglite = new PGlite({ dataDir: dir, parsers: { [NUMERIC]: toNumber }, postgresqlconf: PGLITE_CONF });
   return knexFactory({
     client: ClientPgLite,
     dialect: 'postgres',
     connection: () => ({ pglite }) as object,
     searchPath,
   } as Knex.Config);
+}
+
+/**
+ * PGlite is for single-server installs: a 16 MB buffer pool (PostgreSQL's default is
+ * 128 MB) keeps the collector's memory near 200 MB; the OS page cache still holds
+ * the files.
+ */
+const PGLITE_CONF = ['shared_buffers = 16MB'];
+
+/**
+ * Creates a PGlite data directory in a short-lived child process. initdb runs a
+ * second WebAssembly instance whose memory (~500 MB) the process would otherwise
+ * keep for its whole life; the server then opens the finished directory.
+ */
+function initPgliteDir(dir: string): void {
+  if (existsSync(path.join(dir, 'PG_VERSION'))) return;
+  mkdirSync(dir, { recursive: true });
+  const pgliteUrl = pathToFileURL(createRequire(import.meta.url).resolve('@electric-sql/pglite')).href;
+  const script = `const { PGlite } = await import(${JSON.stringify(pgliteUrl)});
+    const db = new PGlite({ dataDir: ${JSON.stringify(dir)} });
+    await db.waitReady;
+    await db.close();`;
+  execFileSync(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
 }
 
 /** True for the embedded PGlite database (one connection, one process). */
