@@ -5,7 +5,7 @@
  * outcome is recorded as a decision.
  */
 import type { Knex } from 'knex';
-import { prepared } from '../storage/db.ts';
+import { prepared, rowFromJson } from '../storage/db.ts';
 import type { AttributionStatus } from '../../../shared/types.ts';
 import type { CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
@@ -63,10 +63,7 @@ async function findCodeWithOwner(trx: Knex, code: string): Promise<{ code: CodeR
   );
   const row = result.rows[0] as { code: Record<string, unknown>; owner: Record<string, unknown> } | undefined;
   if (!row) return undefined;
-  // row_to_json hands back timestamps as text.
-  const dates = <T>(record: Record<string, unknown>, keys: string[]) =>
-    Object.fromEntries(Object.entries(record).map(([k, v]) => [k, keys.includes(k) && typeof v === 'string' ? new Date(v) : v])) as T;
-  return { code: dates<CodeRow>(row.code, ['created_at', 'disabled_at']), owner: dates<ParticipantRow>(row.owner, ['created_at']) };
+  return { code: rowFromJson<CodeRow>(row.code, ['created_at', 'disabled_at']) as CodeRow, owner: rowFromJson<ParticipantRow>(row.owner, ['created_at']) as ParticipantRow };
 }
 
 async function participantById(trx: Knex, id: string): Promise<ParticipantRow> {

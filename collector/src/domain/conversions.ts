@@ -5,13 +5,14 @@
  * event confirms it.
  */
 import type { Knex } from 'knex';
-import { prepared } from '../storage/db.ts';
+import { prepared, rowFromJson } from '../storage/db.ts';
+import { assignCode, generateCode } from './codes.ts';
 import type { ConversionType } from '../../../shared/types.ts';
 import { attribute, referralOf, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
-import { applyStats, bumpStats, deferStats, type StatsDelta } from './rollups.ts';
+import { applyStats, bumpStats, deferStats, ROLLUP_CTES, rollupParams, type StatsDelta } from './rollups.ts';
 import { confirmRewards, grantRewards, presentReward, type RewardView } from './rewards.ts';
 
 export interface ConversionRow {
@@ -113,15 +114,35 @@ async function insertConversion(trx: Knex, programId: string, participant: Parti
   return result.rows[0] as ConversionRow | undefined;
 }
 
+type PendingResponse = { id?: string; response?: string };
+
+/** A transaction's answer, stored with its closing statement instead of on its own. */
+const pendingResponses = new WeakMap<Knex, PendingResponse>();
+
+async function storeResponse(trx: Knex, conversionId: string, response: ConversionResult): Promise<void> {
+  const pending = pendingResponses.get(trx);
+  if (pending && !pending.id) Object.assign(pending, { id: conversionId, response: JSON.stringify(response) });
+  else await prepared(trx, 'conversion_response', `update conversions set response = ? where id = ?`, [JSON.stringify(response), conversionId]);
+}
+
+/** The rollup increments and the stored answer, in the transaction's last statement. */
+const FINISH_SQL = `with ${ROLLUP_CTES},
+  response as (update conversions set response = ?::jsonb where id = ?::uuid)
+  select 1`;
+
 /** Records a signup or purchase, attributes the customer and grants rewards, in one transaction. */
 export async function recordConversion(db: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
   return db.transaction(async (trx) => {
     // Rollup rows are shared by every conversion of the day: touch them last, just
     // before commit, so their row locks are held as briefly as possible.
     const deltas: StatsDelta[] = [];
+    const pending: PendingResponse = {};
     deferStats(trx, deltas);
+    pendingResponses.set(trx, pending);
     const result = await convert(trx, program, input);
-    await applyStats(trx, deltas);
+    if (deltas.length || pending.id) {
+      await prepared(trx, 'conversion_finish', FINISH_SQL, [...rollupParams(deltas), pending.response ?? null, pending.id ?? null]);
+    }
     return result;
   });
 }
@@ -156,12 +177,56 @@ export async function recordConversions(db: Knex, batch: BatchedConversion[]): P
   });
 }
 
-async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
-  const stored = await findConversion(trx, program.id, input.type, input.eventId);
-  if (stored) return replay(trx, program, stored, input.verified);
+/**
+ * The common case in one statement: the event is new and so is the customer. Reads
+ * the stored event, else creates the participant, their code and the conversion. A
+ * participant who already exists comes back as null (the caller takes the long way).
+ */
+const OPEN_SQL = `with stored as (
+    select * from conversions where program_id = ? and type = ? and event_id = ? limit 1
+  ), participant as (
+    insert into participants (program_id, external_id, email, name) select ?, ?, ?, ? where not exists (select 1 from stored)
+    on conflict (program_id, external_id) do nothing returning *
+  ), code as (
+    insert into codes (program_id, participant_id, code) select program_id, id, ? from participant on conflict do nothing returning id
+  ), conversion as (
+    insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash)
+    select program_id, id, ?, ?, ?, ?, ?, ?, ?, ? from participant on conflict do nothing returning *
+  ) select (select row_to_json(s) from stored s) as stored, (select row_to_json(p) from participant p) as participant,
+      exists (select 1 from code) as coded, (select row_to_json(c) from conversion c) as conversion`;
 
-  const { participant, created } = await ensureParticipant(trx, program.id, { externalId: input.externalId, email: input.email, name: input.name });
-  const conversion = await insertConversion(trx, program.id, participant, input);
+async function openConversion(trx: Knex, programId: string, input: ConversionInput) {
+  const result = await prepared(trx, 'open_conversion', OPEN_SQL, [
+    programId, input.type, input.eventId,
+    programId, input.externalId, input.email ?? null, input.name ?? null,
+    generateCode(),
+    input.type, input.eventId, input.amount ?? null, input.currency ?? null, input.verified, input.source, input.vid ?? null, input.ipHash ?? null,
+  ]);
+  const row = result.rows[0] as { stored: Record<string, unknown> | null; participant: Record<string, unknown> | null; coded: boolean; conversion: Record<string, unknown> | null };
+  return {
+    stored: rowFromJson<ConversionRow>(row.stored, ['created_at']),
+    participant: rowFromJson<ParticipantRow>(row.participant, ['created_at']),
+    coded: row.coded,
+    conversion: rowFromJson<ConversionRow>(row.conversion, ['created_at']),
+  };
+}
+
+async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
+  const opened = await openConversion(trx, program.id, input);
+  if (opened.stored) return replay(trx, program, opened.stored, input.verified);
+
+  let participant: ParticipantRow;
+  let created: boolean;
+  let conversion: ConversionRow | undefined;
+  if (opened.participant) {
+    ({ participant, conversion } = opened as { participant: ParticipantRow; conversion: ConversionRow | undefined });
+    created = true;
+    // The drawn code was taken (rare): draw again until one is free.
+    if (!opened.coded) await assignCode(trx, program.id, participant.id);
+  } else {
+    ({ participant, created } = await ensureParticipant(trx, program.id, { externalId: input.externalId, email: input.email, name: input.name }));
+    conversion = await insertConversion(trx, program.id, participant, input);
+  }
   if (!conversion) {
     // Either a concurrent request stored this very event, or the participant already signed up.
     const same = await findConversion(trx, program.id, input.type, input.eventId);
@@ -203,6 +268,6 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     attribution,
     rewards: rewards.map(presentReward),
   };
-  await prepared(trx, 'conversion_response', `update conversions set response = ? where id = ?`, [JSON.stringify(response), conversion.id]);
+  await storeResponse(trx, conversion.id, response);
   return response;
 }

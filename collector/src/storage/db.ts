@@ -130,3 +130,11 @@ export function isUniqueViolation(error: unknown, constraint?: string): boolean 
 export function prepared(db: Knex, name: string, sql: string, params: unknown[]): Knex.Raw {
   return db.raw(sql, params as Knex.RawBinding[]).options({ name });
 }
+
+/** A row read back through `row_to_json`, with its timestamp columns made Dates again. */
+export function rowFromJson<T>(record: Record<string, unknown> | null | undefined, dateColumns: readonly string[]): T | undefined {
+  if (!record) return undefined;
+  const row: Record<string, unknown> = { ...record };
+  for (const column of dateColumns) if (typeof row[column] === 'string') row[column] = new Date(row[column] as string);
+  return row as T;
+}
