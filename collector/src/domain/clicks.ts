@@ -1,12 +1,11 @@
 /**
  * Clicks: every landing through a referral link, from the snippet or a redirect
- * link. Written in batches (see storage/groupCommit.ts): two round trips per batch,
+ * link. Written in batches (see storage/groupCommit.ts): one statement per batch,
  * whatever its size.
  */
 import type { Knex } from 'knex';
-import type { CodeRow } from './codes.ts';
 import { prepared } from '../storage/db.ts';
-import { columnsOf, ROLLUP_CTES, rollupParams, type StatsDelta } from './rollups.ts';
+import { addCounts, applyStats, PROGRAM_DAILY_SHARDS, type StatsDelta } from './rollups.ts';
 
 /** The same visitor clicking the same code again within this window is stored once. */
 export const CLICK_DEDUPE_MS = 60 * 60 * 1000;
@@ -21,152 +20,167 @@ export interface ClickInput {
   userAgent?: string | undefined;
 }
 
-export type ClickResult = { valid: false } | { valid: true; code: CodeRow; stored: boolean };
+export interface ClickResult {
+  /** The code exists, belongs to the program and is enabled. */
+  valid: boolean;
+  /** Counted as a new click (not a repeat within the hour, nor the claim of a redirect-link click). */
+  stored: boolean;
+}
 
-const CLICK_COLUMNS = ['program_id', 'code_id', 'participant_id', 'vid', 'url', 'referrer', 'ip_hash', 'user_agent'] as const;
-type ClickRow = Record<(typeof CLICK_COLUMNS)[number], string | null>;
+type Action = 'invalid' | 'duplicate' | 'claim' | 'store';
 
-/** What the database knows about one click of the batch, in one round trip for all of them. */
-interface ClickFacts {
+interface Decided {
   i: number;
-  id: string | null;
-  program_id: string | null;
+  action: Action;
+  program_id: string;
+  code_id: string | null;
   participant_id: string | null;
-  code: string | null;
-  disabled_at: Date | null;
-  created_at: Date | null;
-  known_visitor: boolean;
-  recent_vid: boolean;
-  recent_ip: boolean;
-  unclaimed: boolean;
+  unclaimed_id: number | null;
+  known: boolean;
 }
 
+const DAY = `(now() at time zone 'utc')::date`;
+
 /**
- * Every lookup is a LATERAL … LIMIT 1 (or an aggregate) on an index: the plan PostgreSQL
- * caches for this prepared statement stays a handful of index probes per click
- * however the tables grow, never a scan of the hour's clicks.
+ * A whole batch in one statement (one round trip, atomic): what the database knows
+ * about each click, the decision, the new clicks, the rejected codes' decisions and
+ * the rollups. Rules, per click in order:
+ * - invalid: unknown code, another program's, or disabled (a `rejected` decision);
+ * - duplicate: the same visitor clicked the same code within the hour (in the
+ *   database or earlier in this batch); a click without visitor id, the same IP;
+ * - claim: a snippet click following a redirect-link click (same code and IP, no
+ *   visitor id yet) gives it the visitor id instead of counting the landing twice;
+ * - store: everything else; a visitor seen before counts no new visitor.
+ * Every lookup is a LATERAL … LIMIT 1 (or an aggregate) on an index, so the plan
+ * PostgreSQL caches for this prepared statement stays index probes however the
+ * tables grow. Claims (rare) are written afterwards, see `claimRedirectClicks`.
  */
-const FACTS_SQL = `with input(i, code, vid, ip) as (select * from unnest(?::int[], ?::text[], ?::text[], ?::text[]))
-  select input.i, c.id, c.program_id, c.participant_id, c.code, c.disabled_at, c.created_at,
-    coalesce(v.known, false) as known_visitor,
-    coalesce(v.last_on_code >= ?, false) as recent_vid,
-    recent_ip.hit is not null as recent_ip,
-    unclaimed.hit is not null as unclaimed
-  from input
-  left join lateral (select * from codes where lower(codes.code) = input.code limit 1) c on true
-  -- A visitor has few clicks: read them once through (program_id, vid, …).
-  left join lateral (
-    select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
-    from clicks k where k.program_id = c.program_id and k.vid = input.vid
-  ) v on true
-  left join lateral (
-    select 1 as hit from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
-  ) recent_ip on true
-  left join lateral (
-    select 1 as hit from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ? limit 1
-  ) unclaimed on true`;
+const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer, user_agent) as (
+    select * from unnest(?::int[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+  ), facts as (
+    select input.*, c.id as code_id, c.participant_id, c.program_id is not distinct from input.program_id as same_program,
+      (c.program_id is not distinct from input.program_id and c.disabled_at is null) as ok,
+      coalesce(v.known, false) as known_visitor,
+      coalesce(v.last_on_code >= ?, false) as recent_vid,
+      recent_ip.hit is not null as recent_ip,
+      unclaimed.id as unclaimed_id
+    from input
+    left join lateral (select * from codes where lower(codes.code) = input.code limit 1) c on true
+    -- A visitor has few clicks: read them once through (program_id, vid, …).
+    left join lateral (
+      select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
+      from clicks k where k.program_id = c.program_id and k.vid = input.vid
+    ) v on true
+    left join lateral (
+      select 1 as hit from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
+    ) recent_ip on true
+    left join lateral (
+      select k.id from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?
+      order by k.created_at desc limit 1
+    ) unclaimed on true
+  ), repeats as (
+    select f.*, ok and vid is not null and (recent_vid or row_number() over (partition by ok, code_id, vid order by i) > 1) as repeat_vid
+    from facts f
+  ), candidates as (
+    select r.*, ok and vid is not null and not repeat_vid and unclaimed_id is not null as may_claim from repeats r
+  ), decided as (
+    select c.i, c.program_id, c.code_id, c.participant_id, c.given, c.vid, c.url, c.referrer, c.ip, c.user_agent, c.unclaimed_id, c.same_program,
+      case
+        when not ok then 'invalid'
+        when repeat_vid then 'duplicate'
+        -- One claim per redirect-link click: the first candidate of the batch takes it.
+        when may_claim and not coalesce(bool_or(may_claim) over earlier_same_ip, false) then 'claim'
+        -- Without a visitor id: the same IP and code within the hour, or earlier in this batch.
+        when vid is null and ip is not null and (recent_ip or coalesce(bool_or(ok and (vid is null or not repeat_vid)) over earlier_same_ip, false)) then 'duplicate'
+        else 'store'
+      end as action,
+      known_visitor or coalesce(bool_or(ok and vid is not null and not repeat_vid) over (partition by program_id, vid order by i rows between unbounded preceding and 1 preceding), false) as known
+    from candidates c
+    window earlier_same_ip as (partition by code_id, ip order by i rows between unbounded preceding and 1 preceding)
+  ), stored as (
+    select * from decided where action = 'store'
+  ), new_clicks as (
+    insert into clicks (program_id, code_id, participant_id, vid, url, referrer, ip_hash, user_agent)
+    select program_id, code_id, participant_id, vid, url, referrer, ip, user_agent from stored order by i
+  ), rejected as (
+    insert into decisions (program_id, subject, outcome, reason, code)
+    select program_id, 'click', 'rejected', case when same_program then 'code_disabled' else 'unknown_code' end, given
+    from decided where action = 'invalid' order by i
+  ), counts as (
+    select program_id, participant_id, count(*)::int as clicks, count(*) filter (where vid is null or not known)::int as visitors
+    from stored group by program_id, participant_id
+  ), rollup_daily as (
+    ${addCounts('daily_stats', `select program_id, participant_id, ${DAY}, clicks, visitors, 0, 0 from counts order by program_id, participant_id`)}
+  ), rollup_monthly as (
+    ${addCounts('participant_monthly', `select program_id, participant_id, date_trunc('month', ${DAY})::date, clicks, visitors, 0, 0 from counts order by program_id, participant_id`)}
+  ), rollup_program as (
+    ${addCounts('program_daily', `select program_id, ${DAY}, floor(random() * ${PROGRAM_DAILY_SHARDS})::int, sum(clicks)::int, sum(visitors)::int, 0, 0 from counts group by program_id order by program_id`)}
+  ) select i, action, program_id, code_id, participant_id, unclaimed_id, known from decided`;
 
-async function factsOf(db: Knex, inputs: ClickInput[], since: Date): Promise<ClickFacts[]> {
-  const params = [
-    inputs.map((_, i) => i),
-    inputs.map((input) => input.code.toLowerCase()),
-    inputs.map((input) => input.vid ?? null),
-    inputs.map((input) => input.ipHash ?? null),
-    since,
-    since,
-    since,
-  ];
-  const result = await prepared(db, 'click_facts', FACTS_SQL, params);
-  return result.rows as ClickFacts[];
-}
-
-/** The batch's rollups, rejected-code decisions and new clicks: one statement, one round trip. */
-const WRITE_SQL = `with ${ROLLUP_CTES},
-  rejected as (insert into decisions (program_id, subject, outcome, reason, code)
-    select program_id, 'click', 'rejected', reason, code from unnest(?::uuid[], ?::text[], ?::text[]) as r(program_id, reason, code))
-  insert into clicks (${CLICK_COLUMNS.join(', ')})
-    select * from unnest(?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])`;
+const clip = (text: string | undefined, length: number) => text?.slice(0, length) ?? null;
 
 /**
- * Records a batch of clicks in two round trips: one read of what the database knows,
- * one statement writing the clicks, rollups and decisions. A click is stored unless
- * the same visitor clicked the same code within the hour; a snippet click that follows
- * a redirect-link click (same code and IP, no visitor id yet) claims that click
- * instead of counting the landing twice. Batches run one at a time (ingest.ts), so
- * each sees what the previous one wrote.
+ * Records a batch of clicks (see BATCH_SQL for the rules). Batches run one at a time
+ * (ingest.ts), so each sees what the previous one wrote.
  */
 export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<ClickResult[]> {
   const since = new Date(Date.now() - CLICK_DEDUPE_MS);
-  const facts = await factsOf(db, inputs, since);
-  const results: ClickResult[] = new Array(inputs.length);
-  const rejected: Array<{ program_id: string; reason: string; code: string }> = [];
-  const rows: ClickRow[] = [];
-  const stats: StatsDelta[] = [];
-  // What this batch itself adds, on top of what the database knew.
-  const seenVid = new Set<string>();
-  const seenIp = new Set<string>();
-  const claimedIp = new Set<string>();
-  const knownVisitors = new Set<string>();
-  for (const fact of facts) {
-    const input = inputs[fact.i] as ClickInput;
-    if (!fact.id || fact.program_id !== input.programId || fact.disabled_at) {
-      results[fact.i] = { valid: false };
-      const reason = fact.id && fact.program_id === input.programId ? 'code_disabled' : 'unknown_code';
-      rejected.push({ program_id: input.programId, reason, code: input.code.slice(0, 64) });
-      continue;
-    }
-    const code: CodeRow = { id: fact.id, program_id: fact.program_id, participant_id: fact.participant_id as string, code: fact.code as string, disabled_at: null, created_at: fact.created_at as Date };
-    const vidKey = `${code.id}|${input.vid}`;
-    const ipKey = `${code.id}|${input.ipHash}`;
-    const visitorKey = `${input.programId}|${input.vid}`;
-    const knownVisitor = fact.known_visitor || knownVisitors.has(visitorKey);
-    let stored = false;
-    if (input.vid ? fact.recent_vid || seenVid.has(vidKey) : input.ipHash && (fact.recent_ip || seenIp.has(ipKey))) {
-      stored = false;
-    } else if (input.vid && fact.unclaimed && !claimedIp.has(ipKey) && (await claimRedirectClick(db, code, input, since))) {
-      claimedIp.add(ipKey);
-      seenVid.add(vidKey);
-      // The redirect click counted a new visitor; a visitor we already knew takes it back.
-      if (knownVisitor) stats.push({ programId: input.programId, participantId: code.participant_id, visitors: -1 });
-      knownVisitors.add(visitorKey);
-    } else {
-      stored = true;
-      if (input.vid) {
-        seenVid.add(vidKey);
-        knownVisitors.add(visitorKey);
-      }
-      if (input.ipHash) seenIp.add(ipKey);
-      stats.push({ programId: input.programId, participantId: code.participant_id, clicks: 1, visitors: input.vid && knownVisitor ? 0 : 1 });
-      rows.push({
-        program_id: input.programId,
-        code_id: code.id,
-        participant_id: code.participant_id,
-        vid: input.vid ?? null,
-        url: input.url?.slice(0, 2048) ?? null,
-        referrer: input.referrer?.slice(0, 2048) ?? null,
-        ip_hash: input.ipHash ?? null,
-        user_agent: input.userAgent?.slice(0, 512) ?? null,
-      });
-    }
-    results[fact.i] = { valid: true, code, stored };
-  }
-  await prepared(db, 'click_write', WRITE_SQL, [
-    ...rollupParams(stats),
-    ...columnsOf(rejected, ['program_id', 'reason', 'code']),
-    ...columnsOf(rows, CLICK_COLUMNS),
+  const result = await prepared(db, 'click_batch', BATCH_SQL, [
+    inputs.map((_, i) => i),
+    inputs.map((input) => input.programId),
+    inputs.map((input) => input.code.toLowerCase()),
+    inputs.map((input) => input.code.slice(0, 64)),
+    inputs.map((input) => input.vid ?? null),
+    inputs.map((input) => input.ipHash ?? null),
+    inputs.map((input) => clip(input.url, 2048)),
+    inputs.map((input) => clip(input.referrer, 2048)),
+    inputs.map((input) => clip(input.userAgent, 512)),
+    since,
+    since,
+    since,
   ]);
+  const decided = result.rows as Decided[];
+  const results: ClickResult[] = new Array(inputs.length);
+  for (const row of decided) results[row.i] = { valid: row.action !== 'invalid', stored: row.action === 'store' };
+  const claims = decided.filter((row) => row.action === 'claim');
+  if (claims.length) await claimRedirectClicks(db, claims, inputs, results);
   return results;
 }
 
-/** Gives a visitor id to the redirect-link click it follows; true when there was one. */
-async function claimRedirectClick(db: Knex, code: CodeRow, input: ClickInput, since: Date): Promise<boolean> {
-  const claimed = await db('clicks')
-    .whereIn(
-      'id',
-      db('clicks').select('id').where({ code_id: code.id, ip_hash: input.ipHash }).whereNull('vid').where('created_at', '>=', since).orderBy('created_at', 'desc').limit(1),
-    )
-    .update({ vid: input.vid, url: input.url?.slice(0, 2048) ?? null, referrer: input.referrer?.slice(0, 2048) ?? null });
-  return claimed > 0;
+/**
+ * Gives each claiming click's visitor id to the redirect-link click it follows. The
+ * redirect click counted a new visitor: a visitor already known takes it back. A
+ * claim lost to another process is stored as a click of its own instead.
+ */
+async function claimRedirectClicks(db: Knex, claims: Decided[], inputs: ClickInput[], results: ClickResult[]): Promise<void> {
+  const stats: StatsDelta[] = [];
+  const unclaimed: Array<Record<string, unknown>> = [];
+  for (const claim of claims) {
+    const input = inputs[claim.i] as ClickInput;
+    const participantId = claim.participant_id as string;
+    const updated = await db('clicks')
+      .where({ id: claim.unclaimed_id })
+      .whereNull('vid')
+      .update({ vid: input.vid, url: clip(input.url, 2048), referrer: clip(input.referrer, 2048) });
+    if (updated) {
+      if (claim.known) stats.push({ programId: claim.program_id, participantId, visitors: -1 });
+      continue;
+    }
+    results[claim.i] = { valid: true, stored: true };
+    stats.push({ programId: claim.program_id, participantId, clicks: 1, visitors: claim.known ? 0 : 1 });
+    unclaimed.push({
+      program_id: claim.program_id,
+      code_id: claim.code_id,
+      participant_id: participantId,
+      vid: input.vid ?? null,
+      url: clip(input.url, 2048),
+      referrer: clip(input.referrer, 2048),
+      ip_hash: input.ipHash ?? null,
+      user_agent: clip(input.userAgent, 512),
+    });
+  }
+  if (unclaimed.length) await db('clicks').insert(unclaimed);
+  await applyStats(db, stats);
 }
 
 /** The landing URL with `ref=CODE` added, keeping the landing URL's own query. */

@@ -50,9 +50,22 @@ const sortedRows = <R>(rows: Map<string, R>) => [...rows.entries()].sort(([a], [
 /** `column = table.column + excluded.column` for each column: an upsert that adds. */
 const adding = (table: string, columns: readonly string[]) => columns.map((column) => `${column} = ${table}.${column} + excluded.${column}`).join(', ');
 
-const countsUpsert = (table: string, keys: string[], keyTypes: string[]) => `insert into ${table} (${[...keys, ...COUNT_COLUMNS].join(', ')})
-    select * from unnest(${[...keyTypes, 'int[]', 'int[]', 'int[]', 'int[]'].map((type) => `?::${type}`).join(', ')})
-    on conflict (${keys.join(', ')}) do update set ${adding(table, COUNT_COLUMNS)}`;
+const ROLLUP_KEYS = {
+  daily_stats: ['program_id', 'participant_id', 'day'],
+  participant_monthly: ['program_id', 'participant_id', 'month'],
+  program_daily: ['program_id', 'day', 'shard'],
+} as const;
+
+/**
+ * An upsert adding the counts that `source` selects: the table's key columns, then
+ * clicks, visitors, signups and purchases, ordered by key (lock order).
+ */
+export const addCounts = (table: keyof typeof ROLLUP_KEYS, source: string) => `insert into ${table} (${[...ROLLUP_KEYS[table], ...COUNT_COLUMNS].join(', ')})
+    ${source}
+    on conflict (${ROLLUP_KEYS[table].join(', ')}) do update set ${adding(table, COUNT_COLUMNS)}`;
+
+const countsUpsert = (table: keyof typeof ROLLUP_KEYS, keyTypes: string[]) =>
+  addCounts(table, `select * from unnest(${[...keyTypes, 'int[]', 'int[]', 'int[]', 'int[]'].map((type) => `?::${type}`).join(', ')})`);
 
 /**
  * Every rollup's upsert as CTEs of one statement whose text never changes (arrays, not
@@ -63,12 +76,12 @@ const countsUpsert = (table: string, keys: string[], keyTypes: string[]) => `ins
 export const ROLLUP_CTES = `rollup_revenue as (insert into daily_revenue (program_id, participant_id, day, currency, amount)
     select * from unnest(?::uuid[], ?::uuid[], ?::date[], ?::text[], ?::bigint[])
     on conflict (program_id, participant_id, day, currency) do update set ${adding('daily_revenue', ['amount'])}),
-  rollup_daily as (${countsUpsert('daily_stats', ['program_id', 'participant_id', 'day'], ['uuid[]', 'uuid[]', 'date[]'])}),
-  rollup_monthly as (${countsUpsert('participant_monthly', ['program_id', 'participant_id', 'month'], ['uuid[]', 'uuid[]', 'date[]'])}),
-  rollup_program as (${countsUpsert('program_daily', ['program_id', 'day', 'shard'], ['uuid[]', 'date[]', 'int[]'])})`;
+  rollup_daily as (${countsUpsert('daily_stats', ['uuid[]', 'uuid[]', 'date[]'])}),
+  rollup_monthly as (${countsUpsert('participant_monthly', ['uuid[]', 'uuid[]', 'date[]'])}),
+  rollup_program as (${countsUpsert('program_daily', ['uuid[]', 'date[]', 'int[]'])})`;
 
 /** Column arrays of `rows`, in `columns` order (for `unnest`). */
-export function columnsOf<R>(rows: R[], columns: readonly (keyof R)[]): unknown[][] {
+function columnsOf<R>(rows: R[], columns: readonly (keyof R)[]): unknown[][] {
   return columns.map((column) => rows.map((row) => row[column] ?? null));
 }
 
