@@ -19,13 +19,23 @@ async function loadSecret(db: Knex): Promise<string> {
 
 export type IpHasher = (ip: string) => Promise<string>;
 
+/** Recent addresses' hashes: an address sends many requests, an HMAC is the costliest step of a click. */
+const HASH_CACHE_SIZE = 10_000;
+
 export function createIpHasher(db: Knex, configuredSecret?: string): IpHasher {
   let secret: Promise<string> | undefined = configuredSecret ? Promise.resolve(configuredSecret) : undefined;
+  const recent = new Map<string, string>();
   return async (ip) => {
+    const known = recent.get(ip);
+    if (known) return known;
     secret ??= loadSecret(db).catch((error) => {
       secret = undefined; // try again on the next request
       throw error;
     });
-    return createHmac('sha256', await secret).update(ip).digest('base64url').slice(0, 32);
+    const hash = createHmac('sha256', await secret).update(ip).digest('base64url').slice(0, 32);
+    // Oldest first out (a Map iterates in insertion order).
+    if (recent.size >= HASH_CACHE_SIZE) recent.delete(recent.keys().next().value as string);
+    recent.set(ip, hash);
+    return hash;
   };
 }
