@@ -38,16 +38,18 @@ export function buildApp(input: Deps): Koa {
   app.use(refuseWhileDraining(deps.lifecycle));
   app.use(parseBody);
   const ipHash = createIpHasher(deps.db, deps.config.ipHashSecret);
+  // Matched in turn: the hottest routes first (every visitor's clicks and events, then
+  // every customer's conversions).
   const routers = [
+    trackingRoutes(deps, deps.ingest, deps.limits, ipHash),
+    conversionRoutes(deps),
     healthRoutes(deps),
     snippetRoutes(deps),
     demoRoutes(deps),
     openApiRoutes(deps),
-    trackingRoutes(deps, deps.ingest, deps.limits, ipHash),
     operatorRoutes(deps),
     programRoutes(deps),
     participantRoutes(deps),
-    conversionRoutes(deps),
     referralRoutes(deps),
     rewardRoutes(deps),
     reportRoutes(deps),
