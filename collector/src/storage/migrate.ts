@@ -9,6 +9,7 @@ import * as rewards from './migrations/20261126000200_rewards.ts';
 import * as stripe from './migrations/20261126000300_stripe.ts';
 import * as rollups from './migrations/20261126000400_rollups.ts';
 import * as rollupsCoarse from './migrations/20261126000500_rollups_coarse.ts';
+import * as eventLookup from './migrations/20261126000600_event_lookup.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -19,6 +20,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261126000300_stripe': stripe,
   '20261126000400_rollups': rollups,
   '20261126000500_rollups_coarse': rollupsCoarse,
+  '20261126000600_event_lookup': eventLookup,
 };
 
 const source: Knex.MigrationSource<string> = {
