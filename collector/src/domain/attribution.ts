@@ -36,7 +36,21 @@ export interface AttributionHint {
   verified: boolean;
   /** Created in this very transaction: nobody else can see them, let alone be referred by them. */
   newParticipant?: boolean;
+  /** `code` already looked up, with its owner (null: no such code), by the caller's own statement. */
+  codeWithOwner?: CodeWithOwner | null;
 }
+
+export type CodeWithOwner = { code: CodeRow; owner: ParticipantRow };
+
+/** Reads `codeWithOwner` back from a statement's `row_to_json(code)` and `row_to_json(owner)` columns. */
+export function codeWithOwnerFrom(row: { code: Record<string, unknown> | null; owner: Record<string, unknown> | null }): CodeWithOwner | null {
+  const code = rowFromJson<CodeRow>(row.code, ['created_at', 'disabled_at']);
+  const owner = rowFromJson<ParticipantRow>(row.owner, ['created_at']);
+  return code && owner ? { code, owner } : null;
+}
+
+/** The query selecting `code` (lower-cased parameter) with its owner as `code` and `owner` JSON columns. */
+export const CODE_WITH_OWNER_SQL = `select row_to_json(c.*) as code, row_to_json(p.*) as owner from codes c join participants p on p.id = c.participant_id where lower(c.code) = lower(?) limit 1`;
 
 export interface Attribution {
   status: Exclude<AttributionStatus, 'held'>;
@@ -54,16 +68,10 @@ type Candidate = { referrer: ParticipantRow; code: CodeRow | null } | { reject: 
 const DAY_MS = 86_400_000;
 
 /** A code and the participant it belongs to, in one query. */
-async function findCodeWithOwner(trx: Knex, code: string): Promise<{ code: CodeRow; owner: ParticipantRow } | undefined> {
-  const result = await prepared(
-    trx,
-    'code_with_owner',
-    `select row_to_json(c.*) as code, row_to_json(p.*) as owner from codes c join participants p on p.id = c.participant_id where lower(c.code) = lower(?) limit 1`,
-    [code],
-  );
+async function findCodeWithOwner(trx: Knex, code: string): Promise<CodeWithOwner | undefined> {
+  const result = await prepared(trx, 'code_with_owner', CODE_WITH_OWNER_SQL, [code]);
   const row = result.rows[0] as { code: Record<string, unknown>; owner: Record<string, unknown> } | undefined;
-  if (!row) return undefined;
-  return { code: rowFromJson<CodeRow>(row.code, ['created_at', 'disabled_at']) as CodeRow, owner: rowFromJson<ParticipantRow>(row.owner, ['created_at']) as ParticipantRow };
+  return row ? (codeWithOwnerFrom(row) ?? undefined) : undefined;
 }
 
 async function participantById(trx: Knex, id: string): Promise<ParticipantRow> {
@@ -79,7 +87,7 @@ export async function referralOf(trx: Knex, participantId: string): Promise<Refe
 async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHint): Promise<Candidate> {
   const windowStart = new Date(Date.now() - program.settings.windowDays * DAY_MS);
   if (hint.code) {
-    const found = await findCodeWithOwner(trx, hint.code);
+    const found = hint.codeWithOwner !== undefined ? (hint.codeWithOwner ?? undefined) : await findCodeWithOwner(trx, hint.code);
     const code = found?.code;
     if (!found || !code || code.program_id !== program.id) return { reject: 'unknown_code', code: hint.code };
     if (code.disabled_at) return { reject: 'code_disabled', code: code.code };

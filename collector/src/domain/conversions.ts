@@ -8,7 +8,7 @@ import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
 import { assignCode, generateCode } from './codes.ts';
 import type { ConversionType } from '../../../shared/types.ts';
-import { attribute, referralOf, type Attribution } from './attribution.ts';
+import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, referralOf, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
@@ -192,8 +192,10 @@ const OPEN_SQL = `with stored as (
   ), conversion as (
     insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash)
     select program_id, id, ?, ?, ?, ?, ?, ?, ?, ? from participant on conflict do nothing returning *
+  ), referrer as (${CODE_WITH_OWNER_SQL}
   ) select (select row_to_json(s) from stored s) as stored, (select row_to_json(p) from participant p) as participant,
-      exists (select 1 from code) as coded, (select row_to_json(c) from conversion c) as conversion`;
+      exists (select 1 from code) as coded, (select row_to_json(c) from conversion c) as conversion,
+      (select code from referrer) as referrer_code, (select owner from referrer) as referrer`;
 
 async function openConversion(trx: Knex, programId: string, input: ConversionInput) {
   const result = await prepared(trx, 'open_conversion', OPEN_SQL, [
@@ -201,13 +203,16 @@ async function openConversion(trx: Knex, programId: string, input: ConversionInp
     programId, input.externalId, input.email ?? null, input.name ?? null,
     generateCode(),
     input.type, input.eventId, input.amount ?? null, input.currency ?? null, input.verified, input.source, input.vid ?? null, input.ipHash ?? null,
+    input.code ?? null,
   ]);
-  const row = result.rows[0] as { stored: Record<string, unknown> | null; participant: Record<string, unknown> | null; coded: boolean; conversion: Record<string, unknown> | null };
+  const row = result.rows[0] as Record<'stored' | 'participant' | 'conversion' | 'referrer_code' | 'referrer', Record<string, unknown> | null> & { coded: boolean };
   return {
     stored: rowFromJson<ConversionRow>(row.stored, ['created_at']),
     participant: rowFromJson<ParticipantRow>(row.participant, ['created_at']),
     coded: row.coded,
     conversion: rowFromJson<ConversionRow>(row.conversion, ['created_at']),
+    // The code the customer came with, looked up in the same statement (read before this customer existed).
+    codeWithOwner: input.code ? codeWithOwnerFrom({ code: row.referrer_code, owner: row.referrer }) : undefined,
   };
 }
 
@@ -254,7 +259,7 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     trx,
     program,
     participant,
-    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified, newParticipant: created },
+    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified, newParticipant: created, codeWithOwner: opened.codeWithOwner },
     conversion.id,
   );
   if (referral && conversion.type === 'purchase') {
