@@ -42,7 +42,7 @@ export function buildApp(input: Deps): Koa {
   // every customer's conversions).
   const routers = [
     trackingRoutes(deps, deps.ingest, deps.limits, ipHash),
-    conversionRoutes(deps),
+    conversionRoutes(deps, deps.ingest),
     healthRoutes(deps),
     snippetRoutes(deps),
     demoRoutes(deps),

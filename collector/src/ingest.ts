@@ -1,17 +1,19 @@
 /**
- * The ingest batchers: clicks and browser events are group-committed (see
+ * The ingest batchers: clicks, browser events and server conversions are group-committed (see
  * storage/groupCommit.ts). Created once per app; the server drains them on shutdown
  * so every accepted request is written and answered before the database closes.
  */
 import type { Knex } from 'knex';
 import type { Logger } from './logger.ts';
 import { recordClicks, type ClickInput, type ClickResult } from './domain/clicks.ts';
-import { recordConversions, type BatchOutcome, type BatchedConversion, type ConversionResult } from './domain/conversions.ts';
+import { recordConversionBatch, recordConversions, type BatchOutcome, type BatchedConversion, type ConversionResult } from './domain/conversions.ts';
+import { isEmbedded } from './storage/db.ts';
 import { GroupCommitter } from './storage/groupCommit.ts';
 
 export interface Ingest {
   clicks: GroupCommitter<ClickInput, ClickResult>;
   events: GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>;
+  conversions: GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>;
   drain: () => Promise<void>;
 }
 
@@ -34,11 +36,22 @@ export function createIngest(db: Knex, logger: Logger): Ingest {
     concurrency: 1,
     onBatchError: onBatchError('event'),
   });
+  // Server conversions: a few batches side by side on PostgreSQL (PGlite has one
+  // connection). A customer's conversions in two batches at once wait on each other
+  // through the unique constraints, which still decide.
+  const conversions = new GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>({
+    commit: (items) => recordConversionBatch(db, items),
+    maxBatch: 50,
+    maxDelayMs: 0,
+    concurrency: isEmbedded(db) ? 1 : 4,
+    onBatchError: onBatchError('conversion'),
+  });
   return {
     clicks,
     events,
+    conversions,
     drain: async () => {
-      await Promise.all([clicks.drain(), events.drain()]);
+      await Promise.all([clicks.drain(), events.drain(), conversions.drain()]);
     },
   };
 }

@@ -148,6 +148,35 @@ export async function recordConversion(db: Knex, program: ProgramRow, input: Con
 }
 
 export type BatchedConversion = { program: ProgramRow; input: ConversionInput };
+
+/**
+ * Server conversions, group-committed: one transaction for the batch, each conversion
+ * in turn, rollups applied once at the end. No savepoints (two more round trips per
+ * conversion): if any conversion fails, the whole batch rolls back and each one is
+ * recorded again in its own transaction, where only the bad one fails.
+ */
+export async function recordConversionBatch(db: Knex, batch: BatchedConversion[]): Promise<BatchOutcome<ConversionResult>[]> {
+  const alone = ({ program, input }: BatchedConversion) =>
+    recordConversion(db, program, input).then(
+      (ok): BatchOutcome<ConversionResult> => ({ ok }),
+      (error: unknown): BatchOutcome<ConversionResult> => ({ error }),
+    );
+  if (batch.length === 1) return [await alone(batch[0] as BatchedConversion)];
+  try {
+    return await db.transaction(async (trx) => {
+      const deltas: StatsDelta[] = [];
+      deferStats(trx, deltas);
+      const outcomes: BatchOutcome<ConversionResult>[] = [];
+      for (const { program, input } of batch) outcomes.push({ ok: await convert(trx, program, input) });
+      await applyStats(trx, deltas);
+      return outcomes;
+    });
+  } catch {
+    const outcomes: BatchOutcome<ConversionResult>[] = [];
+    for (const item of batch) outcomes.push(await alone(item));
+    return outcomes;
+  }
+}
 export type BatchOutcome<R> = { ok: R } | { error: unknown };
 
 /**

@@ -1,0 +1,72 @@
+/**
+ * Server conversions are group-committed (domain/conversions.ts recordConversionBatch):
+ * one transaction per batch, and when one conversion fails the batch is recorded
+ * again one by one, so only that one fails. On both databases.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Knex } from 'knex';
+import { recordConversionBatch, type BatchedConversion, type ConversionInput } from '../../collector/src/domain/conversions.ts';
+import { findProgram, type ProgramRow } from '../../collector/src/domain/programs.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { buildParticipant, buildProgram, uniq } from '../helpers/factories.ts';
+import { useTestApp, type Suite } from '../helpers/suite.ts';
+import type { TestApp } from '../helpers/app.ts';
+
+describe.each(DATABASES)('server conversion batches (%s)', (kind) => {
+  let db: Knex;
+  let api: TestApp;
+  useTestApp(kind, (suite: Suite) => ({ db, api } = suite));
+
+  async function setup() {
+    const fixture = await buildProgram(api);
+    const referrer = await buildParticipant(api, fixture);
+    const program = (await findProgram(db, fixture.id)) as ProgramRow;
+    const signup = (externalId: string, extra: Partial<ConversionInput> = {}): BatchedConversion => ({
+      program,
+      input: { type: 'signup', eventId: uniq('evt-'), externalId, code: referrer.code, verified: true, source: 'server', ...extra },
+    });
+    return { fixture, referrer, program, signup };
+  }
+
+  const referralsOf = (programId: string) => db('referrals').where({ program_id: programId }).count({ n: '*' }).first();
+
+  it('records a batch in order: one referral per customer, a repeated event replays its answer, a second signup is a duplicate', async () => {
+    const { program, referrer, signup } = await setup();
+    const first = signup('ann');
+    const outcomes = await recordConversionBatch(db, [first, signup('bob'), { ...first }, signup('ann')]);
+    const ok = outcomes.map((outcome) => ('ok' in outcome ? outcome.ok : outcome.error));
+    expect(ok[0]).toMatchObject({ attribution: { status: 'attributed', referrer: referrer.externalId } });
+    expect(ok[1]).toMatchObject({ attribution: { status: 'attributed', referrer: referrer.externalId } });
+    expect(ok[2]).toEqual(ok[0]); // the same event: the first answer again
+    expect(ok[3]).toMatchObject({ attribution: { status: 'existing', referrer: referrer.externalId } });
+    expect(await referralsOf(program.id)).toEqual({ n: 2 });
+    const [stats] = await db('daily_stats').where({ program_id: program.id, participant_id: referrer.id }).select('signups');
+    expect(stats).toEqual({ signups: 2 });
+  });
+
+  it('fails only the conversion that cannot be stored: the rest of its batch is recorded', async () => {
+    const { program, signup } = await setup();
+    // A currency the database refuses (the API would answer 422 first): this one fails.
+    const bad = signup('cat', { type: 'purchase', amount: 100, currency: 'TOOLONG' });
+    const outcomes = await recordConversionBatch(db, [signup('dan'), bad, signup('eve')]);
+    expect(outcomes.map((outcome) => 'ok' in outcome)).toEqual([true, false, true]);
+    expect(await referralsOf(program.id)).toEqual({ n: 2 });
+    // Nothing of the failed one stays, not even its customer.
+    expect(await db('participants').where({ program_id: program.id, external_id: 'cat' }).first()).toBeUndefined();
+    const stored = await db('conversions').where({ program_id: program.id }).count({ n: '*' }).first();
+    expect(stored).toEqual({ n: 2 });
+  });
+
+  it('attributes concurrent signups over HTTP exactly once each, and a retry replays the stored answer', async () => {
+    const { fixture, program, referrer } = await setup();
+    const bodies = Array.from({ length: 40 }, (_, i) => ({ type: 'signup', eventId: `batch-${i}`, externalId: `customer-${i % 20}`, referral: { code: referrer.code } }));
+    const replies = await Promise.all(bodies.map((body) => api.post('/v1/conversions', body, { auth: fixture.secret })));
+    expect(replies.map((reply) => reply.status)).toEqual(Array(40).fill(200));
+    expect(await referralsOf(program.id)).toEqual({ n: 20 });
+    const statuses = replies.map((reply) => reply.body.attribution.status as string);
+    expect(statuses.filter((status) => status === 'attributed')).toHaveLength(20);
+    expect(statuses.filter((status) => status === 'existing')).toHaveLength(20);
+    const again = await api.post('/v1/conversions', bodies[7], { auth: fixture.secret });
+    expect(again.body).toEqual(replies[7]?.body);
+  });
+});
