@@ -5,7 +5,8 @@
  * in-memory limiter stands in while Redis is unreachable).
  */
 import type { Context, Next } from 'koa';
-import { Redis } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Redis as RedisClient } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
@@ -22,9 +23,10 @@ export interface RateLimits {
 }
 
 export function createRateLimits(config: Config, logger: Logger): RateLimits {
-  const redis = config.redisUrl
-    ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false })
-    : undefined;
+  // ioredis is loaded only when Redis is configured (about 10 MB of memory otherwise unused).
+  const Redis = config.redisUrl ? (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis : undefined;
+  const redis: RedisClient | undefined =
+    Redis && config.redisUrl ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false }) : undefined;
   // A Redis outage must never crash the collector: the insurance limiter takes over.
   redis?.on('error', (error) => logger.warn({ err: error }, 'redis unavailable; rate limits fall back to memory'));
   const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract | undefined => {

@@ -1,5 +1,4 @@
 import Router from '@koa/router';
-import Stripe from 'stripe';
 import type { Deps } from '../deps.ts';
 import { z } from 'zod';
 import { badRequest, notFound, unprocessable } from '../errors.ts';
@@ -7,6 +6,10 @@ import { badRequest, notFound, unprocessable } from '../errors.ts';
 const StripeEventSchema = z.object({ id: z.string().min(1).max(255), type: z.string().max(255), data: z.object({ object: z.unknown() }) });
 import { findProgramBySlug } from '../domain/programs.ts';
 import { handleStripeEvent } from '../domain/stripe.ts';
+
+/** The Stripe SDK, loaded on the first webhook (installs that never use Stripe do not carry it). */
+let stripeSdk: Promise<typeof import('stripe').default> | undefined;
+const loadStripe = () => (stripeSdk ??= import('stripe').then((module) => module.default));
 
 /** Signatures older than this are refused (Stripe's own default). */
 const TOLERANCE_SECONDS = 300;
@@ -22,6 +25,7 @@ export function stripeRoutes({ db, logger }: Deps) {
     if (!secret) throw badRequest('stripe_not_configured', 'Set settings.stripe.webhookSecret for this program first');
     const signature = ctx.get('stripe-signature');
     if (!signature) throw badRequest('invalid_signature', 'The Stripe-Signature header is missing');
+    const Stripe = await loadStripe();
     let event: { id: string; type: string; data: { object: unknown } };
     try {
       event = Stripe.webhooks.constructEvent(ctx.request.rawBody ?? '', signature, secret, TOLERANCE_SECONDS) as typeof event;
