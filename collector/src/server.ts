@@ -77,12 +77,8 @@ if (isMain) {
 
 /** One collector process: serve until SIGTERM/SIGINT, then shut down gracefully and exit 0. */
 async function runWorker(config: Config) {
-  // A signal during start-up is kept and acted on once the server is up.
-  let signalled = false;
-  const early = () => (signalled = true);
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, early);
+  // A signal during start-up ends the process at once (it has accepted nothing yet).
   const running = await start(config);
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.off(signal, early);
   // A stray rejection (a dropped connection, say) is logged, never fatal: the request
   // that hit it has already been answered through the error middleware.
   process.on('unhandledRejection', (reason) => running.logger.error({ err: reason }, 'unhandled rejection'));
@@ -95,7 +91,6 @@ async function runWorker(config: Config) {
       },
     );
   for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stopAndExit());
-  if (signalled) void stopAndExit();
 }
 
 /**
