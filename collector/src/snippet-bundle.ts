@@ -1,6 +1,6 @@
 /**
  * The browser snippet served as /r.js, built in memory from snippet/src with the
- * same esbuild options as `npm run build` (so `npm start` needs no build step).
+ * same esbuild options as `npm run build` (so the sources run as they are, too).
  * Built once per process, on first use, and cached with its ETag and gzip bytes.
  */
 import { createHash } from 'node:crypto';

@@ -1,7 +1,7 @@
 /**
  * The operator dashboard at /admin: one HTML page, its script and its stylesheet.
  * The script is bundled in memory by esbuild on the first request and kept, so
- * `npm start` needs no build step. Every answer carries a strict CSP: the page
+ * nothing needs building beforehand. Every answer carries a strict CSP: the page
  * runs only its own script, loads only its own stylesheet, and talks only to
  * this origin (the secret key never leaves it).
  */
