@@ -12,6 +12,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { npmStartCommand } from '../helpers/start.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TSX = path.join(ROOT, 'node_modules/.bin/tsx');
@@ -212,7 +213,7 @@ describe.concurrent('the server process (PGlite under DATA_DIR)', () => {
   it('runs as npm start does: the built bundle under plain Node serves the API, /r.js, /admin and the demo, and stops with exit 0', async () => {
     const build = run(process.execPath, ['scripts/build.mjs'], {});
     expect(await withTimeout(build.exited, 60_000, 'npm run build', build), build.output().stderr).toMatchObject({ code: 0 });
-    const server = await startServer({ DATA_DIR: tempDataDir(), DEMO: 'auto' }, [process.execPath, ['collector/dist/server.mjs']]);
+    const server = await startServer({ DATA_DIR: tempDataDir(), DEMO: 'auto' }, npmStartCommand());
     expect((await call(server.url, 'GET', '/v1/ready')).status).toBe(200);
     // Files found relative to the package, wherever the code runs from.
     for (const [pathname, type] of [['/r.js', 'javascript'], ['/admin', 'text/html'], ['/admin/app.js', 'javascript'], ['/admin/app.css', 'text/css'], ['/demo/', 'text/html']]) {

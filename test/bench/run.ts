@@ -18,14 +18,15 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
+import { npmStartCommand } from '../helpers/start.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = 50;
 const ADMIN_TOKEN = 'bench-admin-token-0123456789';
 const BASE_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const ROOT = path.resolve(import.meta.dirname, '../..');
-/** The bundle `npm start` runs; built at the start of the bench. */
-const COLLECTOR = 'collector/dist/server.mjs';
+/** The collector as `npm start` runs it (its bundle is built at the start of the bench). */
+const COLLECTOR = npmStartCommand()[1];
 
 interface Load {
   rps: number;
@@ -52,10 +53,10 @@ interface Proc {
   stop: () => Promise<number | null>;
 }
 
-async function startProcess(script: string, env: Record<string, string>): Promise<Proc> {
+async function startProcess(args: string[], env: Record<string, string>): Promise<Proc> {
   const port = await freePort();
-  // Both sides run as plain Node, as in production (`npm start` runs the bundle).
-  const child = spawn(process.execPath, [script], {
+  // Both sides run as plain Node; the collector exactly as `npm start` runs it.
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: {
       ...process.env,
@@ -74,7 +75,7 @@ async function startProcess(script: string, env: Record<string, string>): Promis
   child.stdout?.resume();
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`${script} exited with ${child.exitCode}`);
+    if (child.exitCode !== null) throw new Error(`${args.join(' ')} exited with ${child.exitCode}`);
     try {
       const response = await fetch(`${url}/v1/health`);
       if (response.status < 500) break;
@@ -177,7 +178,7 @@ async function main() {
   const summary: Record<string, number | boolean> = {};
   const procs: Proc[] = [];
   try {
-    const bare = await startProcess('test/bench/bare.mjs', {});
+    const bare = await startProcess(['test/bench/bare.mjs'], {});
     procs.push(bare);
     const collector = await startProcess(COLLECTOR, { DATABASE_URL: databaseUrl, ADMIN_TOKEN, WORKERS: process.env.BENCH_WORKERS ?? '1' });
     procs.push(collector);
