@@ -694,13 +694,16 @@ describe.each(DATABASES)('cases found by the fuzz (%s)', (kind) => {
     expect([404, 405]).toContain(reply.status);
   });
 
-  // Paging cursors are only checked for a parseable date: the id and the date range reach SQL as they are.
+  // Forged paging cursors: a bad date, a bad id, or another table's kind of id never reach SQL.
   it.each([
     ['/v1/referrals', ['2025-01-01', 'not-a-uuid']],
     ['/v1/referrals', ['-271821-04-20T00:00:00.000Z', '00000000-0000-0000-0000-000000000000']],
     ['/v1/rewards', ['2025-01-01', 5]],
     ['/v1/decisions', ['2025-01-01', 'x']],
     ['/v1/decisions', ['2025-01-01', 1e20]],
+    // Another table's kind of id: decisions are numbered, the others are uuids.
+    ['/v1/decisions', ['2025-01-01T00:00:00.000Z', '2a73aa30-d20f-4af0-b071-96f9d1e3d3d8']],
+    ['/v1/referrals', ['2025-01-01T00:00:00.000Z', 42]],
     ['/v1/webhooks/deliveries', ['1', 9_223_372_036_854_776_000]],
   ] as const)('GET %s with a forged cursor %j is 400 invalid_cursor', async (path, key) => {
     const reply = await once(api.url, { method: 'GET', path: `${path}?cursor=${pagingCursor(key)}`, headers: { authorization: `Bearer ${program.secret}` }, body: undefined });

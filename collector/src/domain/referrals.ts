@@ -81,7 +81,7 @@ export async function listDecisions(db: Knex, programId: string, filter: Decisio
   if (filter.subject) query.where('d.subject', filter.subject);
   if (filter.outcome) query.where('d.outcome', filter.outcome);
   if (filter.participant) query.where('p.external_id', filter.participant);
-  const rows = (await pageQuery(query, 'd', filter.limit, filter.cursor)) as DecisionListRow[];
+  const rows = (await pageQuery(query, 'd', filter.limit, filter.cursor, 'integer')) as DecisionListRow[];
   return toPage(rows, filter.limit, (row) => ({
     id: String(row.id),
     subject: row.subject,

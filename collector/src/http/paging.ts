@@ -11,17 +11,22 @@ export interface Page<T> {
 
 type Key = [string, string | number];
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-/** A cursor names a row we handed out: an ISO time PostgreSQL accepts and a uuid or a safe integer id. */
-const validAt = (at: string) => /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(at) && Date.parse(at) >= Date.parse('1970-01-01T00:00:00Z');
-const validId = (id: unknown) =>
-  (typeof id === 'string' && (UUID.test(id) || /^\d{1,15}$/.test(id))) || (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0);
+/** The type of a table's id column: a cursor from another table is refused, not sent to the database. */
+export type IdKind = 'uuid' | 'integer';
 
-export function decodeCursor(cursor: string | undefined): Key | undefined {
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A cursor names a row we handed out: an ISO time PostgreSQL accepts and an id of the table's kind. */
+const validAt = (at: string) => /^\d{4}-\d{2}-\d{2}T[\d:.]+Z$/.test(at) && Date.parse(at) >= Date.parse('1970-01-01T00:00:00Z');
+const validId = (id: unknown, kind: IdKind) =>
+  kind === 'uuid'
+    ? typeof id === 'string' && UUID.test(id)
+    : (typeof id === 'string' && /^\d{1,15}$/.test(id)) || (typeof id === 'number' && Number.isSafeInteger(id) && id >= 0);
+
+export function decodeCursor(cursor: string | undefined, kind: IdKind = 'uuid'): Key | undefined {
   if (!cursor) return undefined;
   try {
     const key = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as unknown;
-    if (Array.isArray(key) && key.length === 2 && typeof key[0] === 'string' && validAt(key[0]) && validId(key[1])) return key as Key;
+    if (Array.isArray(key) && key.length === 2 && typeof key[0] === 'string' && validAt(key[0]) && validId(key[1], kind)) return key as Key;
   } catch {
     // fall through
   }
@@ -29,8 +34,8 @@ export function decodeCursor(cursor: string | undefined): Key | undefined {
 }
 
 /** Applies "created_at, id before the cursor" and the limit (+1 to know whether more exist). */
-export function pageQuery(query: Knex.QueryBuilder, table: string, limit: number, cursor?: string) {
-  const key = decodeCursor(cursor);
+export function pageQuery(query: Knex.QueryBuilder, table: string, limit: number, cursor?: string, idKind: IdKind = 'uuid') {
+  const key = decodeCursor(cursor, idKind);
   if (key) {
     // JavaScript dates hold milliseconds, PostgreSQL microseconds: compare at the cursor's precision.
     query.whereRaw(`(date_trunc('milliseconds', ${table}.created_at), ${table}.id) < (?, ?)`, [new Date(key[0]), key[1]]);
