@@ -6,7 +6,7 @@
 import type { Knex } from 'knex';
 import type { Logger } from './logger.ts';
 import { recordClicks, type ClickInput, type ClickResult } from './domain/clicks.ts';
-import { recordConversionBatch, recordConversions, type BatchOutcome, type BatchedConversion, type ConversionResult } from './domain/conversions.ts';
+import { recordConversionBatch, type BatchOutcome, type BatchedConversion, type ConversionResult } from './domain/conversions.ts';
 import { isEmbedded } from './storage/db.ts';
 import { GroupCommitter } from './storage/groupCommit.ts';
 
@@ -28,11 +28,11 @@ export function createIngest(db: Knex, logger: Logger): Ingest {
     onBatchError: onBatchError('click'),
   });
   // One events batch at a time: attribution inside a batch runs in order, and
-  // batches never wait on each other's rows.
+  // batches never wait on each other's rows. Same batch writer as server conversions.
   const events = new GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>({
-    commit: (items) => recordConversions(db, items),
+    commit: (items) => recordConversionBatch(db, items),
     maxBatch: 100,
-    maxDelayMs: 2,
+    maxDelayMs: 0,
     concurrency: 1,
     onBatchError: onBatchError('event'),
   });

@@ -150,7 +150,8 @@ export async function recordConversion(db: Knex, program: ProgramRow, input: Con
 export type BatchedConversion = { program: ProgramRow; input: ConversionInput };
 
 /**
- * Server conversions, group-committed: one transaction for the batch, each conversion
+ * Conversions group-committed (server conversions and browser events alike): one
+ * transaction for the batch, each conversion
  * in turn, rollups applied once at the end. No savepoints (two more round trips per
  * conversion): if any conversion fails, the whole batch rolls back and each one is
  * recorded again in its own transaction, where only the bad one fails.
@@ -178,33 +179,6 @@ export async function recordConversionBatch(db: Knex, batch: BatchedConversion[]
   }
 }
 export type BatchOutcome<R> = { ok: R } | { error: unknown };
-
-/**
- * A batch of conversions in one transaction (browser events, group-committed). Each
- * runs in its own savepoint, so one bad event fails alone; rollup increments are
- * applied once at the end, in a stable order.
- */
-export async function recordConversions(db: Knex, batch: BatchedConversion[]): Promise<BatchOutcome<ConversionResult>[]> {
-  return db.transaction(async (trx) => {
-    const outcomes: BatchOutcome<ConversionResult>[] = [];
-    const deltas: StatsDelta[] = [];
-    for (const { program, input } of batch) {
-      const local: StatsDelta[] = [];
-      try {
-        const result = await trx.transaction((savepoint) => {
-          deferStats(savepoint, local);
-          return convert(savepoint, program, input);
-        });
-        deltas.push(...local);
-        outcomes.push({ ok: result });
-      } catch (error) {
-        outcomes.push({ error });
-      }
-    }
-    await applyStats(trx, deltas);
-    return outcomes;
-  });
-}
 
 /**
  * The common case in one statement: the event is new and so is the customer. Reads
