@@ -22,30 +22,24 @@ export function createIngest(db: Knex, logger: Logger): Ingest {
   const clicks = new GroupCommitter<ClickInput, ClickResult>({
     commit: (items) => recordClicks(db, items),
     maxBatch: 500,
-    maxDelayMs: 0,
     // One batch at a time: each batch dedupes against what the previous ones committed.
     concurrency: 1,
     onBatchError: onBatchError('click'),
   });
+  const conversionBatches = (kind: string, maxBatch: number, concurrency: number) =>
+    new GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>({
+      commit: (items) => recordConversionBatch(db, items),
+      maxBatch,
+      concurrency,
+      onBatchError: onBatchError(kind),
+    });
   // One events batch at a time: attribution inside a batch runs in order, and
-  // batches never wait on each other's rows. Same batch writer as server conversions.
-  const events = new GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>({
-    commit: (items) => recordConversionBatch(db, items),
-    maxBatch: 100,
-    maxDelayMs: 0,
-    concurrency: 1,
-    onBatchError: onBatchError('event'),
-  });
+  // batches never wait on each other's rows.
+  const events = conversionBatches('event', 100, 1);
   // Server conversions: a few batches side by side on PostgreSQL (PGlite has one
   // connection). A customer's conversions in two batches at once wait on each other
   // through the unique constraints, which still decide.
-  const conversions = new GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>({
-    commit: (items) => recordConversionBatch(db, items),
-    maxBatch: 50,
-    maxDelayMs: 0,
-    concurrency: isEmbedded(db) ? 1 : 4,
-    onBatchError: onBatchError('conversion'),
-  });
+  const conversions = conversionBatches('conversion', 50, isEmbedded(db) ? 1 : 4);
   return {
     clicks,
     events,

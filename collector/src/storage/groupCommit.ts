@@ -13,7 +13,7 @@ export interface GroupCommitOptions<T, R> {
   commit: (items: T[]) => Promise<R[]>;
   maxBatch?: number;
   /**
-   * How long the first row waits for company. 0: only for what arrives in the same
+   * How long the first row waits for company. 0 (the default): only for what arrives in the same
    * turn of the event loop; under load, rows gather while the previous batch is
    * being written anyway (natural batching), and a lone row is not delayed.
    */
@@ -44,7 +44,7 @@ export class GroupCommitter<T, R> {
 
   constructor(private readonly options: GroupCommitOptions<T, R>) {
     this.maxBatch = options.maxBatch ?? 500;
-    this.maxDelayMs = options.maxDelayMs ?? 2;
+    this.maxDelayMs = options.maxDelayMs ?? 0;
     this.maxQueue = options.maxQueue ?? 20_000;
     this.concurrency = options.concurrency ?? 2;
   }
