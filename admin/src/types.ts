@@ -12,9 +12,8 @@ export interface RewardBalances {
   paid: MoneyByCurrency;
 }
 
-export interface Summary {
-  from: string;
-  to: string;
+/** The figures reported for a program and for each referrer alike. */
+export interface Figures {
   clicks: number;
   visitors: number;
   signups: number;
@@ -24,19 +23,17 @@ export interface Summary {
   rewards: RewardBalances;
 }
 
-export interface ReferrerRow {
+export interface Summary extends Figures {
+  from: string;
+  to: string;
+}
+
+export interface ReferrerRow extends Figures {
   /** The referrer's externalId (null only if the participant is gone). */
   participant: string | null;
   email: string | null;
   name: string | null;
   code: string | null;
-  clicks: number;
-  visitors: number;
-  signups: number;
-  purchases: number;
-  revenue: MoneyByCurrency;
-  conversionRate: number;
-  rewards: RewardBalances;
 }
 
 export type LeaderboardSort = 'clicks' | 'signups' | 'purchases' | 'conversionRate';
