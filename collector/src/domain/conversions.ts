@@ -103,13 +103,18 @@ async function replay(trx: Knex, program: ProgramRow, stored: ConversionRow, ver
   return response;
 }
 
+/** A conversion's columns after program_id and participant_id, and their values, in one order. */
+const CONVERSION_COLUMNS = 'type, event_id, amount, currency, verified, source, vid, ip_hash';
+const conversionValues = (input: ConversionInput) =>
+  [input.type, input.eventId, input.amount ?? null, input.currency ?? null, input.verified, input.source, input.vid ?? null, input.ipHash ?? null];
+
 async function insertConversion(trx: Knex, programId: string, participant: ParticipantRow, input: ConversionInput) {
   const result = await prepared(
     trx,
     'insert_conversion',
-    `insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash)
+    `insert into conversions (program_id, participant_id, ${CONVERSION_COLUMNS})
      values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning *`,
-    [programId, participant.id, input.type, input.eventId, input.amount ?? null, input.currency ?? null, input.verified, input.source, input.vid ?? null, input.ipHash ?? null],
+    [programId, participant.id, ...conversionValues(input)],
   );
   return result.rows[0] as ConversionRow | undefined;
 }
@@ -193,7 +198,7 @@ const OPEN_SQL = `with stored as (
   ), code as (
     insert into codes (program_id, participant_id, code) select program_id, id, ? from participant on conflict do nothing returning id
   ), conversion as (
-    insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash)
+    insert into conversions (program_id, participant_id, ${CONVERSION_COLUMNS})
     select program_id, id, ?, ?, ?, ?, ?, ?, ?, ? from participant on conflict do nothing returning *
   ), referrer as (${CODE_WITH_OWNER_SQL}
   ) select (select row_to_json(s) from stored s) as stored, (select row_to_json(p) from participant p) as participant,
@@ -205,7 +210,7 @@ async function openConversion(trx: Knex, programId: string, input: ConversionInp
     programId, input.type, input.eventId,
     programId, input.externalId, input.email ?? null, input.name ?? null,
     generateCode(),
-    input.type, input.eventId, input.amount ?? null, input.currency ?? null, input.verified, input.source, input.vid ?? null, input.ipHash ?? null,
+    ...conversionValues(input),
     input.code ?? null,
   ]);
   const row = result.rows[0] as Record<'stored' | 'participant' | 'conversion' | 'referrer_code' | 'referrer', Record<string, unknown> | null> & { coded: boolean };
