@@ -76,7 +76,7 @@ function parseCsv(text: string): string[][] {
 }
 
 /** What a spreadsheet-safe export must make of a text cell. */
-const safe = (value: string | null | undefined) => (value == null ? '' : /^[=+\-@\t\r]/.test(value) ? `'${value}` : value);
+const safe = (value: string | null | undefined) => (value == null ? '' : /^(?:[\t\r\n]|\s*[=+\-@])/.test(value) ? `'${value}` : value);
 
 function expectStatus<T>(reply: Reply<T>, status: number): T {
   expect(reply.status, `${status} expected, got ${reply.status}: ${reply.text}`).toBe(status);
@@ -485,5 +485,23 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       },
       120_000,
     );
+  });
+
+  describe('formula injection behind leading whitespace or line breaks', () => {
+    it('neutralises cells that start with spaces, LF or CRLF before = + - @, and a leading LF', async () => {
+      const hidden = await buildProgram(api);
+      const referrer = await buildParticipant(api, hidden, { externalId: ` =1+1-${run}` });
+      const referred = [`\r\n@SUM(A1)-${run}`, `\n=cmd-${run}`, `\nplain-${run}`];
+      for (const externalId of referred) {
+        const answer = await conversion(hidden, { type: 'signup', eventId: `e-${externalId}`, externalId, referral: { code: referrer.code } });
+        expect(answer.attribution.status).toBe('attributed');
+      }
+      await click(hidden, { code: referrer.code, vid: `ws-${run}`, url: `  +1-${run}`, referrer: `\t-2` });
+
+      const referrals = await rowsOf(hidden, 'referrals.csv');
+      expect(referrals.map((row) => [row[0], row[3]]).sort()).toEqual(referred.map((externalId) => [`' =1+1-${run}`, `'${externalId}`]).sort());
+      const [clickRow] = await rowsOf(hidden, 'clicks.csv');
+      expect(clickRow?.slice(1, 5)).toEqual([`' =1+1-${run}`, `ws-${run}`, `'  +1-${run}`, `'\t-2`]);
+    });
   });
 });

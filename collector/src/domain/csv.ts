@@ -1,9 +1,10 @@
 /**
  * CSV cells: RFC 4180 quoting, and text that a spreadsheet would read as a formula
- * (starting with = + - @, tab or CR) is neutralised with a leading apostrophe.
- * Numbers are written as numbers.
+ * is neutralised with a leading apostrophe: text starting with = + - @, tab, CR or
+ * LF, and = + - @ behind leading whitespace or line breaks (spreadsheets skip those
+ * before a formula: OWASP "CSV Injection"). Numbers are written as numbers.
  */
-const FORMULA_START = /^[=+\-@\t\r]/;
+const FORMULA_START = /^(?:[\t\r\n]|\s*[=+\-@])/;
 
 export type Cell = string | number | boolean | Date | null | undefined;
 
