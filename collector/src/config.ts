@@ -32,6 +32,12 @@ const ConfigSchema = z
     RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: z.coerce.number().int().min(0).default(30),
     /** Collector processes sharing the port (PostgreSQL only; PGlite is one process). */
     WORKERS: z.coerce.number().int().min(1).max(64).default(1),
+    /** Milliseconds a client has to send a request's headers (slow-header attacks). */
+    HTTP_HEADERS_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(10_000),
+    /** Milliseconds a client has to send a whole request, headers and body (slow bodies). */
+    HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
+    /** Milliseconds an idle keep-alive connection stays open (above a load balancer's idle timeout behind one). */
+    HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(5_000),
     /** Create a demo program on first start with an empty database. */
     DEMO: z.enum(['auto', 'off']).default('auto'),
   })
@@ -48,6 +54,11 @@ const ConfigSchema = z
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     demo: env.DEMO,
     workers: env.WORKERS,
+    http: {
+      headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS,
+      requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
+    },
     rateLimits: {
       publicPerMinute: env.RATE_LIMIT_PUBLIC_PER_MINUTE,
       serverPerMinute: env.RATE_LIMIT_SERVER_PER_MINUTE,
@@ -57,6 +68,9 @@ const ConfigSchema = z
   .superRefine((config, ctx) => {
     if (config.workers > 1 && !config.databaseUrl) {
       ctx.addIssue({ code: 'custom', path: ['WORKERS'], message: 'more than one worker needs DATABASE_URL (PGlite serves one process)' });
+    }
+    if (config.http.headersTimeoutMs > config.http.requestTimeoutMs) {
+      ctx.addIssue({ code: 'custom', path: ['HTTP_HEADERS_TIMEOUT_MS'], message: 'must not exceed HTTP_REQUEST_TIMEOUT_MS (the headers are part of the request)' });
     }
   });
 

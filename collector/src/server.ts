@@ -4,7 +4,8 @@
  * requests, close the database so PGlite files reopen cleanly).
  */
 import cluster from 'node:cluster';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
+import type Koa from 'koa';
 import { buildApp } from './app.ts';
 import { createIngest } from './ingest.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
@@ -28,7 +29,8 @@ export async function start(config: Config) {
   const lifecycle = new Lifecycle();
   const limits = createRateLimits(config, logger);
   const app = buildApp({ db, config, logger, ingest, limits, lifecycle });
-  const server: Server = app.listen(config.port, config.host);
+  const server = createHttpServer(app, config);
+  server.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -54,6 +56,27 @@ export async function start(config: Config) {
       logger.info('stopped');
     })());
   return { server, port, db, logger, stop };
+}
+
+/**
+ * The HTTP server, with bounds on slow clients: headers and the whole request must
+ * arrive within their timeouts (then 408 and close), so a few stalled sockets cannot
+ * hold connections for minutes. Node checks those timeouts every
+ * `connectionsCheckingInterval` (30 s by default), so the check runs often enough
+ * for the configured values to hold.
+ */
+function createHttpServer(app: Koa, config: Config): Server {
+  const { headersTimeoutMs, requestTimeoutMs, keepAliveTimeoutMs } = config.http;
+  const server = createServer(
+    {
+      headersTimeout: headersTimeoutMs,
+      requestTimeout: requestTimeoutMs,
+      connectionsCheckingInterval: Math.min(1000, Math.max(50, Math.floor(headersTimeoutMs / 4))),
+    },
+    app.callback(),
+  );
+  server.keepAliveTimeout = keepAliveTimeoutMs;
+  return server;
 }
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');

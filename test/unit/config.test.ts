@@ -144,6 +144,32 @@ describe('loadConfig', () => {
     for (const problem of error.problems) expect(error.message).toContain(`  - ${problem}`);
   });
 
+  it('bounds slow clients by default: 10 s for headers, 30 s for a whole request, 5 s keep-alive', () => {
+    expect(loadConfig({}).http).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 });
+    expect(loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '2000', HTTP_REQUEST_TIMEOUT_MS: '4000', HTTP_KEEP_ALIVE_TIMEOUT_MS: '65000' }).http).toEqual({
+      headersTimeoutMs: 2000,
+      requestTimeoutMs: 4000,
+      keepAliveTimeoutMs: 65_000,
+    });
+  });
+
+  it.each([
+    ['HTTP_HEADERS_TIMEOUT_MS', 'soon'],
+    ['HTTP_HEADERS_TIMEOUT_MS', '0'],
+    ['HTTP_HEADERS_TIMEOUT_MS', '1.5'],
+    ['HTTP_REQUEST_TIMEOUT_MS', '-1'],
+    ['HTTP_KEEP_ALIVE_TIMEOUT_MS', 'forever'],
+  ])('refuses %s=%s', (name, value) => {
+    expect(configError({ [name]: value }).problems).toEqual([expect.stringMatching(new RegExp(`^${name}: \\S`))]);
+  });
+
+  it('refuses a headers timeout longer than the request timeout (the headers are part of the request)', () => {
+    expect(configError({ HTTP_HEADERS_TIMEOUT_MS: '20000', HTTP_REQUEST_TIMEOUT_MS: '10000' }).problems).toEqual([
+      expect.stringMatching(/^HTTP_HEADERS_TIMEOUT_MS: .*HTTP_REQUEST_TIMEOUT_MS/),
+    ]);
+    expect(configError({ HTTP_HEADERS_TIMEOUT_MS: '40000' }).problems).toEqual([expect.stringMatching(/^HTTP_HEADERS_TIMEOUT_MS: /)]);
+  });
+
   it('never echoes a secret it refuses', () => {
     const error = configError({ ADMIN_TOKEN: 'tiny-secret', IP_HASH_SECRET: 'hush' });
     expect(error.message).not.toContain('tiny-secret');
