@@ -1,7 +1,10 @@
 /**
  * Rate limits (rate-limiter-flexible): per IP on the public endpoints, per key on the
- * server API, and a tight per-IP budget for unknown codes so codes cannot be
- * enumerated. In memory by default; shared through Redis when REDIS_URL is set (an
+ * server API, and a tight per-IP budget for unknown codes against enumeration. Only
+ * unknown (or disabled, or taken) codes spend that budget and are refused past it:
+ * live links keep working for an address where someone probed (a shared NAT), so
+ * past the budget an address can still tell live codes from unknown ones at the
+ * public rate. In memory by default; shared through Redis when REDIS_URL is set (an
  * in-memory limiter stands in while Redis is unreachable).
  */
 import type { Context, Next } from 'koa';
@@ -10,7 +13,7 @@ import type { Redis as RedisClient } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import type { Config } from '../config.ts';
 import type { Logger } from '../logger.ts';
-import { tooManyRequests } from '../errors.ts';
+import { tooManyRequests, type AppError } from '../errors.ts';
 
 export interface RateLimits {
   /** Browser endpoints and redirects, per client IP. */
@@ -64,11 +67,17 @@ export function limitByIp(limiter: RateLimiterAbstract | undefined) {
   };
 }
 
+/** The 429 (with Retry-After) to answer when this IP has used up its unknown-code budget; else undefined. */
+export async function unknownCodeRefusal(limiter: RateLimiterAbstract | undefined, ip: string): Promise<AppError | undefined> {
+  if (!limiter) return undefined;
+  const state = await limiter.get(ip);
+  return state && state.remainingPoints <= 0 && state.consumedPoints > 0 ? tooManyRequests(state.msBeforeNext / 1000) : undefined;
+}
+
 /** Refuses at once when this IP has used up its unknown-code budget. */
 export async function checkUnknownCodeBudget(limiter: RateLimiterAbstract | undefined, ip: string): Promise<void> {
-  if (!limiter) return;
-  const state = await limiter.get(ip);
-  if (state && state.remainingPoints <= 0 && state.consumedPoints > 0) throw tooManyRequests(state.msBeforeNext / 1000);
+  const refusal = await unknownCodeRefusal(limiter, ip);
+  if (refusal) throw refusal;
 }
 
 /** Records one unknown-code lookup for this IP (never fails the request itself). */

@@ -4,7 +4,8 @@ import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { idempotency } from '../http/idempotency.ts';
 import { parse } from '../http/validate.ts';
-import { notFound } from '../errors.ts';
+import { AppError, notFound } from '../errors.ts';
+import { checkUnknownCodeBudget, spendUnknownCode } from '../http/rateLimit.ts';
 import { primaryCode, referralLink } from '../domain/codes.ts';
 import { createParticipant, findParticipant, participantStats } from '../domain/participants.ts';
 
@@ -14,7 +15,14 @@ export function participantRoutes({ db, config, limits }: Deps) {
 
   router.post('/v1/participants', idempotency(db), async (ctx) => {
     const input = parse(ParticipantCreateSchema, ctx.request.body);
-    const { created, body } = await createParticipant(db, ctx.state.program.id, input, config.publicUrl);
+    // Codes are unique across the collector, so a taken one says it exists in some
+    // program: asking for codes spends the per-IP unknown-code budget like probing
+    // /r/:code, and once it is spent every code asked for is refused (taken or free).
+    if (input.code) await checkUnknownCodeBudget(limits?.unknownCode, ctx.ip);
+    const { created, body } = await createParticipant(db, ctx.state.program.id, input, config.publicUrl).catch(async (error: unknown) => {
+      if (error instanceof AppError && error.code === 'code_taken') await spendUnknownCode(limits?.unknownCode, ctx.ip);
+      throw error;
+    });
     ctx.status = created ? 201 : 200;
     ctx.body = body;
   });

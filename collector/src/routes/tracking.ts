@@ -6,7 +6,7 @@ import type { Context } from 'koa';
 import { ClickCreateSchema, CodeLookupSchema, EventCreateSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import type { Ingest } from '../ingest.ts';
-import { checkUnknownCodeBudget, limitByIp, spendUnknownCode, type RateLimits } from '../http/rateLimit.ts';
+import { consume, limitByIp, spendUnknownCode, unknownCodeRefusal, type RateLimits } from '../http/rateLimit.ts';
 import { publishableKeys } from '../http/auth.ts';
 import { checkOrigin, corsOnErrors, preflight } from '../http/cors.ts';
 import { parse } from '../http/validate.ts';
@@ -21,16 +21,25 @@ export function trackingRoutes({ db }: Deps, ingest: Ingest, limits: RateLimits,
   const programForPublishableKey = publishableKeys(db);
   const perIp = limitByIp(limits.public);
   const cors = corsOnErrors(db);
+  /** A code a click on this program's key counts: its own, and not disabled. */
+  const isLiveCode = async (programId: string, text: string) => {
+    const code = await findCode(db, text);
+    return code?.program_id === programId && !code.disabled_at;
+  };
   const visitor = async (ctx: Context) => ({ ipHash: await ipHash(ctx.ip), userAgent: ctx.get('user-agent') || undefined });
 
-  router.options('/v1/clicks', preflight(db));
-  router.options('/v1/events', preflight(db));
+  // Preflights spend the same per-IP budget as the requests they announce.
+  router.options('/v1/clicks', cors, perIp, preflight(db));
+  router.options('/v1/events', cors, perIp, preflight(db));
 
   router.post('/v1/clicks', cors, perIp, async (ctx) => {
     const input = parse(ClickCreateSchema, ctx.request.body);
     const program = await programForPublishableKey(input.key);
     checkOrigin(ctx, program);
-    await checkUnknownCodeBudget(limits.unknownCode, ctx.ip);
+    // Past its unknown-code budget an IP (maybe a shared NAT) may still click live
+    // codes; an unknown one is refused before it is recorded.
+    const refusal = await unknownCodeRefusal(limits.unknownCode, ctx.ip);
+    if (refusal && !(await isLiveCode(program.id, input.code))) throw refusal;
     const result = await ingest.clicks.add({ programId: program.id, code: input.code, vid: input.vid, url: input.url, referrer: input.referrer, ...(await visitor(ctx)) });
     if (!result.valid) await spendUnknownCode(limits.unknownCode, ctx.ip);
     ctx.status = 202;
@@ -65,12 +74,12 @@ export function trackingRoutes({ db }: Deps, ingest: Ingest, limits: RateLimits,
 
   /** Redirect links: record the click, then 302 to the program's own landing URL, never elsewhere. */
   router.get('/r/:code', perIp, async (ctx) => {
-    await checkUnknownCodeBudget(limits.unknownCode, ctx.ip);
     const parsed = CodeLookupSchema.safeParse(ctx.params.code);
     const code = parsed.success ? await findCode(db, parsed.data) : undefined;
     const program = code && !code.disabled_at ? await findProgram(db, code.program_id) : undefined;
     if (!code || !program) {
-      await spendUnknownCode(limits.unknownCode, ctx.ip);
+      // Only unknown (and disabled) codes spend the budget: live links keep working for that IP.
+      await consume(limits.unknownCode, ctx.ip);
       throw notFound('Referral code');
     }
     await ingest.clicks.add({ programId: program.id, code: code.code, ...(await visitor(ctx)), referrer: ctx.get('referer') || undefined });
