@@ -38,8 +38,8 @@ const ConfigSchema = z
     HTTP_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(30_000),
     /** Milliseconds an idle keep-alive connection stays open (above a load balancer's idle timeout behind one). */
     HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(5_000),
-    /** Create a demo program on first start with an empty database. */
-    DEMO: z.enum(['auto', 'off']).default('auto'),
+    /** Create a demo program on first start with an empty database: `auto` on the embedded one only, `on` on PostgreSQL too. */
+    DEMO: z.enum(['auto', 'on', 'off']).default('auto'),
   })
   .transform((env) => ({
     port: env.PORT,

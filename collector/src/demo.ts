@@ -1,7 +1,7 @@
 /**
- * The demo: on first start with an empty database (DEMO=auto), a demo program for
- * the collector's own origin, a referrer whose link is `/r/DEMO`, and a tiny shop
- * under /demo/ that runs the real snippet against it.
+ * The demo: on first start with an empty embedded database (DEMO=auto; DEMO=on on
+ * PostgreSQL too), a demo program for the collector's own origin, a referrer whose
+ * link is `/r/DEMO`, and a tiny shop under /demo/ that runs the real snippet against it.
  */
 import { readFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
@@ -25,6 +25,12 @@ export const DEMO_REFERRER_ID = 'demo-referrer';
  */
 const DEMO_KEY_NAME = 'demo_publishable_key';
 
+/** Where the banner goes: a terminal shows the secret key, anything else (a log collector) does not. */
+export interface DemoOutput {
+  isTTY?: boolean;
+  write: (text: string) => unknown;
+}
+
 export interface DemoSeed {
   programId: string;
   link: string;
@@ -34,12 +40,21 @@ export interface DemoSeed {
 }
 
 /**
- * Creates the demo program and referrer when the database has no program yet
- * (and DEMO is not `off`); prints the link, keys and dashboard URL. The secret key
- * is shown here once, like any program's.
+ * Whether this start may create the demo: DEMO=on always, DEMO=auto only on the
+ * embedded database. A server on DATABASE_URL is production, where stdout goes to
+ * log collectors: no demo program (and no key printed) unless asked for.
  */
-export async function seedDemo(db: Knex, config: Config, logger: Logger): Promise<DemoSeed | undefined> {
-  if (config.demo === 'off' || (await db('programs').first('id'))) return undefined;
+export function wantsDemo(config: Pick<Config, 'demo' | 'databaseUrl'>): boolean {
+  return config.demo === 'on' || (config.demo === 'auto' && !config.databaseUrl);
+}
+
+/**
+ * Creates the demo program and referrer when wanted and the database has no program
+ * yet; prints the link, the publishable key and the dashboard URL. The secret key is
+ * printed once, like any program's, and only to a terminal: logs keep what they are given.
+ */
+export async function seedDemo(db: Knex, config: Config, logger: Logger, out: DemoOutput = process.stdout): Promise<DemoSeed | undefined> {
+  if (!wantsDemo(config) || (await db('programs').first('id'))) return undefined;
   const landingUrl = `${config.publicUrl}/demo/`;
   const { program, keys } = await createProgram(db, {
     name: 'Demo shop',
@@ -66,7 +81,7 @@ export async function seedDemo(db: Knex, config: Config, logger: Logger): Promis
   };
   logger.info({ demo: { link: seed.link, landingUrl, dashboardUrl: seed.dashboardUrl, program: program.slug } }, 'demo program created');
   // Keys stay out of structured logs (the logger redacts them); the operator reads them here, once.
-  process.stdout.write(
+  out.write(
     [
       '',
       '  Demo program created',
@@ -74,13 +89,24 @@ export async function seedDemo(db: Knex, config: Config, logger: Logger): Promis
       `    demo shop        ${landingUrl}`,
       `    dashboard        ${seed.dashboardUrl}  (sign in with the secret key)`,
       `    publishable key  ${keys.publishable}`,
-      `    secret key       ${keys.secret}  (shown once)`,
+      ...(out.isTTY ? [`    secret key       ${keys.secret}  (shown once)`] : SECRET_KEY_NOT_PRINTED),
       '',
       '',
     ].join('\n'),
   );
   return seed;
 }
+
+/**
+ * Said instead of the secret key off a terminal. Keys are shown only when made, and
+ * making another takes a secret key (POST /v1/keys, the dashboard), so the way to
+ * one is a program of your own.
+ */
+const SECRET_KEY_NOT_PRINTED = [
+  '    secret key       not printed: this output is not a terminal, and logs keep what they are given.',
+  '                     To sign in, run the first start from a terminal, or create a program',
+  '                     with keys of your own: npx referral program create --name … --origin … --landing …',
+];
 
 /** The demo referrer, with the vanity code DEMO unless another program took it. */
 async function createDemoReferrer(db: Knex, programId: string): Promise<string> {

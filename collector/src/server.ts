@@ -13,7 +13,7 @@ import { createLogger } from './logger.ts';
 import { createDb } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
-import { seedDemo } from './demo.ts';
+import { seedDemo, wantsDemo } from './demo.ts';
 import { createRateLimits } from './http/rateLimit.ts';
 import { Lifecycle } from './http/middleware.ts';
 
@@ -24,7 +24,7 @@ export async function start(config: Config) {
   const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   const ran = await migrateLatest(db);
   if (ran.length) logger.info({ migrations: ran }, 'migrated');
-  if (config.demo !== 'off') await seedDemo(db, config, logger);
+  if (wantsDemo(config)) await seedDemo(db, config, logger);
   const ingest = createIngest(db, logger);
   const lifecycle = new Lifecycle();
   const limits = createRateLimits(config, logger);
@@ -124,7 +124,7 @@ async function runPrimary(config: Config) {
   const logger = createLogger(config.logLevel);
   const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1 });
   await migrateLatest(db);
-  if (config.demo !== 'off') await seedDemo(db, config, logger);
+  if (wantsDemo(config)) await seedDemo(db, config, logger);
   await db.destroy();
   const workers = Array.from({ length: config.workers }, () => cluster.fork({ DEMO: 'off' }));
   let stopping = false;

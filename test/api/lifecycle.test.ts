@@ -351,3 +351,36 @@ describe.concurrent('the CLI and the server on PostgreSQL (DATABASE_URL)', () =>
     });
   }, SLOW_TEST_MS);
 });
+
+describe('the demo program at first start (its secret key stays out of logs)', () => {
+  const SECRET_KEY = /sk_[A-Za-z0-9_-]{16,}/;
+
+  it('on PGlite with stdout not a terminal: the demo is created, and its secret key is not printed', async () => {
+    const server = await startServer({ DATA_DIR: tempDataDir() });
+    const demo = await fetch(`${server.url}/demo/config.json`);
+    expect(demo.status).toBe(200);
+    const { key } = (await demo.json()) as { key: string };
+    await expectCleanStop(server);
+    const { stdout, stderr } = server.output();
+    expect(stdout).toContain(key);
+    expect(stdout).toContain('/r/DEMO');
+    expect(stdout + stderr).not.toMatch(SECRET_KEY);
+  }, SLOW_TEST_MS);
+
+  it.skipIf(!TEST_DATABASE_URL)('on DATABASE_URL with DEMO unset: no demo program, and no secret key printed', async () => {
+    await withFreshDatabase('demo', async (DATABASE_URL) => {
+      const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir() });
+      expect((await fetch(`${server.url}/demo/config.json`)).status).toBe(404);
+      await expectCleanStop(server);
+      const { stdout, stderr } = server.output();
+      expect(stdout + stderr).not.toMatch(SECRET_KEY);
+      const client = new pg.Client({ connectionString: DATABASE_URL });
+      await client.connect();
+      try {
+        expect((await client.query('select count(*)::int as n from programs')).rows[0]).toEqual({ n: 0 });
+      } finally {
+        await client.end();
+      }
+    });
+  }, SLOW_TEST_MS);
+});

@@ -12,6 +12,12 @@ import { createLogger } from '../../collector/src/logger.ts';
 import { snippetRoutes } from '../../collector/src/routes/snippet.ts';
 import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
 
+/** A stand-in for process.stdout: a terminal or not, keeping what was written. */
+function fakeStdout(isTTY: boolean) {
+  const out = { isTTY, text: '', write: (chunk: string) => ((out.text += chunk), true) };
+  return out;
+}
+
 describe.each(DATABASES)('demo (%s)', (kind) => {
   let testDb: TestDb;
   let server: Server;
@@ -47,17 +53,16 @@ describe.each(DATABASES)('demo (%s)', (kind) => {
     expect(Number((await testDb.db('programs').count({ n: '*' }))[0]?.n)).toBe(0);
   });
 
-  it('seeds a program, a referrer with the code DEMO, and prints the links and keys', async () => {
-    const printed = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
-    const seed = await seedDemo(testDb.db, config, logger);
+  it('seeds a program, a referrer with the code DEMO, and prints the links and keys on a terminal', async () => {
+    const terminal = fakeStdout(true);
+    const seed = await seedDemo(testDb.db, config, logger, terminal);
     expect(seed).toMatchObject({
       link: `${base}/r/DEMO`,
       landingUrl: `${base}/demo/`,
       dashboardUrl: `${base}/admin`,
       keys: { publishable: expect.stringMatching(/^pk_/), secret: expect.stringMatching(/^sk_/) },
     });
-    const output = printed.mock.calls.map(([chunk]) => String(chunk)).join('');
-    for (const text of [seed!.link, seed!.dashboardUrl, seed!.keys.publishable, seed!.keys.secret]) expect(output).toContain(text);
+    for (const text of [seed!.link, seed!.dashboardUrl, seed!.keys.publishable, seed!.keys.secret]) expect(terminal.text).toContain(text);
 
     const program = await testDb.db('programs').where({ id: seed!.programId }).first();
     expect(program.settings).toMatchObject({ origins: [base], landingUrl: `${base}/demo/` });
@@ -125,5 +130,50 @@ describe.each(DATABASES)('demo (%s)', (kind) => {
       const html = await (await fetch(`${base}/demo/${page}`)).text();
       expect(html).not.toMatch(/<script(?![^>]*\bsrc=)[^>]*>/);
     }
+  });
+});
+
+describe.each(DATABASES)('where the demo is created, and what it prints (%s)', (kind) => {
+  const logger = createLogger('silent');
+  const base = loadConfig({ LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789' });
+  const onPostgres = { ...base, databaseUrl: 'postgres://collector@db.internal/referrals' };
+  const opened: TestDb[] = [];
+  afterAll(async () => {
+    for (const testDb of opened) await testDb.close();
+  });
+  /** A fresh database per case: the demo is made only while there is no program. */
+  const freshDb = async () => {
+    const testDb = await openTestDb(kind);
+    opened.push(testDb);
+    return testDb.db;
+  };
+  const programCount = async (db: TestDb['db']) => Number((await db('programs').count({ n: '*' }))[0]?.n);
+
+  it('DEMO=auto on DATABASE_URL (a production server): no demo program, nothing printed', async () => {
+    const db = await freshDb();
+    const out = fakeStdout(true);
+    expect(onPostgres.demo).toBe('auto');
+    expect(await seedDemo(db, onPostgres, logger, out)).toBeUndefined();
+    expect(await programCount(db)).toBe(0);
+    expect(out.text).toBe('');
+  });
+
+  it('DEMO=on creates it on DATABASE_URL too', async () => {
+    const db = await freshDb();
+    const seed = await seedDemo(db, { ...onPostgres, demo: 'on' }, logger, fakeStdout(true));
+    expect(seed?.keys.secret).toMatch(/^sk_/);
+    expect(await programCount(db)).toBe(1);
+  });
+
+  it('prints no secret key when stdout is not a terminal (logs keep it), but says how to get one', async () => {
+    const db = await freshDb();
+    const out = fakeStdout(false);
+    const seed = await seedDemo(db, base, logger, out);
+    expect(seed).toBeDefined();
+    expect(out.text).not.toContain('sk_');
+    expect(out.text).not.toContain(seed!.keys.secret);
+    for (const text of [seed!.link, seed!.dashboardUrl, seed!.keys.publishable]) expect(out.text).toContain(text);
+    expect(out.text).toMatch(/secret key +not printed/);
+    expect(out.text).toContain('npx referral program create');
   });
 });

@@ -144,6 +144,10 @@ describe('loadConfig', () => {
     for (const problem of error.problems) expect(error.message).toContain(`  - ${problem}`);
   });
 
+  it.each(['auto', 'on', 'off'])('accepts DEMO=%s', (value) => {
+    expect(loadConfig({ DEMO: value }).demo).toBe(value);
+  });
+
   it('bounds slow clients by default: 10 s for headers, 30 s for a whole request, 5 s keep-alive', () => {
     expect(loadConfig({}).http).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 });
     expect(loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '2000', HTTP_REQUEST_TIMEOUT_MS: '4000', HTTP_KEEP_ALIVE_TIMEOUT_MS: '65000' }).http).toEqual({
