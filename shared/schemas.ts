@@ -23,10 +23,13 @@ const httpUrl = z
 /** An origin such as `https://shop.example`; any path is dropped. */
 const origin = httpUrl.transform((value) => new URL(value).origin);
 
+/** The ISO 4217 codes the runtime knows (`XYZ` is three letters, not money). */
+const ISO_4217: ReadonlySet<string> = new Set(Intl.supportedValuesOf('currency'));
+
 /** ISO 4217 code, normalised to upper case. */
 export const CurrencySchema = z
   .string()
-  .regex(/^[A-Za-z]{3}$/, 'must be a 3-letter ISO 4217 currency code')
+  .refine((value) => ISO_4217.has(value.toUpperCase()), 'must be an ISO 4217 currency code such as USD or EUR')
   .transform((value) => value.toUpperCase());
 
 /** Money in integer minor units (cents). */
@@ -89,8 +92,12 @@ export const RewardRuleSchema = z
       .object({
         firstPurchaseOnly: z.boolean().optional(),
         minAmount: minorUnits.optional(),
-        /** Tier: applies from the referrer's Nth attributed referral on. */
+        /** Only purchases after the customer's first (renewals, repeat orders); the complement of firstPurchaseOnly. */
+        repeatPurchasesOnly: z.boolean().optional(),
+        /** Tier: applies from the referrer's Nth attributed referral on (the Nth, the N+1th, …). */
         afterReferrals: z.number().int().min(1).optional(),
+        /** Milestone: pays once, at the referrer's Nth attributed referral. */
+        atReferrals: z.number().int().min(1).max(100_000).optional(),
         /** Only purchases within N days of the referral. */
         withinDays: z.number().int().min(1).max(3650).optional(),
       })
@@ -117,8 +124,14 @@ export const RewardRuleSchema = z
       ctx.addIssue({ code: 'custom', path: ['reward', 'percent'], message: 'percent rewards apply to purchases only' });
     }
     const when = rule.when ?? {};
-    if (rule.on === 'signup' && (when.firstPurchaseOnly || when.minAmount !== undefined || when.withinDays !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['when'], message: 'firstPurchaseOnly, minAmount and withinDays apply to purchase rules only' });
+    if (rule.on === 'signup' && (when.firstPurchaseOnly || when.repeatPurchasesOnly || when.minAmount !== undefined || when.withinDays !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['when'], message: 'firstPurchaseOnly, repeatPurchasesOnly, minAmount and withinDays apply to purchase rules only' });
+    }
+    if (when.firstPurchaseOnly && when.repeatPurchasesOnly) {
+      ctx.addIssue({ code: 'custom', path: ['when', 'repeatPurchasesOnly'], message: 'a rule cannot be for first purchases only and repeat purchases only; make two rules' });
+    }
+    if (when.atReferrals !== undefined && when.afterReferrals !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['when', 'atReferrals'], message: 'give atReferrals (once, at the Nth referral) or afterReferrals (from the Nth on), not both' });
     }
   });
 export type RewardRule = z.infer<typeof RewardRuleSchema>;
@@ -300,5 +313,16 @@ export const ReportTimeseriesQuerySchema = ReportRangeSchema.extend({
 export const ApiKeyCreateSchema = z.object({ kind: z.enum(['publishable', 'secret']) });
 export type ApiKeyCreate = z.infer<typeof ApiKeyCreateSchema>;
 
-/** POST /v1/rewards/:id/approve|revoke|pay: an optional reason, kept with the transition. */
-export const RewardTransitionSchema = z.object({ reason: z.string().trim().min(1).max(500).optional() }).optional();
+/**
+ * POST /v1/rewards/:id/approve|revoke|pay: an optional reason, kept with the
+ * transition. Approving before the reward's hold ends needs `force` and a reason.
+ */
+export const RewardTransitionSchema = z
+  .object({
+    reason: z.string().trim().min(1).max(500).optional(),
+    /** Approve before `availableAt` (the override is recorded with the reason). */
+    force: z.boolean().optional(),
+  })
+  .refine((body) => !body.force || body.reason, { path: ['reason'], message: 'a forced approval needs a reason' })
+  .optional();
+export type RewardTransition = z.infer<typeof RewardTransitionSchema>;

@@ -555,7 +555,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
   // ---- confirmation ---------------------------------------------------------------------
 
   describe('confirmation by the server', () => {
-    it('a server signup for a customer first seen in the browser confirms it', async () => {
+    it('a server signup for a customer first seen in the browser confirms it, when it carries the same referral', async () => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
@@ -563,7 +563,8 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect((await referrals(fixture)).data).toEqual([expect.objectContaining({ referred: user, verified: false })]);
       const before = await counts(fixture);
 
-      const answer = await converted(fixture, { externalId: user, eventId: uniq('srv-') });
+      // What referral.get() handed the host's backend: the visitor id the browser had.
+      const answer = await converted(fixture, { externalId: user, eventId: uniq('srv-'), vid: sent.vid });
       expect(answer.attribution).toEqual({ status: 'existing', referrer: referrer.externalId });
       expect(answer.conversion).toMatchObject({ type: 'signup', externalId: user, verified: true });
 

@@ -138,7 +138,13 @@ class Transition implements Cmd {
     const before = await listAllRewards(api, p);
     if (!before.length) return;
     const reward = before[this.pick % before.length]!;
-    const reply = await transition(api, p, reward.id, this.action, this.reason);
+    let reply = await transition(api, p, reward.id, this.action, this.reason);
+    if (this.action === 'approve' && reward.status === 'pending' && !reward.reverses && Date.parse(reward.availableAt) > Date.now()) {
+      // Before its hold ends, an approval takes force and a reason.
+      expect(reply.status, reply.text).toBe(409);
+      expect(reply.body.error.code).toBe('hold_not_over');
+      reply = await api.post(`/v1/rewards/${reward.id}/approve`, { force: true, reason: this.reason ?? 'early' }, { auth: p.secret });
+    }
     const grant = reward.reverses ? before.find((r) => r.id === reward.reverses) : undefined;
     if (reward.reverses && grant?.status !== 'paid') {
       // An adjustment of an unpaid reward moves only with its reward.
@@ -224,6 +230,7 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
         'w.rule_id',
         'w.reverses',
         'w.beneficiary_id',
+        'w.status',
         'r.id as referral_id',
         'r.program_id as referral_program',
         'r.referrer_id',
@@ -235,9 +242,16 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
         'c.created_at as conversion_at',
         'g.participant_id as refunded_participant',
       )) as Array<Record<string, any>>;
+    const overrides = (await t.db('decisions as d')
+      .join('referrals as r', 'r.referred_id', 'd.participant_id')
+      .where({ 'd.program_id': programId, 'd.reason': 'server_override' })
+      .select('r.id', t.db.raw(`d.details->>'replaced' as replaced`))) as Array<{ id: string; replaced: string }>;
+    const replaced = new Set(overrides.map((row) => `${row.id}|${row.replaced}`));
     return rows.filter((row) => {
       const attributed = row.referral_id && row.referral_program === programId && row.conversion_program === programId;
-      const beneficiary = row.beneficiary_id === row.referrer_id || row.beneficiary_id === row.referred_id;
+      // A referrer the server overruled (decision server_override) keeps their revoked rewards on that referral.
+      const overruled = row.status === 'revoked' && replaced.has(`${row.referral_id}|${row.beneficiary_id}`);
+      const beneficiary = row.beneficiary_id === row.referrer_id || row.beneficiary_id === row.referred_id || overruled;
       const conversion = row.reverses
         ? row.type === 'refund' && row.refunded_participant === row.referred_id && row.participant_id === row.referred_id
         : row.type === (PURCHASE_RULES.has(row.rule_id) ? 'purchase' : 'signup') &&

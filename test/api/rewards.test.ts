@@ -442,12 +442,17 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
   });
 
   describe('transitions', () => {
-    /** A program whose signups leave `n` pending rewards (7-day hold) for alice. */
+    /**
+     * A program whose signups leave `n` pending rewards for alice: held 7 days, then
+     * due (approving before the hold ends takes `force`, see rules.test.ts) but not
+     * released yet.
+     */
     async function pendingRewards(n: number) {
       const p = await program([{ id: 'hold', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 1000, currency: 'USD' }, holdDays: 7 }]);
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
       const ids: string[] = [];
       for (let i = 0; i < n; i++) ids.push((await serverSignup(api, p, `friend-${i}`, alice.code)).rewards[0]!.id);
+      await makeDue(t.db, ids);
       return { p, ids, actor: `key:${await secretKeyId(t.db, p.id)}` };
     }
 

@@ -9,9 +9,10 @@ import { prepared, rowFromJson } from '../storage/db.ts';
 import type { AttributionStatus } from '../../../shared/types.ts';
 import type { CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
-import { exceedsVelocity, isDisposableEmail } from './fraud.ts';
+import { duplicateIdentity, exceedsVelocity, isDisposableEmail, isSelfReferral } from './fraud.ts';
 import type { ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
+import { reattribute } from './reattribution.ts';
 import { bumpStats } from './rollups.ts';
 import { enqueueWebhook } from './webhooks.ts';
 
@@ -74,7 +75,7 @@ async function findCodeWithOwner(trx: Knex, code: string): Promise<CodeWithOwner
   return row ? (codeWithOwnerFrom(row) ?? undefined) : undefined;
 }
 
-async function participantById(trx: Knex, id: string): Promise<ParticipantRow> {
+export async function participantById(trx: Knex, id: string): Promise<ParticipantRow> {
   return (await trx('participants').where({ id }).first()) as ParticipantRow;
 }
 
@@ -119,15 +120,6 @@ async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHi
   return { reject: 'no_referral_data' };
 }
 
-/** Same participant, same normalised email, or a visitor id the referrer used themselves. */
-async function isSelfReferral(trx: Knex, referrer: ParticipantRow, referred: ParticipantRow, vid?: string): Promise<boolean> {
-  if (referrer.id === referred.id) return true;
-  if (referrer.email && referred.email && referrer.email === referred.email) return true;
-  if (!vid) return false;
-  const used = await trx('conversions').where({ program_id: referrer.program_id, participant_id: referrer.id, vid }).first('id');
-  return Boolean(used);
-}
-
 /** The participant's chain of referrers, nearest first. */
 async function ancestorsOf(trx: Knex, participantId: string): Promise<string[]> {
   const result = await trx.raw(
@@ -155,14 +147,37 @@ async function wouldCycle(trx: Knex, referrer: ParticipantRow, referred: Partici
   return (await ancestorsOf(trx, referrer.id)).includes(referred.id);
 }
 
-async function existing(trx: Knex, referral: ReferralRow, hint: AttributionHint): Promise<Attribution> {
-  if (hint.verified && !referral.verified) {
-    await trx('referrals').where({ id: referral.id }).update({ verified: true });
-    referral = { ...referral, verified: true };
-  }
+/** The answer for a customer who already has a referral. */
+async function existing(trx: Knex, referral: ReferralRow, extra: Partial<Attribution> = {}): Promise<Attribution> {
   const referrer = await participantById(trx, referral.referrer_id);
-  return { status: 'existing', referrer: referrer.external_id, referral, ...(referral.status === 'held' ? { held: true } : {}) };
+  return { status: 'existing', referrer: referrer.external_id, referral, ...(referral.status === 'held' ? { held: true } : {}), ...extra };
 }
+
+/** A referrer who passed every check, and why the referral is held (if it is). */
+type Vetted = { referrer: ParticipantRow; code: CodeRow | null; holdReason?: DecisionReason };
+type Refused = { reject: DecisionReason; referrerId?: string; code?: string | null };
+
+/**
+ * The checks every new referral passes: a usable code or click (findCandidate), not
+ * the customer themselves (isSelfReferral), not up the customer's own chain
+ * (wouldCycle); then whether to hold it for review: velocity, duplicate identity,
+ * disposable email.
+ */
+async function vetReferrer(trx: Knex, program: ProgramRow, participant: ParticipantRow, hint: AttributionHint): Promise<Vetted | Refused> {
+  const candidate = await findCandidate(trx, program, hint);
+  if ('reject' in candidate) return { reject: candidate.reject, code: candidate.code ?? null };
+  const { referrer, code } = candidate;
+  const refuse = (reason: DecisionReason): Refused => ({ reject: reason, referrerId: referrer.id, code: code?.code ?? null });
+  if (await isSelfReferral(trx, referrer, participant, hint.vid)) return refuse('self_referral');
+  if (!hint.newParticipant && (await wouldCycle(trx, referrer, participant))) return refuse('referral_cycle');
+  let holdReason: DecisionReason | undefined;
+  if (await exceedsVelocity(trx, program.id, referrer.id, hint.ipHash, program.settings)) holdReason = 'velocity';
+  else if (await duplicateIdentity(trx, program.id, participant, hint.vid)) holdReason = 'duplicate_identity';
+  else if (isDisposableEmail(participant.email, program.settings)) holdReason = 'disposable_email';
+  return { referrer, code, ...(holdReason ? { holdReason } : {}) };
+}
+
+type Decide = (outcome: 'accepted' | 'rejected' | 'held', reason: DecisionReason, extra?: { referrerId?: string | null; code?: string | null; details?: Record<string, unknown> }) => Promise<void>;
 
 /**
  * Attributes `participant` (the customer converting now) to a referrer, at most once.
@@ -175,7 +190,7 @@ export async function attribute(
   hint: AttributionHint,
   conversionId: string,
 ): Promise<Attribution> {
-  const decide = (outcome: 'accepted' | 'rejected' | 'held', reason: DecisionReason, extra: { referrerId?: string; code?: string | null } = {}) =>
+  const decide: Decide = (outcome, reason, extra = {}) =>
     recordDecision(trx, {
       programId: program.id,
       subject: 'attribution',
@@ -185,42 +200,37 @@ export async function attribute(
       referrerId: extra.referrerId ?? null,
       code: extra.code ?? hint.code ?? null,
       conversionId,
-      details: hint.vid ? { vid: hint.vid } : undefined,
+      details: extra.details ?? (hint.vid ? { vid: hint.vid } : undefined),
     });
 
   // A customer created in this transaction cannot have been referred yet.
   const current = hint.newParticipant ? undefined : await referralOf(trx, participant.id);
   if (current) {
+    // Only the server can confirm (or overrule) a referral the browser made.
+    if (hint.verified && !current.verified) return settleReferral(trx, program, participant, current, hint, decide);
     if (hint.code || hint.vid) await decide('rejected', 'already_attributed', { referrerId: current.referrer_id });
-    return existing(trx, current, hint);
+    return existing(trx, current);
   }
 
-  const candidate = await findCandidate(trx, program, hint);
-  if ('reject' in candidate) {
-    if (candidate.reject === 'no_referral_data') return { status: 'none', reason: 'no_referral_data' };
-    await decide('rejected', candidate.reject, { code: candidate.code });
-    return { status: 'rejected', reason: candidate.reject };
+  const vetted = await vetReferrer(trx, program, participant, hint);
+  if ('reject' in vetted) {
+    if (vetted.reject === 'no_referral_data') return { status: 'none', reason: 'no_referral_data' };
+    await decide('rejected', vetted.reject, vetted);
+    return { status: 'rejected', reason: vetted.reject };
   }
-  const { referrer, code } = candidate;
-  const reject = async (reason: DecisionReason): Promise<Attribution> => {
-    await decide('rejected', reason, { referrerId: referrer.id, code: code?.code });
-    return { status: 'rejected', reason };
-  };
-  if (await isSelfReferral(trx, referrer, participant, hint.vid)) return reject('self_referral');
-  if (!hint.newParticipant && (await wouldCycle(trx, referrer, participant))) return reject('referral_cycle');
-
-  let holdReason: DecisionReason | undefined;
-  if (await exceedsVelocity(trx, program.id, referrer.id, hint.ipHash, program.settings)) holdReason = 'velocity';
-  else if (isDisposableEmail(participant.email, program.settings)) holdReason = 'disposable_email';
+  const { referrer, code, holdReason } = vetted;
 
   // The referral, the customer's referredBy and the decision, in one statement; all or
-  // nothing happens when another request attributed this customer first (it wins).
+  // nothing happens when another request attributed this customer first (it wins). The
+  // referral dates from the conversion that carried it: a server report naming the
+  // referral of an event the browser reported earlier makes it as of that event.
   const inserted = await prepared(
     trx,
     'attribute',
     `with r as (
-       insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict (referred_id) do nothing returning *
+       insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash, created_at)
+       values (?, ?, ?, ?, ?, ?, ?, ?, ?, least(now(), (select created_at from conversions where id = ?::uuid)))
+       on conflict (referred_id) do nothing returning *
      ), p as (
        update participants set referred_by = ? where id = ? and exists (select 1 from r)
      ), d as (
@@ -228,7 +238,7 @@ export async function attribute(
        select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
      ) select * from r`,
     [
-      program.id, referrer.id, participant.id, code?.id ?? null, hint.vid ?? null, holdReason ? 'held' : 'attributed', holdReason ?? null, hint.verified, hint.ipHash ?? null,
+      program.id, referrer.id, participant.id, code?.id ?? null, hint.vid ?? null, holdReason ? 'held' : 'attributed', holdReason ?? null, hint.verified, hint.ipHash ?? null, conversionId,
       referrer.id, participant.id,
       program.id, holdReason ? 'held' : 'accepted', holdReason ?? 'attributed', participant.id, referrer.id, code?.code ?? hint.code ?? null, conversionId,
       hint.vid ? JSON.stringify({ vid: hint.vid }) : null,
@@ -238,9 +248,9 @@ export async function attribute(
   if (!referral) {
     const winner = (await referralOf(trx, participant.id)) as ReferralRow;
     await decide('rejected', 'already_attributed', { referrerId: winner.referrer_id });
-    return existing(trx, winner, hint);
+    return existing(trx, winner);
   }
-  await bumpStats(trx, [{ programId: program.id, participantId: referrer.id, signups: 1 }]);
+  await bumpStats(trx, [{ programId: program.id, participantId: referrer.id, at: referral.created_at, signups: 1 }]);
   await enqueueWebhook(trx, program, 'referral.created', {
     referral: {
       id: referral.id,
@@ -258,5 +268,43 @@ export async function attribute(
     referrer: referrer.external_id,
     referral,
     ...(holdReason ? { held: true, reason: holdReason } : {}),
+  };
+}
+
+/**
+ * A server report for a customer whose referral only the browser made. The same code
+ * or visitor id confirms it; none leaves it unconfirmed (its rewards wait for review);
+ * another referrer that passes every check replaces it: the server's report wins.
+ */
+async function settleReferral(trx: Knex, program: ProgramRow, participant: ParticipantRow, current: ReferralRow, hint: AttributionHint, decide: Decide): Promise<Attribution> {
+  const unconfirmed = async () => {
+    await decide('held', 'unconfirmed_referral', { referrerId: current.referrer_id, code: null });
+    return existing(trx, current, { reason: 'unconfirmed_referral' });
+  };
+  const confirm = async () => existing(trx, (await trx('referrals').where({ id: current.id }).update({ verified: true }).returning('*'))[0] as ReferralRow);
+  if (!hint.code && !hint.vid) return unconfirmed();
+  if (hint.vid && hint.vid === current.vid) return confirm();
+  if (hint.code && current.code_id) {
+    const code = (await trx('codes').where({ id: current.code_id }).first('code')) as { code: string };
+    if (code.code.toLowerCase() === hint.code.toLowerCase()) return confirm();
+  }
+  // The customer's visitor id is known from the referral the browser made, if the server sent none.
+  const vetted = await vetReferrer(trx, program, participant, { ...hint, vid: hint.vid ?? current.vid ?? undefined });
+  if ('reject' in vetted) {
+    if (vetted.reject !== 'no_referral_data') await decide('rejected', vetted.reject, vetted);
+    return unconfirmed();
+  }
+  if (vetted.referrer.id === current.referrer_id) return confirm();
+  const referral = await reattribute(trx, program, participant, current, { referrerId: vetted.referrer.id, codeId: vetted.code?.id ?? null, vid: hint.vid, holdReason: vetted.holdReason });
+  await decide('accepted', 'server_override', {
+    referrerId: vetted.referrer.id,
+    code: vetted.code?.code ?? null,
+    details: { replaced: current.referrer_id, ...(vetted.holdReason ? { held: vetted.holdReason } : {}) },
+  });
+  return {
+    status: 'attributed',
+    referrer: vetted.referrer.external_id,
+    referral,
+    ...(vetted.holdReason ? { held: true, reason: vetted.holdReason } : {}),
   };
 }

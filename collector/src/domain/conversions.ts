@@ -8,12 +8,14 @@ import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
 import { assignCode, generateCode } from './codes.ts';
 import type { ConversionType } from '../../../shared/types.ts';
-import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, referralOf, type Attribution } from './attribution.ts';
+import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
 import { applyStats, bumpStats, deferStats, ROLLUP_CTES, rollupParams, type StatsDelta } from './rollups.ts';
-import { confirmRewards, grantRewards, presentReward, type RewardView } from './rewards.ts';
+import { confirmConversion } from './confirmation.ts';
+import { revealSelfReferrals } from './fraud.ts';
+import { grantRewards, presentReward, type RewardView } from './rewards.ts';
 
 export interface ConversionRow {
   id: string;
@@ -76,28 +78,18 @@ async function findConversion(trx: Knex, programId: string, type: string, eventI
 }
 
 /**
- * The answer for a conversion that is already stored. A verified report of an
- * unverified conversion confirms it (and the referral and rewards it backs).
+ * The answer for a conversion that is already stored: its first answer, unless the
+ * server now reports what only the browser had (confirmation.ts). Null when the
+ * browser's event stepped aside for the server's (another customer): record it anew.
  */
-async function replay(trx: Knex, program: ProgramRow, stored: ConversionRow, verified: boolean): Promise<ConversionResult> {
-  if (!verified || stored.verified) return stored.response as ConversionResult;
-  await trx('conversions').where({ id: stored.id }).update({ verified: true });
-  const referral = await referralOf(trx, stored.participant_id);
-  if (referral && !referral.verified) await trx('referrals').where({ id: referral.id }).update({ verified: true });
-  const rewards = await confirmRewards(trx, program, stored.id);
-  await recordDecision(trx, {
-    programId: program.id,
-    subject: 'conversion',
-    outcome: 'accepted',
-    reason: 'confirmed',
-    participantId: stored.participant_id,
-    conversionId: stored.id,
-  });
-  const previous = stored.response as ConversionResult;
+async function replay(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput): Promise<ConversionResult | null> {
+  if (!input.verified || stored.verified) return stored.response as ConversionResult;
+  const confirmed = await confirmConversion(trx, program, stored, input);
+  if (confirmed.mismatch) return null;
   const response: ConversionResult = {
-    ...previous,
-    conversion: { ...previous.conversion, verified: true },
-    rewards: rewards.map(presentReward),
+    conversion: presentConversion(confirmed.conversion, confirmed.externalId),
+    attribution: confirmed.attribution,
+    rewards: confirmed.rewards.map(presentReward),
   };
   await trx('conversions').where({ id: stored.id }).update({ response: JSON.stringify(response) });
   return response;
@@ -226,7 +218,7 @@ async function openConversion(trx: Knex, programId: string, input: ConversionInp
 
 async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
   const opened = await openConversion(trx, program.id, input);
-  if (opened.stored) return replay(trx, program, opened.stored, input.verified);
+  if (opened.stored) return (await replay(trx, program, opened.stored, input)) ?? convert(trx, program, input);
 
   let participant: ParticipantRow;
   let created: boolean;
@@ -243,24 +235,8 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
   if (!conversion) {
     // Either a concurrent request stored this very event, or the participant already signed up.
     const same = await findConversion(trx, program.id, input.type, input.eventId);
-    if (same) return replay(trx, program, same, input.verified);
-    const signup = (await trx('conversions').where({ participant_id: participant.id, type: 'signup' }).first()) as ConversionRow;
-    // A retry of this duplicate writes nothing new: its decision is recorded once.
-    const noted = await trx('decisions')
-      .where({ conversion_id: signup.id, reason: 'duplicate_event' })
-      .whereRaw(`details->>'eventId' = ?`, [input.eventId])
-      .first('id');
-    if (!noted) await recordDecision(trx, {
-      programId: program.id,
-      subject: 'conversion',
-      outcome: 'rejected',
-      reason: 'duplicate_event',
-      participantId: participant.id,
-      conversionId: signup.id,
-      details: { eventId: input.eventId },
-    });
-    const answer = await replay(trx, program, signup, input.verified);
-    return { ...answer, attribution: { ...answer.attribution, status: answer.attribution.referrer ? 'existing' : answer.attribution.status } };
+    if (same) return (await replay(trx, program, same, input)) ?? convert(trx, program, input);
+    return duplicateSignup(trx, program, participant, input);
   }
 
   const { referral, ...attribution } = await attribute(
@@ -270,6 +246,8 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified, newParticipant: created, codeWithOwner: opened.codeWithOwner },
     conversion.id,
   );
+  // Converting with a visitor id shows it is theirs: customers they referred from it referred themselves.
+  if (input.vid && !created) await revealSelfReferrals(trx, program, participant, input.vid);
   if (referral && conversion.type === 'purchase') {
     await bumpStats(trx, [
       { programId: program.id, participantId: referral.referrer_id, purchases: 1, revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 } },
@@ -283,4 +261,34 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
   };
   await storeResponse(trx, conversion.id, response);
   return response;
+}
+
+/**
+ * A signup event for a customer who already signed up under another event id. The
+ * first answer stands (status `existing`), unless the server now reports a customer
+ * only the browser had reported: then it is the confirmation (confirmation.ts), and a
+ * retry of it answers the same.
+ */
+async function duplicateSignup(trx: Knex, program: ProgramRow, participant: ParticipantRow, input: ConversionInput): Promise<ConversionResult> {
+  const signup = (await trx('conversions').where({ participant_id: participant.id, type: 'signup' }).first()) as ConversionRow;
+  // A retry of this duplicate writes nothing new: its decision is recorded once.
+  const noted = (await trx('decisions')
+    .where({ conversion_id: signup.id, reason: 'duplicate_event' })
+    .whereRaw(`details->>'eventId' = ?`, [input.eventId])
+    .first('details')) as { details: { confirmed?: boolean } } | undefined;
+  const confirms = input.verified && !signup.verified;
+  if (!noted) {
+    await recordDecision(trx, {
+      programId: program.id,
+      subject: 'conversion',
+      outcome: confirms ? 'accepted' : 'rejected',
+      reason: 'duplicate_event',
+      participantId: participant.id,
+      conversionId: signup.id,
+      details: { eventId: input.eventId, ...(confirms ? { confirmed: true } : {}) },
+    });
+  }
+  const answer = (await replay(trx, program, signup, input)) as ConversionResult;
+  if (confirms || noted?.details.confirmed) return answer;
+  return { ...answer, attribution: { ...answer.attribution, status: answer.attribution.referrer ? 'existing' : answer.attribution.status } };
 }

@@ -7,21 +7,45 @@ import type { Knex } from 'knex';
 export type DecisionSubject = 'click' | 'attribution' | 'conversion' | 'reward';
 export type DecisionOutcome = 'accepted' | 'rejected' | 'held';
 
-/** Reasons, stable strings that clients may switch on. */
+/**
+ * Reasons, stable strings that clients may switch on. Each names the function that
+ * decides it, so an outcome leads straight to its rule.
+ */
 export type DecisionReason =
+  /** A referral was made (attribution.ts `attribute`). */
   | 'attributed'
+  /** The referrer is the customer: same participant, normalized email or visitor id (fraud.ts `isSelfReferral`, `revealSelfReferrals`). */
   | 'self_referral'
+  /** The customer already has a referrer: one-time attribution (attribution.ts `attribute`). */
   | 'already_attributed'
+  /** No such code in this program (attribution.ts `findCandidate`; clicks.ts BATCH_SQL for clicks). */
   | 'unknown_code'
+  /** The code exists but is disabled (attribution.ts `findCandidate`; clicks.ts BATCH_SQL). */
   | 'code_disabled'
+  /** The visitor's click is older than the program's window (attribution.ts `findCandidate`). */
   | 'outside_window'
+  /** Nothing to attribute with: no code and no clicks for the visitor (attribution.ts `findCandidate`; not recorded). */
   | 'no_referral_data'
+  /** The referrer is below the customer in their own chain (attribution.ts `wouldCycle`). */
   | 'referral_cycle'
+  /** A second signup event for a customer who already signed up (conversions.ts `convert`). */
   | 'duplicate_event'
+  /** Too many referrals for one referrer from one address (fraud.ts `exceedsVelocity`). */
   | 'velocity'
+  /** The customer's email domain is disposable (fraud.ts `isDisposableEmail`). */
   | 'disposable_email'
+  /** One normalized email or visitor id behind several new customers (fraud.ts `duplicateIdentity`). */
+  | 'duplicate_identity'
+  /** The server reported an event first seen from the browser (confirmation.ts `confirmConversion`). */
   | 'confirmed'
-  | (string & {});
+  /** The server reported a browser event's id for another customer (confirmation.ts `confirmConversion`). */
+  | 'mismatch'
+  /** A server report named no referral, or another one that could not be made, for a browser-made referral (confirmation.ts `settleReferral`). */
+  | 'unconfirmed_referral'
+  /** A server report named another referrer than a browser-made referral: the server's wins (confirmation.ts `settleReferral`). */
+  | 'server_override'
+  /** A rule's per-referrer cap was reached (rewards.ts `grantRewards`). */
+  | 'cap_reached';
 
 export interface DecisionInput {
   programId: string;

@@ -1,8 +1,15 @@
 /**
- * Fraud signals that hold a referral for review instead of rejecting it.
+ * Fraud signals. A self-referral is rejected; the rest hold a referral for review
+ * (attributed, rewards pending) instead of rejecting it, since a shared office
+ * address or a family computer is not proof of fraud.
  */
 import type { Knex } from 'knex';
 import type { ProgramSettings } from '../../../shared/schemas.ts';
+import { prepared } from '../storage/db.ts';
+import type { ParticipantRow } from './participants.ts';
+import type { ProgramRow } from './programs.ts';
+import { recordDecision } from './decisions.ts';
+import { holdRewardsOf } from './rewards.ts';
 
 /** A small built-in list; programs extend it with `fraud.disposableDomains`. */
 export const DISPOSABLE_DOMAINS = new Set([
@@ -26,4 +33,67 @@ export async function exceedsVelocity(trx: Knex, programId: string, referrerId: 
     .where('created_at', '>=', since)
     .count({ n: '*' });
   return Number(row?.n ?? 0) >= settings.fraud.velocityMax;
+}
+
+/**
+ * The referrer is the customer: the same participant, the same normalized email
+ * (`email_key`: `+tag`, Gmail dots and googlemail folded), or a visitor id the
+ * referrer converted with or was referred with themselves.
+ */
+export async function isSelfReferral(trx: Knex, referrer: ParticipantRow, referred: ParticipantRow, vid?: string): Promise<boolean> {
+  if (referrer.id === referred.id) return true;
+  if (referrer.email_key && referrer.email_key === referred.email_key) return true;
+  if (!vid) return false;
+  const result = await prepared(
+    trx,
+    'vid_of_referrer',
+    `select exists (select 1 from conversions where participant_id = ?::uuid and vid = ?)
+         or exists (select 1 from referrals where referred_id = ?::uuid and vid = ?) as used`,
+    [referrer.id, vid, referrer.id, vid],
+  );
+  return Boolean((result.rows[0] as { used: boolean }).used);
+}
+
+/**
+ * Another customer of the program shares this one's normalized email, or another
+ * referred customer came from the same visitor id: several "new" customers behind
+ * one identity.
+ */
+export async function duplicateIdentity(trx: Knex, programId: string, referred: ParticipantRow, vid?: string): Promise<boolean> {
+  if (!referred.email_key && !vid) return false;
+  const result = await prepared(
+    trx,
+    'duplicate_identity',
+    `select exists (select 1 from participants where program_id = ?::uuid and email_key = ? and id <> ?::uuid)
+         or exists (select 1 from referrals where program_id = ?::uuid and vid = ? and referred_id <> ?::uuid) as duplicate`,
+    [programId, referred.email_key ?? null, referred.id, programId, vid ?? null, referred.id],
+  );
+  return Boolean((result.rows[0] as { duplicate: boolean }).duplicate);
+}
+
+/**
+ * A participant converting with visitor id `vid` shows that the visitor is them: a
+ * customer they referred from that same visitor id referred themselves. Those
+ * referrals are held as `self_referral` and their rewards go back to review.
+ */
+export async function revealSelfReferrals(trx: Knex, program: ProgramRow, participant: ParticipantRow, vid: string): Promise<void> {
+  const result = await prepared(
+    trx,
+    'reveal_self_referrals',
+    `update referrals set status = 'held', reason = 'self_referral'
+     where program_id = ?::uuid and vid = ? and referrer_id = ?::uuid and status = 'attributed' returning id, referred_id`,
+    [program.id, vid, participant.id],
+  );
+  for (const referral of result.rows as Array<{ id: string; referred_id: string }>) {
+    await recordDecision(trx, {
+      programId: program.id,
+      subject: 'attribution',
+      outcome: 'held',
+      reason: 'self_referral',
+      participantId: referral.referred_id,
+      referrerId: participant.id,
+      details: { vid },
+    });
+    await holdRewardsOf(trx, referral.id, 'self_referral');
+  }
 }

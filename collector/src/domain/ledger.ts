@@ -3,7 +3,7 @@
  * refunds, which revoke unpaid rewards and claw back paid ones with negative entries.
  */
 import type { Knex } from 'knex';
-import type { RefundCreate } from '../../../shared/schemas.ts';
+import type { RefundCreate, RewardTransition } from '../../../shared/schemas.ts';
 import type { RewardStatus } from '../../../shared/types.ts';
 import { conflict, notFound, unprocessable } from '../errors.ts';
 import type { ConversionRow, ConversionSource } from './conversions.ts';
@@ -43,8 +43,13 @@ async function moveReward(trx: Knex, program: ProgramRow, reward: RewardRow, to:
   return moved;
 }
 
-/** POST /v1/rewards/:id/approve|revoke|pay: only pending→approved→paid and pending|approved→revoked. */
-export async function transitionReward(db: Knex, program: ProgramRow, id: string, action: RewardAction, actor: string, reason?: string) {
+/**
+ * POST /v1/rewards/:id/approve|revoke|pay: only pending→approved→paid and
+ * pending|approved→revoked. Approving before the hold ends (`availableAt`) takes
+ * `force` and a reason; the override is recorded with the transition.
+ */
+export async function transitionReward(db: Knex, program: ProgramRow, id: string, action: RewardAction, actor: string, body: RewardTransition = {}) {
+  const { reason, force } = body ?? {};
   return db.transaction(async (trx) => {
     const locked = await trx('rewards').where({ id, program_id: program.id }).forUpdate().first('id');
     if (!locked) throw notFound('Reward');
@@ -60,7 +65,15 @@ export async function transitionReward(db: Knex, program: ProgramRow, id: string
     if (!rule.from.includes(reward.status)) {
       throw conflict('invalid_transition', `A ${reward.status} reward cannot be moved to ${rule.to}`);
     }
-    return presentReward(await moveReward(trx, program, reward, rule.to, actor, reason ?? null, rule.webhook));
+    const early = action === 'approve' && reward.available_at.getTime() > Date.now();
+    if (early && !force) {
+      throw conflict(
+        'hold_not_over',
+        `This reward is on hold until ${reward.available_at.toISOString()}; to approve it now, send { "force": true, "reason": "…" }`,
+      );
+    }
+    const recorded = early ? `forced before the hold ended (${reward.available_at.toISOString()}): ${reason}` : (reason ?? null);
+    return presentReward(await moveReward(trx, program, reward, rule.to, actor, recorded, rule.webhook));
   });
 }
 

@@ -85,29 +85,46 @@ async function ruleApplies(trx: Knex, rule: RewardRule, conversion: ConversionRo
   const when = rule.when ?? {};
   if (when.minAmount !== undefined && (conversion.amount ?? 0) < when.minAmount) return false;
   if (when.withinDays !== undefined && conversion.created_at.getTime() - referral.created_at.getTime() > when.withinDays * DAY_MS) return false;
-  if (when.firstPurchaseOnly) {
-    const earlier = await trx('conversions')
-      .where({ participant_id: conversion.participant_id, type: 'purchase' })
-      .whereNot({ id: conversion.id })
-      .first('id');
-    if (earlier) return false;
+  if (when.firstPurchaseOnly || when.repeatPurchasesOnly) {
+    const repeat = await hasEarlierPurchase(trx, conversion);
+    if (when.firstPurchaseOnly ? repeat : !repeat) return false;
   }
-  if (when.afterReferrals !== undefined) {
-    // Compared in SQL: a JavaScript date would drop the microseconds of created_at.
-    const [row] = await trx('referrals')
-      .where({ referrer_id: referral.referrer_id })
-      .where('created_at', '<=', trx('referrals').select('created_at').where({ id: referral.id }))
-      .count({ n: '*' });
-    if (Number(row?.n ?? 0) < when.afterReferrals) return false;
+  if (when.afterReferrals !== undefined || when.atReferrals !== undefined) {
+    const nth = await referralNumber(trx, referral);
+    if (when.afterReferrals !== undefined && nth < when.afterReferrals) return false;
+    // A milestone pays once: at the Nth referral, for its first conversion the rule applies to.
+    if (when.atReferrals !== undefined && (nth !== when.atReferrals || (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) > 0)) return false;
   }
   return true;
 }
 
-/** How many conversions this rule has already rewarded through the referrer's referrals. */
-async function grantsForReferrer(trx: Knex, ruleId: string, referrerId: string): Promise<number> {
+/** The customer bought before this purchase (or earlier in this same transaction). */
+async function hasEarlierPurchase(trx: Knex, conversion: ConversionRow): Promise<boolean> {
+  const earlier = await trx('conversions')
+    .where({ participant_id: conversion.participant_id, type: 'purchase' })
+    // Compared in SQL: a JavaScript date would drop the microseconds of created_at.
+    .where('created_at', '<=', trx('conversions').select('created_at').where({ id: conversion.id }))
+    .whereNot({ id: conversion.id })
+    .first('id');
+  return Boolean(earlier);
+}
+
+/** Which of the referrer's referrals this is: 1 for their first. */
+async function referralNumber(trx: Knex, referral: ReferralRow): Promise<number> {
+  // Compared in SQL: a JavaScript date would drop the microseconds of created_at.
+  const [row] = await trx('referrals')
+    .where({ referrer_id: referral.referrer_id })
+    .where('created_at', '<=', trx('referrals').select('created_at').where({ id: referral.id }))
+    .count({ n: '*' });
+  return Number(row?.n ?? 0);
+}
+
+/** How many other conversions this rule has already rewarded through the referrer's referrals. */
+async function grantsForReferrer(trx: Knex, ruleId: string, referrerId: string, conversionId: string): Promise<number> {
   const [row] = await trx('rewards as w')
     .join('referrals as r', 'r.id', 'w.referral_id')
     .where({ 'w.rule_id': ruleId, 'r.referrer_id': referrerId })
+    .whereNot('w.conversion_id', conversionId)
     .whereNull('w.reverses')
     .whereNot('w.status', 'revoked')
     .countDistinct({ n: 'w.conversion_id' });
@@ -122,15 +139,27 @@ function rewardValue(rule: RewardRule, conversion: ConversionRow): { amount: num
 }
 
 /**
- * Evaluates the program's rules for an attributed conversion. Pending while on hold
- * or under review (unverified conversion, held referral); approved at once otherwise.
+ * A reward waits for a person while anything behind it is unconfirmed: the conversion
+ * came from the browser only, or the referral is held, or only the browser made it.
  */
-export async function grantRewards(trx: Knex, program: ProgramRow, conversion: ConversionRow, referral: ReferralRow): Promise<RewardRow[]> {
+export const needsReview = (conversion: Pick<ConversionRow, 'verified'>, referral: Pick<ReferralRow, 'status' | 'verified'>) =>
+  !conversion.verified || referral.status === 'held' || !referral.verified;
+
+/**
+ * Evaluates the program's rules for an attributed conversion. Pending while on hold
+ * or under review (see needsReview); approved at once otherwise.
+ *
+ * With `recompute` (the server's figures replaced the browser's), grants that exist
+ * and are not paid yet take the new amount, and grants whose rule no longer applies
+ * are revoked: what the server reported decides, never what the browser claimed.
+ */
+export async function grantRewards(trx: Knex, program: ProgramRow, conversion: ConversionRow, referral: ReferralRow, options: { recompute?: boolean } = {}): Promise<RewardRow[]> {
   const granted: string[] = [];
-  const needsReview = !conversion.verified || referral.status === 'held';
+  const kept: string[] = [];
+  const review = needsReview(conversion, referral);
   for (const rule of program.settings.rewardRules) {
     if (!(await ruleApplies(trx, rule, conversion, referral))) continue;
-    if (rule.cap?.perReferrer !== undefined && (await grantsForReferrer(trx, rule.id, referral.referrer_id)) >= rule.cap.perReferrer) {
+    if (rule.cap?.perReferrer !== undefined && (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) >= rule.cap.perReferrer) {
       await recordDecision(trx, {
         programId: program.id,
         subject: 'reward',
@@ -147,23 +176,74 @@ export async function grantRewards(trx: Knex, program: ProgramRow, conversion: C
       rule.to === 'both' ? [referral.referrer_id, referral.referred_id] : [rule.to === 'referrer' ? referral.referrer_id : referral.referred_id];
     const { amount, currency } = rewardValue(rule, conversion);
     const holdDays = rule.holdDays ?? 0;
-    const status: RewardStatus = holdDays === 0 && !needsReview ? 'approved' : 'pending';
+    const status: RewardStatus = holdDays === 0 && !review ? 'approved' : 'pending';
     for (const beneficiary of beneficiaries) {
       const result = await trx.raw(
         `insert into rewards (program_id, conversion_id, rule_id, beneficiary_id, referral_id, kind, amount, currency, coupon, percent, status, needs_review, available_at)
          values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning id, program_id, status`,
         [program.id, conversion.id, rule.id, beneficiary, referral.id, rule.reward.kind, amount, currency, rule.reward.coupon ?? null,
-          rule.reward.percent ?? null, status, needsReview, new Date(Date.now() + holdDays * DAY_MS)],
+          rule.reward.percent ?? null, status, review, new Date(Date.now() + holdDays * DAY_MS)],
       );
       const row = result.rows[0] as { id: string; program_id: string } | undefined;
-      if (!row) continue;
-      await logTransition(trx, row, null, status, 'system', `rule ${rule.id}`);
-      granted.push(row.id);
+      if (row) {
+        await logTransition(trx, row, null, status, 'system', `rule ${rule.id}`);
+        granted.push(row.id);
+      } else if (options.recompute) {
+        kept.push(...(await correctGrant(trx, conversion.id, rule.id, beneficiary, amount, currency)));
+      }
     }
   }
+  if (options.recompute) await revokeGrantsExcept(trx, program, conversion.id, [...granted, ...kept], 'no rule applies to the reported figures');
   const rewards = await loadRewards(trx, granted);
   await announce(trx, program, 'reward.created', rewards);
   return rewards;
+}
+
+/** An unpaid grant takes the amount the server's figures give; the change is logged. */
+async function correctGrant(trx: Knex, conversionId: string, ruleId: string, beneficiaryId: string, amount: number, currency: string | null): Promise<string[]> {
+  const found = (await trx('rewards')
+    .where({ conversion_id: conversionId, rule_id: ruleId, beneficiary_id: beneficiaryId })
+    .whereIn('status', ['pending', 'approved'])
+    .first('id', 'program_id', 'status', 'amount', 'currency')) as { id: string; program_id: string; status: RewardStatus; amount: number; currency: string | null } | undefined;
+  if (!found) return [];
+  if (found.amount !== amount || found.currency !== currency) {
+    await trx('rewards').where({ id: found.id }).update({ amount, currency, updated_at: trx.fn.now() });
+    await logTransition(trx, found, found.status, found.status, 'system', `amount ${found.amount} ${found.currency ?? ''} → ${amount} ${currency ?? ''} from the server's report`);
+  }
+  return [found.id];
+}
+
+/** Revokes the conversion's unpaid grants other than `keep`. */
+async function revokeGrantsExcept(trx: Knex, program: ProgramRow, conversionId: string, keep: string[], reason: string): Promise<void> {
+  const query = trx('rewards').where({ conversion_id: conversionId }).whereNull('reverses').whereIn('status', ['pending', 'approved']);
+  if (keep.length) query.whereNotIn('id', keep);
+  await revoke(trx, program, (await query.select('id', 'program_id', 'status')) as StatusRow[], reason);
+}
+
+type StatusRow = { id: string; program_id: string; status: RewardStatus };
+
+async function revoke(trx: Knex, program: ProgramRow, rows: StatusRow[], reason: string): Promise<void> {
+  if (!rows.length) return;
+  await trx('rewards').whereIn('id', rows.map((row) => row.id)).update({ status: 'revoked', updated_at: trx.fn.now() });
+  for (const row of rows) await logTransition(trx, row, row.status, 'revoked', 'system', reason);
+  await announce(trx, program, 'reward.revoked', await loadRewards(trx, rows.map((row) => row.id)));
+}
+
+/** The unpaid rewards a referrer earned through one referral are revoked (the server named another referrer). */
+export async function revokeRewardsOf(trx: Knex, program: ProgramRow, referralId: string, beneficiaryId: string, reason: string): Promise<void> {
+  const rows = (await trx('rewards')
+    .where({ referral_id: referralId, beneficiary_id: beneficiaryId })
+    .whereIn('status', ['pending', 'approved'])
+    .select('id', 'program_id', 'status')) as StatusRow[];
+  await revoke(trx, program, rows, reason);
+}
+
+/** A referral's unpaid rewards go back to review (pending): the referral turned out to be held. */
+export async function holdRewardsOf(trx: Knex, referralId: string, reason: string): Promise<void> {
+  const rows = (await trx('rewards').where({ referral_id: referralId }).whereIn('status', ['pending', 'approved']).select('id', 'program_id', 'status')) as StatusRow[];
+  if (!rows.length) return;
+  await trx('rewards').whereIn('id', rows.map((row) => row.id)).update({ status: 'pending', needs_review: true, updated_at: trx.fn.now() });
+  for (const row of rows) await logTransition(trx, row, row.status, 'pending', 'system', `held: ${reason}`);
 }
 
 /** Pending rewards whose hold is over and that need no review become approved. */
@@ -177,9 +257,9 @@ async function approveDue(trx: Knex, program: ProgramRow, where: (query: Knex.Qu
   return approved;
 }
 
-/** The server confirmed a browser conversion: its rewards no longer wait for review (unless the referral is held). */
+/** The server confirmed a browser conversion: its rewards no longer wait for review (unless the referral is held or unconfirmed). */
 export async function confirmRewards(trx: Knex, program: ProgramRow, conversionId: string): Promise<RewardRow[]> {
-  const held = trx('referrals').select('id').where({ status: 'held' });
+  const held = trx('referrals').select('id').where((q) => q.where({ status: 'held' }).orWhere({ verified: false }));
   // The conversion's grants, and the refund adjustments that follow them.
   const ofConversion = (q: Knex.QueryBuilder) =>
     q.where((w) => w.where({ conversion_id: conversionId }).orWhereIn('reverses', trx('rewards').select('id').where({ conversion_id: conversionId })));

@@ -1,0 +1,97 @@
+/**
+ * A server report (secret key or a verified payment webhook) of an event the browser
+ * reported first. The server is authoritative (DESIGN, "Trust rules"):
+ * - it names another customer: the browser's event stays unverified (a `mismatch`
+ *   decision) and steps aside, so the server's own event is recorded in full;
+ * - otherwise its amount and currency replace the browser's, the rewards are computed
+ *   again from them, and the referral is confirmed only when the server's report
+ *   carries the same code or visitor id (attribution.ts `settleReferral`).
+ */
+import type { Knex } from 'knex';
+import { attribute, participantById, referralOf, type Attribution } from './attribution.ts';
+import type { ConversionInput, ConversionRow } from './conversions.ts';
+import { recordDecision } from './decisions.ts';
+import type { ProgramRow } from './programs.ts';
+import { confirmRewards, grantRewards, type RewardRow } from './rewards.ts';
+import { bumpStats, type StatsDelta } from './rollups.ts';
+
+export type Confirmed =
+  | { mismatch: true }
+  | { mismatch?: false; conversion: ConversionRow; externalId: string; attribution: Omit<Attribution, 'referral'>; rewards: RewardRow[] };
+
+export async function confirmConversion(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput): Promise<Confirmed> {
+  const participant = await participantById(trx, stored.participant_id);
+  if (participant.external_id !== input.externalId && stored.event_id === input.eventId) {
+    await stepAside(trx, program, stored, input);
+    return { mismatch: true };
+  }
+  const before = await referralOf(trx, participant.id);
+  const counted = Boolean(before && before.created_at <= stored.created_at);
+  const conversion = await takeServerFigures(trx, program, stored, input, counted ? before?.referrer_id : undefined);
+
+  const { referral, ...settled } = await attribute(trx, program, participant, { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: true }, stored.id);
+  const attribution = sameEventMadeIt(stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;
+  if (referral && !counted && attribution.status === 'attributed' && conversion.type === 'purchase') {
+    // Newly referred by this report: the purchase counts for the referrer now.
+    await bumpStats(trx, [{ programId: program.id, participantId: referral.referrer_id, at: conversion.created_at, purchases: 1, revenue: revenueOf(conversion) }]);
+  }
+  if (referral) await grantRewards(trx, program, conversion, referral, { recompute: true });
+  const rewards = await confirmRewards(trx, program, conversion.id);
+  await recordDecision(trx, {
+    programId: program.id,
+    subject: 'conversion',
+    outcome: 'accepted',
+    reason: 'confirmed',
+    participantId: participant.id,
+    conversionId: conversion.id,
+  });
+  return { conversion, externalId: participant.external_id, attribution, rewards };
+}
+
+/** This very event made the referral the server now confirms: its answer stays `attributed`. */
+function sameEventMadeIt(stored: ConversionRow, input: ConversionInput, settled: Omit<Attribution, 'referral'>): boolean {
+  const first = (stored.response as { attribution?: Omit<Attribution, 'referral'> } | null)?.attribution;
+  return stored.event_id === input.eventId && settled.status === 'existing' && !settled.reason && first?.status === 'attributed' && first.referrer === settled.referrer;
+}
+
+const revenueOf = (row: Pick<ConversionRow, 'amount' | 'currency'>) => ({ currency: row.currency ?? 'XXX', amount: row.amount ?? 0 });
+
+/**
+ * The conversion becomes verified with the server's amount and currency. When it
+ * already counted for a referrer, their revenue is corrected by the difference.
+ */
+async function takeServerFigures(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput, countedFor: string | undefined): Promise<ConversionRow> {
+  const figures = stored.type === 'purchase' && input.amount !== undefined ? { amount: input.amount, currency: input.currency ?? stored.currency } : {};
+  const [conversion] = (await trx('conversions')
+    .where({ id: stored.id })
+    .update({ verified: true, source: input.source, ...figures })
+    .returning('*')) as ConversionRow[];
+  const changed = conversion as ConversionRow;
+  if (countedFor && (changed.amount !== stored.amount || changed.currency !== stored.currency)) {
+    const at = stored.created_at;
+    const deltas: StatsDelta[] = [
+      { programId: program.id, participantId: countedFor, at, revenue: { ...revenueOf(stored), amount: -(stored.amount ?? 0) } },
+      { programId: program.id, participantId: countedFor, at, revenue: revenueOf(changed) },
+    ];
+    await bumpStats(trx, deltas);
+  }
+  return changed;
+}
+
+/**
+ * The browser claimed this event id for another customer than the server reports:
+ * its event keeps its rewards under review, with a `mismatch` decision, and gives the
+ * event id up so the server's event is stored under it.
+ */
+async function stepAside(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput): Promise<void> {
+  await trx('conversions').where({ id: stored.id }).update({ event_id: trx.raw(`'mismatch:' || id::text`) });
+  await recordDecision(trx, {
+    programId: program.id,
+    subject: 'conversion',
+    outcome: 'rejected',
+    reason: 'mismatch',
+    participantId: stored.participant_id,
+    conversionId: stored.id,
+    details: { eventId: stored.event_id, reportedFor: input.externalId, source: input.source },
+  });
+}

@@ -1,0 +1,298 @@
+/**
+ * The trust rules (DESIGN, "Trust rules"), each written as the attack that broke them,
+ * through the real app on every database. What a browser sends (publishable key) never
+ * sets the money nor wins the attribution: a server report (secret key, or a verified
+ * Stripe webhook) is authoritative.
+ */
+import type { Knex } from 'knex';
+import { describe, expect, it } from 'vitest';
+import type { TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { expectOk, listAllRewards, type Reward } from '../helpers/ledger.ts';
+import { checkoutSession, deliverStripe, stripeEvent } from '../helpers/stripe.ts';
+import { useTestApp } from '../helpers/suite.ts';
+
+const SHARE = { id: 'share', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 20 } };
+const WELCOME = { id: 'welcome', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 1000, currency: 'USD' } };
+const WEBHOOK_SECRET = 'whsec_trust_suite_0123456789abcdef';
+
+const vid = () => uniq('vid_');
+
+describe.each(DATABASES)('trust rules (%s)', (kind) => {
+  let db: Knex;
+  let api: TestApp;
+  useTestApp(kind, (suite) => ({ db, api } = suite));
+
+  const shop = (rules: unknown[] = [SHARE, WELCOME], settings: Record<string, unknown> = {}) =>
+    buildProgram(api, { settings: { rewardRules: rules, stripe: { webhookSecret: WEBHOOK_SECRET }, ...settings } });
+
+  /** A browser event with the publishable key: what anyone can forge. */
+  async function forged(p: ProgramFixture, event: { type: 'signup' | 'purchase'; userId: string; code?: string; vid?: string; email?: string; order?: { id: string; amount: number; currency: string } }) {
+    const reply = await api.post('/v1/events', {
+      key: p.publishable,
+      type: event.type,
+      eventId: uniq('evt-'),
+      vid: event.vid ?? vid(),
+      ...(event.code ? { code: event.code } : {}),
+      user: { id: event.userId, ...(event.email ? { email: event.email } : {}) },
+      ...(event.order ? { order: event.order } : {}),
+    });
+    expectOk(reply, 202);
+  }
+
+  /** The host's server reporting with the secret key. */
+  async function server(p: ProgramFixture, body: Record<string, unknown>) {
+    return expectOk(await api.post('/v1/conversions', body, { auth: p.secret }));
+  }
+
+  const decisions = async (p: ProgramFixture, reason: string) =>
+    expectOk(await api.get(`/v1/decisions?limit=500&reason=${reason}`, { auth: p.secret })).data as Array<Record<string, any>>;
+  const participant = async (p: ProgramFixture, externalId: string) => expectOk(await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: p.secret }));
+  const summary = async (p: ProgramFixture) => expectOk(await api.get('/v1/reports/summary', { auth: p.secret }));
+  const rewardsOf = (rewards: Reward[], who: string) => rewards.filter((reward) => reward.participant === who);
+  const referralsOf = async (p: ProgramFixture) => expectOk(await api.get('/v1/referrals?limit=500', { auth: p.secret })).data as Array<Record<string, any>>;
+
+  describe('1. a forged browser purchase never sets the reward the server confirms', () => {
+    it('the server’s amount and currency replace the browser’s, and the reward is computed from them', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const buyer = uniq('buyer-');
+      const orderId = uniq('order-');
+      await forged(p, { type: 'purchase', userId: buyer, code: attacker.code, order: { id: orderId, amount: 1e12, currency: 'EUR' } });
+
+      const answer = await server(p, { type: 'purchase', eventId: orderId, externalId: buyer, amount: 4900, currency: 'USD' });
+      expect(answer.conversion).toMatchObject({ eventId: orderId, amount: 4900, currency: 'USD', verified: true });
+
+      const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
+      expect(rewards.map((reward) => [reward.amount, reward.currency])).toEqual([[980, 'USD']]);
+      // The referral was made by the browser and the server did not name it: still for review.
+      expect(rewards[0]?.status).toBe('pending');
+      expect(rewards[0]?.needsReview).toBe(true);
+
+      // Revenue per currency: the forged EUR nets to nothing.
+      const stats = (await participant(p, attacker.externalId)).stats;
+      expect(stats.revenue).toMatchObject({ USD: 4900 });
+      expect(stats.revenue.EUR ?? 0).toBe(0);
+      const report = await summary(p);
+      expect(JSON.stringify(report)).not.toContain('1000000000000');
+      expect(await decisions(p, 'unconfirmed_referral')).toHaveLength(1);
+    });
+
+    it('a server report naming the same referral confirms it, with the server’s figures', async () => {
+      const p = await shop();
+      const referrer = await buildParticipant(api, p);
+      const buyer = uniq('buyer-');
+      const orderId = uniq('order-');
+      const visitor = vid();
+      await forged(p, { type: 'purchase', userId: buyer, code: referrer.code, vid: visitor, order: { id: orderId, amount: 500_000, currency: 'USD' } });
+      const answer = await server(p, { type: 'purchase', eventId: orderId, externalId: buyer, amount: 4900, currency: 'USD', referral: { vid: visitor } });
+      // The browser's event made the referral; the server confirms it.
+      expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
+      expect(answer.rewards.map((reward: Reward) => [reward.amount, reward.status])).toEqual([[980, 'approved']]);
+    });
+
+    it('a server report for another customer leaves the browser event unverified (mismatch) and records its own purchase', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const orderId = uniq('order-');
+      const sockPuppet = uniq('puppet-');
+      await forged(p, { type: 'purchase', userId: sockPuppet, code: attacker.code, order: { id: orderId, amount: 1e12, currency: 'USD' } });
+
+      const realBuyer = uniq('buyer-');
+      const answer = await server(p, { type: 'purchase', eventId: orderId, externalId: realBuyer, amount: 4900, currency: 'USD' });
+      expect(answer.conversion).toMatchObject({ eventId: orderId, externalId: realBuyer, amount: 4900, verified: true });
+      expect(answer.attribution.status).toBe('none');
+      expect(answer.rewards).toEqual([]);
+
+      const mismatch = await decisions(p, 'mismatch');
+      expect(mismatch).toEqual([expect.objectContaining({ subject: 'conversion', outcome: 'rejected', participant: sockPuppet })]);
+      const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
+      expect(rewards.map((reward) => reward.status)).toEqual(['pending']);
+      expect(rewards[0]?.needsReview).toBe(true);
+
+      // The server's purchase is stored once; a retry replays it.
+      const again = await server(p, { type: 'purchase', eventId: orderId, externalId: realBuyer, amount: 4900, currency: 'USD' });
+      expect(again.conversion.id).toBe(answer.conversion.id);
+      const stored = await db('conversions').where({ program_id: p.id, type: 'purchase', event_id: orderId });
+      expect(stored).toHaveLength(1);
+      expect(stored[0].verified).toBe(true);
+    });
+
+    it('through Stripe: the checkout session’s amount replaces the forged one', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const session = checkoutSession({ currency: 'usd', amount: 4900, metadata: { externalId: uniq('buyer-') } });
+      const buyer = (session.metadata as Record<string, string>).externalId as string;
+      await forged(p, { type: 'purchase', userId: buyer, code: attacker.code, order: { id: session.id as string, amount: 1e12, currency: 'USD' } });
+
+      const reply = await deliverStripe(api, p.slug, stripeEvent('checkout.session.completed', session), { secret: WEBHOOK_SECRET });
+      expect(reply.status, reply.text).toBe(200);
+      const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
+      // The purchase share from Stripe's figures; the welcome reward for the signup Stripe implies waits for review too.
+      expect(rewards.map((reward) => [reward.rule, reward.amount, reward.status]).sort()).toEqual([
+        ['share', 980, 'pending'],
+        ['welcome', 1000, 'pending'],
+      ]);
+      expect((await participant(p, attacker.externalId)).stats.revenue).toEqual({ USD: 4900 });
+    });
+  });
+
+  describe('2. a forged browser signup never takes the real signup’s attribution', () => {
+    it('a server signup naming no referral leaves the browser-made referral unconfirmed, its rewards pending', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const victim = uniq('u-');
+      await forged(p, { type: 'signup', userId: victim, code: attacker.code });
+
+      const answer = await server(p, { type: 'signup', eventId: `signup-${victim}`, externalId: victim });
+      expect(answer.attribution).toMatchObject({ status: 'existing', referrer: attacker.externalId, reason: 'unconfirmed_referral' });
+      expect(answer.rewards.every((reward: Reward) => reward.status === 'pending')).toBe(true);
+      const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
+      expect(rewards.map((reward) => [reward.rule, reward.status])).toEqual([['welcome', 'pending']]);
+      expect((await referralsOf(p))[0]).toMatchObject({ referrer: attacker.externalId, verified: false });
+      expect(await decisions(p, 'unconfirmed_referral')).toEqual([expect.objectContaining({ participant: victim, referrer: attacker.externalId })]);
+
+      // A later server purchase by that customer stays for review too.
+      const purchase = await server(p, { type: 'purchase', eventId: uniq('order-'), externalId: victim, amount: 1000, currency: 'USD' });
+      expect(purchase.rewards.map((reward: Reward) => reward.status)).toEqual(['pending']);
+    });
+
+    it('a server signup naming another referrer wins: the customer is attributed to them, the forged referral’s rewards revoked', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const friend = await buildParticipant(api, p);
+      const victim = uniq('u-');
+      await forged(p, { type: 'signup', userId: victim, code: attacker.code });
+
+      const answer = await server(p, { type: 'signup', eventId: `signup-${victim}`, externalId: victim, referral: { code: friend.code } });
+      expect(answer.attribution).toMatchObject({ status: 'attributed', referrer: friend.externalId });
+      expect((await participant(p, victim)).referredBy).toBe(friend.externalId);
+      const rewards = await listAllRewards(api, p);
+      expect(rewardsOf(rewards, attacker.externalId).map((reward) => reward.status)).toEqual(['revoked']);
+      expect(rewardsOf(rewards, friend.externalId).map((reward) => [reward.rule, reward.status])).toEqual([['welcome', 'approved']]);
+      expect((await participant(p, attacker.externalId)).stats.signups).toBe(0);
+      expect((await participant(p, friend.externalId)).stats.signups).toBe(1);
+      expect(await decisions(p, 'server_override')).toHaveLength(1);
+    });
+
+    it('a server signup carrying the same code confirms the referral', async () => {
+      const p = await shop();
+      const referrer = await buildParticipant(api, p);
+      const user = uniq('u-');
+      await forged(p, { type: 'signup', userId: user, code: referrer.code });
+      const answer = await server(p, { type: 'signup', eventId: `signup-${user}`, externalId: user, referral: { code: referrer.code.toLowerCase() } });
+      expect(answer.attribution).toEqual({ status: 'existing', referrer: referrer.externalId });
+      expect(answer.rewards.map((reward: Reward) => reward.status)).toEqual(['approved']);
+    });
+
+    it('through Stripe: a checkout naming the customer but no referral confirms nothing', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const victim = uniq('u-');
+      await forged(p, { type: 'signup', userId: victim, code: attacker.code });
+      const session = checkoutSession({ amount: 4900, metadata: { externalId: victim } });
+      const reply = await deliverStripe(api, p.slug, stripeEvent('checkout.session.completed', session), { secret: WEBHOOK_SECRET });
+      expect(reply.status, reply.text).toBe(200);
+      const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
+      expect(rewards.length).toBeGreaterThan(0);
+      expect(rewards.every((reward) => reward.status === 'pending')).toBe(true);
+    });
+  });
+
+  describe('4. email aliases do not beat the self-referral check', () => {
+    it.each([
+      ['john.smith+ref@gmail.com'],
+      ['johnsmith@gmail.com'],
+      ['j.o.h.n.smith@googlemail.com'],
+      ['John.Smith+x@GMail.com'],
+    ])('%s referred by john.smith@gmail.com is a self-referral', async (alias) => {
+      const p = await shop();
+      const referrer = await buildParticipant(api, p, { email: 'john.smith@gmail.com' });
+      const answer = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email: alias, referral: { code: referrer.code } });
+      expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
+    });
+
+    it('a +tag on any domain is the same person; dots outside Gmail are not dropped', async () => {
+      const p = await shop();
+      const referrer = await buildParticipant(api, p, { email: 'pat.doe@example.com' });
+      const tagged = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email: 'pat.doe+friend@example.com', referral: { code: referrer.code } });
+      expect(tagged.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
+      const other = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email: 'patdoe@example.com', referral: { code: referrer.code } });
+      expect(other.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
+      // The email is stored as given.
+      expect((await db('participants').where({ program_id: p.id, email: 'pat.doe+friend@example.com' })).length).toBe(1);
+    });
+  });
+
+  describe('5. self-referral by visitor id', () => {
+    it('a referrer later seen converting with the visitor id of a customer they referred: that referral is a self-referral, its rewards held', async () => {
+      const p = await shop();
+      const referrer = await buildParticipant(api, p);
+      const visitor = vid();
+      expectOk(await api.post('/v1/clicks', { key: p.publishable, code: referrer.code, vid: visitor }), 202);
+      const sock = uniq('sock-');
+      const signup = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: sock, referral: { vid: visitor } });
+      expect(signup.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
+
+      // The referrer buys from that same browser: the visitor id is theirs.
+      await forged(p, { type: 'purchase', userId: referrer.externalId, vid: visitor, order: { id: uniq('order-'), amount: 100, currency: 'USD' } });
+      const referral = (await referralsOf(p)).find((row) => row.referred === sock);
+      expect(referral).toMatchObject({ status: 'held', reason: 'self_referral' });
+      const rewards = rewardsOf(await listAllRewards(api, p), referrer.externalId);
+      expect(rewards.map((reward) => [reward.status, reward.needsReview])).toEqual([['pending', true]]);
+      // (The purchase itself, from their own click, was refused as a self-referral too.)
+      expect((await decisions(p, 'self_referral')).filter((d) => d.outcome === 'held')).toEqual([
+        expect.objectContaining({ subject: 'attribution', participant: sock, referrer: referrer.externalId }),
+      ]);
+
+      // From then on, that visitor id cannot be referred by them at all.
+      const next = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), referral: { code: referrer.code, vid: visitor } });
+      expect(next.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
+    });
+
+    it('the visitor id the referrer was referred with counts as theirs', async () => {
+      const p = await shop();
+      const first = await buildParticipant(api, p);
+      const visitor = vid();
+      const referrer = uniq('r-');
+      await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: referrer, referral: { code: first.code, vid: visitor } });
+      const code = (await participant(p, referrer)).code as string;
+      const answer = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), referral: { code, vid: visitor } });
+      expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
+    });
+  });
+
+  describe('6. one identity behind several new customers is held as duplicate_identity', () => {
+    it('one normalized email on several new customers', async () => {
+      const p = await shop();
+      const referrer = await buildParticipant(api, p);
+      const emails = ['amy.lee@gmail.com', 'amylee@gmail.com', 'amy.lee+2@googlemail.com', 'AMY.LEE+3@gmail.com'];
+      const answers = [];
+      for (const email of emails) {
+        answers.push(await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email, referral: { code: referrer.code } }));
+      }
+      expect(answers.map((answer) => [answer.attribution.status, answer.attribution.held ?? false, answer.attribution.reason])).toEqual([
+        ['attributed', false, undefined],
+        ['attributed', true, 'duplicate_identity'],
+        ['attributed', true, 'duplicate_identity'],
+        ['attributed', true, 'duplicate_identity'],
+      ]);
+      const rewards = rewardsOf(await listAllRewards(api, p), referrer.externalId);
+      expect(rewards.filter((reward) => reward.status === 'approved')).toHaveLength(1);
+      expect(await decisions(p, 'duplicate_identity')).toHaveLength(3);
+    });
+
+    it('one visitor id producing several attributed customers', async () => {
+      const p = await shop();
+      const referrer = await buildParticipant(api, p);
+      const visitor = vid();
+      const answers = [];
+      for (let i = 0; i < 3; i++) {
+        answers.push(await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), referral: { code: referrer.code, vid: visitor } }));
+      }
+      expect(answers.map((answer) => answer.attribution.reason ?? null)).toEqual([null, 'duplicate_identity', 'duplicate_identity']);
+      expect(answers.slice(1).every((answer) => answer.attribution.held)).toBe(true);
+    });
+  });
+});
