@@ -40,6 +40,8 @@ const ConfigSchema = z
     HTTP_KEEP_ALIVE_TIMEOUT_MS: z.coerce.number().int().min(0).max(600_000).default(5_000),
     /** Create a demo program on first start with an empty database: `auto` on the embedded one only, `on` on PostgreSQL too. */
     DEMO: z.enum(['auto', 'on', 'off']).default('auto'),
+    /** Let outgoing webhooks reach this machine and private networks (local development only). */
+    WEBHOOK_ALLOW_PRIVATE: flag,
   })
   .transform((env) => ({
     port: env.PORT,
@@ -59,6 +61,7 @@ const ConfigSchema = z
       requestTimeoutMs: env.HTTP_REQUEST_TIMEOUT_MS,
       keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     },
+    webhookAllowPrivate: env.WEBHOOK_ALLOW_PRIVATE,
     rateLimits: {
       publicPerMinute: env.RATE_LIMIT_PUBLIC_PER_MINUTE,
       serverPerMinute: env.RATE_LIMIT_SERVER_PER_MINUTE,

@@ -36,7 +36,7 @@ export async function start(config: Config) {
   const port = typeof address === 'object' && address ? address.port : config.port;
   logger.info({ port, database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'collector listening');
 
-  const workers = startWorkers(db, logger);
+  const workers = startWorkers(db, logger, { webhookAllowPrivate: config.webhookAllowPrivate });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

@@ -30,13 +30,18 @@ function every(intervalMs: number, pass: () => Promise<unknown>, onError: (error
   };
 }
 
-export function startWorkers(db: Knex, logger: Logger) {
+export interface WorkerOptions {
+  /** WEBHOOK_ALLOW_PRIVATE: deliver webhooks to this machine and private networks too. */
+  webhookAllowPrivate: boolean;
+}
+
+export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
   const stops = [
     every(RELEASE_INTERVAL_MS, async () => {
       const released = await releaseDueRewards(db);
       if (released) logger.info({ released }, 'rewards released');
     }, (error) => logger.warn({ err: error }, 'reward release failed')),
-    every(WEBHOOK_INTERVAL_MS, () => deliverDueWebhooks(db), (error) => logger.warn({ err: error }, 'webhook delivery failed')),
+    every(WEBHOOK_INTERVAL_MS, () => deliverDueWebhooks(db, { allowPrivate: options.webhookAllowPrivate }), (error) => logger.warn({ err: error }, 'webhook delivery failed')),
   ];
   return { stop: async () => void (await Promise.all(stops.map((stop) => stop()))) };
 }

@@ -684,4 +684,23 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     const rewards = await rewardsOf(program, program.referrer.externalId);
     expect(rewards).toEqual([expect.objectContaining({ rule: 'rec', kind: 'cash', amount: 1580, currency: 'USD', status: 'approved', eventId: session.id })]);
   });
+
+  // -------------------------------------------------------------------------
+  // Stripe's own check refuses only old timestamps; a signature dated ahead of now
+  // would stay replayable until that date comes.
+  it('refuses a signature dated more than the tolerance in the future, and stores nothing', async () => {
+    const program = await shop();
+    const event = () => stripeEvent('checkout.session.completed', checkoutSession({ metadata: { externalId: uniq('user-') } }));
+    const before = await countConversions(program);
+    for (const ahead of [6 * 60, 60 * 60, 365 * 86_400]) {
+      const reply = await deliver(program, event(), { timestamp: unix() + ahead });
+      expect(reply.status, `${ahead}s ahead: ${reply.text}`).toBe(400);
+      expect(reply.body.error.code).toBe('invalid_signature');
+    }
+    expect(await countConversions(program)).toBe(before);
+    // Clock skew inside the tolerance is fine (control).
+    const skewed = await deliver(program, event(), { timestamp: unix() + 4 * 60 });
+    expect(skewed.status, skewed.text).toBe(200);
+    expect(await countConversions(program)).toBe(before + 2); // its signup and its purchase
+  });
 });

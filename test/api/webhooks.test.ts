@@ -56,6 +56,9 @@ async function startReceiver(failures = 2) {
   };
 }
 
+/** The receivers here are on 127.0.0.1, which only WEBHOOK_ALLOW_PRIVATE=1 allows (in the app and in delivery). */
+const LOCAL = { allowPrivate: true };
+
 describe.each(DATABASES)('webhooks (%s)', (kind) => {
   let t: TestDb;
   let api: TestApp;
@@ -63,7 +66,7 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
 
   beforeAll(async () => {
     t = await openTestDb(kind);
-    api = await startTestApp(t.db);
+    api = await startTestApp(t.db, { WEBHOOK_ALLOW_PRIVATE: '1' });
     receiver = await startReceiver(2);
   });
   afterAll(async () => {
@@ -135,7 +138,7 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
 
     // Pass 1: every attempt fails; the next is about 5 s away (±20 %), and nothing is due before.
     const firstPass = Date.now();
-    expect(await deliverDueWebhooks(t.db)).toBe(expected.length);
+    expect(await deliverDueWebhooks(t.db, LOCAL)).toBe(expected.length);
     expect(receiver.received).toHaveLength(expected.length);
     for (const d of await deliveries(p)) {
       expect(d).toMatchObject({ status: 'pending', attempts: 1, lastStatus: 500, lastError: 'HTTP 500', deliveredAt: null });
@@ -143,13 +146,13 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
       expect(wait).toBeGreaterThan(3500);
       expect(wait).toBeLessThan(6000 + (Date.now() - firstPass));
     }
-    expect(await deliverDueWebhooks(t.db)).toBe(0);
+    expect(await deliverDueWebhooks(t.db, LOCAL)).toBe(0);
     expect(receiver.received).toHaveLength(expected.length);
 
     // Pass 2: fails again; the wait doubles.
     await skipBackoff(p);
     const secondPass = Date.now();
-    expect(await deliverDueWebhooks(t.db)).toBe(expected.length);
+    expect(await deliverDueWebhooks(t.db, LOCAL)).toBe(expected.length);
     for (const d of await deliveries(p)) {
       expect(d).toMatchObject({ status: 'pending', attempts: 2, lastStatus: 500 });
       const wait = Date.parse(d.nextAttemptAt) - secondPass;
@@ -160,7 +163,7 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     // Keep passing (skipping the waits) until nothing is pending.
     for (let pass = 0; pass < 5; pass++) {
       await skipBackoff(p);
-      await deliverDueWebhooks(t.db);
+      await deliverDueWebhooks(t.db, LOCAL);
       if ((await deliveries(p, '&status=pending')).length === 0) break;
     }
     const done = await deliveries(p);
@@ -216,7 +219,7 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     // Nothing more is sent once delivered.
     await t.db('webhook_outbox').where({ program_id: p.id }).update({ next_attempt_at: t.db.fn.now() });
     const before = receiver.received.length;
-    await deliverDueWebhooks(t.db);
+    await deliverDueWebhooks(t.db, LOCAL);
     expect(receiver.received.length).toBe(before);
   });
 
@@ -226,19 +229,19 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     await serverSignup(api, p, 'bob', alice.code);
     const [queued] = await deliveries(p);
     expect(queued).toMatchObject({ type: 'referral.created', status: 'pending', attempts: 0 });
-    await deliverDueWebhooks(t.db);
+    await deliverDueWebhooks(t.db, LOCAL);
     const [failedOnce] = await deliveries(p);
     expect(failedOnce).toMatchObject({ status: 'pending', attempts: 1, lastStatus: null });
     expect(failedOnce.lastError).toEqual(expect.any(String));
     expect(Date.parse(failedOnce.nextAttemptAt)).toBeGreaterThan(Date.now() + 2000);
     // The last allowed attempt fails too: the delivery is marked failed and no longer retried.
     await t.db('webhook_outbox').where({ program_id: p.id }).update({ attempts: 11, next_attempt_at: t.db.fn.now() });
-    await deliverDueWebhooks(t.db);
+    await deliverDueWebhooks(t.db, LOCAL);
     const [failed] = await deliveries(p);
     expect(failed).toMatchObject({ status: 'failed', attempts: 12, nextAttemptAt: null, deliveredAt: null });
     expect(await deliveries(p, '&status=failed')).toHaveLength(1);
     await t.db('webhook_outbox').where({ program_id: p.id }).update({ next_attempt_at: t.db.fn.now() });
-    await deliverDueWebhooks(t.db);
+    await deliverDueWebhooks(t.db, LOCAL);
     expect((await deliveries(p))[0]).toMatchObject({ status: 'failed', attempts: 12 });
   });
 

@@ -8,6 +8,7 @@ import { ProgramSettingsSchema, type ProgramCreate, type ProgramSettings, type P
 import { parse } from '../http/validate.ts';
 import { fieldsFromZod, unprocessable } from '../errors.ts';
 import { createApiKey } from './keys.ts';
+import { checkWebhookUrl, type WebhookTargetPolicy } from './webhookTargets.ts';
 
 export interface ProgramRow {
   id: string;
@@ -36,7 +37,7 @@ export function validateSettings(input: unknown): ProgramSettings {
 }
 
 /** Creates a program and both its keys; the keys are returned in clear once. */
-export async function createProgram(db: Knex, input: ProgramCreate) {
+export async function createProgram(db: Knex, input: ProgramCreate, targets: WebhookTargetPolicy = { allowPrivate: false }) {
   const result = ProgramSettingsSchema.safeParse({ ...input.settings, origins: input.origins, landingUrl: input.landingUrl });
   if (!result.success) {
     // origins and landingUrl sit at the top of the request, the rest under settings.
@@ -46,6 +47,7 @@ export async function createProgram(db: Knex, input: ProgramCreate) {
     throw unprocessable('validation_failed', 'The request is not valid; see fields', fields);
   }
   const settings = result.data;
+  await checkWebhookUrl(settings.webhookUrl, targets);
   return db.transaction(async (trx) => {
     const base = slugify(input.name);
     let program: ProgramRow | undefined;
@@ -64,11 +66,12 @@ export async function createProgram(db: Knex, input: ProgramCreate) {
 }
 
 /** Merges a settings patch over the stored settings and validates the result. */
-export async function updateProgram(db: Knex, program: ProgramRow, patch: ProgramUpdate): Promise<ProgramRow> {
+export async function updateProgram(db: Knex, program: ProgramRow, patch: ProgramUpdate, targets: WebhookTargetPolicy = { allowPrivate: false }): Promise<ProgramRow> {
   // Nested objects merge too: patching fraud.disposableDomains keeps the velocity settings.
   const settings = patch.settings
     ? validateSettings({ ...program.settings, ...patch.settings, ...(patch.settings.fraud ? { fraud: { ...program.settings.fraud, ...patch.settings.fraud } } : {}) })
     : program.settings;
+  if (patch.settings?.webhookUrl !== undefined) await checkWebhookUrl(settings.webhookUrl, targets);
   const [row] = await db('programs')
     .where({ id: program.id })
     .update({ name: patch.name ?? program.name, settings: JSON.stringify(settings), updated_at: db.fn.now() })

@@ -11,7 +11,7 @@
  */
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { ExternalIdSchema } from '../../../shared/schemas.ts';
+import { CurrencySchema, ExternalIdSchema } from '../../../shared/schemas.ts';
 import { notFound, unprocessable } from '../errors.ts';
 import { recordConversion, type ConversionResult } from './conversions.ts';
 import { recordRefund, type RefundResult } from './ledger.ts';
@@ -21,7 +21,8 @@ const stripeId = z.union([z.string(), z.object({ id: z.string() })]).nullish().t
 const Metadata = z.record(z.string(), z.string().nullable()).nullish();
 const withMetadata = z.object({ metadata: Metadata }).nullish();
 
-const stripeCurrency = z.string().regex(/^[A-Za-z]{3}$/);
+/** Stripe sends ISO 4217 codes in lower case; an unknown one is an invalid payload. */
+const stripeCurrency = CurrencySchema;
 
 const CheckoutSession = z.object({
   id: z.string().min(1).max(255),

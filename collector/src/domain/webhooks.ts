@@ -3,10 +3,15 @@
  * change they announce, then delivered at least once with exponential backoff.
  * Each delivery carries its id (receivers drop duplicates by it) and an
  * HMAC-SHA256 signature over `timestamp.body` with the program's webhook secret.
+ * Only public addresses are connected to (webhookTargets.ts); redirects are not followed.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { LookupFunction } from 'node:net';
 import type { Knex } from 'knex';
 import type { ProgramRow } from './programs.ts';
+import { guardedLookup, RefusedWebhookTarget, type Resolve, type WebhookTargetPolicy } from './webhookTargets.ts';
 
 export type WebhookType = 'referral.created' | 'reward.created' | 'reward.approved' | 'reward.revoked' | 'reward.paid';
 
@@ -56,12 +61,20 @@ interface OutboxRow {
   webhook_secret: string;
 }
 
+export interface DeliveryOptions {
+  batch?: number;
+  /** WEBHOOK_ALLOW_PRIVATE: deliver to this machine and private networks too (local development). */
+  allowPrivate?: boolean;
+  /** Resolves host names instead of DNS (tests). */
+  resolve?: Resolve;
+}
+
 /**
  * Sends what is due, at most `batch` deliveries. Rows are claimed with SKIP LOCKED so
  * several collector processes never send the same attempt twice at once.
  */
-export async function deliverDueWebhooks(db: Knex, options: { batch?: number; fetchImpl?: typeof fetch } = {}): Promise<number> {
-  const send = options.fetchImpl ?? fetch;
+export async function deliverDueWebhooks(db: Knex, options: DeliveryOptions = {}): Promise<number> {
+  const policy: WebhookTargetPolicy = { allowPrivate: options.allowPrivate ?? false, resolve: options.resolve };
   const due = await db.transaction(async (trx) => {
     const rows = (await trx('webhook_outbox as o')
       .join('programs as p', 'p.id', 'o.program_id')
@@ -78,40 +91,70 @@ export async function deliverDueWebhooks(db: Knex, options: { batch?: number; fe
     }
     return rows;
   });
-  await Promise.all(due.map((row) => deliverOne(db, row, send)));
+  await Promise.all(due.map((row) => deliverOne(db, row, policy)));
   return due.length;
 }
 
-async function deliverOne(db: Knex, row: OutboxRow, send: typeof fetch): Promise<void> {
+/**
+ * POSTs `body` and answers the response status (the response body is never read, and a
+ * redirect is just its status). The socket connects only to an address `lookup` checked.
+ */
+function post(url: URL, headers: Record<string, string>, body: string, lookup: LookupFunction): Promise<number> {
+  const request = url.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const outgoing = request(
+      url,
+      {
+        method: 'POST',
+        headers: { ...headers, 'content-length': String(Buffer.byteLength(body)) },
+        lookup,
+        // A fresh connection each time: a pooled socket would skip the lookup's check.
+        agent: false,
+        signal: AbortSignal.timeout(TIMEOUT_MS),
+      },
+      (response) => {
+        resolve(response.statusCode ?? 0);
+        response.destroy();
+      },
+    );
+    outgoing.on('error', reject);
+    outgoing.end(body);
+  });
+}
+
+async function deliverOne(db: Knex, row: OutboxRow, policy: WebhookTargetPolicy): Promise<void> {
   const body = JSON.stringify({ id: row.id, type: row.type, createdAt: row.created_at.toISOString(), data: row.payload });
   const attempts = row.attempts + 1;
   let status: number | null = null;
   let error: string | null = null;
+  let refused = false;
   try {
-    const response = await send(row.url, {
-      method: 'POST',
-      headers: {
+    const url = new URL(row.url);
+    const lookup = guardedLookup(url, policy);
+    status = await post(
+      url,
+      {
         'content-type': 'application/json',
         'user-agent': 'referral-collector-webhooks/1',
         [ID_HEADER]: row.id,
         [SIGNATURE_HEADER]: signWebhook(row.webhook_secret, body, Math.floor(Date.now() / 1000)),
       },
       body,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(TIMEOUT_MS),
-    });
-    status = response.status;
-    await response.body?.cancel();
+      lookup,
+    );
     if (status < 200 || status >= 300) error = `HTTP ${status}`;
   } catch (caught) {
-    error = (caught as Error).message?.slice(0, 500) ?? 'delivery failed';
+    // A refused target will never be allowed: no point retrying it.
+    refused = caught instanceof RefusedWebhookTarget;
+    const { message, code } = caught as NodeJS.ErrnoException;
+    error = (message || code || 'delivery failed').slice(0, 500);
   }
   const update = error
     ? {
         attempts,
         last_status: status,
         last_error: error,
-        status: attempts >= MAX_ATTEMPTS ? 'failed' : 'pending',
+        status: refused || attempts >= MAX_ATTEMPTS ? 'failed' : 'pending',
         next_attempt_at: new Date(Date.now() + backoffMs(attempts)),
       }
     : { attempts, last_status: status, last_error: null, status: 'delivered', delivered_at: new Date() };

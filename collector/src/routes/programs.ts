@@ -11,7 +11,7 @@ export function operatorRoutes({ db, config }: Deps) {
   const router = new Router();
   router.post('/v1/programs', requireAdmin(config.adminToken), async (ctx) => {
     const input = parse(ProgramCreateSchema, ctx.request.body);
-    const { program, keys } = await createProgram(db, input);
+    const { program, keys } = await createProgram(db, input, { allowPrivate: config.webhookAllowPrivate });
     ctx.status = 201;
     ctx.body = { program: presentProgram(program), keys };
   });
@@ -19,7 +19,7 @@ export function operatorRoutes({ db, config }: Deps) {
 }
 
 /** The calling key's own program. */
-export function programRoutes({ db, limits }: Deps) {
+export function programRoutes({ db, config, limits }: Deps) {
   const router = new Router<AppState>();
   router.use(requireSecretKey(db, limits));
   router.get('/v1/program', (ctx) => {
@@ -27,7 +27,7 @@ export function programRoutes({ db, limits }: Deps) {
   });
   router.patch('/v1/program', async (ctx) => {
     const patch = parse(ProgramUpdateSchema, ctx.request.body);
-    const program = await updateProgram(db, ctx.state.program, patch);
+    const program = await updateProgram(db, ctx.state.program, patch, { allowPrivate: config.webhookAllowPrivate });
     invalidateKeyCaches();
     ctx.body = { program: presentProgram(program) };
   });

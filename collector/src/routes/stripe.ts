@@ -11,8 +11,18 @@ import { handleStripeEvent } from '../domain/stripe.ts';
 let stripeSdk: Promise<typeof import('stripe').default> | undefined;
 const loadStripe = () => (stripeSdk ??= import('stripe').then((module) => module.default));
 
-/** Signatures older than this are refused (Stripe's own default). */
+/** Signatures older than this, or dated further ahead, are refused (Stripe's own default). */
 const TOLERANCE_SECONDS = 300;
+
+/**
+ * The SDK refuses only old timestamps; a signature dated in the future would stay
+ * replayable until then. Reads `t=` as the SDK does (the last one counts).
+ */
+function datedAhead(header: string, nowMs = Date.now()): boolean {
+  const stamps = header.split(',').filter((item) => item.split('=')[0] === 't');
+  const timestamp = Number.parseInt(stamps.at(-1)?.split('=')[1] ?? '', 10);
+  return !Number.isFinite(timestamp) || timestamp - nowMs / 1000 > TOLERANCE_SECONDS;
+}
 
 /** Stripe webhooks, verified with the program's settings.stripe.webhookSecret before anything is read. */
 export function stripeRoutes({ db, logger }: Deps) {
@@ -32,6 +42,7 @@ export function stripeRoutes({ db, logger }: Deps) {
     } catch {
       throw badRequest('invalid_signature', 'The Stripe signature does not match this payload');
     }
+    if (datedAhead(signature)) throw badRequest('invalid_signature', 'The Stripe signature is dated in the future; check the sender\'s clock');
     const shape = StripeEventSchema.safeParse(event);
     if (!shape.success) throw unprocessable('invalid_stripe_payload', 'The Stripe event has no id, type or data.object');
     const outcome = await handleStripeEvent(db, program, shape.data);
