@@ -25,6 +25,7 @@ export const OPERATIONS: Operation[] = [
   { method: 'patch', path: '/v1/program', summary: 'Update name or settings (validated as a whole)', auth: 'secret', body: schemas.ProgramUpdateSchema },
   { method: 'post', path: '/v1/participants', summary: 'Create or fetch a participant (idempotent on externalId)', auth: 'secret', body: schemas.ParticipantCreateSchema, status: 201 },
   { method: 'get', path: '/v1/participants/{externalId}', summary: 'A participant with stats and reward balances', auth: 'secret' },
+  { method: 'delete', path: '/v1/participants/{externalId}', summary: 'Erase a person (GDPR): email, name, hashed IPs and user agents removed, externalId replaced by a pseudonym; the ledger stays', auth: 'secret', status: 204 },
   { method: 'post', path: '/v1/clicks', summary: 'Report a click from the browser (JSON or text/plain body)', auth: 'publishable', body: schemas.ClickCreateSchema, status: 202 },
   { method: 'post', path: '/v1/events', summary: 'Report a signup or purchase from the browser (unverified)', auth: 'publishable', body: schemas.EventCreateSchema, status: 202 },
   { method: 'get', path: '/r/{code}', summary: "Redirect link: records the click, 302 to the program's landing URL", auth: 'none', status: 302 },

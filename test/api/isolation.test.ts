@@ -225,6 +225,16 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       expect(aKeys.map((k) => k.id)).not.toContain(reply.body.key.id);
       expect(aKeys.map((k) => k.id).sort()).toEqual([...a.keyIds].sort());
     },
+    'DELETE /v1/participants/{externalId}': async () => {
+      // B cannot erase A's people (the final check compares all of A with before). Only
+      // the referrer: other checks give B people of its own under A's other externalIds.
+      for (const externalId of [a.referrer.externalId]) {
+        const reply = await api.request('DELETE', `/v1/participants/${encodeURIComponent(externalId)}`, undefined, { auth: b.secret });
+        expect(reply.status, externalId).toBe(404);
+        expect(reply.body).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
+      }
+      expect(ok(await asA(`/v1/participants/${encodeURIComponent(a.referrer.externalId)}`))).toMatchObject({ externalId: a.referrer.externalId });
+    },
     'DELETE /v1/keys/{id}': async () => {
       for (const id of a.keyIds) {
         const reply = await api.request('DELETE', `/v1/keys/${id}`, undefined, { auth: b.secret });

@@ -8,6 +8,7 @@ import { AppError, notFound } from '../errors.ts';
 import { checkUnknownCodeBudget, spendUnknownCode } from '../http/rateLimit.ts';
 import { primaryCode, referralLink } from '../domain/codes.ts';
 import { createParticipant, findParticipant, participantStats } from '../domain/participants.ts';
+import { eraseParticipant } from '../domain/erasure.ts';
 
 export function participantRoutes({ db, config, limits }: Deps) {
   const router = new Router<AppState>();
@@ -47,6 +48,13 @@ export function participantRoutes({ db, config, limits }: Deps) {
       referredBy: (referrer as { external_id: string } | undefined)?.external_id ?? null,
       ...summary,
     };
+  });
+
+  /** GDPR erasure: the person is forgotten, the program's books stay (see domain/erasure.ts). */
+  router.delete('/v1/participants/:externalId', async (ctx) => {
+    const externalId = parse(ExternalIdSchema, ctx.params.externalId, 'externalId');
+    if (!(await eraseParticipant(db, ctx.state.program.id, externalId))) throw notFound('Participant');
+    ctx.status = 204;
   });
   return router;
 }

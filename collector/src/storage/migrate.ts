@@ -11,6 +11,7 @@ import * as rollups from './migrations/20261126000400_rollups.ts';
 import * as rollupsCoarse from './migrations/20261126000500_rollups_coarse.ts';
 import * as eventLookup from './migrations/20261126000600_event_lookup.ts';
 import * as trust from './migrations/20261204000000_trust.ts';
+import * as erasure from './migrations/20261204000100_erasure.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -23,6 +24,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261126000500_rollups_coarse': rollupsCoarse,
   '20261126000600_event_lookup': eventLookup,
   '20261204000000_trust': trust,
+  '20261204000100_erasure': erasure,
 };
 
 const source: Knex.MigrationSource<string> = {
