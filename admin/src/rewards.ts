@@ -35,11 +35,11 @@ function amountText(reward: Reward): string {
 export function rewardsView(ctx: ViewContext): View {
   const status = byId<HTMLSelectElement>('rewards-status');
 
-  async function transition(row: HTMLTableRowElement, reward: Reward, action: RewardAction) {
+  async function transition(row: HTMLTableRowElement, reward: Reward, action: RewardAction, body?: { force: true; reason: string }) {
     const buttons = [...row.querySelectorAll('button')];
     for (const button of buttons) button.disabled = true;
     try {
-      const answer = await ctx.api.post<{ reward: Reward }>(`/v1/rewards/${encodeURIComponent(reward.id)}/${action}`);
+      const answer = await ctx.api.post<{ reward: Reward }>(`/v1/rewards/${encodeURIComponent(reward.id)}/${action}`, body);
       const updated = renderRow(answer.reward);
       updated.classList.add('row-updated');
       row.replaceWith(updated);
@@ -68,9 +68,42 @@ export function rewardsView(ctx: ViewContext): View {
         return;
       }
       clearTimeout(armed);
+      // Before its hold ends, a reward is approved only with a reason (recorded with the override).
+      if (spec.action === 'approve' && Date.parse(reward.availableAt) > Date.now()) {
+        askReason(row, reward);
+        return;
+      }
       void transition(row, reward, spec.action);
     });
     return button;
+  }
+
+  /** Replaces the row's buttons with a reason field: approving before the hold ends is an override. */
+  function askReason(row: HTMLTableRowElement, reward: Reward) {
+    const cell = row.querySelector('td.actions');
+    if (!cell) return;
+    const input = el('input', {
+      type: 'text',
+      required: true,
+      maxlength: 500,
+      placeholder: `Why approve before ${formatDateTime(reward.availableAt)}?`,
+      'aria-label': 'Reason for approving before the hold ends',
+      'data-testid': 'reward-force-reason',
+    });
+    const confirm = el('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'reward-force-approve' }, 'Approve now');
+    const cancel = el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'reward-force-cancel' }, 'Cancel');
+    confirm.addEventListener('click', () => {
+      const reason = input.value.trim();
+      if (!reason) {
+        input.focus();
+        ctx.notify('Give a reason: this reward is still on hold.', 'error');
+        return;
+      }
+      void transition(row, reward, 'approve', { force: true, reason });
+    });
+    cancel.addEventListener('click', () => row.replaceWith(renderRow(reward)));
+    cell.replaceChildren(el('div', { class: 'force-approve' }, [input, confirm, cancel]));
+    input.focus();
   }
 
   function renderRow(reward: Reward): HTMLTableRowElement {

@@ -322,7 +322,12 @@ describe('admin dashboard (Chromium, pglite)', () => {
     expect(await row.getByTestId('reward-amount').textContent()).toBe('$4.90');
     expect(await row.getByTestId('reward-status').textContent()).toContain('pending');
 
+    // Still on hold (30 days): approving now asks for a reason, and an empty one is refused.
     await row.getByTestId('reward-approve').click();
+    await row.getByTestId('reward-force-approve').click();
+    expect(await row.getAttribute('data-status')).toBe('pending');
+    await row.getByTestId('reward-force-reason').fill('Verified the order by phone');
+    await row.getByTestId('reward-force-approve').click();
     await expect.poll(() => row.getAttribute('data-status')).toBe('approved');
     expect(await row.getByTestId('reward-status').textContent()).toContain('approved');
     const approved = (expectOk(await apiGet('/v1/rewards?status=approved')) as { data: Reward[] }).data;
