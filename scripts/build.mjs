@@ -33,7 +33,9 @@ for (const [file, format] of outputs) {
   });
 }
 for (const row of rows) {
-  console.log(`${row.file.padEnd(26)} ${String(row.minified).padStart(6)} B minified  ${String(row.gzip).padStart(5)} B gzip  ${String(row.brotli).padStart(5)} B brotli`);
+  console.log(
+    `${row.file.padEnd(26)} ${String(row.minified).padStart(6)} B minified  ${String(row.gzip).padStart(5)} B gzip  ${String(row.brotli).padStart(5)} B brotli`,
+  );
 }
 
 // The collector: our code in one file, dependencies left in node_modules. The snippet's

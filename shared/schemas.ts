@@ -16,9 +16,7 @@ export const LIMITS = {
   maxRules: 100,
 } as const;
 
-const httpUrl = z
-  .url({ protocol: /^https?$/, error: 'must be an http(s) URL' })
-  .max(LIMITS.url);
+const httpUrl = z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).max(LIMITS.url);
 
 /** An origin such as `https://shop.example`; any path is dropped. */
 const origin = httpUrl.transform((value) => new URL(value).origin);
@@ -43,6 +41,7 @@ export const EmailSchema = z
   .pipe(z.email({ error: 'must be an email address' }).max(320));
 
 /** PostgreSQL text cannot hold NUL characters. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching NUL is the point
 const NO_NUL = /^[^\u0000]*$/;
 
 /** Broken UTF-16 (a lone surrogate) would be stored as U+FFFD, making two ids one. */
@@ -57,14 +56,16 @@ export const ExternalIdSchema = z
   .refine(wellFormed, 'must be well-formed Unicode');
 
 /** A referral code a person may choose: 3–32 of `[A-Za-z0-9_-]`. */
-export const VanityCodeSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9_-]{3,32}$/, 'must be 3–32 characters of A–Z, a–z, 0–9, _ or -');
+export const VanityCodeSchema = z.string().regex(/^[A-Za-z0-9_-]{3,32}$/, 'must be 3–32 characters of A–Z, a–z, 0–9, _ or -');
 
 /** Any code that may arrive from a link or a browser (looked up, never trusted). */
 export const CodeLookupSchema = z.string().min(1).max(64).regex(NO_NUL, 'must not contain NUL characters');
 
-export const VisitorIdSchema = z.string().min(8).max(LIMITS.visitorId).regex(/^[A-Za-z0-9_-]+$/);
+export const VisitorIdSchema = z
+  .string()
+  .min(8)
+  .max(LIMITS.visitorId)
+  .regex(/^[A-Za-z0-9_-]+$/);
 
 export const EventIdSchema = z
   .string()
@@ -124,14 +125,29 @@ export const RewardRuleSchema = z
       ctx.addIssue({ code: 'custom', path: ['reward', 'percent'], message: 'percent rewards apply to purchases only' });
     }
     const when = rule.when ?? {};
-    if (rule.on === 'signup' && (when.firstPurchaseOnly || when.repeatPurchasesOnly || when.minAmount !== undefined || when.withinDays !== undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['when'], message: 'firstPurchaseOnly, repeatPurchasesOnly, minAmount and withinDays apply to purchase rules only' });
+    if (
+      rule.on === 'signup' &&
+      (when.firstPurchaseOnly || when.repeatPurchasesOnly || when.minAmount !== undefined || when.withinDays !== undefined)
+    ) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['when'],
+        message: 'firstPurchaseOnly, repeatPurchasesOnly, minAmount and withinDays apply to purchase rules only',
+      });
     }
     if (when.firstPurchaseOnly && when.repeatPurchasesOnly) {
-      ctx.addIssue({ code: 'custom', path: ['when', 'repeatPurchasesOnly'], message: 'a rule cannot be for first purchases only and repeat purchases only; make two rules' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['when', 'repeatPurchasesOnly'],
+        message: 'a rule cannot be for first purchases only and repeat purchases only; make two rules',
+      });
     }
     if (when.atReferrals !== undefined && when.afterReferrals !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['when', 'atReferrals'], message: 'give atReferrals (once, at the Nth referral) or afterReferrals (from the Nth on), not both' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['when', 'atReferrals'],
+        message: 'give atReferrals (once, at the Nth referral) or afterReferrals (from the Nth on), not both',
+      });
     }
   });
 export type RewardRule = z.infer<typeof RewardRuleSchema>;
@@ -142,7 +158,16 @@ export const FraudSettingsSchema = z.object({
   /** …within this many minutes. */
   velocityMinutes: z.number().int().min(1).max(10_080).default(60),
   /** Extra disposable email domains, on top of the built-in list. */
-  disposableDomains: z.array(z.string().trim().toLowerCase().regex(/^[a-z0-9.-]+\.[a-z]{2,}$/, 'must be a domain')).max(10_000).default([]),
+  disposableDomains: z
+    .array(
+      z
+        .string()
+        .trim()
+        .toLowerCase()
+        .regex(/^[a-z0-9.-]+\.[a-z]{2,}$/, 'must be a domain'),
+    )
+    .max(10_000)
+    .default([]),
 });
 
 export const ProgramSettingsSchema = z
@@ -289,7 +314,10 @@ const isoDay = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, 'must be a date as YYYY-MM-DD')
   .refine((value) => value >= '1970-01-01' && value <= '2999-12-31', 'must be between 1970-01-01 and 2999-12-31')
-  .refine((value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value), 'must be a real calendar date');
+  .refine(
+    (value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value),
+    'must be a real calendar date',
+  );
 
 /** A report's date range (UTC days, both ends included); defaults to the last 30 days. */
 export const ReportRangeSchema = z.object({

@@ -52,7 +52,11 @@ const trimJsCookie = {
       let trimmed = source;
       for (const [cut, replacement] of JS_COOKIE_CUTS) {
         if (!cut.test(trimmed)) {
-          return { contents: source, loader: 'js', warnings: [{ text: `js-cookie: unexpected source (no match for ${cut}), left untrimmed` }] };
+          return {
+            contents: source,
+            loader: 'js',
+            warnings: [{ text: `js-cookie: unexpected source (no match for ${cut}), left untrimmed` }],
+          };
         }
         trimmed = trimmed.replace(cut, replacement);
       }

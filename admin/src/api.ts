@@ -51,7 +51,8 @@ async function errorFrom(response: Response): Promise<ApiError> {
   }
   const error = (body as { error?: { code?: unknown; message?: unknown; fields?: unknown } } | undefined)?.error;
   const fields = error?.fields && typeof error.fields === 'object' ? (error.fields as Record<string, string>) : {};
-  const message = typeof error?.message === 'string' ? error.message : `The server answered ${response.status} ${response.statusText}`.trim();
+  const message =
+    typeof error?.message === 'string' ? error.message : `The server answered ${response.status} ${response.statusText}`.trim();
   const code = typeof error?.code === 'string' ? error.code : 'http_error';
   return new ApiError(response.status, code, message, fields);
 }

@@ -59,12 +59,12 @@ export function createChart(container: HTMLElement): Chart {
         x: { time: true },
         y: { range: (_u, _min, max) => [0, Math.max(4, Math.ceil((max ?? 0) * 1.15))] },
       },
-      axes: [
-        { ...AXIS },
-        { ...AXIS, size: 56, incrs: COUNT_STEPS, values: (_u, splits) => splits.map((value) => formatCount(value)) },
-      ],
+      axes: [{ ...AXIS }, { ...AXIS, size: 56, incrs: COUNT_STEPS, values: (_u, splits) => splits.map((value) => formatCount(value)) }],
       series: [
-        { label: interval === 'week' ? 'Week of' : 'Day', value: (_u, value) => (value == null ? '—' : new Date(value * 1000).toISOString().slice(0, 10)) },
+        {
+          label: interval === 'week' ? 'Week of' : 'Day',
+          value: (_u, value) => (value == null ? '—' : new Date(value * 1000).toISOString().slice(0, 10)),
+        },
         ...SERIES.map((s, index) => ({
           label: s.label,
           stroke: s.color,

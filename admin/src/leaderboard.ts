@@ -42,7 +42,13 @@ export function leaderboardView(ctx: ViewContext): View {
     onError: ctx.fail,
     async fetchPage(offset) {
       const { from, to } = ctx.range();
-      const page = await ctx.api.get<OffsetPage<ReferrerRow>>('/v1/reports/referrers', { from, to, sort, limit: PAGE_SIZE, offset: offset ?? 0 });
+      const page = await ctx.api.get<OffsetPage<ReferrerRow>>('/v1/reports/referrers', {
+        from,
+        to,
+        sort,
+        limit: PAGE_SIZE,
+        offset: offset ?? 0,
+      });
       return { data: page.data, next: page.nextOffset };
     },
   });

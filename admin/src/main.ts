@@ -149,13 +149,15 @@ function start() {
 
   for (const name of TABS) byId(`tab-${name}`).addEventListener('click', () => activate(name));
   // Arrow keys move between tabs, as in any tab list.
-  byId('app').querySelector('[role="tablist"]')?.addEventListener('keydown', (event) => {
-    const key = (event as KeyboardEvent).key;
-    if (key !== 'ArrowRight' && key !== 'ArrowLeft') return;
-    const next = TABS[(TABS.indexOf(active) + (key === 'ArrowRight' ? 1 : TABS.length - 1)) % TABS.length] ?? 'overview';
-    activate(next);
-    byId(`tab-${next}`).focus();
-  });
+  byId('app')
+    .querySelector('[role="tablist"]')
+    ?.addEventListener('keydown', (event) => {
+      const key = (event as KeyboardEvent).key;
+      if (key !== 'ArrowRight' && key !== 'ArrowLeft') return;
+      const next = TABS[(TABS.indexOf(active) + (key === 'ArrowRight' ? 1 : TABS.length - 1)) % TABS.length] ?? 'overview';
+      activate(next);
+      byId(`tab-${next}`).focus();
+    });
   window.addEventListener('hashchange', () => {
     const hash = location.hash.slice(1);
     if (!app.hidden && isTab(hash) && hash !== active) activate(hash);

@@ -46,7 +46,11 @@ export function overviewView(ctx: ViewContext): View {
       card(
         'conversion',
         'Conversion rate',
-        el('div', { class: 'card-value', 'data-testid': 'card-conversion-value', 'data-value': summary.conversionRate }, formatPercent(summary.conversionRate)),
+        el(
+          'div',
+          { class: 'card-value', 'data-testid': 'card-conversion-value', 'data-value': summary.conversionRate },
+          formatPercent(summary.conversionRate),
+        ),
         'signups per unique visitor',
       ),
       card('revenue', 'Revenue', moneyValue('revenue', summary.revenue), 'from referred customers'),

@@ -55,7 +55,11 @@ export function rewardsView(ctx: ViewContext): View {
   }
 
   function actionButton(row: HTMLTableRowElement, reward: Reward, spec: (typeof ACTIONS)[RewardStatus][number]): HTMLButtonElement {
-    const button = el('button', { type: 'button', class: `btn btn-small ${spec.tone}`, 'data-action': spec.action, 'data-testid': `reward-${spec.action}` }, spec.label);
+    const button = el(
+      'button',
+      { type: 'button', class: `btn btn-small ${spec.tone}`, 'data-action': spec.action, 'data-testid': `reward-${spec.action}` },
+      spec.label,
+    );
     let armed: ReturnType<typeof setTimeout> | undefined;
     button.addEventListener('click', () => {
       // Revoking cannot be undone: it asks for a second click.
@@ -90,7 +94,11 @@ export function rewardsView(ctx: ViewContext): View {
       'aria-label': 'Reason for approving before the hold ends',
       'data-testid': 'reward-force-reason',
     });
-    const confirm = el('button', { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'reward-force-approve' }, 'Approve now');
+    const confirm = el(
+      'button',
+      { type: 'button', class: 'btn btn-small btn-primary', 'data-testid': 'reward-force-approve' },
+      'Approve now',
+    );
     const cancel = el('button', { type: 'button', class: 'btn btn-small', 'data-testid': 'reward-force-cancel' }, 'Cancel');
     confirm.addEventListener('click', () => {
       const reason = input.value.trim();

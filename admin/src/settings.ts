@@ -35,7 +35,11 @@ export function settingsView(ctx: ViewContext, onProgram: (program: Program) => 
   function showErrors(lines: Array<[field: string | null, message: string]>) {
     errors.replaceChildren(
       ...lines.map(([field, message]) =>
-        el('li', { 'data-testid': 'settings-field-error', 'data-field': field ?? undefined }, field ? [el('code', {}, field), `: ${message}`] : message),
+        el(
+          'li',
+          { 'data-testid': 'settings-field-error', 'data-field': field ?? undefined },
+          field ? [el('code', {}, field), `: ${message}`] : message,
+        ),
       ),
     );
     show(errors, lines.length > 0);
@@ -66,7 +70,10 @@ export function settingsView(ctx: ViewContext, onProgram: (program: Program) => 
       ['Program id', el('code', {}, program.id)],
       ['Created', formatDateTime(program.createdAt)],
       ['Webhook signing secret', program.webhookSecret ? secretFact(program.webhookSecret) : '—'],
-      ['Stripe webhook secret', stripe?.webhookSecret ? `set (${stripe.webhookSecret}); add "stripe": { "webhookSecret": "…" } below to replace it` : 'not set'],
+      [
+        'Stripe webhook secret',
+        stripe?.webhookSecret ? `set (${stripe.webhookSecret}); add "stripe": { "webhookSecret": "…" } below to replace it` : 'not set',
+      ],
     ];
     facts.replaceChildren(...rows.flatMap(([term, value]) => [el('dt', {}, term), el('dd', {}, value)]));
     saved = pretty(editable(program.settings));

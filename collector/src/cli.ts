@@ -3,7 +3,7 @@
  * database while the server is stopped (PGlite allows one process at a time).
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig } from './config.ts';
+import { type Config, ConfigError, loadConfig } from './config.ts';
 import { createProgram, presentProgram } from './domain/programs.ts';
 import { releaseDueRewards } from './domain/rewards.ts';
 import { AppError } from './errors.ts';
@@ -30,7 +30,7 @@ export async function main(argv: string[], out: Out = { log: console.log, error:
     out.log(USAGE);
     return command ? 0 : 1;
   }
-  let config;
+  let config: Config;
   try {
     config = loadConfig();
   } catch (error) {
@@ -54,7 +54,12 @@ export async function main(argv: string[], out: Out = { log: console.log, error:
     if (command === 'program' && sub === 'create') {
       const { values } = parseArgs({
         args: rest,
-        options: { name: { type: 'string' }, origin: { type: 'string', multiple: true }, landing: { type: 'string' }, json: { type: 'boolean' } },
+        options: {
+          name: { type: 'string' },
+          origin: { type: 'string', multiple: true },
+          landing: { type: 'string' },
+          json: { type: 'boolean' },
+        },
       });
       const input = parse(ProgramCreateSchema, { name: values.name ?? '', origins: values.origin ?? [], landingUrl: values.landing ?? '' });
       const { program, keys } = await createProgram(db, input);
@@ -72,7 +77,15 @@ export async function main(argv: string[], out: Out = { log: console.log, error:
     return 1;
   } catch (error) {
     if (error instanceof AppError) {
-      out.error(`${error.message}${error.fields ? `\n${Object.entries(error.fields).map(([k, v]) => `  ${k}: ${v}`).join('\n')}` : ''}`);
+      out.error(
+        `${error.message}${
+          error.fields
+            ? `\n${Object.entries(error.fields)
+                .map(([k, v]) => `  ${k}: ${v}`)
+                .join('\n')}`
+            : ''
+        }`,
+      );
       return 1;
     }
     if (error instanceof Error && 'code' in error && error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {

@@ -139,7 +139,8 @@ const DEMO_FILES: Record<string, string> = {
 };
 const DEMO_DIR = pathToFileURL(packagePath('collector/public/demo/'));
 /** Scripts and styles from this origin only: the pages have no inline script. */
-const DEMO_CSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const DEMO_CSP =
+  "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /** GET /demo/* (the static shop) and GET /demo/config.json (the demo's publishable key). */
 export function demoRoutes({ db }: Deps) {

@@ -22,8 +22,7 @@ export class AppError extends Error {
   }
 }
 
-export const badRequest = (code: string, message: string, fields?: Record<string, string>) =>
-  new AppError(400, code, message, fields);
+export const badRequest = (code: string, message: string, fields?: Record<string, string>) => new AppError(400, code, message, fields);
 
 export const unauthorized = (message = 'A valid API key is required') =>
   new AppError(401, 'unauthorized', message, undefined, { 'WWW-Authenticate': 'Bearer' });
@@ -34,11 +33,9 @@ export const notFound = (what: string) => new AppError(404, 'not_found', `${what
 
 export const conflict = (code: string, message: string) => new AppError(409, code, message);
 
-export const payloadTooLarge = (limit: number) =>
-  new AppError(413, 'payload_too_large', `Request bodies are limited to ${limit} bytes`);
+export const payloadTooLarge = (limit: number) => new AppError(413, 'payload_too_large', `Request bodies are limited to ${limit} bytes`);
 
-export const unprocessable = (code: string, message: string, fields?: Record<string, string>) =>
-  new AppError(422, code, message, fields);
+export const unprocessable = (code: string, message: string, fields?: Record<string, string>) => new AppError(422, code, message, fields);
 
 export const tooManyRequests = (retryAfterSeconds: number) =>
   new AppError(429, 'rate_limited', 'Too many requests; slow down', undefined, {

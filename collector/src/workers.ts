@@ -37,11 +37,19 @@ export interface WorkerOptions {
 
 export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
   const stops = [
-    every(RELEASE_INTERVAL_MS, async () => {
-      const released = await releaseDueRewards(db);
-      if (released) logger.info({ released }, 'rewards released');
-    }, (error) => logger.warn({ err: error }, 'reward release failed')),
-    every(WEBHOOK_INTERVAL_MS, () => deliverDueWebhooks(db, { allowPrivate: options.webhookAllowPrivate }), (error) => logger.warn({ err: error }, 'webhook delivery failed')),
+    every(
+      RELEASE_INTERVAL_MS,
+      async () => {
+        const released = await releaseDueRewards(db);
+        if (released) logger.info({ released }, 'rewards released');
+      },
+      (error) => logger.warn({ err: error }, 'reward release failed'),
+    ),
+    every(
+      WEBHOOK_INTERVAL_MS,
+      () => deliverDueWebhooks(db, { allowPrivate: options.webhookAllowPrivate }),
+      (error) => logger.warn({ err: error }, 'webhook delivery failed'),
+    ),
   ];
   return { stop: async () => void (await Promise.all(stops.map((stop) => stop()))) };
 }

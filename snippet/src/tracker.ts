@@ -83,7 +83,13 @@ export function startTracker(options: Options, base: string): Tracker {
           record!.code = code;
           record!.ts = Date.now();
         }
-        send('clicks', { key: options.key!, code, vid: record!.vid, url: url.href.slice(0, URL_MAX), referrer: document.referrer.slice(0, URL_MAX) });
+        send('clicks', {
+          key: options.key!,
+          code,
+          vid: record!.vid,
+          url: url.href.slice(0, URL_MAX),
+          referrer: document.referrer.slice(0, URL_MAX),
+        });
         if (isOn(options.cleanUrl)) {
           params.map((name) => url.searchParams.delete(name));
           history.replaceState(history.state, '', url);
@@ -123,7 +129,11 @@ export function startTracker(options: Options, base: string): Tracker {
   try {
     if (
       options.key &&
-      !(navigator.webdriver || localStorage[OPTOUT_KEY] == '1' || (isOn(options.respectGpc) && (navigator as { globalPrivacyControl?: boolean }).globalPrivacyControl))
+      !(
+        navigator.webdriver ||
+        localStorage[OPTOUT_KEY] == '1' ||
+        (isOn(options.respectGpc) && (navigator as { globalPrivacyControl?: boolean }).globalPrivacyControl)
+      )
     ) {
       // Not silenced: from here on a record exists, if only a fresh one when the
       // stored one is unreadable (JSON.parse throws into the catch below).

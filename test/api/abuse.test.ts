@@ -31,22 +31,25 @@ function expectLimited(reply: Reply) {
 describe.each(DATABASES)('abuse limits (%s)', (kind) => {
   let api: TestApp;
   let db: Knex;
-  useTestApp(
-    kind,
-    (suite) => ({ api, db } = suite),
-    { RATE_LIMIT_PUBLIC_PER_MINUTE: String(PUBLIC_LIMIT), RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: String(UNKNOWN_BUDGET), TRUST_PROXY: 'true' },
-  );
+  useTestApp(kind, (suite) => ({ api, db } = suite), {
+    RATE_LIMIT_PUBLIC_PER_MINUTE: String(PUBLIC_LIMIT),
+    RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: String(UNKNOWN_BUDGET),
+    TRUST_PROXY: 'true',
+  });
 
   const from = (ip: string) => ({ headers: { 'x-forwarded-for': ip } });
   const follow = (code: string, ip: string) => api.get(`/r/${encodeURIComponent(code)}`, from(ip));
-  const click = (program: ProgramFixture, code: string, ip: string) => api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }, from(ip));
+  const click = (program: ProgramFixture, code: string, ip: string) =>
+    api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }, from(ip));
 
   describe('CORS preflights', () => {
     it.each(['/v1/clicks', '/v1/events'])('OPTIONS %s past the per-IP budget is 429; another IP is unaffected', async (path) => {
       await buildProgram(api, { origins: [ORIGIN] });
       const ip = freshIp();
       const preflight = (address: string) =>
-        api.request('OPTIONS', path, undefined, { headers: { 'x-forwarded-for': address, origin: ORIGIN, 'access-control-request-method': 'POST' } });
+        api.request('OPTIONS', path, undefined, {
+          headers: { 'x-forwarded-for': address, origin: ORIGIN, 'access-control-request-method': 'POST' },
+        });
       for (let i = 0; i < PUBLIC_LIMIT; i++) expect((await preflight(ip)).status).toBe(204);
       expectLimited(await preflight(ip));
       const other = await preflight(freshIp());
@@ -87,11 +90,14 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
       const foreign = (await buildParticipant(api, other)).code;
       const ip = freshIp();
       // Another program's code is unknown to this key.
-      for (let i = 0; i < UNKNOWN_BUDGET; i++) expect((await click(program, i ? `NOPE${uniq()}` : foreign, ip)).body).toEqual({ valid: false });
+      for (let i = 0; i < UNKNOWN_BUDGET; i++)
+        expect((await click(program, i ? `NOPE${uniq()}` : foreign, ip)).body).toEqual({ valid: false });
       const before = Number((await db('decisions').where({ program_id: program.id, reason: 'unknown_code' }).count({ n: '*' }))[0]?.n);
       expectLimited(await click(program, `NOPE${uniq()}`, ip));
       expectLimited(await click(program, foreign, ip));
-      expect(Number((await db('decisions').where({ program_id: program.id, reason: 'unknown_code' }).count({ n: '*' }))[0]?.n)).toBe(before);
+      expect(Number((await db('decisions').where({ program_id: program.id, reason: 'unknown_code' }).count({ n: '*' }))[0]?.n)).toBe(
+        before,
+      );
       const live = await click(program, code, ip);
       expect(live.status, live.text).toBe(202);
       expect(live.body).toEqual({ valid: true });
@@ -116,7 +122,9 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
     it("a taken code (another program's) spends the IP's unknown-code budget; once spent, codes are refused with 429", async () => {
       const owner = await buildProgram(api);
       const prober = await buildProgram(api);
-      const taken = await Promise.all(Array.from({ length: UNKNOWN_BUDGET + 1 }, async () => (await buildParticipant(api, owner, { code: uniq('Taken_') })).code));
+      const taken = await Promise.all(
+        Array.from({ length: UNKNOWN_BUDGET + 1 }, async () => (await buildParticipant(api, owner, { code: uniq('Taken_') })).code),
+      );
       const ip = freshIp();
       for (const code of taken.slice(0, UNKNOWN_BUDGET)) {
         const reply = await create(prober, ip, code.toLowerCase());

@@ -15,7 +15,7 @@
 import fc from 'fast-check';
 import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
-import { type Reply, type TestApp } from '../helpers/app.ts';
+import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
@@ -71,7 +71,14 @@ const via = fc.constantFrom('browser' as const, 'server' as const);
 const maybeVisitor = fc.oneof(fc.constant(null), visitor);
 
 const command: fc.Arbitrary<Command> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant('click' as const), owner: fc.oneof({ weight: 5, arbitrary: actor }, { weight: 1, arbitrary: fc.constant('unknown' as const) }), visitor }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant('click' as const),
+      owner: fc.oneof({ weight: 5, arbitrary: actor }, { weight: 1, arbitrary: fc.constant('unknown' as const) }),
+      visitor,
+    }),
+  },
   { weight: 6, arbitrary: fc.record({ kind: fc.constant('signup' as const), via, actor, code: codeRef, visitor: maybeVisitor }) },
   {
     weight: 4,
@@ -152,7 +159,11 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
 
     for (let i = 0; i < PRECREATED; i++) {
       const mail = email(i);
-      const reply = await api.post('/v1/participants', { externalId: externalId(i), ...(mail ? { email: mail } : {}) }, { auth: fixture.secret });
+      const reply = await api.post(
+        '/v1/participants',
+        { externalId: externalId(i), ...(mail ? { email: mail } : {}) },
+        { auth: fixture.secret },
+      );
       expect(reply.status, reply.text).toBe(201);
       codes.set(i, reply.body.code);
       exists.add(i);
@@ -271,7 +282,10 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
         if (order) purchaseIds.add(order.id);
       } else {
         const earlier = step.kind === 'purchase' && step.confirm ? browserPurchases.get(who)?.[0] : undefined;
-        const referral = code || step.visitor !== null ? { ...(code ? { code } : {}), ...(step.visitor !== null ? { vid: vid(step.visitor) } : {}) } : undefined;
+        const referral =
+          code || step.visitor !== null
+            ? { ...(code ? { code } : {}), ...(step.visitor !== null ? { vid: vid(step.visitor) } : {}) }
+            : undefined;
         entry = {
           kind: 'conversion',
           path: '/v1/conversions',
@@ -300,7 +314,9 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
   /** The invariants every program must keep, whatever happened. */
   async function checkInvariants(result: Awaited<ReturnType<typeof run>>) {
     const { fixture, externalId } = result;
-    const participants = (await db('participants').where({ program_id: fixture.id }).select('id', 'external_id', 'email', 'referred_by')) as Array<{
+    const participants = (await db('participants')
+      .where({ program_id: fixture.id })
+      .select('id', 'external_id', 'email', 'referred_by')) as Array<{
       id: string;
       external_id: string;
       email: string | null;

@@ -7,16 +7,24 @@
  */
 import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
-import { type Reply, type TestApp } from '../helpers/app.ts';
+import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const DAY_MS = 86_400_000;
 
-
 interface ConversionAnswer {
-  conversion: { id: string; type: string; eventId: string; externalId: string; amount: number | null; currency: string | null; verified: boolean; source: string };
+  conversion: {
+    id: string;
+    type: string;
+    eventId: string;
+    externalId: string;
+    amount: number | null;
+    currency: string | null;
+    verified: boolean;
+    source: string;
+  };
   attribution: { status: 'attributed' | 'existing' | 'none' | 'rejected'; reason?: string; referrer?: string; held?: boolean };
   rewards: unknown[];
 }
@@ -143,7 +151,12 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
   async function participant(fixture: ProgramFixture, externalId: string) {
     const reply = await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: fixture.secret });
     expect(reply.status, reply.text).toBe(200);
-    return reply.body as { externalId: string; code: string; referredBy: string | null; stats: { clicks: number; signups: number; purchases: number; revenue: Record<string, number> } };
+    return reply.body as {
+      externalId: string;
+      code: string;
+      referredBy: string | null;
+      stats: { clicks: number; signups: number; purchases: number; revenue: Record<string, number> };
+    };
   }
 
   async function counts(fixture: ProgramFixture) {
@@ -176,7 +189,12 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
       const eventId = uniq('evt-');
-      const answer = await converted(fixture, { externalId: user, eventId, email: 'New.Customer@Example.com', code: referrer.code.toLowerCase() });
+      const answer = await converted(fixture, {
+        externalId: user,
+        eventId,
+        email: 'New.Customer@Example.com',
+        code: referrer.code.toLowerCase(),
+      });
       expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
       expect(answer.conversion).toMatchObject({ type: 'signup', eventId, externalId: user, verified: true, source: 'server' });
       expect(answer.rewards).toEqual([]);
@@ -199,7 +217,14 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       ]);
       const accepted = await decisions(fixture, 'reason=attributed');
       expect(accepted).toEqual([
-        expect.objectContaining({ subject: 'attribution', outcome: 'accepted', participant: user, referrer: referrer.externalId, code: referrer.code, eventId }),
+        expect.objectContaining({
+          subject: 'attribution',
+          outcome: 'accepted',
+          participant: user,
+          referrer: referrer.externalId,
+          code: referrer.code,
+          eventId,
+        }),
       ]);
     });
 
@@ -226,13 +251,19 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect(purchase.conversion).toMatchObject({ type: 'purchase', amount: 1000, currency: 'USD' });
       const plain = await converted(fixture, { type: 'purchase', externalId: user, amount: 500, currency: 'USD' });
       expect(plain.attribution).toEqual({ status: 'existing', referrer: first.externalId });
-      await browser(fixture, { type: 'purchase', externalId: user, code: second.code, order: { id: uniq('order-'), amount: 10, currency: 'USD' } });
+      await browser(fixture, {
+        type: 'purchase',
+        externalId: user,
+        code: second.code,
+        order: { id: uniq('order-'), amount: 10, currency: 'USD' },
+      });
 
       expect((await participant(fixture, user)).referredBy).toBe(first.externalId);
       expect((await referrals(fixture)).data.map((r) => r.referrer)).toEqual([first.externalId]);
       const already = await decisions(fixture, 'reason=already_attributed');
       expect(already).toHaveLength(2);
-      for (const decision of already) expect(decision).toMatchObject({ outcome: 'rejected', participant: user, referrer: first.externalId });
+      for (const decision of already)
+        expect(decision).toMatchObject({ outcome: 'rejected', participant: user, referrer: first.externalId });
     });
 
     it('answers none / no_referral_data without a code or clicks, and attributes nobody', async () => {
@@ -307,11 +338,17 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fresh = vid();
       await click(fixture, referrer.code, fresh);
       await backdateClicks(fresh, referrer.code, 6 * DAY_MS);
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: fresh })).attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
+      expect((await converted(fixture, { externalId: uniq('user-'), vid: fresh })).attribution).toEqual({
+        status: 'attributed',
+        referrer: referrer.externalId,
+      });
 
       // A wider window brings the stale click back in.
       await configure(fixture, { windowDays: 30 });
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: stale })).attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
+      expect((await converted(fixture, { externalId: uniq('user-'), vid: stale })).attribution).toEqual({
+        status: 'attributed',
+        referrer: referrer.externalId,
+      });
       expect((await referrals(fixture)).data).toHaveLength(2);
     });
 
@@ -328,7 +365,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect((await converted(fixture, { externalId: uniq('user-'), vid: visitor })).attribution.referrer).toBe(recent.externalId);
     });
 
-    it("rejects a code whose click by this visitor is older than the window as outside_window", async () => {
+    it('rejects a code whose click by this visitor is older than the window as outside_window', async () => {
       const fixture = await program();
       await configure(fixture, { windowDays: 7 });
       const referrer = await buildParticipant(api, fixture);
@@ -338,7 +375,9 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const answer = await converted(fixture, { externalId: uniq('user-'), code: referrer.code, vid: visitor });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'outside_window' });
       // The same code without that stale visitor attributes.
-      expect((await converted(fixture, { externalId: uniq('user-'), code: referrer.code, vid: vid() })).attribution.status).toBe('attributed');
+      expect((await converted(fixture, { externalId: uniq('user-'), code: referrer.code, vid: vid() })).attribution.status).toBe(
+        'attributed',
+      );
     });
   });
 
@@ -353,7 +392,13 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect((await participant(fixture, referrer.externalId)).referredBy).toBeNull();
       expect((await referrals(fixture)).data).toEqual([]);
       expect(await decisions(fixture, 'reason=self_referral')).toEqual([
-        expect.objectContaining({ subject: 'attribution', outcome: 'rejected', participant: referrer.externalId, referrer: referrer.externalId, code: referrer.code }),
+        expect.objectContaining({
+          subject: 'attribution',
+          outcome: 'rejected',
+          participant: referrer.externalId,
+          referrer: referrer.externalId,
+          code: referrer.code,
+        }),
       ]);
     });
 
@@ -371,7 +416,9 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect(await decisions(fixture, 'reason=self_referral')).toHaveLength(2);
 
       // Another address is fine.
-      expect((await converted(fixture, { externalId: uniq('user-'), email: 'pat.doe2@example.com', code: referrer.code })).attribution.status).toBe('attributed');
+      expect(
+        (await converted(fixture, { externalId: uniq('user-'), email: 'pat.doe2@example.com', code: referrer.code })).attribution.status,
+      ).toBe('attributed');
     });
 
     it('self_referral: a visitor id the referrer converted with themselves', async () => {
@@ -393,7 +440,10 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       for (const decision of found) expect(decision.referrer).toBe(owner);
 
       // Someone on another device is fine.
-      expect((await converted(fixture, { externalId: uniq('user-'), code, vid: vid() })).attribution).toEqual({ status: 'attributed', referrer: owner });
+      expect((await converted(fixture, { externalId: uniq('user-'), code, vid: vid() })).attribution).toEqual({
+        status: 'attributed',
+        referrer: owner,
+      });
     });
 
     it('referral_cycle: A refers B, then B’s code on A’s conversion (and longer chains)', async () => {
@@ -417,13 +467,21 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const purchase = await converted(fixture, { type: 'purchase', externalId: a.externalId, code: cCode, amount: 100, currency: 'EUR' });
       expect(purchase.attribution).toEqual({ status: 'rejected', reason: 'referral_cycle' });
       // …also from the browser.
-      await browser(fixture, { type: 'purchase', externalId: a.externalId, code: cCode, order: { id: uniq('order-'), amount: 5, currency: 'EUR' } });
+      await browser(fixture, {
+        type: 'purchase',
+        externalId: a.externalId,
+        code: cCode,
+        order: { id: uniq('order-'), amount: 5, currency: 'EUR' },
+      });
       expect((await participant(fixture, a.externalId)).referredBy).toBeNull();
       expect(await decisions(fixture, 'reason=referral_cycle')).toHaveLength(3);
       expect((await referrals(fixture)).data).toHaveLength(2);
 
       // C's code on a newcomer is not a cycle.
-      expect((await converted(fixture, { externalId: uniq('d-'), code: cCode })).attribution).toEqual({ status: 'attributed', referrer: c });
+      expect((await converted(fixture, { externalId: uniq('d-'), code: cCode })).attribution).toEqual({
+        status: 'attributed',
+        referrer: c,
+      });
     });
 
     it('code_disabled: a disabled code, given or clicked', async () => {
@@ -514,13 +572,19 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const other = await buildParticipant(api, fixture);
       const fresh = uniq('w-');
       await browser(fixture, { externalId: fresh, code: other.code });
-      expect((await referrals(fixture, `referrer=${other.externalId}`)).data).toEqual([expect.objectContaining({ referred: fresh, status: 'attributed' })]);
+      expect((await referrals(fixture, `referrer=${other.externalId}`)).data).toEqual([
+        expect.objectContaining({ referred: fresh, status: 'attributed' }),
+      ]);
 
       // Once the earlier signups are older than velocityMinutes, the next one is not held.
-      await db('referrals').where({ program_id: fixture.id }).update({ created_at: new Date(Date.now() - 61 * 60_000) });
+      await db('referrals')
+        .where({ program_id: fixture.id })
+        .update({ created_at: new Date(Date.now() - 61 * 60_000) });
       const later = uniq('v3-');
       await browser(fixture, { externalId: later, code: referrer.code });
-      expect((await referrals(fixture, `referrer=${referrer.externalId}`)).data.find((r) => r.referred === later)).toMatchObject({ status: 'attributed' });
+      expect((await referrals(fixture, `referrer=${referrer.externalId}`)).data.find((r) => r.referred === later)).toMatchObject({
+        status: 'attributed',
+      });
     });
 
     it('holds a built-in disposable email domain: attributed, held, reason disposable_email', async () => {
@@ -529,7 +593,9 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const user = uniq('user-');
       const answer = await converted(fixture, { externalId: user, email: `Someone@Mailinator.com`, code: referrer.code });
       expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId, held: true, reason: 'disposable_email' });
-      expect((await referrals(fixture)).data).toEqual([expect.objectContaining({ referred: user, status: 'held', reason: 'disposable_email' })]);
+      expect((await referrals(fixture)).data).toEqual([
+        expect.objectContaining({ referred: user, status: 'held', reason: 'disposable_email' }),
+      ]);
       expect(await decisions(fixture, 'reason=disposable_email')).toEqual([
         expect.objectContaining({ subject: 'attribution', outcome: 'held', participant: user, referrer: referrer.externalId }),
       ]);
@@ -662,7 +728,9 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect(after.referrals).toBe(before.referrals);
       expect(after.participants).toBe(before.participants);
       expect(await conversionsOf(fixture, user)).toHaveLength(1);
-      expect(await decisions(fixture, 'reason=duplicate_event')).toEqual([expect.objectContaining({ subject: 'conversion', participant: user })]);
+      expect(await decisions(fixture, 'reason=duplicate_event')).toEqual([
+        expect.objectContaining({ subject: 'conversion', participant: user }),
+      ]);
     });
 
     it('retrying that second signup (same event id) writes nothing new', async () => {
@@ -717,7 +785,11 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect(replay.status).toBe(201);
       expect(replay.headers.get('idempotent-replayed')).toBe('true');
       expect(replay.body).toEqual(first.body);
-      const reused = await api.post('/v1/participants', { ...body, email: 'q@example.com' }, { auth: fixture.secret, headers: { 'idempotency-key': key } });
+      const reused = await api.post(
+        '/v1/participants',
+        { ...body, email: 'q@example.com' },
+        { auth: fixture.secret, headers: { 'idempotency-key': key } },
+      );
       expect(reused.status).toBe(409);
       expect(reused.body.error.code).toBe('idempotency_key_reused');
     });
@@ -742,7 +814,10 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       let cursor: string | null = null;
       let pages = 0;
       do {
-        const page: Page<ReferralItem> = await referrals(fixture, `referrer=${encodeURIComponent(a.externalId)}&limit=2${cursor ? `&cursor=${cursor}` : ''}`);
+        const page: Page<ReferralItem> = await referrals(
+          fixture,
+          `referrer=${encodeURIComponent(a.externalId)}&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
+        );
         expect(page.data.length).toBeLessThanOrEqual(2);
         seen.push(...page.data);
         cursor = page.nextCursor;
@@ -777,7 +852,9 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const ids: string[] = [];
       let cursor: string | null = null;
       for (let page = 0; page < 100; page++) {
-        const reply: Reply<Page<{ id: string }>> = await api.get(`${path}?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, { auth: fixture.secret });
+        const reply: Reply<Page<{ id: string }>> = await api.get(`${path}?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, {
+          auth: fixture.secret,
+        });
         expect(reply.status, reply.text).toBe(200);
         expect(reply.body.data.length).toBeLessThanOrEqual(limit);
         ids.push(...reply.body.data.map((item) => item.id));
@@ -799,9 +876,15 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       await converted(fixture, { externalId: uniq('user-'), code: 'NOSUCHCODE3' });
       // Test setup: many rows in the same microsecond (as in one transaction), finer than a cursor's milliseconds.
       for (const table of ['decisions', 'referrals']) {
-        const ids = (await db(table).where({ program_id: fixture.id }).orderBy('id').select('id')).map((row: { id: string | number }) => row.id);
-        await db(table).whereIn('id', ids.slice(0, Math.ceil(ids.length / 2))).update({ created_at: db.raw(`'2026-01-02T03:04:05.678901Z'::timestamptz`) });
-        await db(table).whereIn('id', ids.slice(Math.ceil(ids.length / 2))).update({ created_at: db.raw(`'2026-01-02T03:04:05.678999Z'::timestamptz`) });
+        const ids = (await db(table).where({ program_id: fixture.id }).orderBy('id').select('id')).map(
+          (row: { id: string | number }) => row.id,
+        );
+        await db(table)
+          .whereIn('id', ids.slice(0, Math.ceil(ids.length / 2)))
+          .update({ created_at: db.raw(`'2026-01-02T03:04:05.678901Z'::timestamptz`) });
+        await db(table)
+          .whereIn('id', ids.slice(Math.ceil(ids.length / 2)))
+          .update({ created_at: db.raw(`'2026-01-02T03:04:05.678999Z'::timestamptz`) });
       }
       const everyDecision = (await decisions(fixture)).map((d) => d.id);
       const everyReferral = (await referrals(fixture, 'limit=500')).data.map((r) => r.id);
@@ -867,7 +950,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       }
     });
 
-    it("clicks recorded in one program do not attribute in another", async () => {
+    it('clicks recorded in one program do not attribute in another', async () => {
       const mine = await program();
       const theirs = await program();
       const referrer = await buildParticipant(api, mine);
@@ -906,7 +989,13 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const error = (reply.body as unknown as { error: { code: string; fields?: Record<string, string> } }).error;
       expect(error.code).toBe('validation_failed');
       expect(Object.keys(error.fields ?? {}).sort()).toEqual(['amount', 'currency']);
-      const event = await api.post('/v1/events', { key: fixture.publishable, type: 'purchase', eventId: uniq('e-'), vid: vid(), user: { id: 'x' } });
+      const event = await api.post('/v1/events', {
+        key: fixture.publishable,
+        type: 'purchase',
+        eventId: uniq('e-'),
+        vid: vid(),
+        user: { id: 'x' },
+      });
       expect(event.status).toBe(422);
       expect(event.body.error.fields).toHaveProperty('order');
       expect(await counts(fixture)).toEqual(before);
@@ -924,7 +1013,14 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
         const reply = await convert(fixture, input);
         expect(reply.status, `${JSON.stringify(input)}: ${reply.text}`).toBeLessThan(500);
       }
-      const event = await api.post('/v1/events', { key: fixture.publishable, type: 'signup', eventId: uniq('e-'), vid: vid(), code: '\u0000', user: { id: uniq('u-') } });
+      const event = await api.post('/v1/events', {
+        key: fixture.publishable,
+        type: 'signup',
+        eventId: uniq('e-'),
+        vid: vid(),
+        code: '\u0000',
+        user: { id: uniq('u-') },
+      });
       expect(event.status, event.text).toBeLessThan(500);
       for (const path of ['/v1/referrals?referrer=a%00b', '/v1/decisions?participant=a%00b']) {
         const reply = await api.get(path, { auth: fixture.secret });

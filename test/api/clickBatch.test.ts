@@ -19,13 +19,22 @@ describe.each(DATABASES)('click batches (%s)', (kind) => {
   async function setup() {
     const program = await buildProgram(api);
     const other = await buildProgram(api);
-    const [p1, p2, p3] = await Promise.all([buildParticipant(api, program), buildParticipant(api, program), buildParticipant(api, program)]);
+    const [p1, p2, p3] = await Promise.all([
+      buildParticipant(api, program),
+      buildParticipant(api, program),
+      buildParticipant(api, program),
+    ]);
     const foreign = await buildParticipant(api, other);
     await db('codes').where({ code: p3.code }).update({ disabled_at: new Date() });
     return { program, p1, p2, p3, foreign };
   }
 
-  const click = (program: ProgramFixture, code: string, extra: Partial<ClickInput> = {}): ClickInput => ({ programId: program.id, code, url: 'https://shop.example/', ...extra });
+  const click = (program: ProgramFixture, code: string, extra: Partial<ClickInput> = {}): ClickInput => ({
+    programId: program.id,
+    code,
+    url: 'https://shop.example/',
+    ...extra,
+  });
 
   async function counts(program: ProgramFixture, participantId: string) {
     const row = await db('daily_stats').where({ program_id: program.id, participant_id: participantId }).first('clicks', 'visitors');
@@ -67,7 +76,10 @@ describe.each(DATABASES)('click batches (%s)', (kind) => {
     expect(await counts(program, p1.id)).toEqual({ clicks: 2, visitors: 2 });
     expect(await counts(program, p2.id)).toEqual({ clicks: 2, visitors: 1 });
     expect(await programTotals(program)).toEqual({ clicks: 4, visitors: 3 });
-    const decisions = await db('decisions').where({ program_id: program.id, subject: 'click' }).orderBy('id').select('outcome', 'reason', 'code');
+    const decisions = await db('decisions')
+      .where({ program_id: program.id, subject: 'click' })
+      .orderBy('id')
+      .select('outcome', 'reason', 'code');
     expect(decisions).toEqual([
       { outcome: 'rejected', reason: 'unknown_code', code: foreign.code },
       { outcome: 'rejected', reason: 'code_disabled', code: p3.code },
@@ -101,7 +113,10 @@ describe.each(DATABASES)('click batches (%s)', (kind) => {
       { valid: true, stored: false },
     ]);
     const rowsOf = (code: string) =>
-      db('clicks').where({ program_id: program.id, code_id: db('codes').select('id').where({ code }) }).orderBy('id').select('vid', 'ip_hash', 'url');
+      db('clicks')
+        .where({ program_id: program.id, code_id: db('codes').select('id').where({ code }) })
+        .orderBy('id')
+        .select('vid', 'ip_hash', 'url');
     expect(await rowsOf(p1.code)).toEqual([
       { vid: 'known', ip_hash: null, url: 'https://shop.example/' },
       { vid: 'v3', ip_hash: 'ip3', url: 'https://shop.example/?ref=x' },
@@ -114,7 +129,11 @@ describe.each(DATABASES)('click batches (%s)', (kind) => {
     expect(await programTotals(program)).toEqual({ clicks: 4, visitors: 3 });
 
     // A later batch sees all of it: every one of these is a repeat within the hour.
-    const again = await recordClicks(db, [click(program, p1.code, { vid: 'v3' }), click(program, p1.code, { vid: 'v4' }), click(program, p2.code, { vid: 'known' })]);
+    const again = await recordClicks(db, [
+      click(program, p1.code, { vid: 'v3' }),
+      click(program, p1.code, { vid: 'v4' }),
+      click(program, p2.code, { vid: 'known' }),
+    ]);
     expect(again.map((r) => r.stored)).toEqual([false, false, false]);
     expect(await programTotals(program)).toEqual({ clicks: 4, visitors: 3 });
   });

@@ -39,7 +39,13 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
   });
 
   const count = async (table: string, where: Record<string, unknown> = {}) =>
-    Number((await db(table).where({ program_id: program.id, ...where }).count({ n: '*' }))[0]?.n);
+    Number(
+      (
+        await db(table)
+          .where({ program_id: program.id, ...where })
+          .count({ n: '*' })
+      )[0]?.n,
+    );
 
   const participantId = async (externalId: string) =>
     ((await db('participants').where({ program_id: program.id, external_id: externalId }).first('id')) as { id: string } | undefined)?.id;
@@ -104,7 +110,14 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
       referrers.map((referrer, i) =>
         api.post<ConversionAnswer>(
           '/v1/conversions',
-          { type: 'purchase', eventId: `${user}-order-${i}`, externalId: user, amount: 100 + i, currency: 'USD', referral: { code: referrer.code } },
+          {
+            type: 'purchase',
+            eventId: `${user}-order-${i}`,
+            externalId: user,
+            amount: 100 + i,
+            currency: 'USD',
+            referral: { code: referrer.code },
+          },
           { auth: program.secret },
         ),
       ),
@@ -139,7 +152,9 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
   it('20 simultaneous retries of one event store it once and all give the first answer', async () => {
     const user = uniq('retry-');
     const body = { type: 'signup', eventId: `${user}-evt`, externalId: user, referral: { code: referrers[0]?.code } };
-    const replies = await Promise.all(Array.from({ length: 20 }, () => api.post<ConversionAnswer>('/v1/conversions', body, { auth: program.secret })));
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, () => api.post<ConversionAnswer>('/v1/conversions', body, { auth: program.secret })),
+    );
     for (const reply of replies) expect(reply.status, reply.text).toBe(200);
     const first = replies[0]?.body;
     for (const reply of replies) expect(reply.body).toEqual(first);
@@ -152,7 +167,9 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     const user = uniq('idem-');
     const body = { type: 'signup', eventId: `${user}-evt`, externalId: user, referral: { code: referrers[1]?.code } };
     const replies = await Promise.all(
-      Array.from({ length: 10 }, () => api.post<ConversionAnswer>('/v1/conversions', body, { auth: program.secret, headers: { 'idempotency-key': user } })),
+      Array.from({ length: 10 }, () =>
+        api.post<ConversionAnswer>('/v1/conversions', body, { auth: program.secret, headers: { 'idempotency-key': user } }),
+      ),
     );
     const fresh = replies.filter((reply) => reply.status === 200 && reply.headers.get('idempotent-replayed') === null);
     expect(fresh).toHaveLength(1);
@@ -180,8 +197,16 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     );
     const replies = await Promise.all(
       pairs.flatMap(([a, b]) => [
-        api.post<ConversionAnswer>('/v1/conversions', { type: 'signup', eventId: uniq('x-'), externalId: a.externalId, referral: { code: b.code } }, { auth: program.secret }),
-        api.post<ConversionAnswer>('/v1/conversions', { type: 'signup', eventId: uniq('y-'), externalId: b.externalId, referral: { code: a.code } }, { auth: program.secret }),
+        api.post<ConversionAnswer>(
+          '/v1/conversions',
+          { type: 'signup', eventId: uniq('x-'), externalId: a.externalId, referral: { code: b.code } },
+          { auth: program.secret },
+        ),
+        api.post<ConversionAnswer>(
+          '/v1/conversions',
+          { type: 'signup', eventId: uniq('y-'), externalId: b.externalId, referral: { code: a.code } },
+          { auth: program.secret },
+        ),
       ]),
     );
     for (const reply of replies) expect(reply.status, reply.text).toBe(200);
@@ -195,7 +220,10 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
       `select count(*)::int as n from referrals r1 join referrals r2 on r1.referrer_id = r2.referred_id and r1.referred_id = r2.referrer_id where r1.program_id = ?`,
       [program.id],
     );
-    expect({ pairsAttributedBothWays: cycles.length, mutualReferralRows: Number(mutual.rows[0]?.n) }).toEqual({ pairsAttributedBothWays: 0, mutualReferralRows: 0 });
+    expect({ pairsAttributedBothWays: cycles.length, mutualReferralRows: Number(mutual.rows[0]?.n) }).toEqual({
+      pairsAttributedBothWays: 0,
+      mutualReferralRows: 0,
+    });
   });
 
   it('stores simultaneous identical clicks (same visitor, same code) once', async () => {

@@ -59,7 +59,12 @@ describe.each(DATABASES)('server conversion batches (%s)', (kind) => {
 
   it('attributes concurrent signups over HTTP exactly once each, and a retry replays the stored answer', async () => {
     const { fixture, program, referrer } = await setup();
-    const bodies = Array.from({ length: 40 }, (_, i) => ({ type: 'signup', eventId: `batch-${i}`, externalId: `customer-${i % 20}`, referral: { code: referrer.code } }));
+    const bodies = Array.from({ length: 40 }, (_, i) => ({
+      type: 'signup',
+      eventId: `batch-${i}`,
+      externalId: `customer-${i % 20}`,
+      referral: { code: referrer.code },
+    }));
     const replies = await Promise.all(bodies.map((body) => api.post('/v1/conversions', body, { auth: fixture.secret })));
     expect(replies.map((reply) => reply.status)).toEqual(Array(40).fill(200));
     expect(await referralsOf(program.id)).toEqual({ n: 20 });

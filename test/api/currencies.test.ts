@@ -30,13 +30,19 @@ describe.each(DATABASES)('currencies (%s)', (kind) => {
   let suite: Suite;
   useTestApp(kind, (s) => (suite = s));
 
-  const countConversions = async (programId: string) => Number((await suite.db('conversions').where({ program_id: programId }).count({ n: '*' }))[0]?.n);
+  const countConversions = async (programId: string) =>
+    Number((await suite.db('conversions').where({ program_id: programId }).count({ n: '*' }))[0]?.n);
 
   describe.each(UNKNOWN)('%s is refused', (code) => {
     it('in a reward rule, at POST /v1/programs and PATCH /v1/program', async () => {
       const created = await suite.api.post(
         '/v1/programs',
-        { name: `Program ${uniq()}`, origins: ['https://shop.example'], landingUrl: 'https://shop.example/', settings: { rewardRules: [rule(code)] } },
+        {
+          name: `Program ${uniq()}`,
+          origins: ['https://shop.example'],
+          landingUrl: 'https://shop.example/',
+          settings: { rewardRules: [rule(code)] },
+        },
         { auth: ADMIN_TOKEN },
       );
       expectError(created, 422, 'validation_failed');
@@ -50,7 +56,11 @@ describe.each(DATABASES)('currencies (%s)', (kind) => {
 
     it('in a server purchase (POST /v1/conversions)', async () => {
       const p = await buildProgram(suite.api);
-      const reply = await suite.api.post('/v1/conversions', { type: 'purchase', eventId: uniq('order-'), externalId: 'buyer', amount: 1000, currency: code }, { auth: p.secret });
+      const reply = await suite.api.post(
+        '/v1/conversions',
+        { type: 'purchase', eventId: uniq('order-'), externalId: 'buyer', amount: 1000, currency: code },
+        { auth: p.secret },
+      );
       expectError(reply, 422, 'validation_failed');
       expect(reply.body.error.fields.currency).toMatch(ISO_MESSAGE);
       expect(await countConversions(p.id)).toBe(0);
@@ -76,7 +86,10 @@ describe.each(DATABASES)('currencies (%s)', (kind) => {
       const p = await buildProgram(suite.api, { settings: { stripe: { webhookSecret } } });
       const events = [
         stripeEvent('checkout.session.completed', checkoutSession({ currency: code.toLowerCase(), metadata: { externalId: 'buyer' } })),
-        stripeEvent('invoice.paid', invoice({ customer: sid('cus_'), currency: code.toLowerCase(), subscriptionMetadata: { externalId: 'subscriber' } })),
+        stripeEvent(
+          'invoice.paid',
+          invoice({ customer: sid('cus_'), currency: code.toLowerCase(), subscriptionMetadata: { externalId: 'subscriber' } }),
+        ),
       ];
       for (const event of events) {
         const reply = await deliverStripe(suite.api, p.slug, event, { secret: webhookSecret });
@@ -92,11 +105,27 @@ describe.each(DATABASES)('currencies (%s)', (kind) => {
     expect(p.program.settings.rewardRules[0].reward.currency).toBe(stored);
     await buildParticipant(suite.api, p, { externalId: 'buyer' });
 
-    const server = expectOk(await suite.api.post('/v1/conversions', { type: 'purchase', eventId: uniq('order-'), externalId: 'buyer', amount: 1000, currency: given }, { auth: p.secret }));
+    const server = expectOk(
+      await suite.api.post(
+        '/v1/conversions',
+        { type: 'purchase', eventId: uniq('order-'), externalId: 'buyer', amount: 1000, currency: given },
+        { auth: p.secret },
+      ),
+    );
     expect(server.conversion.currency).toBe(stored);
 
     const browserOrder = uniq('order-');
-    expectOk(await suite.api.post('/v1/events', { key: p.publishable, type: 'purchase', eventId: uniq('evt-'), vid: vidFor('buyer'), user: { id: 'buyer' }, order: { id: browserOrder, amount: 1000, currency: given } }), 202);
+    expectOk(
+      await suite.api.post('/v1/events', {
+        key: p.publishable,
+        type: 'purchase',
+        eventId: uniq('evt-'),
+        vid: vidFor('buyer'),
+        user: { id: 'buyer' },
+        order: { id: browserOrder, amount: 1000, currency: given },
+      }),
+      202,
+    );
 
     const session = checkoutSession({ currency: given.toLowerCase(), metadata: { externalId: 'buyer' } });
     const stripe = await deliverStripe(suite.api, p.slug, stripeEvent('checkout.session.completed', session), { secret: webhookSecret });

@@ -27,10 +27,14 @@ function ok<T = any>(reply: Reply<T>, status = 200): T {
 
 /** Every table of the schema whose rows (as text, every column) contain `needle`, with the count. */
 async function tablesHolding(db: Knex, needle: string): Promise<Record<string, number>> {
-  const tables = (await db.raw(`select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE'`)).rows as Array<{ table_name: string }>;
+  const tables = (
+    await db.raw(`select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE'`)
+  ).rows as Array<{ table_name: string }>;
   const found: Record<string, number> = {};
   for (const { table_name: table } of tables) {
-    const [row] = (await db.raw(`select count(*)::int as n from ?? as t where strpos(t::text, ?) > 0`, [table, needle])).rows as Array<{ n: number }>;
+    const [row] = (await db.raw(`select count(*)::int as n from ?? as t where strpos(t::text, ?) > 0`, [table, needle])).rows as Array<{
+      n: number;
+    }>;
     if (row && row.n > 0) found[table] = row.n;
   }
   return found;
@@ -72,41 +76,75 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
   beforeAll(async () => {
     program = await buildProgram(api, { settings: { rewardRules: RULES } });
     // Outgoing webhooks queue payloads naming people (the suite runs no delivery worker).
-    await db('programs').where({ id: program.id }).update({ settings: db.raw(`jsonb_set(settings, '{webhookUrl}', '"https://hooks.example/referral"')`) });
+    await db('programs')
+      .where({ id: program.id })
+      .update({ settings: db.raw(`jsonb_set(settings, '{webhookUrl}', '"https://hooks.example/referral"')`) });
     referrer = await buildParticipant(api, program, { email: `rita.${run}@example.com`, name: 'Rita Referrer' });
 
     // The referrer's own visit, and the person's: a click, a browser signup, then the server's.
-    ok(await api.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: `vid_rita_${run}` }, { headers: { 'user-agent': referrerUserAgent, 'x-forwarded-for': '203.0.113.60' } }), 202);
+    ok(
+      await api.post(
+        '/v1/clicks',
+        { key: program.publishable, code: referrer.code, vid: `vid_rita_${run}` },
+        { headers: { 'user-agent': referrerUserAgent, 'x-forwarded-for': '203.0.113.60' } },
+      ),
+      202,
+    );
     // The person follows the link (a redirect click, then the snippet's click claims it),
     // and follows another referrer's link whose page never reported back (unclaimed).
     ok(await api.get(`/r/${referrer.code}`, asPerson), 302);
     ok(await api.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: person.vid }, asPerson), 202);
     const otto = await buildParticipant(api, program);
     ok(await api.get(`/r/${otto.code}`, asPerson), 302);
-    const browserSignup = { key: program.publishable, type: 'signup', eventId: `signup-${run}`, vid: person.vid, code: referrer.code, user: { id: person.externalId, email: person.email } };
+    const browserSignup = {
+      key: program.publishable,
+      type: 'signup',
+      eventId: `signup-${run}`,
+      vid: person.vid,
+      code: referrer.code,
+      user: { id: person.externalId, email: person.email },
+    };
     ok(await api.post('/v1/events', browserSignup, asPerson), 202);
     // Created with an Idempotency-Key: the stored answer echoes the email and name.
     const created = ok(
-      await api.post('/v1/participants', { externalId: person.externalId, email: person.email, name: person.name }, { ...secret(), headers: { 'idempotency-key': `create-${run}` } }),
+      await api.post(
+        '/v1/participants',
+        { externalId: person.externalId, email: person.email, name: person.name },
+        { ...secret(), headers: { 'idempotency-key': `create-${run}` } },
+      ),
     );
     erased = { id: created.id, code: created.code };
     const signup = ok(
       await api.post(
         '/v1/conversions',
-        { type: 'signup', eventId: `signup-${run}`, externalId: person.externalId, email: person.email, referral: { code: referrer.code, vid: person.vid } },
+        {
+          type: 'signup',
+          eventId: `signup-${run}`,
+          externalId: person.externalId,
+          email: person.email,
+          referral: { code: referrer.code, vid: person.vid },
+        },
         { ...secret(), headers: { 'idempotency-key': `signup-${run}` } },
       ),
     );
     expect(signup.attribution).toMatchObject({ referrer: referrer.externalId });
-    const purchase = ok(await api.post('/v1/conversions', { type: 'purchase', eventId: `order-${run}`, externalId: person.externalId, amount: 12_000, currency: 'USD' }, secret()));
+    const purchase = ok(
+      await api.post(
+        '/v1/conversions',
+        { type: 'purchase', eventId: `order-${run}`, externalId: person.externalId, amount: 12_000, currency: 'USD' },
+        secret(),
+      ),
+    );
     expect(purchase.rewards.map((reward: { amount: number }) => reward.amount)).toContain(1200);
     await db('stripe_customers').insert({ program_id: program.id, customer_id: `cus_${run}`, participant_id: erased.id });
 
     // The person is everywhere before.
-    personIpHash = ((await db('conversions').where({ participant_id: erased.id, type: 'signup' }).first('ip_hash')) as { ip_hash: string }).ip_hash;
+    personIpHash = ((await db('conversions').where({ participant_id: erased.id, type: 'signup' }).first('ip_hash')) as { ip_hash: string })
+      .ip_hash;
     expect(personIpHash).toMatch(/\S{16,}/);
     expect(await tablesHolding(db, personIpHash)).toEqual({ clicks: 2, conversions: 1, referrals: 1 });
-    for (const needle of [person.email, person.externalId, person.userAgent]) expect(Object.keys(await tablesHolding(db, needle)), needle).not.toEqual([]);
+    for (const needle of [person.email, person.externalId, person.userAgent])
+      expect(Object.keys(await tablesHolding(db, needle)), needle).not.toEqual([]);
     expect(await db('rewards').where({ beneficiary_id: erased.id }).count({ n: '*' })).toEqual([{ n: expect.anything() }]);
     before = await snapshot();
     expect(before.rewards.length).toBeGreaterThanOrEqual(3);
@@ -139,7 +177,9 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
     expect(theirs.map((c) => c.type).sort()).toEqual(['purchase', 'signup']);
     for (const conversion of theirs) expect(conversion.ip_hash).toBeNull();
     expect(await db('referrals').where({ referred_id: erased.id }).first('ip_hash')).toEqual({ ip_hash: null });
-    const referrersClick = await db('clicks').where({ program_id: program.id, vid: `vid_rita_${run}` }).first();
+    const referrersClick = await db('clicks')
+      .where({ program_id: program.id, vid: `vid_rita_${run}` })
+      .first();
     expect(referrersClick).toMatchObject({ ip_hash: expect.any(String), user_agent: referrerUserAgent });
   });
 
@@ -187,9 +227,14 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
 
   it("another program's secret key cannot erase (or see) this program's people", async () => {
     const other = await buildProgram(api);
-    const reply = await api.request('DELETE', `/v1/participants/${encodeURIComponent(referrer.externalId)}`, undefined, { auth: other.secret });
+    const reply = await api.request('DELETE', `/v1/participants/${encodeURIComponent(referrer.externalId)}`, undefined, {
+      auth: other.secret,
+    });
     expect(reply.status).toBe(404);
-    expect(await db('participants').where({ id: referrer.id }).first('external_id', 'email')).toEqual({ external_id: referrer.externalId, email: `rita.${run}@example.com` });
+    expect(await db('participants').where({ id: referrer.id }).first('external_id', 'email')).toEqual({
+      external_id: referrer.externalId,
+      email: `rita.${run}@example.com`,
+    });
     expect((await api.request('DELETE', `/v1/participants/${encodeURIComponent(referrer.externalId)}`)).status).toBe(401);
   });
 
@@ -204,7 +249,13 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
   it('erases a referrer too: their balances stay, under the pseudonym', async () => {
     const fixture = await buildProgram(api, { settings: { rewardRules: RULES } });
     const rita = await buildParticipant(api, fixture, { email: `r2.${run}@example.com`, name: 'Second Referrer' });
-    ok(await api.post('/v1/conversions', { type: 'signup', eventId: uniq('s-'), externalId: uniq('friend-'), referral: { code: rita.code } }, { auth: fixture.secret }));
+    ok(
+      await api.post(
+        '/v1/conversions',
+        { type: 'signup', eventId: uniq('s-'), externalId: uniq('friend-'), referral: { code: rita.code } },
+        { auth: fixture.secret },
+      ),
+    );
     const balances = ok(await api.get(`/v1/participants/${rita.externalId}`, { auth: fixture.secret })).rewards;
     expect((await api.request('DELETE', `/v1/participants/${rita.externalId}`, undefined, { auth: fixture.secret })).status).toBe(204);
     const view = ok(await api.get(`/v1/participants/${encodeURIComponent(`erased:${rita.id}`)}`, { auth: fixture.secret }));

@@ -8,9 +8,10 @@
 import { randomBytes } from 'node:crypto';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Reply, TestApp } from '../helpers/app.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 
 const MB = 1024 * 1024;
@@ -93,8 +94,34 @@ function exposeGc(): (() => void) | undefined {
   }
 }
 
-const REFERRALS_HEADER = ['referrer_external_id', 'referrer_email', 'referrer_name', 'referred_external_id', 'referred_email', 'referred_name', 'code', 'status', 'reason', 'verified', 'created_at'];
-const REWARDS_HEADER = ['id', 'participant_external_id', 'participant_email', 'rule', 'kind', 'amount', 'currency', 'coupon', 'status', 'available_at', 'event_id', 'reverses', 'created_at'];
+const REFERRALS_HEADER = [
+  'referrer_external_id',
+  'referrer_email',
+  'referrer_name',
+  'referred_external_id',
+  'referred_email',
+  'referred_name',
+  'code',
+  'status',
+  'reason',
+  'verified',
+  'created_at',
+];
+const REWARDS_HEADER = [
+  'id',
+  'participant_external_id',
+  'participant_email',
+  'rule',
+  'kind',
+  'amount',
+  'currency',
+  'coupon',
+  'status',
+  'available_at',
+  'event_id',
+  'reverses',
+  'created_at',
+];
 const CLICKS_HEADER = ['code', 'referrer_external_id', 'visitor_id', 'url', 'referrer_url', 'created_at'];
 
 interface RewardView {
@@ -117,14 +144,7 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
   let api: TestApp;
   const run = randomBytes(4).toString('hex');
 
-  beforeAll(async () => {
-    t = await openTestDb(kind);
-    api = await startTestApp(t.db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await t?.close();
-  });
+  useTestApp(kind, (suite) => ({ testDb: t, api } = suite));
 
   /** GET an export: status, headers and the parsed records. */
   async function csv(program: ProgramFixture, file: string, query = '') {
@@ -147,7 +167,11 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
   }
 
   // People whose text a spreadsheet would otherwise run.
-  const R1 = { externalId: `=HYPERLINK("http://evil.example/?x=1","click me")-${run}`, email: `r1-${run}@example.com`, name: 'Smith, "Bob"\r\nJunior' };
+  const R1 = {
+    externalId: `=HYPERLINK("http://evil.example/?x=1","click me")-${run}`,
+    email: `r1-${run}@example.com`,
+    name: 'Smith, "Bob"\r\nJunior',
+  };
   const R2 = { externalId: `+1-${run}`, email: `-r2-${run}@example.com`, name: '-x', code: `-r2${run}` };
   const R3 = { externalId: `@x-${run}`, name: '@SUM(A1:A9)' };
   const U1 = { externalId: `u1,"quoted"-${run}`, email: `u1-${run}@example.com`, name: 'Tab\tinside' };
@@ -203,12 +227,21 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       rewards.push(...answer.rewards);
     }
     // A purchase whose 10% reward is paid, then refunded in full: a −1000 clawback.
-    const purchase = await conversion(program, { type: 'purchase', eventId: `=1+2-${run}`, externalId: U1.externalId, amount: 10_000, currency: 'USD' });
+    const purchase = await conversion(program, {
+      type: 'purchase',
+      eventId: `=1+2-${run}`,
+      externalId: U1.externalId,
+      amount: 10_000,
+      currency: 'USD',
+    });
     const grant = purchase.rewards[0] as RewardView;
     expect(grant).toMatchObject({ amount: 1000, currency: 'USD', status: 'approved' });
     const paid = expectStatus(await api.post(`/v1/rewards/${grant.id}/pay`, {}, { auth: program.secret }), 200).reward as RewardView;
     rewards.push(paid);
-    const refund = expectStatus(await api.post('/v1/refunds', { eventId: `-refund-${run}`, purchaseEventId: `=1+2-${run}` }, { auth: program.secret }), 200);
+    const refund = expectStatus(
+      await api.post('/v1/refunds', { eventId: `-refund-${run}`, purchaseEventId: `=1+2-${run}` }, { auth: program.secret }),
+      200,
+    );
     const clawback = (refund.rewards as RewardView[]).find((reward) => reward.reverses === grant.id);
     expect(clawback).toMatchObject({ amount: -1000, status: 'approved' });
     rewards.push(clawback as RewardView);
@@ -220,11 +253,27 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       [vids.old2, '2025-03-12T23:59:59.999Z'],
       [vids.old3, '2025-03-13T00:00:00.000Z'],
     ];
-    for (const [vid, at] of moves) expect(await t.db('clicks').where({ program_id: program.id, vid }).update({ created_at: new Date(at) })).toBe(1);
+    for (const [vid, at] of moves)
+      expect(
+        await t
+          .db('clicks')
+          .where({ program_id: program.id, vid })
+          .update({ created_at: new Date(at) }),
+      ).toBe(1);
     const u4 = await t.db('participants').where({ program_id: program.id, external_id: U4.externalId }).first('id');
-    expect(await t.db('referrals').where({ referred_id: u4.id }).update({ created_at: new Date('2025-03-11T12:00:00Z') })).toBe(1);
+    expect(
+      await t
+        .db('referrals')
+        .where({ referred_id: u4.id })
+        .update({ created_at: new Date('2025-03-11T12:00:00Z') }),
+    ).toBe(1);
     const coupon = rewards.find((reward) => reward.participant === U4.externalId) as RewardView;
-    expect(await t.db('rewards').where({ id: coupon.id }).update({ created_at: new Date('2025-03-11T12:00:00Z') })).toBe(1);
+    expect(
+      await t
+        .db('rewards')
+        .where({ id: coupon.id })
+        .update({ created_at: new Date('2025-03-11T12:00:00Z') }),
+    ).toBe(1);
     coupon.createdAt = '2025-03-11T12:00:00.000Z';
   });
 
@@ -235,16 +284,23 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       const { text, records } = await csv(program, 'clicks.csv');
       expect(records[0]).toEqual(CLICKS_HEADER);
       const rows = records.slice(1);
-      expect(rows.map((row) => row.slice(0, 5))).toEqual([
-        [codes.R2, safe(R2.externalId), vids.old1, '', ''],
-        [codes.R2, safe(R2.externalId), vids.old2, '', ''],
-        [codes.R2, safe(R2.externalId), vids.old3, '', ''],
-        [codes.R1, safe(R1.externalId), `'${vids.v1}`, `'${URLS.v1}`, "'@evil"],
-        [codes.R2, safe(R2.externalId), vids.v2, URLS.v2, ''],
-        [codes.R3, safe(R3.externalId), '', '', ''],
-        [codes.R2, safe(R2.externalId), vids.v3, URLS.v3, "'+referrer"],
-      ].map(([code, ...rest]) => [safe(code), ...rest]));
-      expect(rows.map((row) => row[5])).toEqual(['2025-03-10T00:00:00.000Z', '2025-03-12T23:59:59.999Z', '2025-03-13T00:00:00.000Z', ...rows.slice(3).map((row) => row[5])]);
+      expect(rows.map((row) => row.slice(0, 5))).toEqual(
+        [
+          [codes.R2, safe(R2.externalId), vids.old1, '', ''],
+          [codes.R2, safe(R2.externalId), vids.old2, '', ''],
+          [codes.R2, safe(R2.externalId), vids.old3, '', ''],
+          [codes.R1, safe(R1.externalId), `'${vids.v1}`, `'${URLS.v1}`, "'@evil"],
+          [codes.R2, safe(R2.externalId), vids.v2, URLS.v2, ''],
+          [codes.R3, safe(R3.externalId), '', '', ''],
+          [codes.R2, safe(R2.externalId), vids.v3, URLS.v3, "'+referrer"],
+        ].map(([code, ...rest]) => [safe(code), ...rest]),
+      );
+      expect(rows.map((row) => row[5])).toEqual([
+        '2025-03-10T00:00:00.000Z',
+        '2025-03-12T23:59:59.999Z',
+        '2025-03-13T00:00:00.000Z',
+        ...rows.slice(3).map((row) => row[5]),
+      ]);
       for (const row of rows.slice(3)) expect(inFixture(row[5] as string), row[5]).toBe(true);
       // Spelled out, not only through safe(): the vanity code and the externalIds.
       expect(rows[0]?.[0]).toBe(`'-r2${run}`);
@@ -273,7 +329,11 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       const { text, records } = await csv(program, 'referrals.csv');
       expect(records[0]).toEqual(REFERRALS_HEADER);
       const rows = records.slice(1);
-      const row = (referrer: { externalId: string; email?: string; name?: string }, referred: { externalId: string; email?: string; name?: string }, code: string) => [
+      const row = (
+        referrer: { externalId: string; email?: string; name?: string },
+        referred: { externalId: string; email?: string; name?: string },
+        code: string,
+      ) => [
         safe(referrer.externalId),
         safe(referrer.email),
         safe(referrer.name),
@@ -320,7 +380,9 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
     it('lists every ledger entry, amounts as plain numbers (clawbacks negative)', async () => {
       const { text, records } = await csv(program, 'rewards.csv');
       expect(records[0]).toEqual(REWARDS_HEADER);
-      const emails = new Map<string, string | undefined>([R1, R2, R3, U1, U2, U3, U4].map((p) => [p.externalId, (p as { email?: string }).email]));
+      const emails = new Map<string, string | undefined>(
+        [R1, R2, R3, U1, U2, U3, U4].map((p) => [p.externalId, (p as { email?: string }).email]),
+      );
       const expected = rewards.map((reward) => [
         reward.id,
         safe(reward.participant),
@@ -360,7 +422,12 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       const ids = async (query: string) => (await rowsOf(program, 'rewards.csv', query)).map((row) => row[0]);
       const coupon = rewards.find((reward) => reward.participant === U4.externalId) as RewardView;
       expect(await ids('?from=2025-03-11&to=2025-03-11')).toEqual([coupon.id]);
-      expect((await ids(`?from=${today()}&to=${today()}`)).sort()).toEqual(rewards.filter((r) => r !== coupon).map((r) => r.id).sort());
+      expect((await ids(`?from=${today()}&to=${today()}`)).sort()).toEqual(
+        rewards
+          .filter((r) => r !== coupon)
+          .map((r) => r.id)
+          .sort(),
+      );
       expect(await ids('?to=2025-03-10')).toEqual([]);
     });
   });
@@ -421,70 +488,81 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
     const RSS_BOUND = 100 * MB;
     const LIVE_BOUND = 20 * MB;
 
-    it(
-      `streams ${ROWS} clicks with flat memory`,
-      async () => {
-        const big = await buildProgram(api);
-        const referrer = await buildParticipant(api, big);
-        const code = (await t.db('codes').where({ participant_id: referrer.id }).first('id')) as { id: string };
-        await t.db.raw(
-          `insert into clicks (program_id, code_id, participant_id, vid, url, created_at)
+    it(`streams ${ROWS} clicks with flat memory`, async () => {
+      const big = await buildProgram(api);
+      const referrer = await buildParticipant(api, big);
+      const code = (await t.db('codes').where({ participant_id: referrer.id }).first('id')) as { id: string };
+      await t.db.raw(
+        `insert into clicks (program_id, code_id, participant_id, vid, url, created_at)
            select ?, ?, ?, 'big' || g, ? || g || '&pad=' || repeat('x', ?), timestamptz '2025-01-01' + g * interval '1 second'
              from generate_series(1, ?) g`,
-          [big.id, code.id, referrer.id, `https://shop.example/landing?ref=${referrer.code}&i=`, PAD, ROWS],
-        );
-        await t.db.raw('analyze clicks');
+        [big.id, code.id, referrer.id, `https://shop.example/landing?ref=${referrer.code}&i=`, PAD, ROWS],
+      );
+      await t.db.raw('analyze clicks');
 
-        const gc = exposeGc();
-        gc?.();
-        const start = process.memoryUsage();
-        let peakHeap = start.heapUsed;
-        let peakRss = start.rss;
-        let peakLive = start.heapUsed;
-        // The pooled keep-alive socket may have timed out during the long insert above.
-        const open = () => fetch(`${api.url}/v1/exports/clicks.csv`, { headers: { authorization: `Bearer ${big.secret}` } });
-        const response = await open().catch(() => open());
-        expect(response.status).toBe(200);
-        const reader = (response.body as ReadableStream<Uint8Array>).getReader();
-        let newlines = 0;
-        let bytes = 0;
-        let chunks = 0;
-        let head = '';
-        let tail = new Uint8Array(0);
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          chunks++;
-          bytes += value.length;
-          for (let at = value.indexOf(10); at !== -1; at = value.indexOf(10, at + 1)) newlines++;
-          if (head.length < 4096) head += new TextDecoder().decode(value.subarray(0, 4096));
-          tail = value.length >= 4096 ? value.slice(-4096) : new Uint8Array([...tail.slice(-4096), ...value]);
-          if (chunks % 16 === 0) {
-            const now = process.memoryUsage();
-            peakHeap = Math.max(peakHeap, now.heapUsed);
-            peakRss = Math.max(peakRss, now.rss);
-          }
-          if (gc && chunks % 64 === 0) {
-            gc();
-            peakLive = Math.max(peakLive, process.memoryUsage().heapUsed);
-          }
+      const gc = exposeGc();
+      gc?.();
+      const start = process.memoryUsage();
+      let peakHeap = start.heapUsed;
+      let peakRss = start.rss;
+      let peakLive = start.heapUsed;
+      // The pooled keep-alive socket may have timed out during the long insert above.
+      const open = () => fetch(`${api.url}/v1/exports/clicks.csv`, { headers: { authorization: `Bearer ${big.secret}` } });
+      const response = await open().catch(() => open());
+      expect(response.status).toBe(200);
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      let newlines = 0;
+      let bytes = 0;
+      let chunks = 0;
+      let head = '';
+      let tail = new Uint8Array(0);
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks++;
+        bytes += value.length;
+        for (let at = value.indexOf(10); at !== -1; at = value.indexOf(10, at + 1)) newlines++;
+        if (head.length < 4096) head += new TextDecoder().decode(value.subarray(0, 4096));
+        tail = value.length >= 4096 ? value.slice(-4096) : new Uint8Array([...tail.slice(-4096), ...value]);
+        if (chunks % 16 === 0) {
+          const now = process.memoryUsage();
+          peakHeap = Math.max(peakHeap, now.heapUsed);
+          peakRss = Math.max(peakRss, now.rss);
         }
-        const growth = { heapMB: (peakHeap - start.heapUsed) / MB, rssMB: (peakRss - start.rss) / MB, liveMB: (peakLive - start.heapUsed) / MB, csvMB: bytes / MB, chunks };
-        console.info(`[exports ${kind}] ${ROWS} rows streamed:`, JSON.stringify(growth, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)));
+        if (gc && chunks % 64 === 0) {
+          gc();
+          peakLive = Math.max(peakLive, process.memoryUsage().heapUsed);
+        }
+      }
+      const growth = {
+        heapMB: (peakHeap - start.heapUsed) / MB,
+        rssMB: (peakRss - start.rss) / MB,
+        liveMB: (peakLive - start.heapUsed) / MB,
+        csvMB: bytes / MB,
+        chunks,
+      };
+      console.info(
+        `[exports ${kind}] ${ROWS} rows streamed:`,
+        JSON.stringify(growth, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 10) / 10 : v)),
+      );
 
-        expect(newlines).toBe(ROWS + 1);
-        expect(head.startsWith(`${CLICKS_HEADER.join(',')}\r\n${referrer.code},${referrer.externalId},big1,https://shop.example/landing?ref=${referrer.code}&i=1&pad=x`)).toBe(true);
-        const last = new TextDecoder().decode(tail).split('\r\n').at(-2) ?? '';
-        expect(last).toBe(`${referrer.code},${referrer.externalId},big${ROWS},https://shop.example/landing?ref=${referrer.code}&i=${ROWS}&pad=${'x'.repeat(PAD)},,${new Date(Date.parse('2025-01-01T00:00:00Z') + ROWS * 1000).toISOString()}`);
-        // Enough volume that holding the export in memory would break the bounds below.
-        expect(bytes).toBeGreaterThan(50 * MB);
-        expect(chunks).toBeGreaterThan(20);
-        expect(peakHeap - start.heapUsed).toBeLessThan(HEAP_BOUND);
-        expect(peakRss - start.rss).toBeLessThan(RSS_BOUND);
-        if (gc) expect(peakLive - start.heapUsed).toBeLessThan(LIVE_BOUND);
-      },
-      120_000,
-    );
+      expect(newlines).toBe(ROWS + 1);
+      expect(
+        head.startsWith(
+          `${CLICKS_HEADER.join(',')}\r\n${referrer.code},${referrer.externalId},big1,https://shop.example/landing?ref=${referrer.code}&i=1&pad=x`,
+        ),
+      ).toBe(true);
+      const last = new TextDecoder().decode(tail).split('\r\n').at(-2) ?? '';
+      expect(last).toBe(
+        `${referrer.code},${referrer.externalId},big${ROWS},https://shop.example/landing?ref=${referrer.code}&i=${ROWS}&pad=${'x'.repeat(PAD)},,${new Date(Date.parse('2025-01-01T00:00:00Z') + ROWS * 1000).toISOString()}`,
+      );
+      // Enough volume that holding the export in memory would break the bounds below.
+      expect(bytes).toBeGreaterThan(50 * MB);
+      expect(chunks).toBeGreaterThan(20);
+      expect(peakHeap - start.heapUsed).toBeLessThan(HEAP_BOUND);
+      expect(peakRss - start.rss).toBeLessThan(RSS_BOUND);
+      if (gc) expect(peakLive - start.heapUsed).toBeLessThan(LIVE_BOUND);
+    }, 120_000);
   });
 
   describe('formula injection behind leading whitespace or line breaks', () => {
@@ -493,13 +571,20 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       const referrer = await buildParticipant(api, hidden, { externalId: ` =1+1-${run}` });
       const referred = [`\r\n@SUM(A1)-${run}`, `\n=cmd-${run}`, `\nplain-${run}`];
       for (const externalId of referred) {
-        const answer = await conversion(hidden, { type: 'signup', eventId: `e-${externalId}`, externalId, referral: { code: referrer.code } });
+        const answer = await conversion(hidden, {
+          type: 'signup',
+          eventId: `e-${externalId}`,
+          externalId,
+          referral: { code: referrer.code },
+        });
         expect(answer.attribution.status).toBe('attributed');
       }
       await click(hidden, { code: referrer.code, vid: `ws-${run}`, url: `  +1-${run}`, referrer: `\t-2` });
 
       const referrals = await rowsOf(hidden, 'referrals.csv');
-      expect(referrals.map((row) => [row[0], row[3]]).sort()).toEqual(referred.map((externalId) => [`' =1+1-${run}`, `'${externalId}`]).sort());
+      expect(referrals.map((row) => [row[0], row[3]]).sort()).toEqual(
+        referred.map((externalId) => [`' =1+1-${run}`, `'${externalId}`]).sort(),
+      );
       const [clickRow] = await rowsOf(hidden, 'clicks.csv');
       expect(clickRow?.slice(1, 5)).toEqual([`' =1+1-${run}`, `ws-${run}`, `'  +1-${run}`, `'\t-2`]);
     });

@@ -99,7 +99,10 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
 
     it('GET /v1/ready answers 503 when the database is unreachable', async () => {
       // PostgreSQL: nothing listens on port 1. PGlite: a handle that has been closed.
-      const deadDb = kind === 'postgres' ? createDb({ databaseUrl: 'postgres://postgres@127.0.0.1:1/nowhere', poolMax: 1 }) : createDb({ dataDir: null });
+      const deadDb =
+        kind === 'postgres'
+          ? createDb({ databaseUrl: 'postgres://postgres@127.0.0.1:1/nowhere', poolMax: 1 })
+          : createDb({ dataDir: null });
       if (kind === 'pglite') await deadDb.destroy();
       const dead = await startTestApp(deadDb);
       try {
@@ -159,7 +162,9 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
         expect(stored).not.toContain(key);
         expect(stored).not.toContain(key.slice(3));
       }
-      const { rows: dump } = (await testDb.db.raw('select row_to_json(k)::text as row from api_keys k')) as { rows: Array<{ row: string }> };
+      const { rows: dump } = (await testDb.db.raw('select row_to_json(k)::text as row from api_keys k')) as {
+        rows: Array<{ row: string }>;
+      };
       for (const { row } of dump) {
         for (const key of [program.secret, program.publishable, other.secret, other.publishable]) expect(row).not.toContain(key.slice(3));
       }
@@ -188,7 +193,11 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
     it('answers 403 when ADMIN_TOKEN is not configured', async () => {
       const noAdmin = await startTestApp(testDb.db, { ADMIN_TOKEN: '' });
       try {
-        const reply = await noAdmin.post('/v1/programs', { name: 'x', origins: [], landingUrl: 'https://x.example/' }, { auth: ADMIN_TOKEN });
+        const reply = await noAdmin.post(
+          '/v1/programs',
+          { name: 'x', origins: [], landingUrl: 'https://x.example/' },
+          { auth: ADMIN_TOKEN },
+        );
         expect(reply.status).toBe(403);
         expect(reply.body).toEqual({ error: { code: 'forbidden', message: 'The operator API is disabled: set ADMIN_TOKEN to enable it' } });
       } finally {
@@ -197,7 +206,9 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
     });
 
     it('answers 422 with field messages for a bad program', async () => {
-      const missingName = expectValidation(await api.post('/v1/programs', { origins: [], landingUrl: 'https://x.example/' }, { auth: ADMIN_TOKEN }));
+      const missingName = expectValidation(
+        await api.post('/v1/programs', { origins: [], landingUrl: 'https://x.example/' }, { auth: ADMIN_TOKEN }),
+      );
       expect(Object.keys(missingName)).toEqual(['name']);
 
       const badSettings = expectValidation(
@@ -311,11 +322,27 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
     it('updates settings, normalizing and keeping what was not sent', async () => {
       const rules = [
         { id: 'signup-credit', on: 'signup', to: 'both', reward: { kind: 'credit', amount: 500, currency: 'usd' } },
-        { id: 'purchase-20', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 20 }, when: { withinDays: 365 }, holdDays: 30 },
+        {
+          id: 'purchase-20',
+          on: 'purchase',
+          to: 'referrer',
+          reward: { kind: 'cash', percent: 20 },
+          when: { withinDays: 365 },
+          holdDays: 30,
+        },
       ];
       const reply = await api.patch(
         '/v1/program',
-        { name: 'Renamed', settings: { cookieDays: 30, attribution: 'last', origins: ['https://a.example/path?q=1', 'http://b.example:8080'], rewardRules: rules, fraud: { velocityMax: 5 } } },
+        {
+          name: 'Renamed',
+          settings: {
+            cookieDays: 30,
+            attribution: 'last',
+            origins: ['https://a.example/path?q=1', 'http://b.example:8080'],
+            rewardRules: rules,
+            fraud: { velocityMax: 5 },
+          },
+        },
         { auth: target.secret },
       );
       expect(reply.status, reply.text).toBe(200);
@@ -360,7 +387,9 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
       ],
       [
         'amount and percent together',
-        { rewardRules: [{ id: 'r1', on: 'purchase', to: 'referrer', reward: { kind: 'cash', amount: 100, percent: 10, currency: 'EUR' } }] },
+        {
+          rewardRules: [{ id: 'r1', on: 'purchase', to: 'referrer', reward: { kind: 'cash', amount: 100, percent: 10, currency: 'EUR' } }],
+        },
         { 'settings.rewardRules.0.reward.percent': 'give amount or percent, not both' },
       ],
       [
@@ -385,10 +414,26 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
       ['cookieDays 1.5', { cookieDays: 1.5 }, 'settings.cookieDays'],
       ['windowDays "60"', { windowDays: '60' }, 'settings.windowDays'],
       ['attribution "middle"', { attribution: 'middle' }, 'settings.attribution'],
-      ['an unknown rule event', { rewardRules: [{ id: 'r', on: 'visit', to: 'referrer', reward: { kind: 'credit', amount: 1, currency: 'EUR' } }] }, 'settings.rewardRules.0.on'],
-      ['a bad currency', { rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 1, currency: 'EURO' } }] }, 'settings.rewardRules.0.reward.currency'],
-      ['a negative amount', { rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: -1, currency: 'EUR' } }] }, 'settings.rewardRules.0.reward.amount'],
-      ['a fractional amount', { rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 1.5, currency: 'EUR' } }] }, 'settings.rewardRules.0.reward.amount'],
+      [
+        'an unknown rule event',
+        { rewardRules: [{ id: 'r', on: 'visit', to: 'referrer', reward: { kind: 'credit', amount: 1, currency: 'EUR' } }] },
+        'settings.rewardRules.0.on',
+      ],
+      [
+        'a bad currency',
+        { rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 1, currency: 'EURO' } }] },
+        'settings.rewardRules.0.reward.currency',
+      ],
+      [
+        'a negative amount',
+        { rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: -1, currency: 'EUR' } }] },
+        'settings.rewardRules.0.reward.amount',
+      ],
+      [
+        'a fractional amount',
+        { rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 1.5, currency: 'EUR' } }] },
+        'settings.rewardRules.0.reward.amount',
+      ],
       ['fraud.velocityMax 0', { fraud: { velocityMax: 0 } }, 'settings.fraud.velocityMax'],
     ];
 
@@ -452,7 +497,9 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
 
     it('stays idempotent under concurrent creates', async () => {
       const externalId = uniq('race-');
-      const replies = await Promise.all(Array.from({ length: 6 }, () => api.post('/v1/participants', { externalId }, { auth: program.secret })));
+      const replies = await Promise.all(
+        Array.from({ length: 6 }, () => api.post('/v1/participants', { externalId }, { auth: program.secret })),
+      );
       expect(replies.map((reply) => reply.status).sort()).toEqual([200, 200, 200, 200, 200, 201]);
       expect(new Set(replies.map((reply) => reply.body.id)).size).toBe(1);
       expect(new Set(replies.map((reply) => reply.body.code)).size).toBe(1);
@@ -503,7 +550,11 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
 
     it('normalizes emails (trimmed, lower-case) and refuses bad ones', async () => {
       const externalId = uniq('mail-');
-      const created = await api.post('/v1/participants', { externalId, email: '  Alice.Smith@Example.COM ', name: 'Alice' }, { auth: program.secret });
+      const created = await api.post(
+        '/v1/participants',
+        { externalId, email: '  Alice.Smith@Example.COM ', name: 'Alice' },
+        { auth: program.secret },
+      );
       expect(created.status).toBe(201);
       expect(created.body.email).toBe('alice.smith@example.com');
       const fetched = await api.get(`/v1/participants/${externalId}`, { auth: program.secret });
@@ -511,7 +562,9 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
       const row = (await testDb.db('participants').where({ program_id: program.id, external_id: externalId }).first()) as { email: string };
       expect(row.email).toBe('alice.smith@example.com');
 
-      const fields = expectValidation(await api.post('/v1/participants', { externalId: uniq(), email: 'not-an-email' }, { auth: program.secret }));
+      const fields = expectValidation(
+        await api.post('/v1/participants', { externalId: uniq(), email: 'not-an-email' }, { auth: program.secret }),
+      );
       expect(fields).toEqual({ email: 'must be an email address' });
     });
 
@@ -524,10 +577,13 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
       }
     });
 
-    it.each(['ab', 'x'.repeat(33), 'has space', 'dot.ted', 'ünï', 'semi;colon', ''])('refuses the vanity code %j with 422', async (code) => {
-      const fields = expectValidation(await api.post('/v1/participants', { externalId: uniq('bad-'), code }, { auth: program.secret }));
-      expect(fields).toEqual({ code: 'must be 3–32 characters of A–Z, a–z, 0–9, _ or -' });
-    });
+    it.each(['ab', 'x'.repeat(33), 'has space', 'dot.ted', 'ünï', 'semi;colon', ''])(
+      'refuses the vanity code %j with 422',
+      async (code) => {
+        const fields = expectValidation(await api.post('/v1/participants', { externalId: uniq('bad-'), code }, { auth: program.secret }));
+        expect(fields).toEqual({ code: 'must be 3–32 characters of A–Z, a–z, 0–9, _ or -' });
+      },
+    );
 
     it('keeps codes unique across programs, ignoring case: 409 code_taken, and nothing half-created', async () => {
       const code = `Promo_${uniq()}`;
@@ -535,7 +591,11 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
       expect(owner.status).toBe(201);
 
       const thiefId = uniq('thief-');
-      for (const [fixture, attempt] of [[other, code.toLowerCase()], [other, code.toUpperCase()], [program, code]] as const) {
+      for (const [fixture, attempt] of [
+        [other, code.toLowerCase()],
+        [other, code.toUpperCase()],
+        [program, code],
+      ] as const) {
         const reply = await api.post('/v1/participants', { externalId: thiefId, code: attempt }, { auth: fixture.secret });
         expect(reply.status, attempt).toBe(409);
         expect(reply.body).toEqual({ error: { code: 'code_taken', message: `The code "${attempt}" is already taken` } });
@@ -580,11 +640,19 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
   describe('request bodies and the error shape', () => {
     it('answers 400 invalid_json to malformed JSON', async () => {
       for (const raw of ['{"externalId":', '{externalId: "x"}', 'nope', '{"a":1}}']) {
-        const reply = await api.post('/v1/participants', undefined, { auth: program.secret, raw, headers: { 'content-type': 'application/json' } });
+        const reply = await api.post('/v1/participants', undefined, {
+          auth: program.secret,
+          raw,
+          headers: { 'content-type': 'application/json' },
+        });
         expect(reply.status, raw).toBe(400);
         expect(reply.body).toEqual(INVALID_JSON);
       }
-      const plain = await api.post('/v1/participants', undefined, { auth: program.secret, raw: '{oops', headers: { 'content-type': 'text/plain' } });
+      const plain = await api.post('/v1/participants', undefined, {
+        auth: program.secret,
+        raw: '{oops',
+        headers: { 'content-type': 'text/plain' },
+      });
       expect(plain.status).toBe(400);
       expect(plain.body).toEqual(INVALID_JSON);
     });
@@ -599,7 +667,11 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
       const json = JSON.stringify({ externalId });
       const raw = json + ' '.repeat(BODY_LIMIT - Buffer.byteLength(json));
       expect(Buffer.byteLength(raw)).toBe(BODY_LIMIT);
-      const reply = await api.post('/v1/participants', undefined, { auth: program.secret, raw, headers: { 'content-type': 'application/json' } });
+      const reply = await api.post('/v1/participants', undefined, {
+        auth: program.secret,
+        raw,
+        headers: { 'content-type': 'application/json' },
+      });
       expect(reply.status, reply.text).toBe(201);
       expect(reply.body.externalId).toBe(externalId);
     });
@@ -608,7 +680,11 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
       const externalId = uniq('huge-');
       const json = JSON.stringify({ externalId });
       const raw = json + ' '.repeat(BODY_LIMIT + 1 - Buffer.byteLength(json));
-      const reply = await api.post('/v1/participants', undefined, { auth: program.secret, raw, headers: { 'content-type': 'application/json' } });
+      const reply = await api.post('/v1/participants', undefined, {
+        auth: program.secret,
+        raw,
+        headers: { 'content-type': 'application/json' },
+      });
       expect(reply.status).toBe(413);
       expect(reply.body).toEqual(TOO_LARGE);
       expect((await api.get(`/v1/participants/${externalId}`, { auth: program.secret })).status).toBe(404);

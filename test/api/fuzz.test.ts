@@ -42,7 +42,8 @@ const ENDPOINTS: Endpoint[] = Object.entries(DOCUMENT.paths).flatMap(([path, ope
     const security = (op.security ?? []) as Array<Record<string, string[]>>;
     const scheme = security[0] ? Object.keys(security[0])[0] : undefined;
     const bodySchema = op.requestBody?.content?.['application/json']?.schema;
-    const auth = scheme === 'adminToken' ? 'admin' : scheme === 'secretKey' ? 'secret' : bodySchema?.properties?.key ? 'publishable' : 'none';
+    const auth =
+      scheme === 'adminToken' ? 'admin' : scheme === 'secretKey' ? 'secret' : bodySchema?.properties?.key ? 'publishable' : 'none';
     const query = ((op.parameters ?? []) as Array<{ name: string; in: string }>).filter((p) => p.in === 'query').map((p) => p.name);
     return { method: method.toUpperCase(), path, auth, query, hasBody: Boolean(op.requestBody) } satisfies Endpoint;
   }),
@@ -99,7 +100,10 @@ const nastyStrings = fc.constantFrom(
 
 /** Long strings of one character (multi-byte and JSON-escaped ones too), around and over the body limit. */
 const bigString = fc
-  .tuple(fc.constantFrom('a', 'é', '🙂', '\u0000', '"', '\\', '\n'), fc.oneof(fc.integer({ min: 300, max: 5000 }), fc.integer({ min: 10_000, max: 70_000 })))
+  .tuple(
+    fc.constantFrom('a', 'é', '🙂', '\u0000', '"', '\\', '\n'),
+    fc.oneof(fc.integer({ min: 300, max: 5000 }), fc.integer({ min: 10_000, max: 70_000 })),
+  )
   .map(([char, n]) => char.repeat(Math.ceil(n / char.length)));
 
 const weirdString: fc.Arbitrary<string> = fc.oneof(
@@ -146,7 +150,13 @@ function mutate(sample: unknown): fc.Arbitrary<unknown> {
         .map((v) => [key, v] as const),
     );
     return fc
-      .tuple(fc.tuple(...fields), fc.option(fc.dictionary(fc.oneof(weirdString, fc.constantFrom('__proto__', 'constructor', 'key', 'id')), weirdValue, { maxKeys: 2 }), { freq: 4 }))
+      .tuple(
+        fc.tuple(...fields),
+        fc.option(
+          fc.dictionary(fc.oneof(weirdString, fc.constantFrom('__proto__', 'constructor', 'key', 'id')), weirdValue, { maxKeys: 2 }),
+          { freq: 4 },
+        ),
+      )
       .map(([pairs, extra]) => ({ ...(extra ?? {}), ...Object.fromEntries(pairs.filter(([, v]) => v !== OMIT)) }));
   }
   return fc.oneof({ weight: 3, arbitrary: fc.constant(sample) }, { weight: 2, arbitrary: weirdValue });
@@ -155,7 +165,11 @@ function mutate(sample: unknown): fc.Arbitrary<unknown> {
 /** Deeply nested JSON text, alone or in place of one field of a valid body. */
 const deepJson = fc
   .tuple(fc.integer({ min: 1, max: 30_000 }), fc.constantFrom('array', 'object'))
-  .map(([depth, shape]) => (shape === 'array' ? '['.repeat(depth) + ']'.repeat(depth) : '{"a":'.repeat(Math.min(depth, 10_000)) + '1' + '}'.repeat(Math.min(depth, 10_000))));
+  .map(([depth, shape]) =>
+    shape === 'array'
+      ? '['.repeat(depth) + ']'.repeat(depth)
+      : `${'{"a":'.repeat(Math.min(depth, 10_000))}1${'}'.repeat(Math.min(depth, 10_000))}`,
+  );
 
 /** Percent-encodes as UTF-8 (lone surrogates become U+FFFD), keeping `keep` characters raw. */
 function encode(value: string, keep: RegExp = /[A-Za-z0-9\-._~]/): string {
@@ -172,29 +186,47 @@ const looseEncode = (value: string) => encode(value, /[A-Za-z0-9\-._~!$&'()*+,;=
 const headerValue = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((code) => String.fromCharCode(code)), maxLength: 200 });
 
 const cursorValue = fc
-  .tuple(fc.constantFrom('2025-01-01', '2025-01-01T00:00:00.000Z', '0', '1', '+275760-09-13T00:00:00.000Z', '-271821-04-20T00:00:00.000Z', 'x'), fc.oneof(fc.uuid(), fc.string({ maxLength: 40 }), weirdNumber))
+  .tuple(
+    fc.constantFrom('2025-01-01', '2025-01-01T00:00:00.000Z', '0', '1', '+275760-09-13T00:00:00.000Z', '-271821-04-20T00:00:00.000Z', 'x'),
+    fc.oneof(fc.uuid(), fc.string({ maxLength: 40 }), weirdNumber),
+  )
   .map((key) => Buffer.from(JSON.stringify(key)).toString('base64url'));
 
-const queryValues = new Map<string, fc.Arbitrary<string>>(Object.entries({
-  from: fc.constantFrom('2025-01-01', '2024-12-31', '2025-02-30', '2025-13-01', '0000-01-01', '9999-12-31', '2025-01-01T00:00:00Z', '20250101', '1970-01-01'),
-  to: fc.constantFrom('2025-01-31', '2026-12-31', '2025-02-29', '0001-01-01', '9999-12-31', '2100-01-01'),
-  limit: fc.constantFrom('0', '1', '50', '500', '501', '-1', '1.5', '1e3', ' 5', 'abc', '99999999999999999999'),
-  offset: fc.constantFrom('0', '1', '1000000', '1000001', '-1', '1.5', 'x'),
-  cursor: fc.oneof(cursorValue, fc.string({ maxLength: 300 })),
-  interval: fc.constantFrom('day', 'week', 'month', 'DAY', ''),
-  status: fc.constantFrom('pending', 'approved', 'paid', 'revoked', 'attributed', 'held', 'delivered', 'failed', 'nope', ''),
-  sort: fc.constantFrom('clicks', 'visitors', 'signups', 'purchases', 'conversionRate', 'nope', 'id; drop table x'),
-  order: fc.constantFrom('asc', 'desc', 'up'),
-  reason: fc.constantFrom('self_referral', 'unknown_code', 'NOPE', 'a'.repeat(65)),
-  subject: fc.constantFrom('click', 'attribution', 'conversion', 'reward', 'nope'),
-  outcome: fc.constantFrom('accepted', 'rejected', 'held', 'nope'),
-}));
+const queryValues = new Map<string, fc.Arbitrary<string>>(
+  Object.entries({
+    from: fc.constantFrom(
+      '2025-01-01',
+      '2024-12-31',
+      '2025-02-30',
+      '2025-13-01',
+      '0000-01-01',
+      '9999-12-31',
+      '2025-01-01T00:00:00Z',
+      '20250101',
+      '1970-01-01',
+    ),
+    to: fc.constantFrom('2025-01-31', '2026-12-31', '2025-02-29', '0001-01-01', '9999-12-31', '2100-01-01'),
+    limit: fc.constantFrom('0', '1', '50', '500', '501', '-1', '1.5', '1e3', ' 5', 'abc', '99999999999999999999'),
+    offset: fc.constantFrom('0', '1', '1000000', '1000001', '-1', '1.5', 'x'),
+    cursor: fc.oneof(cursorValue, fc.string({ maxLength: 300 })),
+    interval: fc.constantFrom('day', 'week', 'month', 'DAY', ''),
+    status: fc.constantFrom('pending', 'approved', 'paid', 'revoked', 'attributed', 'held', 'delivered', 'failed', 'nope', ''),
+    sort: fc.constantFrom('clicks', 'visitors', 'signups', 'purchases', 'conversionRate', 'nope', 'id; drop table x'),
+    order: fc.constantFrom('asc', 'desc', 'up'),
+    reason: fc.constantFrom('self_referral', 'unknown_code', 'NOPE', 'a'.repeat(65)),
+    subject: fc.constantFrom('click', 'attribution', 'conversion', 'reward', 'nope'),
+    outcome: fc.constantFrom('accepted', 'rejected', 'held', 'nope'),
+  }),
+);
 
 /** Strings for URLs: anything, but short enough that the request line stays under Node's header limit. */
 const urlString = weirdString.filter((value) => Buffer.byteLength(value) <= 600);
 
 function queryString(endpoint: Endpoint, values: Map<string, string[]>): fc.Arbitrary<string> {
-  const name = fc.oneof({ weight: 4, arbitrary: endpoint.query.length ? fc.constantFrom(...endpoint.query) : urlString }, { weight: 1, arbitrary: urlString });
+  const name = fc.oneof(
+    { weight: 4, arbitrary: endpoint.query.length ? fc.constantFrom(...endpoint.query) : urlString },
+    { weight: 1, arbitrary: urlString },
+  );
   const pair = name.chain((key) => {
     const known = queryValues.get(key);
     const fromFixtures = values.get(key);
@@ -207,9 +239,32 @@ function queryString(endpoint: Endpoint, values: Map<string, string[]>): fc.Arbi
   });
   return fc.oneof(
     { weight: 2, arbitrary: fc.constant('') },
-    { weight: 6, arbitrary: fc.array(pair, { maxLength: 4 }).map((pairs) => (pairs.length ? `?${pairs.map(([k, v]) => `${encode(k)}=${encode(v)}`).join('&')}` : '')) },
-    { weight: 2, arbitrary: fc.array(pair, { maxLength: 3 }).map((pairs) => `?${pairs.map(([k, v]) => `${looseEncode(k)}=${looseEncode(v)}`).join('&')}`) },
-    { weight: 1, arbitrary: fc.constantFrom('?', '?&&', '?=', '?a[b]=c&a[c]=d', '?limit=1&limit=2', '?from[]=1', '?%', '?%E0%A4%A', `?x=${'y'.repeat(4000)}`) },
+    {
+      weight: 6,
+      arbitrary: fc
+        .array(pair, { maxLength: 4 })
+        .map((pairs) => (pairs.length ? `?${pairs.map(([k, v]) => `${encode(k)}=${encode(v)}`).join('&')}` : '')),
+    },
+    {
+      weight: 2,
+      arbitrary: fc
+        .array(pair, { maxLength: 3 })
+        .map((pairs) => `?${pairs.map(([k, v]) => `${looseEncode(k)}=${looseEncode(v)}`).join('&')}`),
+    },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        '?',
+        '?&&',
+        '?=',
+        '?a[b]=c&a[c]=d',
+        '?limit=1&limit=2',
+        '?from[]=1',
+        '?%',
+        '?%E0%A4%A',
+        `?x=${'y'.repeat(4000)}`,
+      ),
+    },
   );
 }
 
@@ -283,7 +338,8 @@ function checkReply(req: FuzzRequest, reply: FuzzReply): void {
     try {
       body = JSON.parse(reply.body);
     } catch {
-      return fail('a 4xx body that does not parse');
+      fail('a 4xx body that does not parse');
+      return;
     }
     const keys = body && typeof body === 'object' ? Object.keys(body) : [];
     if (keys.length !== 1 || keys[0] !== 'error') fail('a 4xx body that is not { error }');
@@ -291,7 +347,8 @@ function checkReply(req: FuzzRequest, reply: FuzzReply): void {
     if (typeof error?.code !== 'string' || !/^[a-z][a-z0-9_]*$/.test(error.code)) fail('error.code is not snake_case');
     if (typeof error.message !== 'string' || !error.message) fail('error.message is missing');
     if (Object.keys(error).some((key) => !['code', 'message', 'fields'].includes(key))) fail('unexpected keys in error');
-    if (error.fields !== undefined && (typeof error.fields !== 'object' || Object.values(error.fields).some((v) => typeof v !== 'string'))) fail('error.fields is not a map of strings');
+    if (error.fields !== undefined && (typeof error.fields !== 'object' || Object.values(error.fields).some((v) => typeof v !== 'string')))
+      fail('error.fields is not a map of strings');
     if (/\bat .+:\d+:\d+|node_modules|SELECT |select .* from /.test(reply.body)) fail('the error leaks internals');
     return;
   }
@@ -343,8 +400,24 @@ async function buildFixtures(api: TestApp): Promise<Fixtures> {
       const order = uniq('order-');
       eventIds.push(signup, order);
       externalIds.push(buyer);
-      expect((await api.post('/v1/conversions', { type: 'signup', eventId: signup, externalId: buyer, referral: { code: alice.code, vid } }, { auth: fixture.secret })).status).toBe(200);
-      expect((await api.post('/v1/conversions', { type: 'purchase', eventId: order, externalId: buyer, amount: 5000, currency: 'USD' }, { auth: fixture.secret })).status).toBe(200);
+      expect(
+        (
+          await api.post(
+            '/v1/conversions',
+            { type: 'signup', eventId: signup, externalId: buyer, referral: { code: alice.code, vid } },
+            { auth: fixture.secret },
+          )
+        ).status,
+      ).toBe(200);
+      expect(
+        (
+          await api.post(
+            '/v1/conversions',
+            { type: 'purchase', eventId: order, externalId: buyer, amount: 5000, currency: 'USD' },
+            { auth: fixture.secret },
+          )
+        ).status,
+      ).toBe(200);
     }
   }
   const rewardIds: string[] = [];
@@ -377,7 +450,16 @@ function requestFor(endpoint: Endpoint, f: Fixtures): fc.Arbitrary<FuzzRequest> 
   };
   const params = [...endpoint.path.matchAll(/\{(\w+)\}/g)].map((m) => m[1] as string);
   const path = fc
-    .tuple(fc.tuple(...params.map((name) => fc.tuple(paramValue(name), fc.boolean()))), queryString(endpoint, new Map([['participant', f.externalIds], ['referrer', f.externalIds]])))
+    .tuple(
+      fc.tuple(...params.map((name) => fc.tuple(paramValue(name), fc.boolean()))),
+      queryString(
+        endpoint,
+        new Map([
+          ['participant', f.externalIds],
+          ['referrer', f.externalIds],
+        ]),
+      ),
+    )
     .map(([values, query]) => {
       let i = 0;
       const pathname = endpoint.path.replace(/\{\w+\}/g, () => {
@@ -457,17 +539,50 @@ function requestFor(endpoint: Endpoint, f: Fixtures): fc.Arbitrary<FuzzRequest> 
       }),
     },
     // A huge string right around the limit.
-    { weight: 1, arbitrary: fc.integer({ min: BODY_LIMIT - 40, max: BODY_LIMIT + 40 }).map((size) => JSON.stringify({ ...(sample as object), pad: 'p'.repeat(size) }).slice(0, size)) },
-    { weight: 1, arbitrary: fc.integer({ min: BODY_LIMIT - 40, max: BODY_LIMIT + 40 }).map((size) => `{"pad":"${'p'.repeat(Math.max(0, size - 10))}"}`) },
+    {
+      weight: 1,
+      arbitrary: fc
+        .integer({ min: BODY_LIMIT - 40, max: BODY_LIMIT + 40 })
+        .map((size) => JSON.stringify({ ...(sample as object), pad: 'p'.repeat(size) }).slice(0, size)),
+    },
+    {
+      weight: 1,
+      arbitrary: fc
+        .integer({ min: BODY_LIMIT - 40, max: BODY_LIMIT + 40 })
+        .map((size) => `{"pad":"${'p'.repeat(Math.max(0, size - 10))}"}`),
+    },
     // Not JSON at all.
     { weight: 1, arbitrary: weirdString },
-    { weight: 1, arbitrary: fc.constantFrom('', ' ', '{', '{"a":', '[1,]', '{"a":1}garbage', 'null', '"string"', '1', 'true', '\u0000', '\ufeff{}', '{"__proto__":{"admin":true}}') },
+    {
+      weight: 1,
+      arbitrary: fc.constantFrom(
+        '',
+        ' ',
+        '{',
+        '{"a":',
+        '[1,]',
+        '{"a":1}garbage',
+        'null',
+        '"string"',
+        '1',
+        'true',
+        '\u0000',
+        '\ufeff{}',
+        '{"__proto__":{"admin":true}}',
+      ),
+    },
   );
-  const body = endpoint.hasBody || endpoint.method !== 'GET' ? fc.oneof({ weight: 10, arbitrary: jsonBody }, { weight: 1, arbitrary: fc.constant(undefined) }) : fc.oneof({ weight: 10, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: jsonBody });
+  const body =
+    endpoint.hasBody || endpoint.method !== 'GET'
+      ? fc.oneof({ weight: 10, arbitrary: jsonBody }, { weight: 1, arbitrary: fc.constant(undefined) })
+      : fc.oneof({ weight: 10, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: jsonBody });
 
   const extras = fc.record(
     {
-      'idempotency-key': fc.oneof(fc.string({ minLength: 1, maxLength: 40, unit: fc.constantFrom(...'abcdef0123456789-') }), fc.constant('k'.repeat(256))),
+      'idempotency-key': fc.oneof(
+        fc.string({ minLength: 1, maxLength: 40, unit: fc.constantFrom(...'abcdef0123456789-') }),
+        fc.constant('k'.repeat(256)),
+      ),
       origin: fc.constantFrom('https://shop.example', 'https://evil.example', 'null', 'not a url'),
       'x-forwarded-for': fc.constantFrom('203.0.113.9', '::1', 'garbage', '1.2.3.4, 5.6.7.8', ''),
       'stripe-signature': fc.oneof(headerValue, fc.constant('t=1,v1=abc')),
@@ -504,17 +619,50 @@ function sampleBody(endpoint: Endpoint, f: Fixtures): unknown {
   const key = `${endpoint.method} ${endpoint.path}`;
   switch (key) {
     case 'POST /v1/programs':
-      return { name: 'Fuzz', origins: ['https://a.example'], landingUrl: 'https://a.example/', settings: { cookieDays: 30, rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 1, currency: 'USD' } }] } };
+      return {
+        name: 'Fuzz',
+        origins: ['https://a.example'],
+        landingUrl: 'https://a.example/',
+        settings: {
+          cookieDays: 30,
+          rewardRules: [{ id: 'r', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 1, currency: 'USD' } }],
+        },
+      };
     case 'PATCH /v1/program':
-      return { name: 'Fuzzed', settings: { cookieDays: 30, attribution: 'last', windowDays: 30, fraud: { velocityMax: 5 }, rewardRules: [{ id: 'r', on: 'purchase', to: 'both', reward: { kind: 'cash', percent: 5 }, when: { minAmount: 10 } }] } };
+      return {
+        name: 'Fuzzed',
+        settings: {
+          cookieDays: 30,
+          attribution: 'last',
+          windowDays: 30,
+          fraud: { velocityMax: 5 },
+          rewardRules: [{ id: 'r', on: 'purchase', to: 'both', reward: { kind: 'cash', percent: 5 }, when: { minAmount: 10 } }],
+        },
+      };
     case 'POST /v1/participants':
       return { externalId: uniq('fz-'), email: 'fuzz@example.com', name: 'Fuzz', code: uniq('FZ') };
     case 'POST /v1/clicks':
       return { key: f.program.publishable, code, vid, url: 'https://shop.example/?ref=x', referrer: 'https://blog.example/' };
     case 'POST /v1/events':
-      return { key: f.program.publishable, type: 'purchase', eventId: uniq('ev-'), vid, code, user: { id: uniq('u-'), email: 'u@example.com' }, order: { id: uniq('o-'), amount: 1000, currency: 'usd' } };
+      return {
+        key: f.program.publishable,
+        type: 'purchase',
+        eventId: uniq('ev-'),
+        vid,
+        code,
+        user: { id: uniq('u-'), email: 'u@example.com' },
+        order: { id: uniq('o-'), amount: 1000, currency: 'usd' },
+      };
     case 'POST /v1/conversions':
-      return { type: 'purchase', eventId: uniq('cv-'), externalId: f.externalIds[1], email: 'c@example.com', referral: { code, vid }, amount: 1200, currency: 'EUR' };
+      return {
+        type: 'purchase',
+        eventId: uniq('cv-'),
+        externalId: f.externalIds[1],
+        email: 'c@example.com',
+        referral: { code, vid },
+        amount: 1200,
+        currency: 'EUR',
+      };
     case 'POST /v1/refunds':
       return { eventId: uniq('rf-'), purchaseEventId: f.eventIds[1], amount: 100 };
     case 'POST /v1/rewards/{id}/approve':
@@ -552,7 +700,13 @@ function sampleBody(endpoint: Endpoint, f: Fixtures): unknown {
 }
 
 // The Stripe event type is worth mutating on its own: every handled type, with the same object.
-const STRIPE_TYPES = ['checkout.session.completed', 'checkout.session.async_payment_succeeded', 'invoice.paid', 'charge.refunded', 'customer.created'];
+const STRIPE_TYPES = [
+  'checkout.session.completed',
+  'checkout.session.async_payment_succeeded',
+  'invoice.paid',
+  'charge.refunded',
+  'customer.created',
+];
 
 describe.each(DATABASES)('fuzz (%s)', (kind) => {
   let testDb: TestDb;
@@ -574,36 +728,51 @@ describe.each(DATABASES)('fuzz (%s)', (kind) => {
   it('fuzzes exactly the endpoints the live OpenAPI document lists', async () => {
     const reply = await api.get('/v1/openapi.json');
     expect(reply.status).toBe(200);
-    const live = Object.entries(reply.body.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`));
+    const live = Object.entries(reply.body.paths as Record<string, Record<string, unknown>>).flatMap(([path, ops]) =>
+      Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`),
+    );
     expect(live.sort()).toEqual(ENDPOINTS.map((e) => `${e.method} ${e.path}`).sort());
     expect(ENDPOINTS.length).toBeGreaterThanOrEqual(25);
   });
 
-  it.each(ENDPOINTS.map((endpoint) => [`${endpoint.method} ${endpoint.path}`, endpoint] as const))('%s: never a 5xx, 4xx always the JSON error shape', async (_name, endpoint) => {
-    let arbitrary = requestFor(endpoint, fixtures);
-    if (endpoint.path.includes('stripe')) {
-      // Half the events get a real event type in a mutated envelope.
-      arbitrary = fc.oneof(
-        arbitrary,
-        fc.tuple(arbitrary, fc.constantFrom(...STRIPE_TYPES), mutate((sampleBody(endpoint, fixtures) as { data: unknown }).data)).map(([req, type, data]) => {
-          const text = JSON.stringify({ id: `evt_${uniq()}`, type, data });
-          return withDescription({ ...req, body: text, headers: { ...req.headers, 'content-type': 'application/json', 'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload: text, secret: STRIPE_SECRET }) } });
+  it.each(ENDPOINTS.map((endpoint) => [`${endpoint.method} ${endpoint.path}`, endpoint] as const))(
+    '%s: never a 5xx, 4xx always the JSON error shape',
+    async (_name, endpoint) => {
+      let arbitrary = requestFor(endpoint, fixtures);
+      if (endpoint.path.includes('stripe')) {
+        // Half the events get a real event type in a mutated envelope.
+        arbitrary = fc.oneof(
+          arbitrary,
+          fc
+            .tuple(arbitrary, fc.constantFrom(...STRIPE_TYPES), mutate((sampleBody(endpoint, fixtures) as { data: unknown }).data))
+            .map(([req, type, data]) => {
+              const text = JSON.stringify({ id: `evt_${uniq()}`, type, data });
+              return withDescription({
+                ...req,
+                body: text,
+                headers: {
+                  ...req.headers,
+                  'content-type': 'application/json',
+                  'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload: text, secret: STRIPE_SECRET }),
+                },
+              });
+            }),
+        );
+      }
+      await fc.assert(
+        fc.asyncProperty(arbitrary, async (req) => {
+          let reply: FuzzReply;
+          try {
+            reply = await send(api.url, req);
+          } catch (error) {
+            throw new Error(`the connection failed (${String(error)})\n--- request\n${describeRequest(req)}`);
+          }
+          checkReply(req, reply);
         }),
+        { numRuns: RUNS[kind] ?? 30, seed: SEED, endOnFailure: true },
       );
-    }
-    await fc.assert(
-      fc.asyncProperty(arbitrary, async (req) => {
-        let reply: FuzzReply;
-        try {
-          reply = await send(api.url, req);
-        } catch (error) {
-          throw new Error(`the connection failed (${String(error)})\n--- request\n${describeRequest(req)}`);
-        }
-        checkReply(req, reply);
-      }),
-      { numRuns: RUNS[kind] ?? 30, seed: SEED, endOnFailure: true },
-    );
-  });
+    },
+  );
 
   it('is still up, ready and consistent afterwards', async () => {
     expect((await api.get('/v1/health')).status).toBe(200);
@@ -668,17 +837,20 @@ describe.each(DATABASES)('cases found by the fuzz (%s)', (kind) => {
   };
 
   // idempotency.ts hashes JSON.stringify(body): a body nested ~5000 deep (10 KB) overflows the stack.
-  it.each(['/v1/participants', '/v1/conversions', '/v1/refunds'])('POST %s with an Idempotency-Key and a deeply nested body is a 4xx, not a 500', async (path) => {
-    for (const body of ['['.repeat(20_000) + ']'.repeat(20_000), `{"externalId":${'['.repeat(20_000)}${']'.repeat(20_000)}}`]) {
-      const reply = await once(api.url, {
-        method: 'POST',
-        path,
-        headers: { authorization: `Bearer ${program.secret}`, 'content-type': 'application/json', 'idempotency-key': uniq('deep-') },
-        body,
-      });
-      expectClientError(reply, `POST ${path} (depth 20000, Idempotency-Key)`);
-    }
-  });
+  it.each(['/v1/participants', '/v1/conversions', '/v1/refunds'])(
+    'POST %s with an Idempotency-Key and a deeply nested body is a 4xx, not a 500',
+    async (path) => {
+      for (const body of ['['.repeat(20_000) + ']'.repeat(20_000), `{"externalId":${'['.repeat(20_000)}${']'.repeat(20_000)}}`]) {
+        const reply = await once(api.url, {
+          method: 'POST',
+          path,
+          headers: { authorization: `Bearer ${program.secret}`, 'content-type': 'application/json', 'idempotency-key': uniq('deep-') },
+          body,
+        });
+        expectClientError(reply, `POST ${path} (depth 20000, Idempotency-Key)`);
+      }
+    },
+  );
 
   // router.allowedMethods({ throw: false }) answers 405 in plain text, outside the error middleware.
   it.each([
@@ -706,7 +878,12 @@ describe.each(DATABASES)('cases found by the fuzz (%s)', (kind) => {
     ['/v1/referrals', ['2025-01-01T00:00:00.000Z', 42]],
     ['/v1/webhooks/deliveries', ['1', 9_223_372_036_854_776_000]],
   ] as const)('GET %s with a forged cursor %j is 400 invalid_cursor', async (path, key) => {
-    const reply = await once(api.url, { method: 'GET', path: `${path}?cursor=${pagingCursor(key)}`, headers: { authorization: `Bearer ${program.secret}` }, body: undefined });
+    const reply = await once(api.url, {
+      method: 'GET',
+      path: `${path}?cursor=${pagingCursor(key)}`,
+      headers: { authorization: `Bearer ${program.secret}` },
+      body: undefined,
+    });
     expectClientError(reply, `GET ${path} cursor ${JSON.stringify(key)}`);
     expect(reply.status).toBe(400);
   });
@@ -735,15 +912,39 @@ describe.each(DATABASES)('cases found by the fuzz (%s)', (kind) => {
     ['no data', { id: 'evt_nodata', type: 'invoice.paid' }],
     ['data null', { id: 'evt_datanull', type: 'checkout.session.completed', data: null }],
     ['a null event', null],
-    ['an externalId over 255 characters', { id: 'evt_long', type: 'invoice.paid', data: { object: { id: 'in_long', amount_paid: 100, currency: 'usd', metadata: { externalId: 'x'.repeat(300) } } } }],
-    ['an invoice id over 255 characters', { id: 'evt_longid', type: 'invoice.paid', data: { object: { id: 'i'.repeat(300), amount_paid: 100, currency: 'usd', metadata: { externalId: 'ok-user' } } } }],
-    ['a currency that is not 3 letters', { id: 'evt_cur', type: 'invoice.paid', data: { object: { id: 'in_cur', amount_paid: 100, currency: 'dollars', metadata: { externalId: 'ok-user' } } } }],
+    [
+      'an externalId over 255 characters',
+      {
+        id: 'evt_long',
+        type: 'invoice.paid',
+        data: { object: { id: 'in_long', amount_paid: 100, currency: 'usd', metadata: { externalId: 'x'.repeat(300) } } },
+      },
+    ],
+    [
+      'an invoice id over 255 characters',
+      {
+        id: 'evt_longid',
+        type: 'invoice.paid',
+        data: { object: { id: 'i'.repeat(300), amount_paid: 100, currency: 'usd', metadata: { externalId: 'ok-user' } } },
+      },
+    ],
+    [
+      'a currency that is not 3 letters',
+      {
+        id: 'evt_cur',
+        type: 'invoice.paid',
+        data: { object: { id: 'in_cur', amount_paid: 100, currency: 'dollars', metadata: { externalId: 'ok-user' } } },
+      },
+    ],
   ])('a signed Stripe event with %s is answered without a 5xx', async (_label, event) => {
     const payload = JSON.stringify(event);
     const reply = await once(api.url, {
       method: 'POST',
       path: `/v1/integrations/stripe/${program.slug}`,
-      headers: { 'content-type': 'application/json', 'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: STRIPE_SECRET }) },
+      headers: {
+        'content-type': 'application/json',
+        'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: STRIPE_SECRET }),
+      },
       body: payload,
     });
     checkReply({ method: 'POST', path: 'stripe', headers: {}, body: payload, chunked: false }, reply);
@@ -779,7 +980,9 @@ describe.each(DATABASES)('cases found by the fuzz (%s)', (kind) => {
       socket.write(`GET /v1/health HTTP/1.1\r\nHost: ${hostname}\r\n\r\n`);
       const until = Date.now() + 2000;
       while (!received.slice(before).includes('"status":"ok"') && Date.now() < until) await sleep(20);
-      expect(received.slice(before), 'the next request on the kept-alive connection was not answered within 2 s').toMatch(/^HTTP\/1\.1 200 /);
+      expect(received.slice(before), 'the next request on the kept-alive connection was not answered within 2 s').toMatch(
+        /^HTTP\/1\.1 200 /,
+      );
     } finally {
       socket.destroy();
     }

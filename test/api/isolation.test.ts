@@ -91,31 +91,66 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       stripe: { webhookSecret: 'whsec_program_a_secret' },
     };
     const fixture = await buildProgram(api, { origins: [ORIGIN_A], landingUrl: `${ORIGIN_A}/join`, settings });
-    b = await buildProgram(api, { origins: [ORIGIN_B], landingUrl: `${ORIGIN_B}/join`, settings: { stripe: { webhookSecret: 'whsec_program_b_secret' } } });
+    b = await buildProgram(api, {
+      origins: [ORIGIN_B],
+      landingUrl: `${ORIGIN_B}/join`,
+      settings: { stripe: { webhookSecret: 'whsec_program_b_secret' } },
+    });
     bParticipant = await buildParticipant(api, b, { externalId: uniq('b-user-') });
 
     // Program A: a referrer, clicks, a referred signup and purchase (rewards, webhooks), another participant.
     const referrer = await buildParticipant(api, fixture, { externalId: uniq('a-referrer-'), email: `${uniq()}@a.example`, name: 'Ann A' });
     const shared = await buildParticipant(api, fixture, { externalId: uniq('shared-') });
     const vid = uniq('vid_');
-    expect(ok(await api.post('/v1/clicks', { key: fixture.publishable, code: referrer.code, vid, url: `${ORIGIN_A}/?ref=${referrer.code}` }, { headers: { origin: ORIGIN_A } }))).toEqual({ valid: true });
+    expect(
+      ok(
+        await api.post(
+          '/v1/clicks',
+          { key: fixture.publishable, code: referrer.code, vid, url: `${ORIGIN_A}/?ref=${referrer.code}` },
+          { headers: { origin: ORIGIN_A } },
+        ),
+      ),
+    ).toEqual({ valid: true });
     const buyer = uniq('a-buyer-');
     const signupEventId = uniq('a-signup-');
     const orderEventId = uniq('a-order-');
-    const signup = ok(await api.post('/v1/conversions', { type: 'signup', eventId: signupEventId, externalId: buyer, referral: { code: referrer.code, vid } }, { auth: fixture.secret }));
+    const signup = ok(
+      await api.post(
+        '/v1/conversions',
+        { type: 'signup', eventId: signupEventId, externalId: buyer, referral: { code: referrer.code, vid } },
+        { auth: fixture.secret },
+      ),
+    );
     expect(signup.attribution.status).toBe('attributed');
-    ok(await api.post('/v1/conversions', { type: 'purchase', eventId: orderEventId, externalId: buyer, amount: 10_000, currency: 'USD' }, { auth: fixture.secret }));
+    ok(
+      await api.post(
+        '/v1/conversions',
+        { type: 'purchase', eventId: orderEventId, externalId: buyer, amount: 10_000, currency: 'USD' },
+        { auth: fixture.secret },
+      ),
+    );
     const rewards = ok(await api.get('/v1/rewards', { auth: fixture.secret })).data as Array<{ id: string }>;
     expect(rewards.length).toBeGreaterThanOrEqual(3);
     const keys = ok(await api.get('/v1/keys', { auth: fixture.secret })).data as Array<{ id: string }>;
-    a = { fixture, referrer, shared, buyer, signupEventId, orderEventId, rewardIds: rewards.map((r) => r.id), keyIds: keys.map((k) => k.id), vid };
+    a = {
+      fixture,
+      referrer,
+      shared,
+      buyer,
+      signupEventId,
+      orderEventId,
+      rewardIds: rewards.map((r) => r.id),
+      keyIds: keys.map((k) => k.id),
+      vid,
+    };
 
     aBefore = await snapshotA();
     // A really has data everywhere B will look.
     expect((aBefore['/v1/referrals'] as { data: unknown[] }).data.length).toBe(1);
     expect((aBefore['/v1/webhooks/deliveries'] as { data: unknown[] }).data.length).toBeGreaterThan(0);
     expect((aBefore['/v1/reports/summary'] as { clicks: number; signups: number }).signups).toBe(1);
-    for (const csv of ['/v1/exports/referrals.csv', '/v1/exports/rewards.csv', '/v1/exports/clicks.csv']) expect(String(aBefore[csv]).trim().split('\n').length).toBeGreaterThan(1);
+    for (const csv of ['/v1/exports/referrals.csv', '/v1/exports/rewards.csv', '/v1/exports/clicks.csv'])
+      expect(String(aBefore[csv]).trim().split('\n').length).toBeGreaterThan(1);
   });
   afterAll(async () => {
     await api?.close();
@@ -154,13 +189,20 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     },
     'POST /v1/conversions': async () => {
       // A's customer, A's event id and A's referral code, reported with B's key.
-      const reply = await api.post('/v1/conversions', { type: 'signup', eventId: a.signupEventId, externalId: a.buyer, referral: { code: a.referrer.code, vid: a.vid } }, { auth: b.secret });
+      const reply = await api.post(
+        '/v1/conversions',
+        { type: 'signup', eventId: a.signupEventId, externalId: a.buyer, referral: { code: a.referrer.code, vid: a.vid } },
+        { auth: b.secret },
+      );
       expect(reply.status, reply.text).toBe(200);
       expect(reply.body.attribution.status).not.toBe('attributed');
       expect(reply.body.attribution.status).not.toBe('existing');
       expect(reply.body.attribution.referrer ?? null).toBeNull();
       expect(reply.body.rewards).toEqual([]);
-      const stored = (await db('conversions').where({ event_id: a.signupEventId, type: 'signup' }).select('id', 'program_id')) as Array<{ id: string; program_id: string }>;
+      const stored = (await db('conversions').where({ event_id: a.signupEventId, type: 'signup' }).select('id', 'program_id')) as Array<{
+        id: string;
+        program_id: string;
+      }>;
       expect(stored.map((row) => row.program_id).sort()).toEqual([a.fixture.id, b.id].sort());
       expect(reply.body.conversion.id).toBe(stored.find((row) => row.program_id === b.id)?.id);
     },
@@ -191,20 +233,30 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     },
     'GET /v1/reports/summary': async () => {
       const summary = ok(await asB('/v1/reports/summary'));
-      expect(summary).toMatchObject({ clicks: 0, signups: 0, purchases: 0, revenue: {}, conversionRate: 0, rewards: { pending: {}, approved: {}, paid: {} } });
+      expect(summary).toMatchObject({
+        clicks: 0,
+        signups: 0,
+        purchases: 0,
+        revenue: {},
+        conversionRate: 0,
+        rewards: { pending: {}, approved: {}, paid: {} },
+      });
     },
     'GET /v1/reports/referrers': async () => {
       const referrers = ok(await asB('/v1/reports/referrers'));
       expect(JSON.stringify(referrers)).not.toContain(a.referrer.externalId);
       expect(referrers.data).toEqual([]);
       // …while A's own leaderboard has its referrer.
-      expect(((aBefore['/v1/reports/referrers'] as { data: Array<{ participant: string }> }).data).map((row) => row.participant)).toContain(a.referrer.externalId);
+      expect((aBefore['/v1/reports/referrers'] as { data: Array<{ participant: string }> }).data.map((row) => row.participant)).toContain(
+        a.referrer.externalId,
+      );
     },
     'GET /v1/reports/timeseries': async () => {
       const series = ok(await asB('/v1/reports/timeseries?interval=day'));
       expect(series.points.length).toBeGreaterThan(0);
       for (const point of series.points as Array<Record<string, unknown>>) {
-        for (const [key, value] of Object.entries(point)) if (typeof value === 'number') expect(value, `${String(point.date)} ${key}`).toBe(0);
+        for (const [key, value] of Object.entries(point))
+          if (typeof value === 'number') expect(value, `${String(point.date)} ${key}`).toBe(0);
       }
     },
     'GET /v1/exports/referrals.csv': async () => expectHeaderOnly('/v1/exports/referrals.csv'),
@@ -233,7 +285,9 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
         expect(reply.status, externalId).toBe(404);
         expect(reply.body).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
       }
-      expect(ok(await asA(`/v1/participants/${encodeURIComponent(a.referrer.externalId)}`))).toMatchObject({ externalId: a.referrer.externalId });
+      expect(ok(await asA(`/v1/participants/${encodeURIComponent(a.referrer.externalId)}`))).toMatchObject({
+        externalId: a.referrer.externalId,
+      });
     },
     'DELETE /v1/keys/{id}': async () => {
       for (const id of a.keyIds) {
@@ -306,20 +360,27 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       return { method, path };
     };
 
-    it.each(SECRET_OPERATIONS)("%s refuses program A's publishable key, the operator token and a made-up key with 401", async (operation) => {
-      const { method, path } = sample(operation);
-      for (const token of [a.fixture.publishable, ADMIN_TOKEN, `sk_${'A'.repeat(32)}`, a.fixture.secret.slice(0, -2)]) {
-        const reply = await api.request(method, path, method === 'GET' || method === 'DELETE' ? undefined : {}, { auth: token });
-        expect(reply.status, `${operation} with ${token.slice(0, 3)}…: ${reply.text}`).toBe(401);
-        expect(reply.body).toEqual({ error: { code: 'unauthorized', message: expect.any(String) } });
-        expect(reply.headers.get('www-authenticate')).toMatch(/^Bearer/);
-      }
-      // Without any key as well.
-      expect((await api.request(method, path)).status).toBe(401);
-    });
+    it.each(SECRET_OPERATIONS)(
+      "%s refuses program A's publishable key, the operator token and a made-up key with 401",
+      async (operation) => {
+        const { method, path } = sample(operation);
+        for (const token of [a.fixture.publishable, ADMIN_TOKEN, `sk_${'A'.repeat(32)}`, a.fixture.secret.slice(0, -2)]) {
+          const reply = await api.request(method, path, method === 'GET' || method === 'DELETE' ? undefined : {}, { auth: token });
+          expect(reply.status, `${operation} with ${token.slice(0, 3)}…: ${reply.text}`).toBe(401);
+          expect(reply.body).toEqual({ error: { code: 'unauthorized', message: expect.any(String) } });
+          expect(reply.headers.get('www-authenticate')).toMatch(/^Bearer/);
+        }
+        // Without any key as well.
+        expect((await api.request(method, path)).status).toBe(401);
+      },
+    );
 
     it('a secret key is not the operator token: POST /v1/programs refuses it', async () => {
-      const reply = await api.post('/v1/programs', { name: 'Sneaky', origins: [ORIGIN_A], landingUrl: `${ORIGIN_A}/` }, { auth: a.fixture.secret });
+      const reply = await api.post(
+        '/v1/programs',
+        { name: 'Sneaky', origins: [ORIGIN_A], landingUrl: `${ORIGIN_A}/` },
+        { auth: a.fixture.secret },
+      );
       expect(reply.status).toBe(401);
       expect(reply.body.error.code).toBe('unauthorized');
     });
@@ -328,19 +389,29 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
   describe('browser endpoints across programs', () => {
     it("program A's publishable key with program B's code is { valid: false } and stores no click", async () => {
       const vid = uniq('vid_');
-      const reply = await api.post('/v1/clicks', { key: a.fixture.publishable, code: bParticipant.code, vid }, { headers: { origin: ORIGIN_A } });
+      const reply = await api.post(
+        '/v1/clicks',
+        { key: a.fixture.publishable, code: bParticipant.code, vid },
+        { headers: { origin: ORIGIN_A } },
+      );
       expect(reply.status, reply.text).toBe(202);
       expect(reply.body).toEqual({ valid: false });
       expect(await db('clicks').where({ vid }).first()).toBeUndefined();
       const stats = ok(await api.get(`/v1/participants/${encodeURIComponent(bParticipant.externalId)}`, { auth: b.secret }));
       expect(stats.stats.clicks).toBe(0);
       // The code's case does not matter: still B's, still not valid for A.
-      expect(ok(await api.post('/v1/clicks', { key: a.fixture.publishable, code: bParticipant.code.toLowerCase(), vid: uniq('vid_') }))).toEqual({ valid: false });
+      expect(
+        ok(await api.post('/v1/clicks', { key: a.fixture.publishable, code: bParticipant.code.toLowerCase(), vid: uniq('vid_') })),
+      ).toEqual({ valid: false });
     });
 
     it("program A's publishable key with program B's code on an event attributes nothing, in either program", async () => {
       const user = uniq('cross-');
-      const reply = await api.post('/v1/events', { key: a.fixture.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), code: bParticipant.code, user: { id: user } }, { headers: { origin: ORIGIN_A } });
+      const reply = await api.post(
+        '/v1/events',
+        { key: a.fixture.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), code: bParticipant.code, user: { id: user } },
+        { headers: { origin: ORIGIN_A } },
+      );
       expect(reply.status, reply.text).toBe(202);
       const referralsA = ok(await asA('/v1/referrals')).data as Array<Record<string, unknown>>;
       expect(JSON.stringify(referralsA)).not.toContain(user);
@@ -350,7 +421,11 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     });
 
     it("program B's origin is refused on program A's key (403), without a CORS header", async () => {
-      const reply = await api.post('/v1/clicks', { key: a.fixture.publishable, code: a.referrer.code, vid: uniq('vid_') }, { headers: { origin: ORIGIN_B } });
+      const reply = await api.post(
+        '/v1/clicks',
+        { key: a.fixture.publishable, code: a.referrer.code, vid: uniq('vid_') },
+        { headers: { origin: ORIGIN_B } },
+      );
       expect(reply.status).toBe(403);
       expect(reply.body.error.code).toBe('origin_not_allowed');
       expect(reply.headers.get('access-control-allow-origin')).toBeNull();
@@ -363,10 +438,17 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     });
 
     it("a Stripe event for program A signed with program B's webhook secret is refused", async () => {
-      const payload = JSON.stringify({ id: `evt_${uniq()}`, type: 'invoice.paid', data: { object: { id: `in_${uniq()}`, amount_paid: 1000, currency: 'usd', metadata: { externalId: uniq() } } } });
+      const payload = JSON.stringify({
+        id: `evt_${uniq()}`,
+        type: 'invoice.paid',
+        data: { object: { id: `in_${uniq()}`, amount_paid: 1000, currency: 'usd', metadata: { externalId: uniq() } } },
+      });
       const reply = await api.post(`/v1/integrations/stripe/${a.fixture.slug}`, undefined, {
         raw: payload,
-        headers: { 'content-type': 'application/json', 'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: 'whsec_program_b_secret' }) },
+        headers: {
+          'content-type': 'application/json',
+          'stripe-signature': Stripe.webhooks.generateTestHeaderString({ payload, secret: 'whsec_program_b_secret' }),
+        },
       });
       expect(reply.status).toBe(400);
       expect(reply.body.error.code).toBe('invalid_signature');
@@ -376,24 +458,39 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
   describe('CORS only on the browser endpoints', () => {
     it.each(SECRET_OPERATIONS)("%s answers no Access-Control-Allow-Origin, even for program A's own origin", async (operation) => {
       const [method = 'GET', template = '/'] = operation.split(' ');
-      const path = template.replace('{externalId}', encodeURIComponent(a.referrer.externalId)).replace('{id}', '00000000-0000-0000-0000-000000000000');
+      const path = template
+        .replace('{externalId}', encodeURIComponent(a.referrer.externalId))
+        .replace('{id}', '00000000-0000-0000-0000-000000000000');
       for (const auth of [a.fixture.secret, undefined]) {
-        const reply = await api.request(method, path, method === 'GET' || method === 'DELETE' ? undefined : {}, { ...(auth ? { auth } : {}), headers: { origin: ORIGIN_A } });
+        const reply = await api.request(method, path, method === 'GET' || method === 'DELETE' ? undefined : {}, {
+          ...(auth ? { auth } : {}),
+          headers: { origin: ORIGIN_A },
+        });
         expect(reply.headers.get('access-control-allow-origin'), `${operation} → ${reply.status}`).toBeNull();
         expect(reply.headers.get('access-control-allow-credentials')).toBeNull();
       }
       const preflight = await api.request('OPTIONS', path, undefined, {
-        headers: { origin: ORIGIN_A, 'access-control-request-method': method, 'access-control-request-headers': 'authorization, content-type' },
+        headers: {
+          origin: ORIGIN_A,
+          'access-control-request-method': method,
+          'access-control-request-headers': 'authorization, content-type',
+        },
       });
       expect(preflight.headers.get('access-control-allow-origin'), `preflight ${operation}`).toBeNull();
       expect(preflight.headers.get('access-control-allow-headers')).toBeNull();
     });
 
     it('the browser endpoints answer CORS for the program’s own origin only', async () => {
-      const allowed = await api.post('/v1/clicks', { key: a.fixture.publishable, code: a.referrer.code, vid: uniq('vid_') }, { headers: { origin: ORIGIN_A } });
+      const allowed = await api.post(
+        '/v1/clicks',
+        { key: a.fixture.publishable, code: a.referrer.code, vid: uniq('vid_') },
+        { headers: { origin: ORIGIN_A } },
+      );
       expect(allowed.status).toBe(202);
       expect(allowed.headers.get('access-control-allow-origin')).toBe(ORIGIN_A);
-      const preflight = await api.request('OPTIONS', '/v1/events', undefined, { headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+      const preflight = await api.request('OPTIONS', '/v1/events', undefined, {
+        headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+      });
       expect(preflight.headers.get('access-control-allow-origin')).toBeNull();
     });
   });

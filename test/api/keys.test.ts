@@ -59,7 +59,13 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
       const program = await buildProgram(api);
       const created = await createKey(program.secret, 'secret');
       expect(created.secret).toMatch(SECRET_KEY);
-      expect(created.key).toEqual({ id: expect.any(String), kind: 'secret', prefix: created.secret.slice(0, 10), createdAt: expect.any(String), revokedAt: null });
+      expect(created.key).toEqual({
+        id: expect.any(String),
+        kind: 'secret',
+        prefix: created.secret.slice(0, 10),
+        createdAt: expect.any(String),
+        revokedAt: null,
+      });
       expect(Date.parse(created.key.createdAt)).not.toBeNaN();
       expect(created.secret).not.toBe(program.secret);
 
@@ -106,7 +112,9 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
       const program = await buildProgram(api);
       const reply = await api.post('/v1/keys', body, { auth: program.secret });
       expect(reply.status, reply.text).toBe(422);
-      expect(reply.body).toEqual({ error: { code: 'validation_failed', message: expect.any(String), fields: { kind: expect.any(String) } } });
+      expect(reply.body).toEqual({
+        error: { code: 'validation_failed', message: expect.any(String), fields: { kind: expect.any(String) } },
+      });
       expect(await listKeys(program.secret)).toHaveLength(2);
     });
 
@@ -157,7 +165,13 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
       expect(Date.parse(revoked.body.key.revokedAt)).not.toBeNaN();
 
       // At once, on every secret endpoint.
-      for (const [method, route] of [['GET', '/v1/program'], ['GET', '/v1/keys'], ['POST', '/v1/participants'], ['GET', '/v1/reports/summary'], ['DELETE', `/v1/keys/${fresh.key.id}`]] as const) {
+      for (const [method, route] of [
+        ['GET', '/v1/program'],
+        ['GET', '/v1/keys'],
+        ['POST', '/v1/participants'],
+        ['GET', '/v1/reports/summary'],
+        ['DELETE', `/v1/keys/${fresh.key.id}`],
+      ] as const) {
         const reply = await api.request(method, route, method === 'POST' ? { externalId: uniq() } : undefined, { auth: program.secret });
         expect(reply.status, `${method} ${route}`).toBe(401);
         expect(reply.body).toEqual({ error: { code: 'unauthorized', message: expect.any(String) } });
@@ -256,9 +270,15 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
         const [one, two] = await Promise.all([revoke(second.key.id, program.secret), revoke(firstId, second.secret)]);
         const statuses = [one.status, two.status].sort();
         // One wins; the other is the last key (409) or was already revoked when it authenticated (401).
-        expect(statuses.filter((s) => s === 200), `round ${round}: ${one.text} ${two.text}`).toHaveLength(1);
+        expect(
+          statuses.filter((s) => s === 200),
+          `round ${round}: ${one.text} ${two.text}`,
+        ).toHaveLength(1);
         expect([401, 409]).toContain(statuses.find((s) => s !== 200));
-        const live = (await db('api_keys').where({ program_id: program.id, kind: 'secret' }).whereNull('revoked_at').select('id')) as Array<{ id: string }>;
+        const live = (await db('api_keys')
+          .where({ program_id: program.id, kind: 'secret' })
+          .whereNull('revoked_at')
+          .select('id')) as Array<{ id: string }>;
         expect(live).toHaveLength(1);
         const survivor = live[0]?.id === firstId ? program.secret : second.secret;
         expect((await programOf(survivor)).status).toBe(200);
@@ -342,7 +362,15 @@ describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) =
     for (const name of ['DATABASE_URL', 'DATA_DIR', 'REDIS_URL', 'TRUST_PROXY', 'PUBLIC_URL']) delete env[name];
     const child = spawn(process.execPath, ['--import', 'tsx', 'collector/src/server.ts'], {
       cwd: ROOT,
-      env: { ...env, ...(await processDatabase(kind)), PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN: LOG_ADMIN_TOKEN, LOG_LEVEL: 'trace', DEMO: 'off' },
+      env: {
+        ...env,
+        ...(await processDatabase(kind)),
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        ADMIN_TOKEN: LOG_ADMIN_TOKEN,
+        LOG_LEVEL: 'trace',
+        DEMO: 'off',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
@@ -354,12 +382,20 @@ describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) =
     });
     const url = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 30_000;
-    while (!(await fetch(`${url}/v1/health`).then((r) => r.ok).catch(() => false))) {
+    while (
+      !(await fetch(`${url}/v1/health`)
+        .then((r) => r.ok)
+        .catch(() => false))
+    ) {
       if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the server did not start\n${output}`);
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
 
-    const call = async (method: string, route: string, options: { auth?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {}) => {
+    const call = async (
+      method: string,
+      route: string,
+      options: { auth?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
+    ) => {
       const response = await fetch(url + route, {
         method,
         headers: {
@@ -371,13 +407,23 @@ describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) =
         redirect: 'manual',
       });
       const text = await response.text();
-      return { status: response.status, body: (response.headers.get('content-type') ?? '').includes('json') && text ? JSON.parse(text) : text };
+      return {
+        status: response.status,
+        body: (response.headers.get('content-type') ?? '').includes('json') && text ? JSON.parse(text) : text,
+      };
     };
 
-    const created = await call('POST', '/v1/programs', { auth: LOG_ADMIN_TOKEN, body: { name: 'Logs', origins: ['https://logs.example'], landingUrl: 'https://logs.example/' } });
+    const created = await call('POST', '/v1/programs', {
+      auth: LOG_ADMIN_TOKEN,
+      body: { name: 'Logs', origins: ['https://logs.example'], landingUrl: 'https://logs.example/' },
+    });
     expect(created.status).toBe(201);
     const { publishable, secret } = created.body.keys as { publishable: string; secret: string };
-    const participant = await call('POST', '/v1/participants', { auth: secret, body: { externalId: 'log-user' }, headers: { 'idempotency-key': 'log-idem-1' } });
+    const participant = await call('POST', '/v1/participants', {
+      auth: secret,
+      body: { externalId: 'log-user' },
+      headers: { 'idempotency-key': 'log-idem-1' },
+    });
     expect(participant.status).toBe(201);
     const newSecret = await call('POST', '/v1/keys', { auth: secret, body: { kind: 'secret' } });
     const newPublishable = await call('POST', '/v1/keys', { auth: secret, body: { kind: 'publishable' } });
@@ -386,16 +432,37 @@ describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) =
 
     // Keys in headers, bodies (JSON and text/plain), query strings; answers 2xx, 4xx and (when a bug allows) 5xx.
     expect((await call('GET', '/v1/program', { auth: secret })).status).toBe(200);
-    expect((await call('GET', `/v1/program?key=${secret}&token=${encodeURIComponent(LOG_ADMIN_TOKEN)}`, { auth: newSecret.body.secret })).status).toBe(200);
-    expect((await call('POST', '/v1/clicks', { body: { key: publishable, code: participant.body.code, vid: 'vid_logs_0001' } })).status).toBe(202);
-    expect((await call('POST', '/v1/clicks', { raw: JSON.stringify({ key: newPublishable.body.secret, code: participant.body.code, vid: 'vid_logs_0002' }), headers: { 'content-type': 'text/plain' } })).status).toBe(202);
+    expect(
+      (await call('GET', `/v1/program?key=${secret}&token=${encodeURIComponent(LOG_ADMIN_TOKEN)}`, { auth: newSecret.body.secret })).status,
+    ).toBe(200);
+    expect(
+      (await call('POST', '/v1/clicks', { body: { key: publishable, code: participant.body.code, vid: 'vid_logs_0001' } })).status,
+    ).toBe(202);
+    expect(
+      (
+        await call('POST', '/v1/clicks', {
+          raw: JSON.stringify({ key: newPublishable.body.secret, code: participant.body.code, vid: 'vid_logs_0002' }),
+          headers: { 'content-type': 'text/plain' },
+        })
+      ).status,
+    ).toBe(202);
     expect((await call('POST', '/v1/clicks', { body: { key: publishable, code: 'x', vid: 'short' } })).status).toBe(422);
-    expect((await call('POST', '/v1/events', { body: { key: `${publishable}x`, type: 'signup', eventId: 'e1', vid: 'vid_logs_0003', user: { id: 'u1' } } })).status).toBe(401);
+    expect(
+      (
+        await call('POST', '/v1/events', {
+          body: { key: `${publishable}x`, type: 'signup', eventId: 'e1', vid: 'vid_logs_0003', user: { id: 'u1' } },
+        })
+      ).status,
+    ).toBe(401);
     expect((await call('GET', '/v1/program', { auth: publishable })).status).toBe(401);
     expect((await call('GET', '/v1/program', { auth: `${secret}x` })).status).toBe(401);
     expect((await call('POST', '/v1/programs', { auth: secret, body: {} })).status).toBe(401);
     await call('GET', `/v1/referrals?cursor=${Buffer.from(JSON.stringify(['2025-01-01', 'x'])).toString('base64url')}`, { auth: secret });
-    await call('POST', '/v1/participants', { auth: secret, raw: '['.repeat(20_000) + ']'.repeat(20_000), headers: { 'idempotency-key': 'log-idem-2' } });
+    await call('POST', '/v1/participants', {
+      auth: secret,
+      raw: '['.repeat(20_000) + ']'.repeat(20_000),
+      headers: { 'idempotency-key': 'log-idem-2' },
+    });
     await call('POST', '/v1/participants', { auth: secret, raw: '{"externalId": ', headers: { cookie: `session=${secret}` } });
     const listed = await call('GET', '/v1/keys', { auth: secret });
     const oldId = (listed.body.data as Array<{ id: string; prefix: string }>).find((k) => secret.startsWith(k.prefix))?.id;

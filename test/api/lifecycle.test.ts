@@ -44,7 +44,19 @@ function tempDataDir(): string {
 /** The parent's environment without anything that would point the child elsewhere, plus `env`. */
 function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const base = { ...process.env };
-  for (const name of ['DATABASE_URL', 'PORT', 'HOST', 'DATA_DIR', 'ADMIN_TOKEN', 'REDIS_URL', 'LOG_LEVEL', 'PUBLIC_URL', 'TRUST_PROXY', 'IP_HASH_SECRET', 'DEMO']) {
+  for (const name of [
+    'DATABASE_URL',
+    'PORT',
+    'HOST',
+    'DATA_DIR',
+    'ADMIN_TOKEN',
+    'REDIS_URL',
+    'LOG_LEVEL',
+    'PUBLIC_URL',
+    'TRUST_PROXY',
+    'IP_HASH_SECRET',
+    'DEMO',
+  ]) {
     delete base[name];
   }
   return { ...base, ...env };
@@ -88,7 +100,11 @@ function run(command: string, args: string[], env: Record<string, string>): Spaw
   const exited = new Promise<Exit>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   // Close the pipes only after they are drained.
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
-  return { child, exited: exited.then(async (exit) => (await closed, exit)), output: () => ({ stdout, stderr }) };
+  const drained = exited.then(async (exit) => {
+    await closed;
+    return exit;
+  });
+  return { child, exited: drained, output: () => ({ stdout, stderr }) };
 }
 
 /** Runs the CLI to completion. */
@@ -121,7 +137,10 @@ interface RunningServer extends Spawned {
 }
 
 /** Starts `tsx collector/src/server.ts` (or another command) and waits until /v1/health answers. */
-async function startServer(env: Record<string, string>, command: [string, string[]] = [TSX, ['collector/src/server.ts']]): Promise<RunningServer> {
+async function startServer(
+  env: Record<string, string>,
+  command: [string, string[]] = [TSX, ['collector/src/server.ts']],
+): Promise<RunningServer> {
   const port = await freePort();
   const spawned = run(command[0], command[1], { PORT: String(port), HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'silent', ...env });
   const url = `http://127.0.0.1:${port}`;
@@ -156,7 +175,10 @@ async function startServer(env: Record<string, string>, command: [string, string
 async function call(url: string, method: string, pathname: string, auth?: string, body?: unknown) {
   const response = await fetch(url + pathname, {
     method,
-    headers: { ...(auth ? { authorization: `Bearer ${auth}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+    headers: {
+      ...(auth ? { authorization: `Bearer ${auth}` } : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   return { status: response.status, body: (await response.json()) as any };
@@ -165,69 +187,86 @@ async function call(url: string, method: string, pathname: string, auth?: string
 // The three groups below use separate databases, so they run side by side; the CLI
 // steps share one DATA_DIR (PGlite allows one process at a time) and run in order.
 describe.concurrent('the server process (PGlite under DATA_DIR)', () => {
-  it('migrates on start, stops on SIGTERM and SIGINT within 5 s with exit 0, and keeps its data across restarts', async () => {
-    const DATA_DIR = tempDataDir();
-    const first = await startServer({ DATA_DIR });
-    expect((await call(first.url, 'GET', '/v1/ready')).status).toBe(200);
+  it(
+    'migrates on start, stops on SIGTERM and SIGINT within 5 s with exit 0, and keeps its data across restarts',
+    async () => {
+      const DATA_DIR = tempDataDir();
+      const first = await startServer({ DATA_DIR });
+      expect((await call(first.url, 'GET', '/v1/ready')).status).toBe(200);
 
-    const created = await call(first.url, 'POST', '/v1/programs', ADMIN_TOKEN, {
-      name: 'Lifecycle shop',
-      origins: ['https://life.example'],
-      landingUrl: 'https://life.example/join',
-    });
-    expect(created.status).toBe(201);
-    const { secret, publishable } = created.body.keys as { secret: string; publishable: string };
-    const participant = await call(first.url, 'POST', '/v1/participants', secret, { externalId: 'survivor', code: 'Survivor_1' });
-    expect(participant.status).toBe(201);
+      const created = await call(first.url, 'POST', '/v1/programs', ADMIN_TOKEN, {
+        name: 'Lifecycle shop',
+        origins: ['https://life.example'],
+        landingUrl: 'https://life.example/join',
+      });
+      expect(created.status).toBe(201);
+      const { secret, publishable } = created.body.keys as { secret: string; publishable: string };
+      const participant = await call(first.url, 'POST', '/v1/participants', secret, { externalId: 'survivor', code: 'Survivor_1' });
+      expect(participant.status).toBe(201);
 
-    const sigterm = await first.stop('SIGTERM');
-    expect(sigterm, first.output().stderr).toMatchObject({ code: 0, signal: null });
-    expect(sigterm.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
-    expect(first.output().stderr).not.toMatch(STACK_TRACE);
+      const sigterm = await first.stop('SIGTERM');
+      expect(sigterm, first.output().stderr).toMatchObject({ code: 0, signal: null });
+      expect(sigterm.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
+      expect(first.output().stderr).not.toMatch(STACK_TRACE);
 
-    // Same DATA_DIR: the files reopen, the keys still work, nothing was lost.
-    const second = await startServer({ DATA_DIR });
-    const program = await call(second.url, 'GET', '/v1/program', secret);
-    expect(program.status).toBe(200);
-    expect(program.body.program).toEqual(created.body.program);
-    const again = await call(second.url, 'GET', '/v1/participants/survivor', secret);
-    expect(again.status).toBe(200);
-    expect(again.body).toMatchObject({ id: participant.body.id, externalId: 'survivor', code: 'Survivor_1' });
-    expect((await call(second.url, 'GET', '/v1/program', publishable)).status).toBe(401);
-    expect((await call(second.url, 'GET', '/v1/program', `sk_${randomBytes(24).toString('base64url')}`)).status).toBe(401);
+      // Same DATA_DIR: the files reopen, the keys still work, nothing was lost.
+      const second = await startServer({ DATA_DIR });
+      const program = await call(second.url, 'GET', '/v1/program', secret);
+      expect(program.status).toBe(200);
+      expect(program.body.program).toEqual(created.body.program);
+      const again = await call(second.url, 'GET', '/v1/participants/survivor', secret);
+      expect(again.status).toBe(200);
+      expect(again.body).toMatchObject({ id: participant.body.id, externalId: 'survivor', code: 'Survivor_1' });
+      expect((await call(second.url, 'GET', '/v1/program', publishable)).status).toBe(401);
+      expect((await call(second.url, 'GET', '/v1/program', `sk_${randomBytes(24).toString('base64url')}`)).status).toBe(401);
 
-    const later = await call(second.url, 'POST', '/v1/participants', secret, { externalId: 'latecomer' });
-    expect(later.status).toBe(201);
+      const later = await call(second.url, 'POST', '/v1/participants', secret, { externalId: 'latecomer' });
+      expect(later.status).toBe(201);
 
-    const sigint = await second.stop('SIGINT');
-    expect(sigint, second.output().stderr).toMatchObject({ code: 0, signal: null });
-    expect(sigint.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
+      const sigint = await second.stop('SIGINT');
+      expect(sigint, second.output().stderr).toMatchObject({ code: 0, signal: null });
+      expect(sigint.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
 
-    // And once more: what the second run wrote is there too.
-    const third = await startServer({ DATA_DIR });
-    for (const [externalId, id] of [['survivor', participant.body.id], ['latecomer', later.body.id]]) {
-      const reply = await call(third.url, 'GET', `/v1/participants/${externalId}`, secret);
-      expect(reply.status, externalId).toBe(200);
-      expect(reply.body.id).toBe(id);
-    }
-    const last = await third.stop('SIGTERM');
-    expect(last).toMatchObject({ code: 0, signal: null });
-    expect(last.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
-  }, SLOW_TEST_MS);
+      // And once more: what the second run wrote is there too.
+      const third = await startServer({ DATA_DIR });
+      for (const [externalId, id] of [
+        ['survivor', participant.body.id],
+        ['latecomer', later.body.id],
+      ]) {
+        const reply = await call(third.url, 'GET', `/v1/participants/${externalId}`, secret);
+        expect(reply.status, externalId).toBe(200);
+        expect(reply.body.id).toBe(id);
+      }
+      const last = await third.stop('SIGTERM');
+      expect(last).toMatchObject({ code: 0, signal: null });
+      expect(last.ms).toBeLessThan(SHUTDOWN_LIMIT_MS);
+    },
+    SLOW_TEST_MS,
+  );
 
-  it('runs as npm start does: the built bundle under plain Node serves the API, /r.js, /admin and the demo, and stops with exit 0', async () => {
-    const build = run(process.execPath, ['scripts/build.mjs'], {});
-    expect(await withTimeout(build.exited, 60_000, 'npm run build', build), build.output().stderr).toMatchObject({ code: 0 });
-    const server = await startServer({ DATA_DIR: tempDataDir(), DEMO: 'auto' }, npmStartCommand());
-    expect((await call(server.url, 'GET', '/v1/ready')).status).toBe(200);
-    // Files found relative to the package, wherever the code runs from.
-    for (const [pathname, type] of [['/r.js', 'javascript'], ['/admin', 'text/html'], ['/admin/app.js', 'javascript'], ['/admin/app.css', 'text/css'], ['/demo/', 'text/html']]) {
-      const response = await fetch(server.url + pathname);
-      expect(response.status, pathname).toBe(200);
-      expect(response.headers.get('content-type'), pathname).toContain(type);
-    }
-    expect((await server.stop('SIGTERM')).code).toBe(0);
-  }, SLOW_TEST_MS);
+  it(
+    'runs as npm start does: the built bundle under plain Node serves the API, /r.js, /admin and the demo, and stops with exit 0',
+    async () => {
+      const build = run(process.execPath, ['scripts/build.mjs'], {});
+      expect(await withTimeout(build.exited, 60_000, 'npm run build', build), build.output().stderr).toMatchObject({ code: 0 });
+      const server = await startServer({ DATA_DIR: tempDataDir(), DEMO: 'auto' }, npmStartCommand());
+      expect((await call(server.url, 'GET', '/v1/ready')).status).toBe(200);
+      // Files found relative to the package, wherever the code runs from.
+      for (const [pathname, type] of [
+        ['/r.js', 'javascript'],
+        ['/admin', 'text/html'],
+        ['/admin/app.js', 'javascript'],
+        ['/admin/app.css', 'text/css'],
+        ['/demo/', 'text/html'],
+      ]) {
+        const response = await fetch(server.url + pathname);
+        expect(response.status, pathname).toBe(200);
+        expect(response.headers.get('content-type'), pathname).toContain(type);
+      }
+      expect((await server.stop('SIGTERM')).code).toBe(0);
+    },
+    SLOW_TEST_MS,
+  );
 
   it('refuses to start on invalid config, listing every problem, without a stack trace', async () => {
     const spawned = run(TSX, ['collector/src/server.ts'], { PORT: 'abc', LOG_LEVEL: 'loud', DATA_DIR: tempDataDir(), ADMIN_TOKEN });
@@ -245,25 +284,39 @@ describe.concurrent('the server process (PGlite under DATA_DIR)', () => {
 describe.concurrent('the referral CLI (PGlite under DATA_DIR)', () => {
   const DATA_DIR = tempDataDir();
 
-  it.sequential('program create --json prints the keys once, and the server started afterwards accepts the secret key', async () => {
-    const result = await cli(['program', 'create', '--name', 'X', '--origin', 'https://a.example', '--landing', 'https://a.example/', '--json'], { DATA_DIR });
-    expect(result.code, result.stderr).toBe(0);
-    const printed = JSON.parse(result.stdout) as { program: { id: string; name: string; slug: string; settings: Record<string, unknown> }; keys: { publishable: string; secret: string } };
-    expect(printed.program).toMatchObject({ name: 'X', slug: 'x', settings: { origins: ['https://a.example'], landingUrl: 'https://a.example/', cookieDays: 60 } });
-    expect(printed.keys.publishable).toMatch(/^pk_[A-Za-z0-9_-]{32,}$/);
-    expect(printed.keys.secret).toMatch(/^sk_[A-Za-z0-9_-]{32,}$/);
+  it.sequential(
+    'program create --json prints the keys once, and the server started afterwards accepts the secret key',
+    async () => {
+      const result = await cli(
+        ['program', 'create', '--name', 'X', '--origin', 'https://a.example', '--landing', 'https://a.example/', '--json'],
+        { DATA_DIR },
+      );
+      expect(result.code, result.stderr).toBe(0);
+      const printed = JSON.parse(result.stdout) as {
+        program: { id: string; name: string; slug: string; settings: Record<string, unknown> };
+        keys: { publishable: string; secret: string };
+      };
+      expect(printed.program).toMatchObject({
+        name: 'X',
+        slug: 'x',
+        settings: { origins: ['https://a.example'], landingUrl: 'https://a.example/', cookieDays: 60 },
+      });
+      expect(printed.keys.publishable).toMatch(/^pk_[A-Za-z0-9_-]{32,}$/);
+      expect(printed.keys.secret).toMatch(/^sk_[A-Za-z0-9_-]{32,}$/);
 
-    const server = await startServer({ DATA_DIR });
-    try {
-      const program = await call(server.url, 'GET', '/v1/program', printed.keys.secret);
-      expect(program.status).toBe(200);
-      expect(program.body.program).toMatchObject({ id: printed.program.id, name: 'X' });
-      expect((await call(server.url, 'POST', '/v1/participants', printed.keys.secret, { externalId: 'cli-user' })).status).toBe(201);
-    } finally {
-      const exit = await server.stop('SIGTERM');
-      expect(exit.code).toBe(0);
-    }
-  }, SLOW_TEST_MS);
+      const server = await startServer({ DATA_DIR });
+      try {
+        const program = await call(server.url, 'GET', '/v1/program', printed.keys.secret);
+        expect(program.status).toBe(200);
+        expect(program.body.program).toMatchObject({ id: printed.program.id, name: 'X' });
+        expect((await call(server.url, 'POST', '/v1/participants', printed.keys.secret, { externalId: 'cli-user' })).status).toBe(201);
+      } finally {
+        const exit = await server.stop('SIGTERM');
+        expect(exit.code).toBe(0);
+      }
+    },
+    SLOW_TEST_MS,
+  );
 
   it.sequential('migrate says the database is up to date once it is', async () => {
     const result = await cli(['migrate'], { DATA_DIR });
@@ -272,7 +325,9 @@ describe.concurrent('the referral CLI (PGlite under DATA_DIR)', () => {
   });
 
   it.sequential('program create without --json prints both keys in plain text', async () => {
-    const result = await cli(['program', 'create', '--name', 'Plain', '--origin', 'https://p.example', '--landing', 'https://p.example/'], { DATA_DIR });
+    const result = await cli(['program', 'create', '--name', 'Plain', '--origin', 'https://p.example', '--landing', 'https://p.example/'], {
+      DATA_DIR,
+    });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/pk_[A-Za-z0-9_-]{32,}/);
     expect(result.stdout).toMatch(/sk_[A-Za-z0-9_-]{32,}/);
@@ -280,7 +335,11 @@ describe.concurrent('the referral CLI (PGlite under DATA_DIR)', () => {
 
   it.sequential.each([
     ['a missing --landing', ['program', 'create', '--name', 'X', '--origin', 'https://a.example'], /landing/i],
-    ['a bad --origin', ['program', 'create', '--name', 'X', '--origin', 'javascript:alert(1)', '--landing', 'https://a.example/'], /origin/i],
+    [
+      'a bad --origin',
+      ['program', 'create', '--name', 'X', '--origin', 'javascript:alert(1)', '--landing', 'https://a.example/'],
+      /origin/i,
+    ],
     ['a missing --name', ['program', 'create', '--origin', 'https://a.example', '--landing', 'https://a.example/'], /name/i],
     ['an unknown option', ['program', 'create', '--name', 'X', '--landing', 'https://a.example/', '--colour', 'red'], /colour/],
     ['an unknown command', ['frobnicate'], /Unknown command/],
@@ -326,66 +385,91 @@ async function expectCleanStop(server: RunningServer) {
 }
 
 describe.concurrent('the CLI and the server on PostgreSQL (DATABASE_URL)', () => {
-  it.skipIf(!TEST_DATABASE_URL)('creates a program with the CLI, serves it, and stops on SIGTERM', async () => {
-    await withFreshDatabase('lifecycle', async (DATABASE_URL) => {
-      const created = await cli(['program', 'create', '--name', 'Pg shop', '--origin', 'https://pg.example', '--landing', 'https://pg.example/', '--json'], {
-        DATABASE_URL,
-        DATA_DIR: tempDataDir(),
+  it.skipIf(!TEST_DATABASE_URL)(
+    'creates a program with the CLI, serves it, and stops on SIGTERM',
+    async () => {
+      await withFreshDatabase('lifecycle', async (DATABASE_URL) => {
+        const created = await cli(
+          ['program', 'create', '--name', 'Pg shop', '--origin', 'https://pg.example', '--landing', 'https://pg.example/', '--json'],
+          {
+            DATABASE_URL,
+            DATA_DIR: tempDataDir(),
+          },
+        );
+        expect(created.code, created.stderr).toBe(0);
+        const { keys, program } = JSON.parse(created.stdout) as { keys: { secret: string }; program: { id: string } };
+
+        const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir() });
+        const reply = await call(server.url, 'GET', '/v1/program', keys.secret);
+        expect(reply.status).toBe(200);
+        expect(reply.body.program.id).toBe(program.id);
+        expect((await call(server.url, 'GET', '/v1/ready')).status).toBe(200);
+        await expectCleanStop(server);
       });
-      expect(created.code, created.stderr).toBe(0);
-      const { keys, program } = JSON.parse(created.stdout) as { keys: { secret: string }; program: { id: string } };
+    },
+    SLOW_TEST_MS,
+  );
 
-      const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir() });
-      const reply = await call(server.url, 'GET', '/v1/program', keys.secret);
-      expect(reply.status).toBe(200);
-      expect(reply.body.program.id).toBe(program.id);
-      expect((await call(server.url, 'GET', '/v1/ready')).status).toBe(200);
-      await expectCleanStop(server);
-    });
-  }, SLOW_TEST_MS);
-
-  it.skipIf(!TEST_DATABASE_URL)('runs several workers on one port (WORKERS=2), each serving, and stops them all on SIGTERM with exit 0', async () => {
-    await withFreshDatabase('workers', async (DATABASE_URL) => {
-      const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir(), WORKERS: '2', DEMO: 'off' });
-      const created = await call(server.url, 'POST', '/v1/programs', ADMIN_TOKEN, { name: 'Workers', origins: ['https://w.example'], landingUrl: 'https://w.example/' });
-      expect(created.status).toBe(201);
-      // Many requests over fresh connections land on both workers; every one is served.
-      const replies = await Promise.all(Array.from({ length: 20 }, () => call(server.url, 'GET', '/v1/program', created.body.keys.secret)));
-      expect(replies.map((reply) => reply.status)).toEqual(Array(20).fill(200));
-      await expectCleanStop(server);
-    });
-  }, SLOW_TEST_MS);
+  it.skipIf(!TEST_DATABASE_URL)(
+    'runs several workers on one port (WORKERS=2), each serving, and stops them all on SIGTERM with exit 0',
+    async () => {
+      await withFreshDatabase('workers', async (DATABASE_URL) => {
+        const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir(), WORKERS: '2', DEMO: 'off' });
+        const created = await call(server.url, 'POST', '/v1/programs', ADMIN_TOKEN, {
+          name: 'Workers',
+          origins: ['https://w.example'],
+          landingUrl: 'https://w.example/',
+        });
+        expect(created.status).toBe(201);
+        // Many requests over fresh connections land on both workers; every one is served.
+        const replies = await Promise.all(
+          Array.from({ length: 20 }, () => call(server.url, 'GET', '/v1/program', created.body.keys.secret)),
+        );
+        expect(replies.map((reply) => reply.status)).toEqual(Array(20).fill(200));
+        await expectCleanStop(server);
+      });
+    },
+    SLOW_TEST_MS,
+  );
 });
 
 describe('the demo program at first start (its secret key stays out of logs)', () => {
   const SECRET_KEY = /sk_[A-Za-z0-9_-]{16,}/;
 
-  it('on PGlite with stdout not a terminal: the demo is created, and its secret key is not printed', async () => {
-    const server = await startServer({ DATA_DIR: tempDataDir() });
-    const demo = await fetch(`${server.url}/demo/config.json`);
-    expect(demo.status).toBe(200);
-    const { key } = (await demo.json()) as { key: string };
-    await expectCleanStop(server);
-    const { stdout, stderr } = server.output();
-    expect(stdout).toContain(key);
-    expect(stdout).toContain('/r/DEMO');
-    expect(stdout + stderr).not.toMatch(SECRET_KEY);
-  }, SLOW_TEST_MS);
-
-  it.skipIf(!TEST_DATABASE_URL)('on DATABASE_URL with DEMO unset: no demo program, and no secret key printed', async () => {
-    await withFreshDatabase('demo', async (DATABASE_URL) => {
-      const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir() });
-      expect((await fetch(`${server.url}/demo/config.json`)).status).toBe(404);
+  it(
+    'on PGlite with stdout not a terminal: the demo is created, and its secret key is not printed',
+    async () => {
+      const server = await startServer({ DATA_DIR: tempDataDir() });
+      const demo = await fetch(`${server.url}/demo/config.json`);
+      expect(demo.status).toBe(200);
+      const { key } = (await demo.json()) as { key: string };
       await expectCleanStop(server);
       const { stdout, stderr } = server.output();
+      expect(stdout).toContain(key);
+      expect(stdout).toContain('/r/DEMO');
       expect(stdout + stderr).not.toMatch(SECRET_KEY);
-      const client = new pg.Client({ connectionString: DATABASE_URL });
-      await client.connect();
-      try {
-        expect((await client.query('select count(*)::int as n from programs')).rows[0]).toEqual({ n: 0 });
-      } finally {
-        await client.end();
-      }
-    });
-  }, SLOW_TEST_MS);
+    },
+    SLOW_TEST_MS,
+  );
+
+  it.skipIf(!TEST_DATABASE_URL)(
+    'on DATABASE_URL with DEMO unset: no demo program, and no secret key printed',
+    async () => {
+      await withFreshDatabase('demo', async (DATABASE_URL) => {
+        const server = await startServer({ DATABASE_URL, DATA_DIR: tempDataDir() });
+        expect((await fetch(`${server.url}/demo/config.json`)).status).toBe(404);
+        await expectCleanStop(server);
+        const { stdout, stderr } = server.output();
+        expect(stdout + stderr).not.toMatch(SECRET_KEY);
+        const client = new pg.Client({ connectionString: DATABASE_URL });
+        await client.connect();
+        try {
+          expect((await client.query('select count(*)::int as n from programs')).rows[0]).toEqual({ n: 0 });
+        } finally {
+          await client.end();
+        }
+      });
+    },
+    SLOW_TEST_MS,
+  );
 });

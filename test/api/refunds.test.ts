@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
-import { type TestApp } from '../helpers/app.ts';
+import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
@@ -32,7 +32,15 @@ const RULES = [
 ];
 
 interface RefundAnswer {
-  refund: { id: string; eventId: string; purchaseEventId: string; amount: number; currency: string | null; refundedTotal: number; createdAt: string };
+  refund: {
+    id: string;
+    eventId: string;
+    purchaseEventId: string;
+    amount: number;
+    currency: string | null;
+    refundedTotal: number;
+    createdAt: string;
+  };
   rewards: Reward[];
 }
 
@@ -66,7 +74,13 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
     expect([grants.pct.status, grants['pct-held'].status, grants.fixed.status]).toEqual(['approved', 'pending', 'approved']);
 
     const answer = expectOk(await refund(p, { eventId: 'refund-1', purchaseEventId: 'order-1' })) as RefundAnswer;
-    expect(answer.refund).toMatchObject({ eventId: 'refund-1', purchaseEventId: 'order-1', amount: 10_001, currency: 'USD', refundedTotal: 10_001 });
+    expect(answer.refund).toMatchObject({
+      eventId: 'refund-1',
+      purchaseEventId: 'order-1',
+      amount: 10_001,
+      currency: 'USD',
+      refundedTotal: 10_001,
+    });
     expect(answer.rewards.map((r) => [r.id, r.status, r.amount]).sort()).toEqual(
       [
         [grants.pct.id, 'revoked', 2000],
@@ -84,7 +98,11 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
       { from_status: null, to_status: 'approved', actor: 'system' },
       { from_status: 'approved', to_status: 'revoked', actor: 'refund', reason: 'refund refund-1' },
     ]);
-    expect((await transitionsOf(t.db, grants['pct-held'].id)).at(-1)).toMatchObject({ from_status: 'pending', to_status: 'revoked', actor: 'refund' });
+    expect((await transitionsOf(t.db, grants['pct-held'].id)).at(-1)).toMatchObject({
+      from_status: 'pending',
+      to_status: 'revoked',
+      actor: 'refund',
+    });
     // Revoked is final.
     expectError(await transition(api, p, grants.pct.id, 'approve'), 409, 'invalid_transition');
     expectError(await transition(api, p, grants.fixed.id, 'pay'), 409, 'invalid_transition');
@@ -101,8 +119,21 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
     const byGrant = Object.fromEntries(answer.rewards.map((r) => [r.reverses, r])) as Record<string, Reward>;
     expect(Object.keys(byGrant).sort()).toEqual([grants.pct.id, grants['pct-held'].id].sort());
     // floor(2000 × 3333 / 10001) = 666; floor(500 × 3333 / 10001) = 166.
-    expect(byGrant[grants.pct.id]).toMatchObject({ amount: -666, status: 'approved', participant: 'alice', rule: 'pct', eventId: 'refund-1', currency: 'USD' });
-    expect(byGrant[grants['pct-held'].id]).toMatchObject({ amount: -166, status: 'pending', participant: 'alice', rule: 'pct-held', eventId: 'refund-1' });
+    expect(byGrant[grants.pct.id]).toMatchObject({
+      amount: -666,
+      status: 'approved',
+      participant: 'alice',
+      rule: 'pct',
+      eventId: 'refund-1',
+      currency: 'USD',
+    });
+    expect(byGrant[grants['pct-held'].id]).toMatchObject({
+      amount: -166,
+      status: 'pending',
+      participant: 'alice',
+      rule: 'pct-held',
+      eventId: 'refund-1',
+    });
     // The adjustment of a held reward is released with it.
     expect(byGrant[grants['pct-held'].id]!.availableAt).toBe(grants['pct-held'].availableAt);
 
@@ -194,7 +225,9 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
     expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: { USD: 100 - 2000 }, paid: { USD: 2000 } });
     expect(await balancesOf(api, p, 'bob')).toEqual({ pending: {}, approved: { USD: 100 - 500 }, paid: { USD: 500 } });
     const clawback = clawbacks.find((r) => r.reverses === grants.pct.id)!;
-    expect(await transitionsOf(t.db, clawback.id)).toMatchObject([{ from_status: null, to_status: 'approved', actor: 'refund', reason: 'refund refund-1' }]);
+    expect(await transitionsOf(t.db, clawback.id)).toMatchObject([
+      { from_status: null, to_status: 'approved', actor: 'refund', reason: 'refund refund-1' },
+    ]);
 
     // Settled with the next payout: paid nets to zero.
     expectOk(await transition(api, p, clawback.id, 'pay', 'payout 2'));
@@ -243,7 +276,9 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
     const alien = await buildProgram(api, { settings: { rewardRules: RULES } });
     expectError(await refund(alien, { eventId: 'refund-3', purchaseEventId: 'order-1' }), 404, 'not_found');
     expect(await listAllRewards(api, other.p)).toEqual(before);
-    expect(Number((await t.db('conversions').where({ type: 'refund' }).whereIn('program_id', [p.id, alien.id]).count({ n: '*' }))[0]?.n)).toBe(0);
+    expect(
+      Number((await t.db('conversions').where({ type: 'refund' }).whereIn('program_id', [p.id, alien.id]).count({ n: '*' }))[0]?.n),
+    ).toBe(0);
     // Validation.
     expectError(await refund(p, { eventId: 'refund-4' }), 422, 'validation_failed');
     expectError(await refund(p, { eventId: 'refund-4', purchaseEventId: 'order-1', amount: -5 }), 422, 'validation_failed');
@@ -277,11 +312,16 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
   it('concurrent partial refunds never add up to more than the purchase', async () => {
     const { p, grants } = await setup();
     // Six refunds of 3000 at once on a 10001 purchase: three fit, three must be refused.
-    const replies = await Promise.all(Array.from({ length: 6 }, (_, i) => refund(p, { eventId: `c-${i}`, purchaseEventId: 'order-1', amount: 3000 })));
+    const replies = await Promise.all(
+      Array.from({ length: 6 }, (_, i) => refund(p, { eventId: `c-${i}`, purchaseEventId: 'order-1', amount: 3000 })),
+    );
     const statuses = replies.map((r) => r.status).sort();
     expect(statuses, replies.map((r) => r.text).join('\n')).toEqual([200, 200, 200, 422, 422, 422]);
     for (const reply of replies.filter((r) => r.status === 422)) expect(reply.body.error.code).toBe('refund_exceeds_purchase');
-    const totals = replies.filter((r) => r.status === 200).map((r) => r.body.refund.refundedTotal).sort((a, b) => a - b);
+    const totals = replies
+      .filter((r) => r.status === 200)
+      .map((r) => r.body.refund.refundedTotal)
+      .sort((a, b) => a - b);
     expect(totals).toEqual([3000, 6000, 9000]);
     const stored = (await t.db('conversions').where({ program_id: p.id, type: 'refund' }).sum({ total: 'amount' }))[0];
     expect(Number(stored?.total)).toBe(9000);
@@ -301,7 +341,12 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
     const p = await buildProgram(api, { settings: { rewardRules: RULES } });
     const alice = await buildParticipant(api, p, { externalId: 'alice' });
     await serverSignup(api, p, 'bob', alice.code);
-    await browserEvent(api, p, { type: 'purchase', eventId: 'evt-1', userId: 'bob', order: { id: 'order-7', amount: 10_001, currency: 'USD' } });
+    await browserEvent(api, p, {
+      type: 'purchase',
+      eventId: 'evt-1',
+      userId: 'bob',
+      order: { id: 'order-7', amount: 10_001, currency: 'USD' },
+    });
     const grant = (await listAllRewards(api, p, { participant: 'alice' })).find((r) => r.rule === 'pct')!;
     expect(grant).toMatchObject({ status: 'pending', needsReview: true, amount: 2000 });
 

@@ -143,7 +143,19 @@ const collectors = new Set<Collector>();
 
 function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
   const base = { ...process.env };
-  for (const name of ['DATABASE_URL', 'PORT', 'HOST', 'DATA_DIR', 'ADMIN_TOKEN', 'REDIS_URL', 'LOG_LEVEL', 'PUBLIC_URL', 'TRUST_PROXY', 'IP_HASH_SECRET', 'DEMO']) {
+  for (const name of [
+    'DATABASE_URL',
+    'PORT',
+    'HOST',
+    'DATA_DIR',
+    'ADMIN_TOKEN',
+    'REDIS_URL',
+    'LOG_LEVEL',
+    'PUBLIC_URL',
+    'TRUST_PROXY',
+    'IP_HASH_SECRET',
+    'DEMO',
+  ]) {
     delete base[name];
   }
   for (const name of Object.keys(base)) if (name.startsWith('RATE_LIMIT_')) delete base[name];
@@ -184,7 +196,13 @@ async function startCollector(env: Record<string, string>): Promise<Collector> {
       resolve(exit);
     }),
   );
-  const collector: Collector = { url: `http://127.0.0.1:${port}`, child, exited, exit: () => exit, output: () => `${head}${tail ? `\n…\n${tail}` : ''}` };
+  const collector: Collector = {
+    url: `http://127.0.0.1:${port}`,
+    child,
+    exited,
+    exit: () => exit,
+    output: () => `${head}${tail ? `\n…\n${tail}` : ''}`,
+  };
   collectors.add(collector);
   void exited.then(() => collectors.delete(collector));
   const deadline = Date.now() + 30_000;
@@ -213,7 +231,12 @@ interface Answer {
   headers: Headers;
 }
 
-async function call(url: string, method: string, pathname: string, options: { auth?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<Answer> {
+async function call(
+  url: string,
+  method: string,
+  pathname: string,
+  options: { auth?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<Answer> {
   const response = await fetch(url + pathname, {
     method,
     headers: {
@@ -258,7 +281,6 @@ async function waitUntil(ms: number, done: () => boolean): Promise<void> {
   while (!done() && Date.now() < deadline) await sleep(50);
 }
 
-
 // ---------------------------------------------------------------------------------
 // A load generator: bounded concurrency, unique ids, every outcome recorded.
 // ---------------------------------------------------------------------------------
@@ -279,7 +301,11 @@ interface Load {
   stop: () => Promise<void>;
 }
 
-function startLoad(url: string, program: { publishable: string; secret: string; code: string }, options: { concurrency: number; max: number; conversions: boolean; tag: string; stopOnConnectionError?: boolean }): Load {
+function startLoad(
+  url: string,
+  program: { publishable: string; secret: string; code: string },
+  options: { concurrency: number; max: number; conversions: boolean; tag: string; stopOnConnectionError?: boolean },
+): Load {
   const outcomes: Outcome[] = [];
   let sent = 0;
   let acked = 0;
@@ -294,7 +320,12 @@ function startLoad(url: string, program: { publishable: string; secret: string; 
         ? fetch(`${url}/v1/conversions`, {
             method: 'POST',
             headers: { authorization: `Bearer ${program.secret}`, 'content-type': 'application/json' },
-            body: JSON.stringify({ type: 'signup', eventId: id, externalId: `user-${id}`, ...(n % 2 ? { referral: { code: program.code } } : {}) }),
+            body: JSON.stringify({
+              type: 'signup',
+              eventId: id,
+              externalId: `user-${id}`,
+              ...(n % 2 ? { referral: { code: program.code } } : {}),
+            }),
           })
         : fetch(`${url}/v1/clicks`, {
             method: 'POST',
@@ -350,12 +381,16 @@ async function storedCounts(url: string, table: 'clicks' | 'conversions', progra
  * SIGTERM while 20 clients post clicks: one request is in flight (half its body sent),
  * one has begun (request line only) and reaches the app after the signal.
  */
-async function sigtermUnderLoad(dbEnv: Record<string, string>, countClicks: (programId: string, ids: string[]) => Promise<Map<string, number>>): Promise<void> {
+async function sigtermUnderLoad(
+  dbEnv: Record<string, string>,
+  countClicks: (programId: string, ids: string[]) => Promise<Map<string, number>>,
+): Promise<void> {
   const collector = await startCollector(dbEnv);
   const program = await createProgram(collector.url);
   const { hostname, port } = new URL(collector.url);
   const clickBody = (vid: string) => JSON.stringify({ key: program.publishable, code: program.code, vid });
-  const post = (body: string) => `POST /v1/clicks HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+  const post = (body: string) =>
+    `POST /v1/clicks HTTP/1.1\r\nHost: ${hostname}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
 
   const load = startLoad(collector.url, program, { concurrency: 20, max: 5000, conversions: false, tag: 's', stopOnConnectionError: true });
   const inflightVid = uniq('inflight_');
@@ -456,7 +491,11 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
     expect(collector.exit(), collector.output()).toBeUndefined();
     expect((await call(collector.url, 'GET', '/v1/ready')).status).toBe(503);
     await cluster.start();
-    await waitFor('/v1/ready back to 200 after an idle outage', 20_000, async () => (await call(collector.url, 'GET', '/v1/ready')).status === 200);
+    await waitFor(
+      '/v1/ready back to 200 after an idle outage',
+      20_000,
+      async () => (await call(collector.url, 'GET', '/v1/ready')).status === 200,
+    );
     expect((await call(collector.url, 'GET', '/v1/program', { auth: program.secret })).status).toBe(200);
 
     // Then under load. Time-bounded phases: the machine may be shared, so counts are targets, not requirements.
@@ -479,7 +518,11 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
         ['GET', '/v1/reports/summary', undefined, program.secret],
         ['GET', '/v1/exports/clicks.csv', undefined, program.secret],
         ['POST', '/v1/clicks', { key: program.publishable, code: program.code, vid: uniq('down_') }],
-        ['POST', '/v1/events', { key: program.publishable, type: 'signup', eventId: uniq(), vid: uniq('down_'), user: { id: uniq('down-') } }],
+        [
+          'POST',
+          '/v1/events',
+          { key: program.publishable, type: 'signup', eventId: uniq(), vid: uniq('down_'), user: { id: uniq('down-') } },
+        ],
         ['GET', `/r/${program.code}`],
       ];
       for (const [method, pathname, body, auth] of whileDown) {
@@ -509,7 +552,9 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
     expect((await call(collector.url, 'GET', '/v1/ready')).status).toBe(200);
 
     // Never a 5xx other than 503, never a dropped connection.
-    const unexpected = outcomes.filter((o) => !(o.status === 200 || o.status === 201 || o.status === 202 || o.status === 429 || o.status === 503));
+    const unexpected = outcomes.filter(
+      (o) => !(o.status === 200 || o.status === 201 || o.status === 202 || o.status === 429 || o.status === 503),
+    );
     expect(unexpected.slice(0, 5), out).toEqual([]);
     const refused = outcomes.filter((o) => o.status === 503 || o.status === 429);
     expect(refused.length, 'the fault produced no 503: nothing was tested').toBeGreaterThan(0);
@@ -521,7 +566,9 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
 
     // Every acknowledged request is stored exactly once.
     const ackedClicks = outcomes.filter((o) => o.kind === 'click' && typeof o.status === 'number' && o.status < 300).map((o) => o.id);
-    const ackedConversions = outcomes.filter((o) => o.kind === 'conversion' && typeof o.status === 'number' && o.status < 300).map((o) => o.id);
+    const ackedConversions = outcomes
+      .filter((o) => o.kind === 'conversion' && typeof o.status === 'number' && o.status < 300)
+      .map((o) => o.id);
     expect(ackedClicks.length).toBeGreaterThan(100);
     expect(ackedConversions.length).toBeGreaterThan(30);
     const clicks = await storedCounts(DATABASE_URL, 'clicks', program.id, ackedClicks);
@@ -569,7 +616,10 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       };
       // One starts first so that migrations do not race.
       first = await startCollector(env);
-      [second, noRedis] = await Promise.all([startCollector(env), startCollector({ ...env, REDIS_URL: `redis://127.0.0.1:${await freePort()}` })]);
+      [second, noRedis] = await Promise.all([
+        startCollector(env),
+        startCollector({ ...env, REDIS_URL: `redis://127.0.0.1:${await freePort()}` }),
+      ]);
       program = await createProgram(first.url);
     }, 60_000);
     afterAll(async () => {
@@ -584,7 +634,12 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       const replies: Answer[] = [];
       for (let i = 0; i < LIMIT * 3; i++) {
         const target = i % 2 ? second : first;
-        replies.push(await call(target.url, 'POST', '/v1/clicks', { headers: { 'x-forwarded-for': ip }, body: { key: program.publishable, code: program.code, vid: uniq('redis_') } }));
+        replies.push(
+          await call(target.url, 'POST', '/v1/clicks', {
+            headers: { 'x-forwarded-for': ip },
+            body: { key: program.publishable, code: program.code, vid: uniq('redis_') },
+          }),
+        );
       }
       const accepted = replies.filter((r) => r.status === 202);
       expect(accepted.length).toBe(LIMIT);
@@ -600,7 +655,10 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       expect(replies.filter((r, i) => i % 2 === 0 && r.status === 429).length).toBeGreaterThan(0);
       expect(replies.filter((r, i) => i % 2 === 1 && r.status === 429).length).toBeGreaterThan(0);
       // Another IP has its own budget.
-      const other = await call(second.url, 'POST', '/v1/clicks', { headers: { 'x-forwarded-for': freshIp() }, body: { key: program.publishable, code: program.code, vid: uniq('redis_') } });
+      const other = await call(second.url, 'POST', '/v1/clicks', {
+        headers: { 'x-forwarded-for': freshIp() },
+        body: { key: program.publishable, code: program.code, vid: uniq('redis_') },
+      });
       expect(other.status).toBe(202);
     });
 
@@ -610,7 +668,8 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       expect(created.status).toBe(201);
       const key = created.body.secret as string;
       const statuses: number[] = [];
-      for (let i = 0; i < LIMIT * 2; i++) statuses.push((await call(i % 2 ? second.url : first.url, 'GET', '/v1/program', { auth: key })).status);
+      for (let i = 0; i < LIMIT * 2; i++)
+        statuses.push((await call(i % 2 ? second.url : first.url, 'GET', '/v1/program', { auth: key })).status);
       expect(statuses.filter((s) => s === 200).length).toBe(LIMIT);
       expect(statuses.filter((s) => s === 429).length).toBe(LIMIT);
     });
@@ -619,7 +678,10 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       const ip = freshIp();
       const statuses: number[] = [];
       for (let i = 0; i < LIMIT + 3; i++) {
-        const reply = await call(noRedis.url, 'POST', '/v1/clicks', { headers: { 'x-forwarded-for': ip }, body: { key: program.publishable, code: program.code, vid: uniq('noredis_') } });
+        const reply = await call(noRedis.url, 'POST', '/v1/clicks', {
+          headers: { 'x-forwarded-for': ip },
+          body: { key: program.publishable, code: program.code, vid: uniq('noredis_') },
+        });
         statuses.push(reply.status);
       }
       expect(statuses).toEqual([...Array(LIMIT).fill(202), 429, 429, 429]);
@@ -630,7 +692,10 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
     it('shares the unknown-code budget too: after it, unknown codes from that IP are refused on either process, live ones still accepted', async () => {
       const ip = freshIp();
       const click = (target: Collector, code: string) =>
-        call(target.url, 'POST', '/v1/clicks', { headers: { 'x-forwarded-for': ip }, body: { key: program.publishable, code, vid: uniq('enum_') } });
+        call(target.url, 'POST', '/v1/clicks', {
+          headers: { 'x-forwarded-for': ip },
+          body: { key: program.publishable, code, vid: uniq('enum_') },
+        });
       expect((await click(first, 'NOPE0001')).body).toEqual({ valid: false });
       expect((await click(second, 'NOPE0002')).body).toEqual({ valid: false });
       expect((await click(first, 'NOPE0003')).body).toEqual({ valid: false });
@@ -651,7 +716,12 @@ describe('the collector process on PGlite (DATA_DIR)', () => {
       await sigtermUnderLoad({ DATA_DIR: dataDir }, async (programId, ids) => {
         const db = createDb({ dataDir });
         try {
-          const rows = (await db('clicks').where({ program_id: programId }).whereIn('vid', ids).groupBy('vid').select('vid').count({ n: '*' })) as Array<{ vid: string; n: number | string }>;
+          const rows = (await db('clicks')
+            .where({ program_id: programId })
+            .whereIn('vid', ids)
+            .groupBy('vid')
+            .select('vid')
+            .count({ n: '*' })) as Array<{ vid: string; n: number | string }>;
           return new Map(rows.map((row) => [row.vid, Number(row.n)]));
         } finally {
           await db.destroy();
@@ -726,7 +796,11 @@ class RawConnection {
   }
 }
 
-async function startRetries(url: string, program: { publishable: string; secret: string; code: string }, outcomes: Outcome[]): Promise<number[]> {
+async function startRetries(
+  url: string,
+  program: { publishable: string; secret: string; code: string },
+  outcomes: Outcome[],
+): Promise<number[]> {
   const statuses: number[] = [];
   const queue = [...outcomes];
   const worker = async () => {
@@ -799,30 +873,39 @@ describe('rate limits in memory', () => {
     const freshIp = () => `198.51.100.${nextIp++}`;
 
     const requests = {
-      'POST /v1/clicks': (api: TestApp, from: string) => api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }, { headers: { 'x-forwarded-for': from } }),
+      'POST /v1/clicks': (api: TestApp, from: string) =>
+        api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }, { headers: { 'x-forwarded-for': from } }),
       'POST /v1/events': (api: TestApp, from: string) =>
-        api.post('/v1/events', { key: program.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), user: { id: uniq('u-') } }, { headers: { 'x-forwarded-for': from } }),
+        api.post(
+          '/v1/events',
+          { key: program.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), user: { id: uniq('u-') } },
+          { headers: { 'x-forwarded-for': from } },
+        ),
       'GET /r/:code': (api: TestApp, from: string) => api.get(`/r/${code}`, { headers: { 'x-forwarded-for': from } }),
       'GET /r.js': (api: TestApp, from: string) => api.get('/r.js', { headers: { 'x-forwarded-for': from } }),
     } as const;
 
-    it.each(Object.keys(requests) as Array<keyof typeof requests>)('%s: the N+1th request from one IP is 429 with Retry-After; another IP is unaffected', async (name) => {
-      const send = requests[name];
-      const from = freshIp();
-      for (let i = 0; i < LIMIT; i++) {
-        const reply = await send(api, from);
-        expect(reply.status, reply.text).toBeLessThan(400);
-      }
-      expectLimited(await send(api, from));
-      expectLimited(await send(api, from));
-      const other = await send(api, freshIp());
-      expect(other.status, other.text).toBeLessThan(400);
-    });
+    it.each(Object.keys(requests) as Array<keyof typeof requests>)(
+      '%s: the N+1th request from one IP is 429 with Retry-After; another IP is unaffected',
+      async (name) => {
+        const send = requests[name];
+        const from = freshIp();
+        for (let i = 0; i < LIMIT; i++) {
+          const reply = await send(api, from);
+          expect(reply.status, reply.text).toBeLessThan(400);
+        }
+        expectLimited(await send(api, from));
+        expectLimited(await send(api, from));
+        const other = await send(api, freshIp());
+        expect(other.status, other.text).toBeLessThan(400);
+      },
+    );
 
     it('one budget per IP across the public endpoints; the server API is not charged to it', async () => {
       const from = freshIp();
       const kinds = Object.values(requests);
-      for (let i = 0; i < LIMIT; i++) expect((await (kinds[i % kinds.length] as (typeof kinds)[number])(api, from)).status).toBeLessThan(400);
+      for (let i = 0; i < LIMIT; i++)
+        expect((await (kinds[i % kinds.length] as (typeof kinds)[number])(api, from)).status).toBeLessThan(400);
       for (const send of kinds) expectLimited(await send(api, from));
       // The server API has its own (per key) limit: the exhausted IP still gets through.
       const reply = await api.get('/v1/program', { auth: program.secret, headers: { 'x-forwarded-for': from } });
@@ -833,7 +916,11 @@ describe('rate limits in memory', () => {
       const strict = await app({ RATE_LIMIT_PUBLIC_PER_MINUTE: String(LIMIT) });
       const statuses: number[] = [];
       for (let i = 0; i < LIMIT + 2; i++) {
-        const reply = await strict.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }, { headers: { 'x-forwarded-for': freshIp() } });
+        const reply = await strict.post(
+          '/v1/clicks',
+          { key: program.publishable, code, vid: uniq('vid_') },
+          { headers: { 'x-forwarded-for': freshIp() } },
+        );
         statuses.push(reply.status);
       }
       expect(statuses).toEqual([...Array(LIMIT).fill(202), 429, 429]);
@@ -885,7 +972,8 @@ describe('rate limits in memory', () => {
       code = (await buildParticipant(api, program)).code;
     });
 
-    const click = (from: string, clickCode: string) => api.post('/v1/clicks', { key: program.publishable, code: clickCode, vid: uniq('vid_') }, { headers: { 'x-forwarded-for': from } });
+    const click = (from: string, clickCode: string) =>
+      api.post('/v1/clicks', { key: program.publishable, code: clickCode, vid: uniq('vid_') }, { headers: { 'x-forwarded-for': from } });
 
     it('after the budget, unknown codes from that IP get 429 while valid ones still work; another IP is fine', async () => {
       const from = '203.0.113.7';
@@ -908,7 +996,8 @@ describe('rate limits in memory', () => {
 
     it('unknown codes on the redirect link spend the same budget', async () => {
       const from = '203.0.113.9';
-      for (let i = 0; i < BUDGET; i++) expect((await api.get(`/r/NOPE${uniq()}`, { headers: { 'x-forwarded-for': from } })).status).toBe(404);
+      for (let i = 0; i < BUDGET; i++)
+        expect((await api.get(`/r/NOPE${uniq()}`, { headers: { 'x-forwarded-for': from } })).status).toBe(404);
       expectLimited(await api.get(`/r/NOPE${uniq()}`, { headers: { 'x-forwarded-for': from } }));
       expectLimited(await click(from, `ZZ${uniq()}`));
       expect((await api.get(`/r/${code}`, { headers: { 'x-forwarded-for': from } })).status).toBe(302);

@@ -9,9 +9,10 @@
  */
 import { randomBytes } from 'node:crypto';
 import { bumpStats, type StatsDelta } from '../../collector/src/domain/rollups.ts';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Reply, TestApp } from '../helpers/app.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 
 const DAY_MS = 86_400_000;
@@ -98,19 +99,15 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
   const run = randomBytes(4).toString('hex');
   const vid = (name: string) => `vis${run}${name}`;
 
-  beforeAll(async () => {
-    t = await openTestDb(kind);
-    api = await startTestApp(t.db);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await t?.close();
-  });
+  useTestApp(kind, (suite) => ({ testDb: t, api } = suite));
 
   const get = <T>(program: ProgramFixture, path: string) => api.get<T>(path, { auth: program.secret });
-  const summary = async (program: ProgramFixture, query = '') => expectStatus(await get<Summary>(program, `/v1/reports/summary${query}`), 200);
-  const leaderboard = async (program: ProgramFixture, query = '') => expectStatus(await get<Leaderboard>(program, `/v1/reports/referrers${query}`), 200);
-  const series = async (program: ProgramFixture, query = '') => expectStatus(await get<Series>(program, `/v1/reports/timeseries${query}`), 200);
+  const summary = async (program: ProgramFixture, query = '') =>
+    expectStatus(await get<Summary>(program, `/v1/reports/summary${query}`), 200);
+  const leaderboard = async (program: ProgramFixture, query = '') =>
+    expectStatus(await get<Leaderboard>(program, `/v1/reports/referrers${query}`), 200);
+  const series = async (program: ProgramFixture, query = '') =>
+    expectStatus(await get<Series>(program, `/v1/reports/timeseries${query}`), 200);
 
   async function click(program: ProgramFixture, code: string, visitor: string, valid = true) {
     const reply = await api.post('/v1/clicks', { key: program.publishable, code, vid: visitor, url: `https://shop.example/?ref=${code}` });
@@ -170,19 +167,38 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     const u2 = `u2-${run}`;
     const u3 = `u3-${run}`;
     const u4 = `u4-${run}`;
-    const s1 = await conversion(program, { type: 'signup', eventId: `s1-${run}`, externalId: u1, referral: { code: A.code, vid: vid('1') } });
+    const s1 = await conversion(program, {
+      type: 'signup',
+      eventId: `s1-${run}`,
+      externalId: u1,
+      referral: { code: A.code, vid: vid('1') },
+    });
     expect(s1.attribution).toMatchObject({ status: 'attributed', referrer: A.externalId });
-    expect((await conversion(program, { type: 'signup', eventId: `s1-${run}`, externalId: u1, referral: { code: A.code, vid: vid('1') } })).attribution.status).toBe('attributed');
+    expect(
+      (await conversion(program, { type: 'signup', eventId: `s1-${run}`, externalId: u1, referral: { code: A.code, vid: vid('1') } }))
+        .attribution.status,
+    ).toBe('attributed');
     const s2 = await conversion(program, { type: 'signup', eventId: `s2-${run}`, externalId: u2, referral: { vid: vid('2') } });
     expect(s2.attribution).toMatchObject({ status: 'attributed', referrer: A.externalId });
-    const s4 = await conversion(program, { type: 'signup', eventId: `s4-${run}`, externalId: u4, referral: { code: B.code, vid: vid('4') } });
+    const s4 = await conversion(program, {
+      type: 'signup',
+      eventId: `s4-${run}`,
+      externalId: u4,
+      referral: { code: B.code, vid: vid('4') },
+    });
     expect(s4.attribution).toMatchObject({ status: 'attributed', referrer: B.externalId });
     expect((await conversion(program, { type: 'signup', eventId: `s3-${run}`, externalId: u3 })).attribution.status).toBe('none');
-    expect((await conversion(program, { type: 'signup', eventId: `sa-${run}`, externalId: A.externalId, referral: { code: A.code } })).attribution).toMatchObject({
+    expect(
+      (await conversion(program, { type: 'signup', eventId: `sa-${run}`, externalId: A.externalId, referral: { code: A.code } }))
+        .attribution,
+    ).toMatchObject({
       status: 'rejected',
       reason: 'self_referral',
     });
-    expect((await conversion(program, { type: 'signup', eventId: `s5-${run}`, externalId: `u5-${run}`, referral: { code: `NOPE${run}` } })).attribution).toMatchObject({
+    expect(
+      (await conversion(program, { type: 'signup', eventId: `s5-${run}`, externalId: `u5-${run}`, referral: { code: `NOPE${run}` } }))
+        .attribution,
+    ).toMatchObject({
       status: 'rejected',
       reason: 'unknown_code',
     });
@@ -280,20 +296,38 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       expect(body).toMatchObject({ ...TODAY_TOTALS, conversionRate: 0.375 });
       // Only `to`: the 30 days before it. Only `from`: up to today.
       expect(await summary(fx.program, `?to=${fx.day}`)).toMatchObject({ from: addDays(fx.day, -29), to: fx.day, clicks: 9 });
-      expect(await summary(fx.program, `?from=${addDays(fx.day, -3)}`)).toMatchObject({ from: addDays(fx.day, -3), to: today(), clicks: 9 });
+      expect(await summary(fx.program, `?from=${addDays(fx.day, -3)}`)).toMatchObject({
+        from: addDays(fx.day, -3),
+        to: today(),
+        clicks: 9,
+      });
     });
 
     it('counts nothing for ranges that leave today out', async () => {
-      for (const query of [`?from=${addDays(fx.day, -10)}&to=${addDays(fx.day, -1)}`, `?from=${addDays(fx.day, 1)}&to=${addDays(fx.day, 5)}`, '?from=2020-01-01&to=2020-01-31']) {
+      for (const query of [
+        `?from=${addDays(fx.day, -10)}&to=${addDays(fx.day, -1)}`,
+        `?from=${addDays(fx.day, 1)}&to=${addDays(fx.day, 5)}`,
+        '?from=2020-01-01&to=2020-01-31',
+      ]) {
         const body = await summary(fx.program, query);
-        expect(body, query).toMatchObject({ clicks: 0, visitors: 0, signups: 0, purchases: 0, revenue: {}, conversionRate: 0, rewards: NO_REWARDS });
+        expect(body, query).toMatchObject({
+          clicks: 0,
+          visitors: 0,
+          signups: 0,
+          purchases: 0,
+          revenue: {},
+          conversionRate: 0,
+          rewards: NO_REWARDS,
+        });
       }
     });
 
     it('keeps the rollups equal to the raw tables they summarise', async () => {
       const db = t.db;
       const id = fx.program.id;
-      const [stats] = await db('daily_stats').where({ program_id: id }).sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' });
+      const [stats] = await db('daily_stats')
+        .where({ program_id: id })
+        .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' });
       const [raw] = (
         await db.raw(
           `select (select count(*) from clicks where program_id = :id)::int as clicks,
@@ -316,7 +350,8 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
           [id],
         )
       ).rows as Array<{ currency: string; total: number }>;
-      const asMap = (rows: Array<{ currency: string; total: unknown }>) => Object.fromEntries(rows.map((r) => [r.currency, Number(r.total)]));
+      const asMap = (rows: Array<{ currency: string; total: unknown }>) =>
+        Object.fromEntries(rows.map((r) => [r.currency, Number(r.total)]));
       expect(asMap(revenue as Array<{ currency: string; total: unknown }>)).toEqual(asMap(rawRevenue));
       expect(asMap(rawRevenue)).toEqual({ USD: 7500, EUR: 5000 });
     });
@@ -376,7 +411,9 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       ];
       for (const [sort, desc] of cases) {
         expect(order((await leaderboard(fx.program, `?${range()}&sort=${sort}&order=desc`)).data), `${sort} desc`).toEqual(order(desc));
-        expect(order((await leaderboard(fx.program, `?${range()}&sort=${sort}&order=asc`)).data), `${sort} asc`).toEqual(order([...desc].reverse()));
+        expect(order((await leaderboard(fx.program, `?${range()}&sort=${sort}&order=asc`)).data), `${sort} asc`).toEqual(
+          order([...desc].reverse()),
+        );
       }
       // The default order is descending.
       expect(order((await leaderboard(fx.program, `?${range()}&sort=clicks`)).data)).toEqual(order([B, A, D]));
@@ -398,7 +435,10 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     });
 
     it('is empty for a range without activity', async () => {
-      expect(await leaderboard(fx.program, `?from=${addDays(fx.day, -7)}&to=${addDays(fx.day, -1)}`)).toMatchObject({ data: [], nextOffset: null });
+      expect(await leaderboard(fx.program, `?from=${addDays(fx.day, -7)}&to=${addDays(fx.day, -1)}`)).toMatchObject({
+        data: [],
+        nextOffset: null,
+      });
     });
 
     it('refuses unknown sorts, orders and bad paging', async () => {
@@ -494,7 +534,14 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       expect(new Date('2025-03-10T00:00:00Z').getUTCDay()).toBe(1);
       // Through bumpStats, the one writer of every rollup table, with the events' days.
       const at = (day: string) => new Date(`${day}T12:00:00Z`);
-      const stat = (participant: { id: string }, day: string, clicks: number, visitors: number, signups: number, purchases: number): StatsDelta => ({
+      const stat = (
+        participant: { id: string },
+        day: string,
+        clicks: number,
+        visitors: number,
+        signups: number,
+        purchases: number,
+      ): StatsDelta => ({
         programId: program.id,
         participantId: participant.id,
         at: at(day),
@@ -557,12 +604,21 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         revenue: { USD: -200 },
         conversionRate: 0.0833,
       });
-      expect(await summary(program, '?from=2025-03-10&to=2025-03-10')).toMatchObject({ clicks: 1, visitors: 1, signups: 1, purchases: 1, revenue: { EUR: 300 }, conversionRate: 1 });
+      expect(await summary(program, '?from=2025-03-10&to=2025-03-10')).toMatchObject({
+        clicks: 1,
+        visitors: 1,
+        signups: 1,
+        purchases: 1,
+        revenue: { EUR: 300 },
+        conversionRate: 1,
+      });
     });
 
     it('ranks referrers over the range', async () => {
       const body = await leaderboard(program, '?from=2025-03-02&to=2025-03-10&sort=clicks&order=asc');
-      expect(body.data.map((row) => [row.participant, row.clicks, row.visitors, row.signups, row.purchases, row.revenue, row.conversionRate])).toEqual([
+      expect(
+        body.data.map((row) => [row.participant, row.clicks, row.visitors, row.signups, row.purchases, row.revenue, row.conversionRate]),
+      ).toEqual([
         [Y.externalId, 8, 8, 1, 1, { EUR: 300 }, 0.125],
         [X.externalId, 15, 13, 3, 1, { USD: 800 }, 0.2308],
       ]);
@@ -614,15 +670,24 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const program = await buildProgram(api);
       const G = await buildParticipant(api, program);
       const customer = `early-${run}`;
-      expect((await conversion(program, { type: 'purchase', eventId: `pe-${run}`, externalId: customer, amount: 10_000, currency: 'USD' })).attribution.status).toBe('none');
-      expect((await conversion(program, { type: 'signup', eventId: `se-${run}`, externalId: customer, referral: { code: G.code } })).attribution).toMatchObject({
+      expect(
+        (await conversion(program, { type: 'purchase', eventId: `pe-${run}`, externalId: customer, amount: 10_000, currency: 'USD' }))
+          .attribution.status,
+      ).toBe('none');
+      expect(
+        (await conversion(program, { type: 'signup', eventId: `se-${run}`, externalId: customer, referral: { code: G.code } })).attribution,
+      ).toMatchObject({
         status: 'attributed',
         referrer: G.externalId,
       });
       await refund(program, { eventId: `re-${run}`, purchaseEventId: `pe-${run}` });
       const day = today();
       const body = await summary(program, `?from=${day}&to=${day}`);
-      expect({ signups: body.signups, purchases: body.purchases, revenue: body.revenue }).toEqual({ signups: 1, purchases: 0, revenue: {} });
+      expect({ signups: body.signups, purchases: body.purchases, revenue: body.revenue }).toEqual({
+        signups: 1,
+        purchases: 0,
+        revenue: {},
+      });
       const [row] = (await leaderboard(program, `?from=${day}&to=${day}`)).data;
       expect(row?.revenue).toEqual({});
     });
@@ -637,8 +702,14 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       await refund(program, { eventId: `rl2-${run}`, purchaseEventId: `pl-${run}`, amount: 200 });
       const day = today();
       const body = await summary(program, `?from=${day}&to=${day}`);
-      expect({ signups: body.signups, purchases: body.purchases, revenue: body.revenue }).toEqual({ signups: 1, purchases: 1, revenue: { GBP: 3000 } });
-      expect((await series(program, `?from=${day}&to=${day}`)).points).toEqual([{ date: day, clicks: 0, visitors: 0, signups: 1, purchases: 1, revenue: { GBP: 3000 } }]);
+      expect({ signups: body.signups, purchases: body.purchases, revenue: body.revenue }).toEqual({
+        signups: 1,
+        purchases: 1,
+        revenue: { GBP: 3000 },
+      });
+      expect((await series(program, `?from=${day}&to=${day}`)).points).toEqual([
+        { date: day, clicks: 0, visitors: 0, signups: 1, purchases: 1, revenue: { GBP: 3000 } },
+      ]);
     });
   });
 
@@ -669,13 +740,18 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       for (let round = 0; round < rounds; round++) {
         const visitor = vid(`cc${round}`);
         const replies = await Promise.all(
-          [E.code, F.code, E.code, F.code, E.code, F.code].map((code) => api.post('/v1/clicks', { key: program.publishable, code, vid: visitor })),
+          [E.code, F.code, E.code, F.code, E.code, F.code].map((code) =>
+            api.post('/v1/clicks', { key: program.publishable, code, vid: visitor }),
+          ),
         );
         for (const reply of replies) expect(reply.status, reply.text).toBe(202);
       }
       const [raw] = await t.db('clicks').where({ program_id: program.id }).count({ clicks: '*' }).countDistinct({ visitors: 'vid' });
       const body = await summary(program, `?from=${today()}&to=${today()}`);
-      expect({ raw: { clicks: Number(raw?.clicks), visitors: Number(raw?.visitors) }, rollup: { clicks: body.clicks, visitors: body.visitors } }).toEqual({
+      expect({
+        raw: { clicks: Number(raw?.clicks), visitors: Number(raw?.visitors) },
+        rollup: { clicks: body.clicks, visitors: body.visitors },
+      }).toEqual({
         raw: { clicks: 2 * rounds, visitors: rounds },
         rollup: { clicks: 2 * rounds, visitors: rounds },
       });
@@ -687,9 +763,21 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const visitor = vid('bs');
       const customer = `bs-${run}`;
       await click(program, E.code, visitor);
-      const event = await api.post('/v1/events', { key: program.publishable, type: 'signup', eventId: `bs-${run}`, vid: visitor, code: E.code, user: { id: customer } });
+      const event = await api.post('/v1/events', {
+        key: program.publishable,
+        type: 'signup',
+        eventId: `bs-${run}`,
+        vid: visitor,
+        code: E.code,
+        user: { id: customer },
+      });
       expect(event.status, event.text).toBe(202);
-      const confirmed = await conversion(program, { type: 'signup', eventId: `bs-${run}`, externalId: customer, referral: { code: E.code, vid: visitor } });
+      const confirmed = await conversion(program, {
+        type: 'signup',
+        eventId: `bs-${run}`,
+        externalId: customer,
+        referral: { code: E.code, vid: visitor },
+      });
       expect(confirmed.attribution).toMatchObject({ status: 'attributed', referrer: E.externalId });
       const body = await summary(program, `?from=${today()}&to=${today()}`);
       expect({ clicks: body.clicks, visitors: body.visitors, signups: body.signups, conversionRate: body.conversionRate }).toEqual({

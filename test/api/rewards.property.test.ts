@@ -21,7 +21,13 @@ const RULES = [
   { id: 's-both', on: 'signup', to: 'both', reward: { kind: 'credit', amount: 500, currency: 'USD' } },
   { id: 'p-pct', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 15 } },
   { id: 'p-held', on: 'purchase', to: 'referee', reward: { kind: 'credit', percent: 7 }, holdDays: 10 },
-  { id: 'p-first', on: 'purchase', to: 'referrer', reward: { kind: 'cash', amount: 300, currency: 'USD' }, when: { firstPurchaseOnly: true, minAmount: 1000 } },
+  {
+    id: 'p-first',
+    on: 'purchase',
+    to: 'referrer',
+    reward: { kind: 'cash', amount: 300, currency: 'USD' },
+    when: { firstPurchaseOnly: true, minAmount: 1000 },
+  },
   { id: 'p-cap', on: 'purchase', to: 'both', reward: { kind: 'cash', percent: 3 }, cap: { perReferrer: 2 } },
 ];
 const PURCHASE_RULES = new Set(['p-pct', 'p-held', 'p-first', 'p-cap']);
@@ -47,7 +53,11 @@ interface Real {
 type Cmd = fc.AsyncCommand<Model, Real>;
 
 class Signup implements Cmd {
-  constructor(readonly customer: string, readonly referrer: string | null, readonly browser: boolean) {}
+  constructor(
+    readonly customer: string,
+    readonly referrer: string | null,
+    readonly browser: boolean,
+  ) {}
   check = () => true;
   async run(_m: Model, { api, p, codes }: Real) {
     const code = this.referrer ? codes[this.referrer] : undefined;
@@ -87,17 +97,28 @@ class Purchase implements Cmd {
         order: { id: orderId, amount: order.amount, currency: order.currency },
       });
     } else {
-      const body = { type: 'purchase', eventId: orderId, externalId: this.customer, amount: order.amount, currency: order.currency, ...(code ? { referral: { code } } : {}) };
+      const body = {
+        type: 'purchase',
+        eventId: orderId,
+        externalId: this.customer,
+        amount: order.amount,
+        currency: order.currency,
+        ...(code ? { referral: { code } } : {}),
+      };
       const answer = expectOk(await api.post('/v1/conversions', body, { auth: p.secret }));
       expect(answer.conversion).toMatchObject({ eventId: orderId, amount: order.amount, currency: order.currency, verified: true });
     }
   }
-  toString = () => `Purchase(${this.customer}#${this.slot}, ${this.amount} ${this.currency}, ${this.referrer}, ${this.browser ? 'browser' : 'server'})`;
+  toString = () =>
+    `Purchase(${this.customer}#${this.slot}, ${this.amount} ${this.currency}, ${this.referrer}, ${this.browser ? 'browser' : 'server'})`;
 }
 
 class Refund implements Cmd {
   /** `share` null: refund the rest (no amount); else this share of what is left (at least 1). */
-  constructor(readonly pick: number, readonly share: number | null) {}
+  constructor(
+    readonly pick: number,
+    readonly share: number | null,
+  ) {}
   check = (m: Readonly<Model>) => m.orders.size > 0;
   async run(m: Model, { api, p }: Real) {
     const orderIds = [...m.orders.keys()];
@@ -115,7 +136,12 @@ class Refund implements Cmd {
     }
     const answer = expectOk(reply);
     order.refunded += wanted;
-    expect(answer.refund).toMatchObject({ purchaseEventId: orderId, amount: wanted, refundedTotal: order.refunded, currency: order.currency });
+    expect(answer.refund).toMatchObject({
+      purchaseEventId: orderId,
+      amount: wanted,
+      refundedTotal: order.refunded,
+      currency: order.currency,
+    });
     m.refunds.push({ body, answer });
   }
   toString = () => `Refund(#${this.pick}, ${this.share === null ? 'rest' : this.share.toFixed(2)})`;
@@ -132,7 +158,11 @@ class RetryRefund implements Cmd {
 }
 
 class Transition implements Cmd {
-  constructor(readonly action: 'approve' | 'revoke' | 'pay', readonly pick: number, readonly reason: string | undefined) {}
+  constructor(
+    readonly action: 'approve' | 'revoke' | 'pay',
+    readonly pick: number,
+    readonly reason: string | undefined,
+  ) {}
   check = () => true;
   async run(_m: Model, { api, p }: Real) {
     const before = await listAllRewards(api, p);
@@ -189,12 +219,25 @@ const commands = fc.commands(
   [
     fc.tuple(customer, referrer, fc.boolean()).map(([c, r, b]) => new Signup(c, r, b)),
     fc
-      .tuple(customer, fc.integer({ min: 0, max: 1 }), fc.integer({ min: 1, max: 50_000 }), fc.constantFrom('USD', 'EUR'), referrer, fc.boolean())
+      .tuple(
+        customer,
+        fc.integer({ min: 0, max: 1 }),
+        fc.integer({ min: 1, max: 50_000 }),
+        fc.constantFrom('USD', 'EUR'),
+        referrer,
+        fc.boolean(),
+      )
       .map(([c, slot, amount, currency, r, b]) => new Purchase(c, slot, amount, currency, r, b)),
-    fc.tuple(fc.nat(), fc.option(fc.double({ min: 0.01, max: 1, noNaN: true }), { nil: null })).map(([pick, share]) => new Refund(pick, share)),
+    fc
+      .tuple(fc.nat(), fc.option(fc.double({ min: 0.01, max: 1, noNaN: true }), { nil: null }))
+      .map(([pick, share]) => new Refund(pick, share)),
     fc.nat().map((pick) => new RetryRefund(pick)),
     fc
-      .tuple(fc.constantFrom('approve' as const, 'revoke' as const, 'pay' as const), fc.nat(), fc.option(fc.constantFrom('ops check', 'fraud', 'payout'), { nil: undefined }))
+      .tuple(
+        fc.constantFrom('approve' as const, 'revoke' as const, 'pay' as const),
+        fc.nat(),
+        fc.option(fc.constantFrom('ops check', 'fraud', 'payout'), { nil: undefined }),
+      )
       .map(([action, pick, reason]) => new Transition(action, pick, reason)),
     fc.constant(new Release()),
   ],
@@ -209,7 +252,10 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
     t = await openTestDb(kind);
     api = await startTestApp(t.db);
     releaseHolds = async (p) => {
-      await t.db('rewards').where({ program_id: p.id, status: 'pending' }).update({ available_at: new Date(Date.now() - 1000) });
+      await t
+        .db('rewards')
+        .where({ program_id: p.id, status: 'pending' })
+        .update({ available_at: new Date(Date.now() - 1000) });
       await releaseDueRewards(t.db);
     };
   });
@@ -220,7 +266,8 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
 
   /** Rewards that do not belong to an attributed conversion of their program (should be none). */
   async function orphans(programId: string) {
-    const rows = (await t.db('rewards as w')
+    const rows = (await t
+      .db('rewards as w')
       .leftJoin('referrals as r', 'r.id', 'w.referral_id')
       .leftJoin('conversions as c', 'c.id', 'w.conversion_id')
       .leftJoin('conversions as g', 'g.id', 'c.refund_of')
@@ -242,7 +289,8 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
         'c.created_at as conversion_at',
         'g.participant_id as refunded_participant',
       )) as Array<Record<string, any>>;
-    const overrides = (await t.db('decisions as d')
+    const overrides = (await t
+      .db('decisions as d')
       .join('referrals as r', 'r.referred_id', 'd.participant_id')
       .where({ 'd.program_id': programId, 'd.reason': 'server_override' })
       .select('r.id', t.db.raw(`d.details->>'replaced' as replaced`))) as Array<{ id: string; replaced: string }>;
@@ -297,7 +345,9 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
         }
         const final = await listAllRewards(api, p);
         const netOf = (grant: Reward) =>
-          final.filter((r) => (r.id === grant.id || r.reverses === grant.id) && r.status !== 'revoked').reduce((sum, r) => sum + r.amount, 0);
+          final
+            .filter((r) => (r.id === grant.id || r.reverses === grant.id) && r.status !== 'revoked')
+            .reduce((sum, r) => sum + r.amount, 0);
         for (const grant of final.filter((r) => !r.reverses && PURCHASE_RULES.has(r.rule))) {
           expect(netOf(grant), `${grant.rule} ${grant.participant} ${grant.amount} ${grant.status} on ${grant.eventId}`).toBe(0);
         }
@@ -322,4 +372,3 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
     expect(runs).toBeGreaterThanOrEqual(NUM_RUNS);
   }, 180_000);
 });
-

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
-import { type TestApp } from '../helpers/app.ts';
+import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
@@ -62,7 +62,8 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
   let api: TestApp;
   useTestApp(kind, (suite) => ({ testDb: t, api } = suite));
 
-  const program = (rewardRules: Rule[], settings: Record<string, unknown> = {}) => buildProgram(api, { settings: { rewardRules, ...settings } });
+  const program = (rewardRules: Rule[], settings: Record<string, unknown> = {}) =>
+    buildProgram(api, { settings: { rewardRules, ...settings } });
   const rewardsOf = (p: ProgramFixture, participant: string) => listAllRewards(api, p, { participant });
 
   describe('rules', () => {
@@ -103,7 +104,9 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
 
       // Each grant is logged as created by the system, naming its rule.
       for (const reward of answer.rewards) {
-        expect(await transitionsOf(t.db, reward.id)).toMatchObject([{ from_status: null, to_status: 'approved', actor: 'system', reason: `rule ${reward.rule}` }]);
+        expect(await transitionsOf(t.db, reward.id)).toMatchObject([
+          { from_status: null, to_status: 'approved', actor: 'system', reason: `rule ${reward.rule}` },
+        ]);
       }
     });
 
@@ -180,28 +183,44 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const carol = await serverPurchase(api, p, 'carol', 'c-1', 4000);
       expect(carol.rewards.find((r) => r.rule === 'first')).toMatchObject({ amount: 800, participant: 'alice' });
       const firsts = await listAllRewards(api, p, { participant: 'alice' });
-      expect(firsts.filter((r) => r.rule === 'first').map((r) => r.eventId).sort()).toEqual(['b-1', 'c-1']);
+      expect(
+        firsts
+          .filter((r) => r.rule === 'first')
+          .map((r) => r.eventId)
+          .sort(),
+      ).toEqual(['b-1', 'c-1']);
     });
 
     it('when.minAmount skips smaller purchases (the minimum itself counts)', async () => {
-      const p = await program([{ id: 'big', on: 'purchase', to: 'referee', reward: { kind: 'credit', amount: 300, currency: 'USD' }, when: { minAmount: 5000 } }]);
+      const p = await program([
+        { id: 'big', on: 'purchase', to: 'referee', reward: { kind: 'credit', amount: 300, currency: 'USD' }, when: { minAmount: 5000 } },
+      ]);
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
       await serverSignup(api, p, 'bob', alice.code);
       expect((await serverPurchase(api, p, 'bob', 'small', 4999)).rewards).toEqual([]);
       expect(brief((await serverPurchase(api, p, 'bob', 'exact', 5000)).rewards)).toEqual([['big', 'bob', 300, 'USD', 'approved']]);
-      expect(brief((await serverPurchase(api, p, 'bob', 'large', 80_000, 'EUR')).rewards)).toEqual([['big', 'bob', 300, 'USD', 'approved']]);
+      expect(brief((await serverPurchase(api, p, 'bob', 'large', 80_000, 'EUR')).rewards)).toEqual([
+        ['big', 'bob', 300, 'USD', 'approved'],
+      ]);
       expect(await balancesOf(api, p, 'bob')).toEqual({ pending: {}, approved: { USD: 600 }, paid: {} });
     });
 
     it('when.afterReferrals applies from the referrer’s Nth attributed referral on', async () => {
       const p = await program([
-        { id: 'tier-signup', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 5000, currency: 'USD' }, when: { afterReferrals: 3 } },
+        {
+          id: 'tier-signup',
+          on: 'signup',
+          to: 'referrer',
+          reward: { kind: 'cash', amount: 5000, currency: 'USD' },
+          when: { afterReferrals: 3 },
+        },
         { id: 'tier-sale', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 10 }, when: { afterReferrals: 2 } },
       ]);
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
       const bob = await buildParticipant(api, p, { externalId: 'bob' });
       const tiers: string[][] = [];
-      for (const friend of ['a1', 'a2', 'a3', 'a4']) tiers.push((await serverSignup(api, p, friend, alice.code)).rewards.map((r) => r.rule));
+      for (const friend of ['a1', 'a2', 'a3', 'a4'])
+        tiers.push((await serverSignup(api, p, friend, alice.code)).rewards.map((r) => r.rule));
       expect(tiers).toEqual([[], [], ['tier-signup'], ['tier-signup']]);
       // Another referrer's count starts from zero; an unattributed signup counts for nobody.
       await serverSignup(api, p, 'organic');
@@ -210,8 +229,12 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       expect((await serverSignup(api, p, 'b3', bob.code)).rewards.map((r) => r.participant)).toEqual(['bob']);
       // Purchases: the tier is the position of the buyer's referral, not the referrer's current count.
       expect((await serverPurchase(api, p, 'a1', 'a1-order', 1000)).rewards).toEqual([]);
-      expect(brief((await serverPurchase(api, p, 'a2', 'a2-order', 1000)).rewards)).toEqual([['tier-sale', 'alice', 100, 'USD', 'approved']]);
-      expect(brief((await serverPurchase(api, p, 'a4', 'a4-order', 2000)).rewards)).toEqual([['tier-sale', 'alice', 200, 'USD', 'approved']]);
+      expect(brief((await serverPurchase(api, p, 'a2', 'a2-order', 1000)).rewards)).toEqual([
+        ['tier-sale', 'alice', 100, 'USD', 'approved'],
+      ]);
+      expect(brief((await serverPurchase(api, p, 'a4', 'a4-order', 2000)).rewards)).toEqual([
+        ['tier-sale', 'alice', 200, 'USD', 'approved'],
+      ]);
       expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: { USD: 10_300 }, paid: {} });
     });
 
@@ -242,7 +265,8 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
       const bob = await buildParticipant(api, p, { externalId: 'bob' });
       const rules: string[][] = [];
-      for (const friend of ['f1', 'f2', 'f3', 'f4']) rules.push((await serverSignup(api, p, friend, alice.code)).rewards.map((r) => r.rule).sort());
+      for (const friend of ['f1', 'f2', 'f3', 'f4'])
+        rules.push((await serverSignup(api, p, friend, alice.code)).rewards.map((r) => r.rule).sort());
       expect(rules).toEqual([['capped', 'uncapped'], ['capped', 'uncapped'], ['uncapped'], ['uncapped']]);
       // The cap is per referrer: bob starts with his own allowance.
       expect((await serverSignup(api, p, 'g1', bob.code)).rewards.map((r) => r.rule).sort()).toEqual(['capped', 'uncapped']);
@@ -251,7 +275,13 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const decisions = expectOk(await api.get('/v1/decisions?reason=cap_reached', { auth: p.secret })).data as any[];
       expect(decisions).toHaveLength(2);
       for (const decision of decisions) {
-        expect(decision).toMatchObject({ subject: 'reward', outcome: 'rejected', reason: 'cap_reached', referrer: 'alice', details: { rule: 'capped', cap: 2 } });
+        expect(decision).toMatchObject({
+          subject: 'reward',
+          outcome: 'rejected',
+          reason: 'cap_reached',
+          referrer: 'alice',
+          details: { rule: 'capped', cap: 2 },
+        });
       }
       expect(decisions.map((d) => d.participant).sort()).toEqual(['f3', 'f4']);
       expect(decisions.map((d) => d.eventId).sort()).toEqual(['signup-f3', 'signup-f4']);
@@ -320,7 +350,10 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       await releaseDueRewards(t.db);
       expect((await rewardsOf(p, 'alice'))[0]).toMatchObject({ status: 'pending' });
       // One day later: only the 1-day hold is released.
-      await t.db('rewards').where({ program_id: p.id }).update({ available_at: t.db.raw(`available_at - interval '1 day' - interval '1 second'`) });
+      await t
+        .db('rewards')
+        .where({ program_id: p.id })
+        .update({ available_at: t.db.raw(`available_at - interval '1 day' - interval '1 second'`) });
       expect(await releaseDueRewards(t.db)).toBeGreaterThanOrEqual(1);
       const later = Object.fromEntries((await listAllRewards(api, p)).map((r) => [r.rule, r.status]));
       expect(later).toEqual({ held: 'pending', short: 'approved', now: 'approved' });
@@ -329,10 +362,17 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
         { from_status: 'pending', to_status: 'approved', actor: 'system', reason: 'hold period over' },
       ]);
       // 30 days later everything is released, once.
-      await t.db('rewards').where({ program_id: p.id }).update({ available_at: t.db.raw(`available_at - interval '29 days'`) });
+      await t
+        .db('rewards')
+        .where({ program_id: p.id })
+        .update({ available_at: t.db.raw(`available_at - interval '29 days'`) });
       await releaseDueRewards(t.db);
       await releaseDueRewards(t.db);
-      expect(Object.fromEntries((await listAllRewards(api, p)).map((r) => [r.rule, r.status]))).toEqual({ held: 'approved', short: 'approved', now: 'approved' });
+      expect(Object.fromEntries((await listAllRewards(api, p)).map((r) => [r.rule, r.status]))).toEqual({
+        held: 'approved',
+        short: 'approved',
+        now: 'approved',
+      });
       expect((await transitionsOf(t.db, byRule.held!.id)).map((row) => row.to_status)).toEqual(['pending', 'approved']);
       expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: { USD: 2000 }, paid: {} });
       expect(await balancesOf(api, p, 'bob')).toEqual({ pending: {}, approved: { USD: 550 }, paid: {} });
@@ -340,7 +380,9 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
 
     // The CLI needs a database another process can open: PostgreSQL (PGlite in memory is this process's own).
     it.skipIf(kind !== 'postgres')('`referral rewards release` (CLI) approves due rewards', async () => {
-      const p = await program([{ id: 'held', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 900, currency: 'USD' }, holdDays: 14 }]);
+      const p = await program([
+        { id: 'held', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 900, currency: 'USD' }, holdDays: 14 },
+      ]);
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
       const due = (await serverSignup(api, p, 'bob', alice.code)).rewards[0]!;
       const notDue = (await serverSignup(api, p, 'carol', alice.code)).rewards[0]!;
@@ -379,7 +421,10 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       expect(await balancesOf(api, p, 'alice')).toEqual({ pending: { USD: 1000 }, approved: {}, paid: {} });
 
       // The release job does not approve what needs review, even when due; a browser retry confirms nothing.
-      await makeDue(t.db, pendingSignup.map((r) => r.id));
+      await makeDue(
+        t.db,
+        pendingSignup.map((r) => r.id),
+      );
       await releaseDueRewards(t.db);
       await browserEvent(api, p, { type: 'signup', eventId: 'evt-signup-1', userId: 'bob', code: alice.code });
       expect((await listAllRewards(api, p)).map((r) => [r.status, r.needsReview])).toEqual([
@@ -404,7 +449,12 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       }
 
       // A purchase from the browser (JSON body): its event is known by the order id.
-      await browserEvent(api, p, { type: 'purchase', eventId: 'evt-random-77', userId: 'bob', order: { id: 'order-9', amount: 4321, currency: 'usd' } });
+      await browserEvent(api, p, {
+        type: 'purchase',
+        eventId: 'evt-random-77',
+        userId: 'bob',
+        order: { id: 'order-9', amount: 4321, currency: 'usd' },
+      });
       const sale = (await listAllRewards(api, p)).filter((r) => r.eventId === 'order-9');
       expect(brief(sale)).toEqual([
         ['sale', 'alice', 432, 'USD', 'pending'],
@@ -418,7 +468,12 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       expect(bySaleRule.sale).toMatchObject({ status: 'approved', needsReview: false, amount: 432 });
       expect(bySaleRule['sale-held']).toMatchObject({ status: 'pending', needsReview: false });
       near(bySaleRule['sale-held']!.availableAt, Date.parse(bySaleRule['sale-held']!.createdAt) + 5 * DAY_MS);
-      expect((await listAllRewards(api, p)).filter((r) => r.eventId === 'order-9').map((r) => r.id).sort()).toEqual(sale.map((r) => r.id).sort());
+      expect(
+        (await listAllRewards(api, p))
+          .filter((r) => r.eventId === 'order-9')
+          .map((r) => r.id)
+          .sort(),
+      ).toEqual(sale.map((r) => r.id).sort());
       await makeDue(t.db, [bySaleRule['sale-held']!.id]);
       await releaseDueRewards(t.db);
       expect((await rewardsOf(p, 'bob')).find((r) => r.rule === 'sale-held')).toMatchObject({ status: 'approved' });
@@ -448,7 +503,9 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
      * released yet.
      */
     async function pendingRewards(n: number) {
-      const p = await program([{ id: 'hold', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 1000, currency: 'USD' }, holdDays: 7 }]);
+      const p = await program([
+        { id: 'hold', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 1000, currency: 'USD' }, holdDays: 7 },
+      ]);
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
       const ids: string[] = [];
       for (let i = 0; i < n; i++) ids.push((await serverSignup(api, p, `friend-${i}`, alice.code)).rewards[0]!.id);
@@ -488,7 +545,11 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
         ['pending', 'approved', actor, null],
         ['approved', 'revoked', actor, 'fraud'],
       ]);
-      expect(Object.fromEntries((await listAllRewards(api, p)).map((r) => [r.id, r.status]))).toEqual({ [a]: 'paid', [b]: 'revoked', [c]: 'revoked' });
+      expect(Object.fromEntries((await listAllRewards(api, p)).map((r) => [r.id, r.status]))).toEqual({
+        [a]: 'paid',
+        [b]: 'revoked',
+        [c]: 'revoked',
+      });
       expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: {}, paid: { USD: 1000 } });
     });
 
@@ -530,7 +591,8 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const other = await program([]);
       const id = ids[0]!;
       for (const bad of ['00000000-0000-4000-8000-000000000000', 'not-a-uuid', '123', "1' or '1'='1"]) {
-        for (const action of ['approve', 'revoke', 'pay']) expectError(await transition(api, p, encodeURIComponent(bad), action), 404, 'not_found');
+        for (const action of ['approve', 'revoke', 'pay'])
+          expectError(await transition(api, p, encodeURIComponent(bad), action), 404, 'not_found');
       }
       expectError(await transition(api, p, id, 'refund'), 404, 'not_found');
       for (const action of ['approve', 'revoke', 'pay']) expectError(await transition(api, other, id, action), 404, 'not_found');
@@ -573,7 +635,9 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
     expect(await listAllRewards(api, p, { status: 'paid' })).toEqual([]);
     expect((await listAllRewards(api, p, { participant: 'alice' }, 2)).map((r) => r.participant)).toEqual(Array(6).fill('alice'));
     expect(brief(await listAllRewards(api, p, { participant: 'f2' }))).toEqual([['signup', 'f2', 100, 'USD', 'approved']]);
-    expect((await listAllRewards(api, p, { participant: 'alice', status: 'pending' })).map((r) => r.id).sort()).toEqual(pending.map((r) => r.id).sort());
+    expect((await listAllRewards(api, p, { participant: 'alice', status: 'pending' })).map((r) => r.id).sort()).toEqual(
+      pending.map((r) => r.id).sort(),
+    );
     expect(await listAllRewards(api, p, { participant: 'nobody' })).toEqual([]);
 
     expectError(await api.get('/v1/rewards?status=lost', { auth: p.secret }), 400, 'invalid_query');
@@ -584,9 +648,30 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
 
   it('Done means: 10 USD to both sides on signup, 20% of the first purchase after a 30-day hold, 50 USD from the 5th referral, at most 20 per referrer', async () => {
     const p = await program([
-      { id: 'signup-credit', on: 'signup', to: 'both', reward: { kind: 'credit', amount: 1000, currency: 'USD' }, cap: { perReferrer: 20 } },
-      { id: 'first-purchase', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 20 }, when: { firstPurchaseOnly: true }, holdDays: 30, cap: { perReferrer: 20 } },
-      { id: 'fifth-bonus', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 5000, currency: 'USD' }, when: { afterReferrals: 5 }, cap: { perReferrer: 20 } },
+      {
+        id: 'signup-credit',
+        on: 'signup',
+        to: 'both',
+        reward: { kind: 'credit', amount: 1000, currency: 'USD' },
+        cap: { perReferrer: 20 },
+      },
+      {
+        id: 'first-purchase',
+        on: 'purchase',
+        to: 'referrer',
+        reward: { kind: 'cash', percent: 20 },
+        when: { firstPurchaseOnly: true },
+        holdDays: 30,
+        cap: { perReferrer: 20 },
+      },
+      {
+        id: 'fifth-bonus',
+        on: 'signup',
+        to: 'referrer',
+        reward: { kind: 'cash', amount: 5000, currency: 'USD' },
+        when: { afterReferrals: 5 },
+        cap: { perReferrer: 20 },
+      },
     ]);
     const alice = await buildParticipant(api, p, { externalId: 'alice' });
     const bob = await buildParticipant(api, p, { externalId: 'bob' });
@@ -611,8 +696,12 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
     expect(brief(first.rewards)).toEqual([['first-purchase', 'alice', 2469, 'USD', 'pending']]);
     near(first.rewards[0]!.availableAt, Date.parse(first.rewards[0]!.createdAt) + 30 * DAY_MS);
     expect((await serverPurchase(api, p, 'f01', 'order-f01-2', 5000)).rewards).toEqual([]);
-    expect(brief((await serverPurchase(api, p, 'f02', 'order-f02-1', 999, 'EUR')).rewards)).toEqual([['first-purchase', 'alice', 199, 'EUR', 'pending']]);
-    expect(brief((await serverPurchase(api, p, 'f21', 'order-f21-1', 1000)).rewards)).toEqual([['first-purchase', 'alice', 200, 'USD', 'pending']]);
+    expect(brief((await serverPurchase(api, p, 'f02', 'order-f02-1', 999, 'EUR')).rewards)).toEqual([
+      ['first-purchase', 'alice', 199, 'EUR', 'pending'],
+    ]);
+    expect(brief((await serverPurchase(api, p, 'f21', 'order-f21-1', 1000)).rewards)).toEqual([
+      ['first-purchase', 'alice', 200, 'USD', 'pending'],
+    ]);
 
     const capped = expectOk(await api.get('/v1/decisions?reason=cap_reached', { auth: p.secret })).data as any[];
     expect(capped.map((d) => [d.participant, d.referrer, d.details.rule]).sort()).toEqual([
@@ -646,7 +735,10 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
     // Before 30 days nothing is released; after 30 days the purchase rewards are approved.
     await releaseDueRewards(t.db);
     expect(await balancesOf(api, p, 'alice')).toEqual({ pending: { USD: 2669, EUR: 199 }, approved: { USD: 110_000 }, paid: {} });
-    await t.db('rewards').where({ program_id: p.id, status: 'pending' }).update({ available_at: t.db.raw(`available_at - interval '30 days'`) });
+    await t
+      .db('rewards')
+      .where({ program_id: p.id, status: 'pending' })
+      .update({ available_at: t.db.raw(`available_at - interval '30 days'`) });
     await releaseDueRewards(t.db);
     expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: { USD: 112_669, EUR: 199 }, paid: {} });
 

@@ -10,7 +10,16 @@ import { describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
-import { expectError, expectOk, listAllRewards, serverPurchase, serverSignup, transition, transitionsOf, type Reward } from '../helpers/ledger.ts';
+import {
+  expectError,
+  expectOk,
+  listAllRewards,
+  serverPurchase,
+  serverSignup,
+  transition,
+  transitionsOf,
+  type Reward,
+} from '../helpers/ledger.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import type { Knex } from 'knex';
 
@@ -24,7 +33,8 @@ function readmeRules(): Array<Record<string, any>> {
   return JSON.parse(block) as Array<Record<string, any>>;
 }
 
-const paid = (rewards: Reward[], rule: string, who?: string) => rewards.filter((r) => r.rule === rule && (!who || r.participant === who) && r.status !== 'revoked');
+const paid = (rewards: Reward[], rule: string, who?: string) =>
+  rewards.filter((r) => r.rule === rule && (!who || r.participant === who) && r.status !== 'revoked');
 
 describe.each(DATABASES)('reward rules (%s)', (kind) => {
   let db: Knex;
@@ -59,7 +69,11 @@ describe.each(DATABASES)('reward rules (%s)', (kind) => {
     const firstOrder = paid(rewards, 'first-purchase')[0]?.eventId;
     expect(rewards.filter((r) => r.eventId === firstOrder).map((r) => r.rule)).toEqual(['first-purchase']);
     // renewals: 20% of each later purchase.
-    expect(paid(rewards, 'renewals').map((r) => r.amount).sort()).toEqual([1000, 2000]);
+    expect(
+      paid(rewards, 'renewals')
+        .map((r) => r.amount)
+        .sort(),
+    ).toEqual([1000, 2000]);
     // fifth-referral-bonus: once, at the fifth referral (not at the sixth).
     const bonus = paid(rewards, 'fifth-referral-bonus');
     expect(bonus.map((r) => [r.participant, r.amount])).toEqual([[referrer.externalId, 5000]]);
@@ -70,7 +84,13 @@ describe.each(DATABASES)('reward rules (%s)', (kind) => {
     const p = await shop([
       { id: 'at-3', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 300, currency: 'USD' }, when: { atReferrals: 3 } },
       { id: 'from-3', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 100, currency: 'USD' }, when: { afterReferrals: 3 } },
-      { id: 'at-2-purchase', on: 'purchase', to: 'referrer', reward: { kind: 'cash', amount: 50, currency: 'USD' }, when: { atReferrals: 2 } },
+      {
+        id: 'at-2-purchase',
+        on: 'purchase',
+        to: 'referrer',
+        reward: { kind: 'cash', amount: 50, currency: 'USD' },
+        when: { atReferrals: 2 },
+      },
     ]);
     const referrer = await buildParticipant(api, p);
     const customers = Array.from({ length: 5 }, (_, i) => uniq(`c${i}-`));
@@ -81,7 +101,16 @@ describe.each(DATABASES)('reward rules (%s)', (kind) => {
     await serverPurchase(api, p, customers[3] as string, uniq('order-'), 1000);
     const rewards = await listAllRewards(api, p);
     expect(paid(rewards, 'at-3').map((r) => r.eventId)).toEqual([`signup-${customers[2]}`]);
-    expect(paid(rewards, 'from-3').map((r) => r.eventId).sort()).toEqual(customers.slice(2).map((c) => `signup-${c}`).sort());
+    expect(
+      paid(rewards, 'from-3')
+        .map((r) => r.eventId)
+        .sort(),
+    ).toEqual(
+      customers
+        .slice(2)
+        .map((c) => `signup-${c}`)
+        .sort(),
+    );
     expect(paid(rewards, 'at-2-purchase')).toHaveLength(1);
   });
 
@@ -89,14 +118,38 @@ describe.each(DATABASES)('reward rules (%s)', (kind) => {
     const p = await shop([]);
     const both = await api.patch(
       '/v1/program',
-      { settings: { rewardRules: [{ id: 'x', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 5 }, when: { firstPurchaseOnly: true, repeatPurchasesOnly: true } }] } },
+      {
+        settings: {
+          rewardRules: [
+            {
+              id: 'x',
+              on: 'purchase',
+              to: 'referrer',
+              reward: { kind: 'cash', percent: 5 },
+              when: { firstPurchaseOnly: true, repeatPurchasesOnly: true },
+            },
+          ],
+        },
+      },
       { auth: p.secret },
     );
     expectError(both, 422, 'validation_failed');
     expect(both.body.error.fields['settings.rewardRules.0.when.repeatPurchasesOnly']).toMatch(/two rules/);
     const tiers = await api.patch(
       '/v1/program',
-      { settings: { rewardRules: [{ id: 'y', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 5, currency: 'USD' }, when: { atReferrals: 2, afterReferrals: 2 } }] } },
+      {
+        settings: {
+          rewardRules: [
+            {
+              id: 'y',
+              on: 'signup',
+              to: 'referrer',
+              reward: { kind: 'credit', amount: 5, currency: 'USD' },
+              when: { atReferrals: 2, afterReferrals: 2 },
+            },
+          ],
+        },
+      },
       { auth: p.secret },
     );
     expectError(tiers, 422, 'validation_failed');
@@ -134,7 +187,9 @@ describe.each(DATABASES)('reward rules (%s)', (kind) => {
     it('force with a reason approves, and the override is recorded', async () => {
       const p = await shop(HELD);
       const reward = await heldReward(p);
-      const approved = expectOk(await api.post(`/v1/rewards/${reward.id}/approve`, { force: true, reason: 'VIP partner, paid early' }, { auth: p.secret }));
+      const approved = expectOk(
+        await api.post(`/v1/rewards/${reward.id}/approve`, { force: true, reason: 'VIP partner, paid early' }, { auth: p.secret }),
+      );
       expect(approved.reward.status).toBe('approved');
       const log = await transitionsOf(db, reward.id);
       expect(log.at(-1)).toMatchObject({ from_status: 'pending', to_status: 'approved' });
@@ -144,7 +199,9 @@ describe.each(DATABASES)('reward rules (%s)', (kind) => {
     it('after the hold ends, approval needs no force', async () => {
       const p = await shop(HELD);
       const reward = await heldReward(p);
-      await db('rewards').where({ id: reward.id }).update({ available_at: new Date(Date.now() - 1000) });
+      await db('rewards')
+        .where({ id: reward.id })
+        .update({ available_at: new Date(Date.now() - 1000) });
       expect(expectOk(await transition(api, p, reward.id, 'approve')).reward.status).toBe('approved');
     });
   });

@@ -74,7 +74,15 @@ describe.each(DATABASES)('slow clients (%s)', (kind) => {
   beforeAll(async () => {
     const database = await databaseEnv(kind);
     drop = database.drop;
-    const config = loadConfig({ ...database.env, PORT: '0', HOST: '127.0.0.1', ADMIN_TOKEN, LOG_LEVEL: 'silent', DEMO: 'off', ...TIMEOUTS });
+    const config = loadConfig({
+      ...database.env,
+      PORT: '0',
+      HOST: '127.0.0.1',
+      ADMIN_TOKEN,
+      LOG_LEVEL: 'silent',
+      DEMO: 'off',
+      ...TIMEOUTS,
+    });
     running = await start(config);
     url = `http://127.0.0.1:${running.port}`;
   }, 60_000);
@@ -83,28 +91,45 @@ describe.each(DATABASES)('slow clients (%s)', (kind) => {
     await drop?.();
   });
 
-  it('closes a connection that sends half its headers and stalls', async () => {
-    expectClosedOrTimedOut(await stall(running.port, 'GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: '));
-  }, TEST_LIMIT_MS + 5000);
+  it(
+    'closes a connection that sends half its headers and stalls',
+    async () => {
+      expectClosedOrTimedOut(await stall(running.port, 'GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: '));
+    },
+    TEST_LIMIT_MS + 5000,
+  );
 
-  it('closes a connection that sends its headers and half a body, then stalls', async () => {
-    const head = 'POST /v1/clicks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n';
-    expectClosedOrTimedOut(await stall(running.port, `${head}{"key":"pk_`));
-  }, TEST_LIMIT_MS + 5000);
+  it(
+    'closes a connection that sends its headers and half a body, then stalls',
+    async () => {
+      const head = 'POST /v1/clicks HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n';
+      expectClosedOrTimedOut(await stall(running.port, `${head}{"key":"pk_`));
+    },
+    TEST_LIMIT_MS + 5000,
+  );
 
-  it('closes stalled connections side by side, and serves normal requests meanwhile', async () => {
-    const stalled = Array.from({ length: 5 }, (_, i) =>
-      stall(running.port, i % 2 ? 'GET /r/ABC HTTP/1.1\r\nHost: 127.0.0.1\r\n' : 'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n\r\n{'),
-    );
-    const ready = await fetch(`${url}/v1/ready`);
-    expect(ready.status).toBe(200);
-    const created = await fetch(`${url}/v1/programs`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ name: 'Slow shop', origins: ['https://slow.example'], landingUrl: 'https://slow.example/' }),
-    });
-    expect(created.status, await created.clone().text()).toBe(201);
-    for (const received of await Promise.all(stalled)) expectClosedOrTimedOut(received);
-    expect((await fetch(`${url}/v1/health`)).status).toBe(200);
-  }, TEST_LIMIT_MS + 5000);
+  it(
+    'closes stalled connections side by side, and serves normal requests meanwhile',
+    async () => {
+      const stalled = Array.from({ length: 5 }, (_, i) =>
+        stall(
+          running.port,
+          i % 2
+            ? 'GET /r/ABC HTTP/1.1\r\nHost: 127.0.0.1\r\n'
+            : 'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 50\r\n\r\n{',
+        ),
+      );
+      const ready = await fetch(`${url}/v1/ready`);
+      expect(ready.status).toBe(200);
+      const created = await fetch(`${url}/v1/programs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${ADMIN_TOKEN}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'Slow shop', origins: ['https://slow.example'], landingUrl: 'https://slow.example/' }),
+      });
+      expect(created.status, await created.clone().text()).toBe(201);
+      for (const received of await Promise.all(stalled)) expectClosedOrTimedOut(received);
+      expect((await fetch(`${url}/v1/health`)).status).toBe(200);
+    },
+    TEST_LIMIT_MS + 5000,
+  );
 });

@@ -49,12 +49,17 @@ describe('PGlite under DATA_DIR (the embedded production mode)', () => {
         try {
           expect(await migrateLatest(db), `round ${round}`).toEqual(round === 0 ? expect.arrayContaining(['20261126000000_init']) : []);
           programId ??= await newProgram(db);
-          const stored = (await db('participants').where({ program_id: programId }).orderBy('external_id').pluck('external_id')) as string[];
+          const stored = (await db('participants')
+            .where({ program_id: programId })
+            .orderBy('external_id')
+            .pluck('external_id')) as string[];
           expect(stored, `round ${round}`).toEqual(written);
           const externalId = `kept-${round}`;
           await newParticipant(db, programId, externalId);
           written.push(externalId);
-          const { rows } = (await db.raw(`select count(*) as n, sum(x) as total, 12.5::numeric as num from (values (1::int8), (2::int8)) v(x)`)) as {
+          const { rows } = (await db.raw(
+            `select count(*) as n, sum(x) as total, 12.5::numeric as num from (values (1::int8), (2::int8)) v(x)`,
+          )) as {
             rows: Array<Record<string, unknown>>;
           };
           expect(rows[0]).toEqual({ n: 2, total: 3, num: 12.5 });
@@ -96,7 +101,10 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
     it('api_keys: hash', async () => {
       const hash = uniq('hash-');
       await insert(db, 'api_keys', { program_id: programA, kind: 'secret', hash, prefix: 'sk_x' });
-      await expectUniqueViolation(insert(db, 'api_keys', { program_id: programB, kind: 'publishable', hash, prefix: 'pk_x' }), 'api_keys_hash_unique');
+      await expectUniqueViolation(
+        insert(db, 'api_keys', { program_id: programB, kind: 'publishable', hash, prefix: 'pk_x' }),
+        'api_keys_hash_unique',
+      );
     });
 
     it('participants: (program, external_id), but the same external_id in another program is fine', async () => {
@@ -114,8 +122,14 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
       const code = `Mix${uniq()}`;
       await insert(db, 'codes', { program_id: programA, participant_id: a, code });
       await expectUniqueViolation(insert(db, 'codes', { program_id: programA, participant_id: a, code }), 'codes_code_ci_unique');
-      await expectUniqueViolation(insert(db, 'codes', { program_id: programB, participant_id: b, code: code.toLowerCase() }), 'codes_code_ci_unique');
-      await expectUniqueViolation(insert(db, 'codes', { program_id: programB, participant_id: b, code: code.toUpperCase() }), 'codes_code_ci_unique');
+      await expectUniqueViolation(
+        insert(db, 'codes', { program_id: programB, participant_id: b, code: code.toLowerCase() }),
+        'codes_code_ci_unique',
+      );
+      await expectUniqueViolation(
+        insert(db, 'codes', { program_id: programB, participant_id: b, code: code.toUpperCase() }),
+        'codes_code_ci_unique',
+      );
       await expect(insert(db, 'codes', { program_id: programB, participant_id: b, code: `${code}x` })).resolves.toBeTypeOf('string');
     });
 
@@ -123,7 +137,13 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
       const referrer = await newParticipant(db, programA);
       const secondReferrer = await newParticipant(db, programA);
       const referred = await newParticipant(db, programA);
-      const row = (referrerId: string) => ({ program_id: programA, referrer_id: referrerId, referred_id: referred, status: 'attributed', verified: true });
+      const row = (referrerId: string) => ({
+        program_id: programA,
+        referrer_id: referrerId,
+        referred_id: referred,
+        status: 'attributed',
+        verified: true,
+      });
       await insert(db, 'referrals', row(referrer));
       await expectUniqueViolation(insert(db, 'referrals', row(referrer)), 'referrals_referred_unique');
       await expectUniqueViolation(insert(db, 'referrals', row(secondReferrer)), 'referrals_referred_unique');
@@ -146,7 +166,10 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
       await insert(db, 'conversions', row(programA, a, 'purchase'));
       await expectUniqueViolation(insert(db, 'conversions', row(programA, a, 'purchase')), 'conversions_event_unique');
       // Another participant does not make it another event.
-      await expectUniqueViolation(insert(db, 'conversions', row(programA, await newParticipant(db, programA), 'purchase')), 'conversions_event_unique');
+      await expectUniqueViolation(
+        insert(db, 'conversions', row(programA, await newParticipant(db, programA), 'purchase')),
+        'conversions_event_unique',
+      );
       await expect(insert(db, 'conversions', row(programA, a, 'signup'))).resolves.toBeTypeOf('string');
       await expect(insert(db, 'conversions', row(programB, b, 'purchase'))).resolves.toBeTypeOf('string');
     });
@@ -186,7 +209,15 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
       const referred = await newParticipant(db, programA);
       const results = await Promise.allSettled(
         referrers.map((referrer) =>
-          db.transaction((trx) => insert(trx, 'referrals', { program_id: programA, referrer_id: referrer, referred_id: referred, status: 'attributed', verified: true })),
+          db.transaction((trx) =>
+            insert(trx, 'referrals', {
+              program_id: programA,
+              referrer_id: referrer,
+              referred_id: referred,
+              status: 'attributed',
+              verified: true,
+            }),
+          ),
         ),
       );
       expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
@@ -230,7 +261,15 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
            from conversions where program_id = ?`,
         [programId],
       )) as { rows: Array<Record<string, unknown>> };
-      expect(rows[0]).toEqual({ n: 3, total: 9_000_004_000, biggest: 9_000_000_000, mean: 3_000_001_333.33, max_safe: Number.MAX_SAFE_INTEGER, num: 12.5, int4: 7 });
+      expect(rows[0]).toEqual({
+        n: 3,
+        total: 9_000_004_000,
+        biggest: 9_000_000_000,
+        mean: 3_000_001_333.33,
+        max_safe: Number.MAX_SAFE_INTEGER,
+        num: 12.5,
+        int4: 7,
+      });
 
       const row = (await db('conversions').where({ program_id: programId }).orderBy('amount', 'desc').first()) as Record<string, unknown>;
       expect(row.amount).toBe(9_000_000_000);
@@ -275,7 +314,15 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
       expect(applied[0]).toBe('20261126000000_init');
       for (const table of TABLES) expect(await knex.schema.hasTable(table), table).toBe(true);
       const before = await schemaObjects(knex);
-      expect(before).toEqual(expect.arrayContaining([...TABLES, 'codes_code_ci_unique', 'referrals_referred_unique', 'conversions_event_unique', 'rewards_once_unique']));
+      expect(before).toEqual(
+        expect.arrayContaining([
+          ...TABLES,
+          'codes_code_ci_unique',
+          'referrals_referred_unique',
+          'conversions_event_unique',
+          'rewards_once_unique',
+        ]),
+      );
 
       // Rows in the tables must not stop a rollback.
       const programId = await newProgram(knex);

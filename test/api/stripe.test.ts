@@ -10,11 +10,25 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { type Reply, type TestApp } from '../helpers/app.ts';
+import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
-import { API_NEW, API_OLD, charge, checkoutSession, DAY_MS, deliverStripe, invoice, refundEvent, sid, stripeEvent, unix, visitorId, type Json } from '../helpers/stripe.ts';
+import {
+  API_NEW,
+  API_OLD,
+  charge,
+  checkoutSession,
+  DAY_MS,
+  deliverStripe,
+  invoice,
+  refundEvent,
+  sid,
+  stripeEvent,
+  unix,
+  visitorId,
+  type Json,
+} from '../helpers/stripe.ts';
 
 /** Recurring commission: 20% of every purchase within a year of the referral. */
 const REC_RULE = { id: 'rec', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 20 }, when: { withinDays: 365 } };
@@ -67,7 +81,8 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     if (type) query.where({ type });
     return query.orderBy('created_at').orderBy('id').select('*') as Promise<Array<Record<string, any>>>;
   };
-  const countConversions = async (program: { id: string }) => Number((await db('conversions').where({ program_id: program.id }).count({ n: '*' }))[0]?.n);
+  const countConversions = async (program: { id: string }) =>
+    Number((await db('conversions').where({ program_id: program.id }).count({ n: '*' }))[0]?.n);
 
   const participant = async (program: Shop, externalId: string) => {
     const reply = await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: program.secret });
@@ -97,7 +112,11 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       program = await shop();
     });
 
-    const purchaseEvent = () => stripeEvent('checkout.session.completed', checkoutSession({ metadata: { externalId: uniq('user-'), referral_code: program.referrer.code } }));
+    const purchaseEvent = () =>
+      stripeEvent(
+        'checkout.session.completed',
+        checkoutSession({ metadata: { externalId: uniq('user-'), referral_code: program.referrer.code } }),
+      );
 
     it('accepts a correctly signed event (control for the refusals below)', async () => {
       const body = await accepted(program, purchaseEvent());
@@ -164,7 +183,10 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     it('answers 400 stripe_not_configured for a program without a webhook secret, then works once PATCH /v1/program sets one', async () => {
       const bare = await buildProgram(api);
       const referrer = await buildParticipant(api, bare);
-      const event = stripeEvent('checkout.session.completed', checkoutSession({ metadata: { externalId: 'late-user', referral_code: referrer.code } }));
+      const event = stripeEvent(
+        'checkout.session.completed',
+        checkoutSession({ metadata: { externalId: 'late-user', referral_code: referrer.code } }),
+      );
       const before = await deliver({ slug: bare.slug }, event, { secret: newSecret() });
       expect(before.status, before.text).toBe(400);
       expect(before.body.error.code).toBe('stripe_not_configured');
@@ -190,14 +212,36 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
   describe('checkout.session.completed', () => {
     it('becomes a verified purchase (eventId = session id, amount = amount_total, currency upper-cased) after signing the new customer up, attributed', async () => {
       const program = await shop();
-      const session = checkoutSession({ amount: 12_345, currency: 'eur', metadata: { externalId: 'user-42', referral_code: program.referrer.code, plan: 'annual' } });
+      const session = checkoutSession({
+        amount: 12_345,
+        currency: 'eur',
+        metadata: { externalId: 'user-42', referral_code: program.referrer.code, plan: 'annual' },
+      });
       const body = await accepted(program, stripeEvent('checkout.session.completed', session));
 
       expect(body.handled).toBe('purchase');
-      expect(body.result.conversion).toMatchObject({ type: 'purchase', eventId: session.id, externalId: 'user-42', amount: 12_345, currency: 'EUR', verified: true, source: 'stripe' });
+      expect(body.result.conversion).toMatchObject({
+        type: 'purchase',
+        eventId: session.id,
+        externalId: 'user-42',
+        amount: 12_345,
+        currency: 'EUR',
+        verified: true,
+        source: 'stripe',
+      });
       // The signup attributed the customer first; the purchase finds that referral.
       expect(body.result.attribution).toMatchObject({ status: 'existing', referrer: program.referrer.externalId });
-      expect(body.result.rewards).toEqual([expect.objectContaining({ participant: program.referrer.externalId, rule: 'rec', kind: 'cash', amount: 2469, currency: 'EUR', status: 'approved', eventId: session.id })]);
+      expect(body.result.rewards).toEqual([
+        expect.objectContaining({
+          participant: program.referrer.externalId,
+          rule: 'rec',
+          kind: 'cash',
+          amount: 2469,
+          currency: 'EUR',
+          status: 'approved',
+          eventId: session.id,
+        }),
+      ]);
 
       const signups = await conversions(program, 'signup');
       expect(signups).toHaveLength(1);
@@ -207,7 +251,15 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       expect(purchases[0]).toMatchObject({ event_id: session.id, amount: 12_345, currency: 'EUR', verified: true, source: 'stripe' });
 
       const list = await referrals(program);
-      expect(list).toEqual([expect.objectContaining({ referrer: program.referrer.externalId, referred: 'user-42', code: program.referrer.code, status: 'attributed', verified: true })]);
+      expect(list).toEqual([
+        expect.objectContaining({
+          referrer: program.referrer.externalId,
+          referred: 'user-42',
+          code: program.referrer.code,
+          status: 'attributed',
+          verified: true,
+        }),
+      ]);
 
       const customer = await participant(program, 'user-42');
       expect(customer.referredBy).toBe(program.referrer.externalId);
@@ -226,12 +278,17 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const body = await accepted(program, stripeEvent('checkout.session.completed', session));
       expect(body.result.conversion.externalId).toBe('host-user-7');
       expect(body.result.attribution).toMatchObject({ status: 'existing', referrer: program.referrer.externalId });
-      expect(await referrals(program)).toEqual([expect.objectContaining({ referred: 'host-user-7', referrer: program.referrer.externalId })]);
+      expect(await referrals(program)).toEqual([
+        expect.objectContaining({ referred: 'host-user-7', referrer: program.referrer.externalId }),
+      ]);
     });
 
     it('prefers metadata.externalId over client_reference_id', async () => {
       const program = await shop();
-      const session = checkoutSession({ clientReferenceId: 'from-reference', metadata: { externalId: 'from-metadata', referral_code: program.referrer.code } });
+      const session = checkoutSession({
+        clientReferenceId: 'from-reference',
+        metadata: { externalId: 'from-metadata', referral_code: program.referrer.code },
+      });
       const body = await accepted(program, stripeEvent('checkout.session.completed', session));
       expect(body.result.conversion.externalId).toBe('from-metadata');
       const missing = await api.get('/v1/participants/from-reference', { auth: program.secret });
@@ -259,7 +316,13 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     it('a later checkout carrying only the linked Stripe customer belongs to the host user named the first time', async () => {
       const program = await shop();
       const customerId = sid('cus_');
-      await accepted(program, stripeEvent('checkout.session.completed', checkoutSession({ customer: customerId, metadata: { externalId: 'alice', referral_code: program.referrer.code } })));
+      await accepted(
+        program,
+        stripeEvent(
+          'checkout.session.completed',
+          checkoutSession({ customer: customerId, metadata: { externalId: 'alice', referral_code: program.referrer.code } }),
+        ),
+      );
       const body = await accepted(program, stripeEvent('checkout.session.completed', checkoutSession({ customer: customerId })));
       expect(body.result.conversion.externalId).toBe('alice');
     });
@@ -312,7 +375,10 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
 
     it('a customer with no referral is signed up and buys, unattributed', async () => {
       const program = await shop();
-      const body = await accepted(program, stripeEvent('checkout.session.completed', checkoutSession({ metadata: { externalId: 'organic' } })));
+      const body = await accepted(
+        program,
+        stripeEvent('checkout.session.completed', checkoutSession({ metadata: { externalId: 'organic' } })),
+      );
       expect(body.handled).toBe('purchase');
       expect(body.result.attribution.status).toBe('none');
       expect(body.result.rewards).toEqual([]);
@@ -322,7 +388,10 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
 
     it('the same event delivered twice (sequentially, re-signed as Stripe retries) is stored once', async () => {
       const program = await shop();
-      const event = stripeEvent('checkout.session.completed', checkoutSession({ metadata: { externalId: 'twice', referral_code: program.referrer.code } }));
+      const event = stripeEvent(
+        'checkout.session.completed',
+        checkoutSession({ metadata: { externalId: 'twice', referral_code: program.referrer.code } }),
+      );
       const first = await accepted(program, event);
       const second = await deliver(program, event, { timestamp: unix() + 1 });
       expect(second.status, second.text).toBe(200);
@@ -330,12 +399,19 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       expect(await conversions(program, 'signup')).toHaveLength(1);
       expect(await conversions(program, 'purchase')).toHaveLength(1);
       expect(await rewardsOf(program, program.referrer.externalId)).toHaveLength(1);
-      expect((await participant(program, program.referrer.externalId)).stats).toMatchObject({ signups: 1, purchases: 1, revenue: { USD: 4900 } });
+      expect((await participant(program, program.referrer.externalId)).stats).toMatchObject({
+        signups: 1,
+        purchases: 1,
+        revenue: { USD: 4900 },
+      });
     });
 
     it('the same event delivered twice at once is stored once', async () => {
       const program = await shop();
-      const event = stripeEvent('checkout.session.completed', checkoutSession({ metadata: { externalId: 'racer', referral_code: program.referrer.code } }));
+      const event = stripeEvent(
+        'checkout.session.completed',
+        checkoutSession({ metadata: { externalId: 'racer', referral_code: program.referrer.code } }),
+      );
       const replies = await Promise.all([deliver(program, event), deliver(program, event)]);
       for (const reply of replies) expect(reply.status, reply.text).toBe(200);
       expect(await conversions(program, 'signup')).toHaveLength(1);
@@ -361,12 +437,33 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     it('answers 200 and ignores them, storing nothing', async () => {
       const program = await shop();
       const events = [
-        stripeEvent('payment_intent.succeeded', { id: sid('pi_3Q'), object: 'payment_intent', amount: 4900, amount_received: 4900, currency: 'usd', customer: sid('cus_'), metadata: { externalId: 'x', referral_code: program.referrer.code }, status: 'succeeded' }),
+        stripeEvent('payment_intent.succeeded', {
+          id: sid('pi_3Q'),
+          object: 'payment_intent',
+          amount: 4900,
+          amount_received: 4900,
+          currency: 'usd',
+          customer: sid('cus_'),
+          metadata: { externalId: 'x', referral_code: program.referrer.code },
+          status: 'succeeded',
+        }),
         stripeEvent('customer.created', { id: sid('cus_'), object: 'customer', email: 'c@example.com', metadata: {}, name: 'C' }),
-        stripeEvent('invoice.payment_succeeded', invoice({ customer: sid('cus_'), subscriptionMetadata: { externalId: 'y', referral_code: program.referrer.code } })),
-        stripeEvent('invoice.payment_failed', { ...invoice({ customer: sid('cus_'), subscriptionMetadata: { externalId: 'y2' } }), status: 'open', amount_paid: 0, amount_remaining: 2900 }),
+        stripeEvent(
+          'invoice.payment_succeeded',
+          invoice({ customer: sid('cus_'), subscriptionMetadata: { externalId: 'y', referral_code: program.referrer.code } }),
+        ),
+        stripeEvent('invoice.payment_failed', {
+          ...invoice({ customer: sid('cus_'), subscriptionMetadata: { externalId: 'y2' } }),
+          status: 'open',
+          amount_paid: 0,
+          amount_remaining: 2900,
+        }),
         stripeEvent('charge.succeeded', charge({ paymentIntent: sid('pi_3Q'), amount: 4900, amountRefunded: 0 })),
-        stripeEvent('checkout.session.expired', { ...checkoutSession({ metadata: { externalId: 'z' } }), status: 'expired', payment_status: 'unpaid' }),
+        stripeEvent('checkout.session.expired', {
+          ...checkoutSession({ metadata: { externalId: 'z' } }),
+          status: 'expired',
+          payment_status: 'unpaid',
+        }),
       ];
       for (const event of events) {
         const body = await accepted(program, event);
@@ -383,18 +480,33 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const program = await shop();
       const customerId = sid('cus_');
       const subscription = sid('sub_1Q');
-      const session = checkoutSession({ mode: 'subscription', amount: 2900, customer: customerId, subscription, metadata: { externalId: 'subscriber-1', referral_code: program.referrer.code } });
+      const session = checkoutSession({
+        mode: 'subscription',
+        amount: 2900,
+        customer: customerId,
+        subscription,
+        metadata: { externalId: 'subscriber-1', referral_code: program.referrer.code },
+      });
       const linked = await accepted(program, stripeEvent('checkout.session.completed', session));
       expect(linked.handled).toBe('customer_linked');
       expect(await conversions(program, 'purchase')).toEqual([]);
       expect(await conversions(program, 'signup')).toHaveLength(1);
-      expect(await referrals(program)).toEqual([expect.objectContaining({ referred: 'subscriber-1', referrer: program.referrer.externalId })]);
+      expect(await referrals(program)).toEqual([
+        expect.objectContaining({ referred: 'subscriber-1', referrer: program.referrer.externalId }),
+      ]);
 
       // The first invoice: the subscription carries no metadata of ours here.
       const first = invoice({ customer: customerId, subscription, amount: 2900, billingReason: 'subscription_create' });
       const paid = await accepted(program, stripeEvent('invoice.paid', first));
       expect(paid.handled).toBe('purchase');
-      expect(paid.result.conversion).toMatchObject({ eventId: first.id, externalId: 'subscriber-1', amount: 2900, currency: 'USD', verified: true, source: 'stripe' });
+      expect(paid.result.conversion).toMatchObject({
+        eventId: first.id,
+        externalId: 'subscriber-1',
+        amount: 2900,
+        currency: 'USD',
+        verified: true,
+        source: 'stripe',
+      });
       expect(paid.result.attribution).toMatchObject({ status: 'existing', referrer: program.referrer.externalId });
 
       // Stripe redelivers both: still one purchase.
@@ -407,11 +519,22 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       expect(referrer.rewards.approved).toEqual({ USD: 580 });
     });
 
-    it('renewal invoices with no metadata are the linked participant\'s purchases: recurring commissions, deduplicated by invoice id', async () => {
+    it("renewal invoices with no metadata are the linked participant's purchases: recurring commissions, deduplicated by invoice id", async () => {
       const program = await shop();
       const customerId = sid('cus_');
       const subscription = sid('sub_1Q');
-      await accepted(program, stripeEvent('checkout.session.completed', checkoutSession({ mode: 'subscription', customer: customerId, subscription, metadata: { externalId: 'renewer', referral_code: program.referrer.code } })));
+      await accepted(
+        program,
+        stripeEvent(
+          'checkout.session.completed',
+          checkoutSession({
+            mode: 'subscription',
+            customer: customerId,
+            subscription,
+            metadata: { externalId: 'renewer', referral_code: program.referrer.code },
+          }),
+        ),
+      );
       const invoices = [
         invoice({ customer: customerId, subscription, amount: 2900, billingReason: 'subscription_create' }),
         invoice({ customer: customerId, subscription, amount: 2900, billingReason: 'subscription_cycle' }),
@@ -426,7 +549,9 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const again = await accepted(program, stripeEvent('invoice.paid', invoices[1]!));
       expect(again.result.conversion.eventId).toBe(invoices[1]!.id);
 
-      expect((await conversions(program, 'purchase')).map((row) => [row.event_id, row.amount])).toEqual(invoices.map((entry) => [entry.id, entry.amount_paid]));
+      expect((await conversions(program, 'purchase')).map((row) => [row.event_id, row.amount])).toEqual(
+        invoices.map((entry) => [entry.id, entry.amount_paid]),
+      );
       const rewards = await rewardsOf(program, program.referrer.externalId);
       expect(rewards.map((reward) => [reward.rule, reward.amount, reward.eventId])).toEqual([
         ['rec', 580, invoices[0]!.id],
@@ -443,25 +568,50 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const customerId = sid('cus_');
       const subscription = sid('sub_1Q');
       const first = invoice({ customer: customerId, subscription, amount: 2900, billingReason: 'subscription_create' });
-      const session = checkoutSession({ mode: 'subscription', customer: customerId, subscription, metadata: { externalId: 'early-invoice', referral_code: program.referrer.code } });
+      const session = checkoutSession({
+        mode: 'subscription',
+        customer: customerId,
+        subscription,
+        metadata: { externalId: 'early-invoice', referral_code: program.referrer.code },
+      });
       await accepted(program, stripeEvent('invoice.paid', first));
       await accepted(program, stripeEvent('checkout.session.completed', session));
       expect(await conversions(program, 'purchase')).toHaveLength(1);
-      expect(await referrals(program)).toEqual([expect.objectContaining({ referred: 'early-invoice', referrer: program.referrer.externalId })]);
+      expect(await referrals(program)).toEqual([
+        expect.objectContaining({ referred: 'early-invoice', referrer: program.referrer.externalId }),
+      ]);
       // From now on, renewals are the named customer's, with the recurring commission.
-      const renewal = await accepted(program, stripeEvent('invoice.paid', invoice({ customer: customerId, subscription, amount: 2900, billingReason: 'subscription_cycle' })));
+      const renewal = await accepted(
+        program,
+        stripeEvent('invoice.paid', invoice({ customer: customerId, subscription, amount: 2900, billingReason: 'subscription_cycle' })),
+      );
       expect(renewal.result.conversion.externalId).toBe('early-invoice');
       expect(renewal.result.rewards).toEqual([expect.objectContaining({ participant: program.referrer.externalId, amount: 580 })]);
     });
 
-    it('renewals after the rule\'s withinDays still count as purchases but earn no commission', async () => {
+    it("renewals after the rule's withinDays still count as purchases but earn no commission", async () => {
       const program = await shop();
       const customerId = sid('cus_');
-      await accepted(program, stripeEvent('checkout.session.completed', checkoutSession({ mode: 'subscription', customer: customerId, metadata: { externalId: 'old-timer', referral_code: program.referrer.code } })));
+      await accepted(
+        program,
+        stripeEvent(
+          'checkout.session.completed',
+          checkoutSession({
+            mode: 'subscription',
+            customer: customerId,
+            metadata: { externalId: 'old-timer', referral_code: program.referrer.code },
+          }),
+        ),
+      );
       await accepted(program, stripeEvent('invoice.paid', invoice({ customer: customerId, amount: 1000 })));
       // The referral is now more than a year old.
-      await db('referrals').where({ program_id: program.id }).update({ created_at: new Date(Date.now() - 400 * DAY_MS) });
-      const late = await accepted(program, stripeEvent('invoice.paid', invoice({ customer: customerId, amount: 1000, billingReason: 'subscription_cycle' })));
+      await db('referrals')
+        .where({ program_id: program.id })
+        .update({ created_at: new Date(Date.now() - 400 * DAY_MS) });
+      const late = await accepted(
+        program,
+        stripeEvent('invoice.paid', invoice({ customer: customerId, amount: 1000, billingReason: 'subscription_cycle' })),
+      );
       expect(late.handled).toBe('purchase');
       expect(late.result.rewards).toEqual([]);
       expect(await conversions(program, 'purchase')).toHaveLength(2);
@@ -475,13 +625,20 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const program = await shop();
       const customerId = sid('cus_');
       // A subscription created through the API (no Checkout): the invoice is the first we hear of this customer.
-      const first = invoice({ apiVersion, customer: customerId, amount: 1500, subscriptionMetadata: { externalId: `meta-${apiVersion}`, referral_code: program.referrer.code } });
+      const first = invoice({
+        apiVersion,
+        customer: customerId,
+        amount: 1500,
+        subscriptionMetadata: { externalId: `meta-${apiVersion}`, referral_code: program.referrer.code },
+      });
       const body = await accepted(program, stripeEvent('invoice.paid', first, { apiVersion: eventVersion }));
       expect(body.handled).toBe('purchase');
       expect(body.result.conversion).toMatchObject({ externalId: `meta-${apiVersion}`, eventId: first.id, amount: 1500, currency: 'USD' });
       expect(body.result.attribution).toMatchObject({ status: 'existing', referrer: program.referrer.externalId });
       expect(body.result.rewards).toEqual([expect.objectContaining({ participant: program.referrer.externalId, amount: 300 })]);
-      expect(await referrals(program)).toEqual([expect.objectContaining({ referred: `meta-${apiVersion}`, referrer: program.referrer.externalId })]);
+      expect(await referrals(program)).toEqual([
+        expect.objectContaining({ referred: `meta-${apiVersion}`, referrer: program.referrer.externalId }),
+      ]);
       expect(await api.get(`/v1/participants/${customerId}`, { auth: program.secret })).toMatchObject({ status: 404 });
 
       // The renewal (same metadata still on the subscription, or none) is the same participant's.
@@ -496,11 +653,17 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const program = await shop();
       const vid = visitorId();
       await click(program, vid);
-      const body = await accepted(program, stripeEvent('invoice.paid', invoice({ customer: sid('cus_'), subscriptionMetadata: { externalId: 'vid-subscriber', referral_vid: vid } })));
+      const body = await accepted(
+        program,
+        stripeEvent(
+          'invoice.paid',
+          invoice({ customer: sid('cus_'), subscriptionMetadata: { externalId: 'vid-subscriber', referral_vid: vid } }),
+        ),
+      );
       expect(body.result.attribution).toMatchObject({ status: 'existing', referrer: program.referrer.externalId });
     });
 
-    it('an invoice for an unknown customer with no metadata is that Stripe customer\'s purchase, unattributed', async () => {
+    it("an invoice for an unknown customer with no metadata is that Stripe customer's purchase, unattributed", async () => {
       const program = await shop();
       const customerId = sid('cus_');
       const body = await accepted(program, stripeEvent('invoice.paid', invoice({ customer: customerId, amount: 700 })));
@@ -528,7 +691,13 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const event = refundEvent({ paymentIntent: bought.paymentIntent, customer: bought.customer, amount: 10_000, amountRefunded: 10_000 });
       const body = await accepted(program, event);
       expect(body.handled).toBe('refund');
-      expect(body.result.refund).toMatchObject({ eventId: event.id, purchaseEventId: bought.sessionId, amount: 10_000, currency: 'USD', refundedTotal: 10_000 });
+      expect(body.result.refund).toMatchObject({
+        eventId: event.id,
+        purchaseEventId: bought.sessionId,
+        amount: 10_000,
+        currency: 'USD',
+        refundedTotal: 10_000,
+      });
       expect(body.result.rewards).toEqual([expect.objectContaining({ id: bought.grant.id, status: 'revoked' })]);
 
       const refunds = await conversions(program, 'refund');
@@ -596,24 +765,51 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       const bought = await purchase(program, 5000);
       const pay = await api.post(`/v1/rewards/${bought.grant.id}/pay`, {}, { auth: program.secret });
       expect(pay.status, pay.text).toBe(200);
-      const body = await accepted(program, refundEvent({ paymentIntent: bought.paymentIntent, customer: bought.customer, amount: 5000, amountRefunded: 5000 }));
+      const body = await accepted(
+        program,
+        refundEvent({ paymentIntent: bought.paymentIntent, customer: bought.customer, amount: 5000, amountRefunded: 5000 }),
+      );
       expect(body.result.rewards).toEqual([expect.objectContaining({ amount: -1000, status: 'approved', reverses: bought.grant.id })]);
       const referrer = await participant(program, program.referrer.externalId);
       expect(referrer.rewards).toEqual({ pending: {}, approved: { USD: -1000 }, paid: { USD: 1000 } });
     });
 
-    it('refunds a subscription payment by the invoice\'s payment intent (older API) or its payments list (API 2025+)', async () => {
+    it("refunds a subscription payment by the invoice's payment intent (older API) or its payments list (API 2025+)", async () => {
       const program = await shop();
       const customerId = sid('cus_');
-      await accepted(program, stripeEvent('checkout.session.completed', checkoutSession({ mode: 'subscription', customer: customerId, metadata: { externalId: 'refund-sub', referral_code: program.referrer.code } })));
+      await accepted(
+        program,
+        stripeEvent(
+          'checkout.session.completed',
+          checkoutSession({
+            mode: 'subscription',
+            customer: customerId,
+            metadata: { externalId: 'refund-sub', referral_code: program.referrer.code },
+          }),
+        ),
+      );
       const oldPi = sid('pi_3Q');
       const oldInvoice = invoice({ apiVersion: 'old', customer: customerId, amount: 3000, paymentIntent: oldPi });
       await accepted(program, stripeEvent('invoice.paid', oldInvoice, { apiVersion: API_OLD }));
       const newPi = sid('pi_3Q');
-      const newInvoice = invoice({ apiVersion: 'new', customer: customerId, amount: 3000, paymentIntent: newPi, withPayments: true, billingReason: 'subscription_cycle' });
+      const newInvoice = invoice({
+        apiVersion: 'new',
+        customer: customerId,
+        amount: 3000,
+        paymentIntent: newPi,
+        withPayments: true,
+        billingReason: 'subscription_cycle',
+      });
       await accepted(program, stripeEvent('invoice.paid', newInvoice));
 
-      const a = await accepted(program, refundEvent({ paymentIntent: oldPi, customer: customerId, invoice: oldInvoice.id as string, amount: 3000, amountRefunded: 1000 }, 0, API_OLD));
+      const a = await accepted(
+        program,
+        refundEvent(
+          { paymentIntent: oldPi, customer: customerId, invoice: oldInvoice.id as string, amount: 3000, amountRefunded: 1000 },
+          0,
+          API_OLD,
+        ),
+      );
       expect(a.result.refund).toMatchObject({ purchaseEventId: oldInvoice.id, amount: 1000 });
       const b = await accepted(program, refundEvent({ paymentIntent: newPi, customer: customerId, amount: 3000, amountRefunded: 3000 }));
       expect(b.result.refund).toMatchObject({ purchaseEventId: newInvoice.id, amount: 3000 });
@@ -622,10 +818,22 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     it('refunds an older-API invoice purchase found only through charge.invoice', async () => {
       const program = await shop();
       const customerId = sid('cus_');
-      const entry = invoice({ apiVersion: 'old', customer: customerId, amount: 2000, subscriptionMetadata: { externalId: 'by-invoice', referral_code: program.referrer.code } });
+      const entry = invoice({
+        apiVersion: 'old',
+        customer: customerId,
+        amount: 2000,
+        subscriptionMetadata: { externalId: 'by-invoice', referral_code: program.referrer.code },
+      });
       await accepted(program, stripeEvent('invoice.paid', entry, { apiVersion: API_OLD }));
       // A charge whose payment intent we never saw, naming the invoice.
-      const body = await accepted(program, refundEvent({ paymentIntent: sid('pi_3Q'), customer: customerId, invoice: entry.id as string, amount: 2000, amountRefunded: 500 }, 0, API_OLD));
+      const body = await accepted(
+        program,
+        refundEvent(
+          { paymentIntent: sid('pi_3Q'), customer: customerId, invoice: entry.id as string, amount: 2000, amountRefunded: 500 },
+          0,
+          API_OLD,
+        ),
+      );
       expect(body.result.refund).toMatchObject({ purchaseEventId: entry.id, amount: 500 });
     });
 
@@ -640,7 +848,18 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
       expect(early.body.error.code).toBe('not_found');
       expect(await countConversions(program)).toBe(before);
 
-      await accepted(program, stripeEvent('checkout.session.completed', checkoutSession({ amount: 4000, customer, paymentIntent, metadata: { externalId: 'out-of-order', referral_code: program.referrer.code } })));
+      await accepted(
+        program,
+        stripeEvent(
+          'checkout.session.completed',
+          checkoutSession({
+            amount: 4000,
+            customer,
+            paymentIntent,
+            metadata: { externalId: 'out-of-order', referral_code: program.referrer.code },
+          }),
+        ),
+      );
       const retried = await accepted(program, event);
       expect(retried.handled).toBe('refund');
       expect(retried.result.refund).toMatchObject({ amount: 4000 });
@@ -666,15 +885,35 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     // 2. The host creates a Checkout Session with client_reference_id = referral.get().vid and its own user id.
     const customerId = sid('cus_');
     const paymentIntent = sid('pi_3Q');
-    const session = checkoutSession({ amount: 7900, currency: 'usd', customer: customerId, paymentIntent, clientReferenceId: vid, metadata: { externalId: 'shop-user-1001', order: 'ORD-1001' } });
+    const session = checkoutSession({
+      amount: 7900,
+      currency: 'usd',
+      customer: customerId,
+      paymentIntent,
+      clientReferenceId: vid,
+      metadata: { externalId: 'shop-user-1001', order: 'ORD-1001' },
+    });
 
     // 3. Stripe reports the payment.
     const body = await accepted(program, stripeEvent('checkout.session.completed', session));
     expect(body.handled).toBe('purchase');
-    expect(body.result.conversion).toMatchObject({ externalId: 'shop-user-1001', eventId: session.id, amount: 7900, currency: 'USD', verified: true });
+    expect(body.result.conversion).toMatchObject({
+      externalId: 'shop-user-1001',
+      eventId: session.id,
+      amount: 7900,
+      currency: 'USD',
+      verified: true,
+    });
     expect(body.result.attribution).toMatchObject({ status: 'existing', referrer: program.referrer.externalId });
 
-    expect(await referrals(program)).toEqual([expect.objectContaining({ referrer: program.referrer.externalId, referred: 'shop-user-1001', code: program.referrer.code, verified: true })]);
+    expect(await referrals(program)).toEqual([
+      expect.objectContaining({
+        referrer: program.referrer.externalId,
+        referred: 'shop-user-1001',
+        code: program.referrer.code,
+        verified: true,
+      }),
+    ]);
     const buyer = await participant(program, 'shop-user-1001');
     expect(buyer.referredBy).toBe(program.referrer.externalId);
 
@@ -682,7 +921,9 @@ describe.each(DATABASES)('stripe integration (%s)', (kind) => {
     expect(referrer.stats).toEqual({ clicks: 1, signups: 1, purchases: 1, revenue: { USD: 7900 } });
     expect(referrer.rewards).toEqual({ pending: {}, approved: { USD: 1580 }, paid: {} });
     const rewards = await rewardsOf(program, program.referrer.externalId);
-    expect(rewards).toEqual([expect.objectContaining({ rule: 'rec', kind: 'cash', amount: 1580, currency: 'USD', status: 'approved', eventId: session.id })]);
+    expect(rewards).toEqual([
+      expect.objectContaining({ rule: 'rec', kind: 'cash', amount: 1580, currency: 'USD', status: 'approved', eventId: session.id }),
+    ]);
   });
 
   // -------------------------------------------------------------------------

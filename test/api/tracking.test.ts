@@ -175,7 +175,9 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       expect((await stats(referrer)).clicks).toBe(2);
 
       // After the hour, the first visitor counts again.
-      await db('clicks').where({ vid: visitor }).update({ created_at: new Date(Date.now() - 61 * 60_000) });
+      await db('clicks')
+        .where({ vid: visitor })
+        .update({ created_at: new Date(Date.now() - 61 * 60_000) });
       await click({ code: referrer.code, vid: visitor });
       expect((await stats(referrer)).clicks).toBe(3);
       await click({ code: referrer.code, vid: visitor });
@@ -311,7 +313,12 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       expect(reply.headers['cache-control']).toBe('no-store');
       const rows = await clickRows(referrer);
       expect(rows).toHaveLength(1);
-      expect(rows[0]).toMatchObject({ participant_id: referrer.id, vid: null, referrer: 'https://blog.example/post', user_agent: 'Linker/2' });
+      expect(rows[0]).toMatchObject({
+        participant_id: referrer.id,
+        vid: null,
+        referrer: 'https://blog.example/post',
+        user_agent: 'Linker/2',
+      });
       expect((await stats(referrer)).clicks).toBe(1);
     });
 
@@ -416,7 +423,26 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
     it('only ever answers 302 to the landing URL or a 4xx, for any path segment and query (property)', async () => {
       const referrer = await buildParticipant(api, program);
       const piece = fc.oneof(
-        fc.constantFrom(referrer.code, referrer.code.toLowerCase(), '/', '//', '%2F', '%2f%2f', '\\', '%5C', '..', '%2E%2E', '@', ':', '?', '#', 'evil.example', 'https:', 'http%3A', 'javascript:'),
+        fc.constantFrom(
+          referrer.code,
+          referrer.code.toLowerCase(),
+          '/',
+          '//',
+          '%2F',
+          '%2f%2f',
+          '\\',
+          '%5C',
+          '..',
+          '%2E%2E',
+          '@',
+          ':',
+          '?',
+          '#',
+          'evil.example',
+          'https:',
+          'http%3A',
+          'javascript:',
+        ),
         fc.string({ maxLength: 6 }),
       );
       // (A NUL byte, %00, is covered by its own test below.)
@@ -450,7 +476,11 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const fixture = await buildProgram(api, { origins: ['https://moving.example'], landingUrl: 'https://moving.example/a' });
       const referrer = await buildParticipant(api, fixture);
       expect((await rawGet(api.url, `/r/${referrer.code}`)).headers.location).toBe(`https://moving.example/a?ref=${referrer.code}`);
-      const patched = await api.patch('/v1/program', { settings: { landingUrl: 'https://moving.example/b?x=1' } }, { auth: fixture.secret });
+      const patched = await api.patch(
+        '/v1/program',
+        { settings: { landingUrl: 'https://moving.example/b?x=1' } },
+        { auth: fixture.secret },
+      );
       expect(patched.status, patched.text).toBe(200);
       expect((await rawGet(api.url, `/r/${referrer.code}?landingUrl=https://evil.example`)).headers.location).toBe(
         `https://moving.example/b?x=1&ref=${referrer.code}`,
@@ -469,7 +499,14 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const referrer = await buildParticipant(api, program);
       await click({ code: referrer.code, vid: vid() });
       await rawGet(api.url, `/r/${referrer.code}`);
-      await api.post('/v1/events', { key: program.publishable, type: 'signup', eventId: uniq('evt-'), vid: vid(), code: referrer.code, user: { id: uniq('u-') } });
+      await api.post('/v1/events', {
+        key: program.publishable,
+        type: 'signup',
+        eventId: uniq('evt-'),
+        vid: vid(),
+        code: referrer.code,
+        user: { id: uniq('u-') },
+      });
 
       const tables = ['clicks', 'conversions', 'referrals'];
       for (const table of tables) {
@@ -538,7 +575,11 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const referrer = await buildParticipant(api, program);
       const hashFor = async (app: TestApp, forwardedFor: string) => {
         const visitor = vid();
-        const reply = await app.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: visitor }, { headers: { 'x-forwarded-for': forwardedFor } });
+        const reply = await app.post(
+          '/v1/clicks',
+          { key: program.publishable, code: referrer.code, vid: visitor },
+          { headers: { 'x-forwarded-for': forwardedFor } },
+        );
         expect(reply.status, reply.text).toBe(202);
         return ((await db('clicks').where({ vid: visitor }).first('ip_hash')) as { ip_hash: string }).ip_hash;
       };
@@ -547,7 +588,11 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
 
       const proxied = await startTestApp(db, { TRUST_PROXY: 'true' });
       try {
-        const behind = [await hashFor(proxied, '203.0.113.7'), await hashFor(proxied, '198.51.100.9'), await hashFor(proxied, '203.0.113.7')];
+        const behind = [
+          await hashFor(proxied, '203.0.113.7'),
+          await hashFor(proxied, '198.51.100.9'),
+          await hashFor(proxied, '203.0.113.7'),
+        ];
         expect(behind[0]).not.toBe(behind[1]);
         expect(behind[2]).toBe(behind[0]);
         expect(behind).not.toContain(direct[0]);

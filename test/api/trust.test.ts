@@ -28,7 +28,17 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
     buildProgram(api, { settings: { rewardRules: rules, stripe: { webhookSecret: WEBHOOK_SECRET }, ...settings } });
 
   /** A browser event with the publishable key: what anyone can forge. */
-  async function forged(p: ProgramFixture, event: { type: 'signup' | 'purchase'; userId: string; code?: string; vid?: string; email?: string; order?: { id: string; amount: number; currency: string } }) {
+  async function forged(
+    p: ProgramFixture,
+    event: {
+      type: 'signup' | 'purchase';
+      userId: string;
+      code?: string;
+      vid?: string;
+      email?: string;
+      order?: { id: string; amount: number; currency: string };
+    },
+  ) {
     const reply = await api.post('/v1/events', {
       key: p.publishable,
       type: event.type,
@@ -48,10 +58,12 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
 
   const decisions = async (p: ProgramFixture, reason: string) =>
     expectOk(await api.get(`/v1/decisions?limit=500&reason=${reason}`, { auth: p.secret })).data as Array<Record<string, any>>;
-  const participant = async (p: ProgramFixture, externalId: string) => expectOk(await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: p.secret }));
+  const participant = async (p: ProgramFixture, externalId: string) =>
+    expectOk(await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: p.secret }));
   const summary = async (p: ProgramFixture) => expectOk(await api.get('/v1/reports/summary', { auth: p.secret }));
   const rewardsOf = (rewards: Reward[], who: string) => rewards.filter((reward) => reward.participant === who);
-  const referralsOf = async (p: ProgramFixture) => expectOk(await api.get('/v1/referrals?limit=500', { auth: p.secret })).data as Array<Record<string, any>>;
+  const referralsOf = async (p: ProgramFixture) =>
+    expectOk(await api.get('/v1/referrals?limit=500', { auth: p.secret })).data as Array<Record<string, any>>;
 
   describe('1. a forged browser purchase never sets the reward the server confirms', () => {
     it('the server’s amount and currency replace the browser’s, and the reward is computed from them', async () => {
@@ -85,8 +97,21 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const buyer = uniq('buyer-');
       const orderId = uniq('order-');
       const visitor = vid();
-      await forged(p, { type: 'purchase', userId: buyer, code: referrer.code, vid: visitor, order: { id: orderId, amount: 500_000, currency: 'USD' } });
-      const answer = await server(p, { type: 'purchase', eventId: orderId, externalId: buyer, amount: 4900, currency: 'USD', referral: { vid: visitor } });
+      await forged(p, {
+        type: 'purchase',
+        userId: buyer,
+        code: referrer.code,
+        vid: visitor,
+        order: { id: orderId, amount: 500_000, currency: 'USD' },
+      });
+      const answer = await server(p, {
+        type: 'purchase',
+        eventId: orderId,
+        externalId: buyer,
+        amount: 4900,
+        currency: 'USD',
+        referral: { vid: visitor },
+      });
       // The browser's event made the referral; the server confirms it.
       expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
       expect(answer.rewards.map((reward: Reward) => [reward.amount, reward.status])).toEqual([[980, 'approved']]);
@@ -124,7 +149,12 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const attacker = await buildParticipant(api, p);
       const session = checkoutSession({ currency: 'usd', amount: 4900, metadata: { externalId: uniq('buyer-') } });
       const buyer = (session.metadata as Record<string, string>).externalId as string;
-      await forged(p, { type: 'purchase', userId: buyer, code: attacker.code, order: { id: session.id as string, amount: 1e12, currency: 'USD' } });
+      await forged(p, {
+        type: 'purchase',
+        userId: buyer,
+        code: attacker.code,
+        order: { id: session.id as string, amount: 1e12, currency: 'USD' },
+      });
 
       const reply = await deliverStripe(api, p.slug, stripeEvent('checkout.session.completed', session), { secret: WEBHOOK_SECRET });
       expect(reply.status, reply.text).toBe(200);
@@ -151,7 +181,9 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
       expect(rewards.map((reward) => [reward.rule, reward.status])).toEqual([['welcome', 'pending']]);
       expect((await referralsOf(p))[0]).toMatchObject({ referrer: attacker.externalId, verified: false });
-      expect(await decisions(p, 'unconfirmed_referral')).toEqual([expect.objectContaining({ participant: victim, referrer: attacker.externalId })]);
+      expect(await decisions(p, 'unconfirmed_referral')).toEqual([
+        expect.objectContaining({ participant: victim, referrer: attacker.externalId }),
+      ]);
 
       // A later server purchase by that customer stays for review too.
       const purchase = await server(p, { type: 'purchase', eventId: uniq('order-'), externalId: victim, amount: 1000, currency: 'USD' });
@@ -181,7 +213,12 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const referrer = await buildParticipant(api, p);
       const user = uniq('u-');
       await forged(p, { type: 'signup', userId: user, code: referrer.code });
-      const answer = await server(p, { type: 'signup', eventId: `signup-${user}`, externalId: user, referral: { code: referrer.code.toLowerCase() } });
+      const answer = await server(p, {
+        type: 'signup',
+        eventId: `signup-${user}`,
+        externalId: user,
+        referral: { code: referrer.code.toLowerCase() },
+      });
       expect(answer.attribution).toEqual({ status: 'existing', referrer: referrer.externalId });
       expect(answer.rewards.map((reward: Reward) => reward.status)).toEqual(['approved']);
     });
@@ -201,24 +238,40 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
   });
 
   describe('4. email aliases do not beat the self-referral check', () => {
-    it.each([
-      ['john.smith+ref@gmail.com'],
-      ['johnsmith@gmail.com'],
-      ['j.o.h.n.smith@googlemail.com'],
-      ['John.Smith+x@GMail.com'],
-    ])('%s referred by john.smith@gmail.com is a self-referral', async (alias) => {
-      const p = await shop();
-      const referrer = await buildParticipant(api, p, { email: 'john.smith@gmail.com' });
-      const answer = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email: alias, referral: { code: referrer.code } });
-      expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
-    });
+    it.each([['john.smith+ref@gmail.com'], ['johnsmith@gmail.com'], ['j.o.h.n.smith@googlemail.com'], ['John.Smith+x@GMail.com']])(
+      '%s referred by john.smith@gmail.com is a self-referral',
+      async (alias) => {
+        const p = await shop();
+        const referrer = await buildParticipant(api, p, { email: 'john.smith@gmail.com' });
+        const answer = await server(p, {
+          type: 'signup',
+          eventId: uniq('evt-'),
+          externalId: uniq('u-'),
+          email: alias,
+          referral: { code: referrer.code },
+        });
+        expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
+      },
+    );
 
     it('a +tag on any domain is the same person; dots outside Gmail are not dropped', async () => {
       const p = await shop();
       const referrer = await buildParticipant(api, p, { email: 'pat.doe@example.com' });
-      const tagged = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email: 'pat.doe+friend@example.com', referral: { code: referrer.code } });
+      const tagged = await server(p, {
+        type: 'signup',
+        eventId: uniq('evt-'),
+        externalId: uniq('u-'),
+        email: 'pat.doe+friend@example.com',
+        referral: { code: referrer.code },
+      });
       expect(tagged.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
-      const other = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email: 'patdoe@example.com', referral: { code: referrer.code } });
+      const other = await server(p, {
+        type: 'signup',
+        eventId: uniq('evt-'),
+        externalId: uniq('u-'),
+        email: 'patdoe@example.com',
+        referral: { code: referrer.code },
+      });
       expect(other.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
       // The email is stored as given.
       expect((await db('participants').where({ program_id: p.id, email: 'pat.doe+friend@example.com' })).length).toBe(1);
@@ -236,7 +289,12 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       expect(signup.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
 
       // The referrer buys from that same browser: the visitor id is theirs.
-      await forged(p, { type: 'purchase', userId: referrer.externalId, vid: visitor, order: { id: uniq('order-'), amount: 100, currency: 'USD' } });
+      await forged(p, {
+        type: 'purchase',
+        userId: referrer.externalId,
+        vid: visitor,
+        order: { id: uniq('order-'), amount: 100, currency: 'USD' },
+      });
       const referral = (await referralsOf(p)).find((row) => row.referred === sock);
       expect(referral).toMatchObject({ status: 'held', reason: 'self_referral' });
       const rewards = rewardsOf(await listAllRewards(api, p), referrer.externalId);
@@ -247,7 +305,12 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       ]);
 
       // From then on, that visitor id cannot be referred by them at all.
-      const next = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), referral: { code: referrer.code, vid: visitor } });
+      const next = await server(p, {
+        type: 'signup',
+        eventId: uniq('evt-'),
+        externalId: uniq('u-'),
+        referral: { code: referrer.code, vid: visitor },
+      });
       expect(next.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
     });
 
@@ -270,7 +333,9 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const emails = ['amy.lee@gmail.com', 'amylee@gmail.com', 'amy.lee+2@googlemail.com', 'AMY.LEE+3@gmail.com'];
       const answers = [];
       for (const email of emails) {
-        answers.push(await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email, referral: { code: referrer.code } }));
+        answers.push(
+          await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email, referral: { code: referrer.code } }),
+        );
       }
       expect(answers.map((answer) => [answer.attribution.status, answer.attribution.held ?? false, answer.attribution.reason])).toEqual([
         ['attributed', false, undefined],
@@ -289,7 +354,14 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const visitor = vid();
       const answers = [];
       for (let i = 0; i < 3; i++) {
-        answers.push(await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), referral: { code: referrer.code, vid: visitor } }));
+        answers.push(
+          await server(p, {
+            type: 'signup',
+            eventId: uniq('evt-'),
+            externalId: uniq('u-'),
+            referral: { code: referrer.code, vid: visitor },
+          }),
+        );
       }
       expect(answers.map((answer) => answer.attribution.reason ?? null)).toEqual([null, 'duplicate_identity', 'duplicate_identity']);
       expect(answers.slice(1).every((answer) => answer.attribution.held)).toBe(true);

@@ -99,7 +99,8 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
     await allowing?.close();
   });
 
-  const deliveries = async (p: ProgramFixture) => expectOk(await suite.api.get('/v1/webhooks/deliveries?limit=500', { auth: p.secret })).data as any[];
+  const deliveries = async (p: ProgramFixture) =>
+    expectOk(await suite.api.get('/v1/webhooks/deliveries?limit=500', { auth: p.secret })).data as any[];
   /** One referral.created queued for the program. */
   const queueOne = async (api: TestApp, p: ProgramFixture) => {
     const alice = await buildParticipant(api, p);
@@ -129,22 +130,23 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
       expect(await suite.db('programs').where({ name }).first()).toBeUndefined();
     });
 
-    it.each([
-      'https://hooks.a-shop.example/referrals',
-      'https://8.8.8.8/hooks',
-      'https://[2606:4700::1111]/hooks',
-    ])('accepts a public target: %s', async (url) => {
-      const p = await buildProgram(suite.api, { settings: { webhookUrl: url } });
-      expect(p.program.settings.webhookUrl).toBe(url);
-      const patched = expectOk(await suite.api.patch('/v1/program', { settings: { webhookUrl: url } }, { auth: p.secret }));
-      expect(patched.program.settings.webhookUrl).toBe(url);
-    });
+    it.each(['https://hooks.a-shop.example/referrals', 'https://8.8.8.8/hooks', 'https://[2606:4700::1111]/hooks'])(
+      'accepts a public target: %s',
+      async (url) => {
+        const p = await buildProgram(suite.api, { settings: { webhookUrl: url } });
+        expect(p.program.settings.webhookUrl).toBe(url);
+        const patched = expectOk(await suite.api.patch('/v1/program', { settings: { webhookUrl: url } }, { auth: p.secret }));
+        expect(patched.program.settings.webhookUrl).toBe(url);
+      },
+    );
 
     it('WEBHOOK_ALLOW_PRIVATE=1 accepts loopback and private targets (local development)', async () => {
       const p = await buildProgram(allowing, { settings: { webhookUrl: 'http://127.0.0.1:9/hooks' } });
       expect(p.program.settings.webhookUrl).toBe('http://127.0.0.1:9/hooks');
       for (const url of ['http://localhost:3000/hooks', 'http://10.0.0.5/', 'http://[::1]:8080/']) {
-        expect(expectOk(await allowing.patch('/v1/program', { settings: { webhookUrl: url } }, { auth: p.secret })).program.settings.webhookUrl).toBe(url);
+        expect(
+          expectOk(await allowing.patch('/v1/program', { settings: { webhookUrl: url } }, { auth: p.secret })).program.settings.webhookUrl,
+        ).toBe(url);
       }
     });
 
@@ -153,14 +155,28 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
       const row = (await findProgram(suite.db, p.id))!;
       for (const answer of [['10.1.2.3'], ['93.184.216.34', '127.0.0.1'], ['fd12::1']]) {
         const { resolve } = fakeResolver(() => answer);
-        await expect(updateProgram(suite.db, row, { settings: { webhookUrl: 'https://hooks.internal-shop.example/x' } }, { allowPrivate: false, resolve })).rejects.toMatchObject({
+        await expect(
+          updateProgram(
+            suite.db,
+            row,
+            { settings: { webhookUrl: 'https://hooks.internal-shop.example/x' } },
+            { allowPrivate: false, resolve },
+          ),
+        ).rejects.toMatchObject({
           status: 422,
           code: 'validation_failed',
-          fields: { 'settings.webhookUrl': expect.stringMatching(/hooks\.internal-shop\.example resolves to .* (private|loopback|unique-local)/) },
+          fields: {
+            'settings.webhookUrl': expect.stringMatching(/hooks\.internal-shop\.example resolves to .* (private|loopback|unique-local)/),
+          },
         });
       }
       const { resolve, asked } = fakeResolver(() => ['93.184.216.34']);
-      const updated = await updateProgram(suite.db, row, { settings: { webhookUrl: 'https://hooks.public-shop.example/x' } }, { allowPrivate: false, resolve });
+      const updated = await updateProgram(
+        suite.db,
+        row,
+        { settings: { webhookUrl: 'https://hooks.public-shop.example/x' } },
+        { allowPrivate: false, resolve },
+      );
       expect(updated.settings.webhookUrl).toBe('https://hooks.public-shop.example/x');
       expect(asked).toEqual(['hooks.public-shop.example']);
     });
@@ -176,21 +192,40 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
     });
 
     it('a stored loopback target (set while allowed) is refused before any connection and failed at once', async () => {
-      const stored = [receiver.url, `https://127.0.0.1:${receiver.port}/hooks`, `http://localhost:${receiver.port}/hooks`, `http://[::ffff:127.0.0.1]:${receiver.port}/hooks`];
+      const stored = [
+        receiver.url,
+        `https://127.0.0.1:${receiver.port}/hooks`,
+        `http://localhost:${receiver.port}/hooks`,
+        `http://[::ffff:127.0.0.1]:${receiver.port}/hooks`,
+      ];
       for (const url of stored) {
         const p = await buildProgram(allowing, { settings: { webhookUrl: url } });
         await queueOne(allowing, p);
         await deliverDueWebhooks(suite.db, { allowPrivate: false });
         expect(receiver.connections, url).toBe(0);
         const [delivery] = await deliveries(p);
-        expect(delivery, url).toMatchObject({ type: 'referral.created', status: 'failed', attempts: 1, lastStatus: null, nextAttemptAt: null, deliveredAt: null });
-        expect(delivery.lastError).toMatch(/^refused: (127\.0\.0\.1|localhost|::ffff:7f00:1 \(127\.0\.0\.1\)) is a loopback (address|name)$/);
+        expect(delivery, url).toMatchObject({
+          type: 'referral.created',
+          status: 'failed',
+          attempts: 1,
+          lastStatus: null,
+          nextAttemptAt: null,
+          deliveredAt: null,
+        });
+        expect(delivery.lastError).toMatch(
+          /^refused: (127\.0\.0\.1|localhost|::ffff:7f00:1 \(127\.0\.0\.1\)) is a loopback (address|name)$/,
+        );
       }
     });
 
     it('a row inserted straight into the outbox is refused too', async () => {
       const p = await buildProgram(suite.api);
-      await suite.db('webhook_outbox').insert({ program_id: p.id, type: 'referral.created', url: `http://0x7f.1:${receiver.port}/hooks`, payload: JSON.stringify({ forged: true }) });
+      await suite.db('webhook_outbox').insert({
+        program_id: p.id,
+        type: 'referral.created',
+        url: `http://0x7f.1:${receiver.port}/hooks`,
+        payload: JSON.stringify({ forged: true }),
+      });
       await deliverDueWebhooks(suite.db, { allowPrivate: false });
       expect(receiver.connections).toBe(0);
       const [delivery] = await deliveries(p);
@@ -202,7 +237,12 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
       const url = `http://hooks.rebinding-shop.example:${receiver.port}/hooks`;
       // Public when the owner sets it…
       const rebinding = fakeResolver((_host, call) => (call === 1 ? ['93.184.216.34'] : ['127.0.0.1']));
-      const row = await updateProgram(suite.db, (await findProgram(suite.db, p.id))!, { settings: { webhookUrl: url } }, { allowPrivate: false, resolve: rebinding.resolve });
+      const row = await updateProgram(
+        suite.db,
+        (await findProgram(suite.db, p.id))!,
+        { settings: { webhookUrl: url } },
+        { allowPrivate: false, resolve: rebinding.resolve },
+      );
       expect(row.settings.webhookUrl).toBe(url);
       await queueOne(suite.api, p);
       // …loopback when the collector connects.
@@ -210,7 +250,11 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
       expect(rebinding.asked.length).toBeGreaterThanOrEqual(2);
       expect(receiver.connections).toBe(0);
       const [delivery] = await deliveries(p);
-      expect(delivery).toMatchObject({ status: 'failed', attempts: 1, lastError: 'refused: hooks.rebinding-shop.example resolves to 127.0.0.1, a loopback address' });
+      expect(delivery).toMatchObject({
+        status: 'failed',
+        attempts: 1,
+        lastError: 'refused: hooks.rebinding-shop.example resolves to 127.0.0.1, a loopback address',
+      });
     });
 
     it('control: the resolver decides where the socket goes (allowed, the same answer reaches the receiver)', async () => {

@@ -14,7 +14,16 @@ import { deliverDueWebhooks, signWebhook, verifyWebhook } from '../../collector/
 import { startTestApp, type TestApp } from '../helpers/app.ts';
 import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
-import { browserEvent, expectError, expectOk, listAllRewards, makeDue, serverPurchase, serverSignup, transition } from '../helpers/ledger.ts';
+import {
+  browserEvent,
+  expectError,
+  expectOk,
+  listAllRewards,
+  makeDue,
+  serverPurchase,
+  serverSignup,
+  transition,
+} from '../helpers/ledger.ts';
 
 interface Received {
   id: string | undefined;
@@ -39,7 +48,15 @@ async function startReceiver(failures = 2) {
       const n = (attempts.get(id ?? '') ?? 0) + 1;
       attempts.set(id ?? '', n);
       const answered = n <= failures ? 500 : 200;
-      received.push({ id, signature: req.headers['referral-signature'] as string | undefined, headers: req.headers, raw, body: JSON.parse(raw), at: Date.now(), answered });
+      received.push({
+        id,
+        signature: req.headers['referral-signature'] as string | undefined,
+        headers: req.headers,
+        raw,
+        body: JSON.parse(raw),
+        at: Date.now(),
+        answered,
+      });
       res.writeHead(answered, { 'content-type': 'text/plain' }).end(answered === 200 ? 'ok' : 'try again');
     });
   });
@@ -75,9 +92,11 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     await t?.close();
   });
 
-  const deliveries = async (p: ProgramFixture, query = '') => expectOk(await api.get(`/v1/webhooks/deliveries?limit=500${query}`, { auth: p.secret })).data as any[];
+  const deliveries = async (p: ProgramFixture, query = '') =>
+    expectOk(await api.get(`/v1/webhooks/deliveries?limit=500${query}`, { auth: p.secret })).data as any[];
   /** Skips the backoff wait: the program's pending deliveries become due now. */
-  const skipBackoff = (p: ProgramFixture) => t.db('webhook_outbox').where({ program_id: p.id, status: 'pending' }).update({ next_attempt_at: t.db.fn.now() });
+  const skipBackoff = (p: ProgramFixture) =>
+    t.db('webhook_outbox').where({ program_id: p.id, status: 'pending' }).update({ next_attempt_at: t.db.fn.now() });
 
   it('delivers every event at least once, signed, retrying with exponential backoff', async () => {
     const p = await buildProgram(api, {
@@ -89,12 +108,18 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
         ],
       },
     });
-    const quiet = await buildProgram(api, { settings: { rewardRules: [{ id: 'signup', on: 'signup', to: 'both', reward: { kind: 'credit', amount: 100, currency: 'USD' } }] } });
+    const quiet = await buildProgram(api, {
+      settings: { rewardRules: [{ id: 'signup', on: 'signup', to: 'both', reward: { kind: 'credit', amount: 100, currency: 'USD' } }] },
+    });
 
     // Subscribe, then read the signing secret.
     const patched = expectOk(await api.patch('/v1/program', { settings: { webhookUrl: receiver.url } }, { auth: p.secret }));
     expect(patched.program.settings.webhookUrl).toBe(receiver.url);
-    expectError(await api.patch('/v1/program', { settings: { webhookUrl: 'ftp://example.com/x' } }, { auth: p.secret }), 422, 'validation_failed');
+    expectError(
+      await api.patch('/v1/program', { settings: { webhookUrl: 'ftp://example.com/x' } }, { auth: p.secret }),
+      422,
+      'validation_failed',
+    );
     const secret = expectOk(await api.get('/v1/program', { auth: p.secret })).program.webhookSecret as string;
     const otherSecret = expectOk(await api.get('/v1/program', { auth: quiet.secret })).program.webhookSecret as string;
     expect(secret).toMatch(/^whsec_[0-9a-f]{64}$/);
@@ -106,7 +131,12 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     const signup = await serverSignup(api, p, 'bob', alice.code);
     expected.push(['referral.created', 'bob'], ...signup.rewards.map((r) => ['reward.created', r.id] as [string, string]));
 
-    await browserEvent(api, p, { type: 'purchase', eventId: 'evt-1', userId: 'bob', order: { id: 'order-1', amount: 5000, currency: 'USD' } });
+    await browserEvent(api, p, {
+      type: 'purchase',
+      eventId: 'evt-1',
+      userId: 'bob',
+      order: { id: 'order-1', amount: 5000, currency: 'USD' },
+    });
     const browserRewards = (await listAllRewards(api, p)).filter((r) => r.eventId === 'order-1');
     expect(browserRewards.map((r) => r.status)).toEqual(['pending', 'pending']);
     expected.push(...browserRewards.map((r) => ['reward.created', r.id] as [string, string]));
@@ -200,19 +230,40 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
 
     // After dropping duplicates, exactly the expected events arrived.
     const events = [...byId.values()].map((attempts) => attempts[0]!.body);
-    const seen = events.map((e) => [e.type, e.type === 'referral.created' ? e.data.referral.referred : e.data.reward.id] as [string, string]);
+    const seen = events.map(
+      (e) => [e.type, e.type === 'referral.created' ? e.data.referral.referred : e.data.reward.id] as [string, string],
+    );
     const order = (rows: Array<[string, string]>) => [...rows].sort((a, b) => (a.join() < b.join() ? -1 : 1));
     expect(order(seen)).toEqual(order(expected));
-    for (const type of ['referral.created', 'reward.created', 'reward.approved', 'reward.revoked']) expect(seen.some(([t]) => t === type), type).toBe(true);
+    for (const type of ['referral.created', 'reward.created', 'reward.approved', 'reward.revoked'])
+      expect(
+        seen.some(([t]) => t === type),
+        type,
+      ).toBe(true);
 
     // Payloads carry the objects as the API shows them.
     const referral = events.find((e) => e.type === 'referral.created')!;
-    expect(referral.data.referral).toMatchObject({ referrer: 'alice', referred: 'bob', code: alice.code, status: 'attributed', verified: true });
+    expect(referral.data.referral).toMatchObject({
+      referrer: 'alice',
+      referred: 'bob',
+      code: alice.code,
+      status: 'attributed',
+      verified: true,
+    });
     const approvedSale = events.find((e) => e.type === 'reward.approved' && e.data.reward.id === sale.id)!;
-    expect(approvedSale.data.reward).toMatchObject({ participant: 'alice', rule: 'sale', amount: 500, currency: 'USD', status: 'approved', eventId: 'order-1' });
+    expect(approvedSale.data.reward).toMatchObject({
+      participant: 'alice',
+      rule: 'sale',
+      amount: 500,
+      currency: 'USD',
+      status: 'approved',
+      eventId: 'order-1',
+    });
     for (const revoked of events.filter((e) => e.type === 'reward.revoked')) expect(revoked.data.reward.status).toBe('revoked');
     for (const created of events.filter((e) => e.type === 'reward.created')) {
-      expect(Object.keys(created.data.reward)).toEqual(expect.arrayContaining(['id', 'participant', 'rule', 'kind', 'amount', 'currency', 'status', 'availableAt', 'eventId']));
+      expect(Object.keys(created.data.reward)).toEqual(
+        expect.arrayContaining(['id', 'participant', 'rule', 'kind', 'amount', 'currency', 'status', 'availableAt', 'eventId']),
+      );
     }
     for (const event of events) expect(Number.isNaN(Date.parse(event.createdAt))).toBe(false);
 

@@ -56,7 +56,11 @@ async function step<T>(label: string, work: () => Promise<T>): Promise<T> {
 
 async function generate(db: Knex): Promise<string> {
   const [program] = (await db('programs')
-    .insert({ slug: `bench-${randomBytes(4).toString('hex')}`, name: 'Reports bench', settings: JSON.stringify({ origins: [], landingUrl: 'https://shop.example/' }) })
+    .insert({
+      slug: `bench-${randomBytes(4).toString('hex')}`,
+      name: 'Reports bench',
+      settings: JSON.stringify({ origins: [], landingUrl: 'https://shop.example/' }),
+    })
     .returning('id')) as Array<{ id: string }>;
   const programId = (program as { id: string }).id;
   const p = { p: programId };
@@ -103,7 +107,10 @@ async function generate(db: Knex): Promise<string> {
         where c.program_id = :p and c.external_id like 'cust-%'`,
       p,
     );
-    await db.raw(`update participants c set referred_by = r.referrer_id from referrals r where r.referred_id = c.id and c.program_id = :p`, p);
+    await db.raw(
+      `update participants c set referred_by = r.referrer_id from referrals r where r.referred_id = c.id and c.program_id = :p`,
+      p,
+    );
   });
 
   await step(`${PURCHASES.toLocaleString('en')} purchases, ${REFUNDS.toLocaleString('en')} refunds`, async () => {
@@ -174,7 +181,18 @@ async function generate(db: Knex): Promise<string> {
     );
   });
   await step('ANALYZE', async () => {
-    for (const table of ['participants', 'codes', 'clicks', 'referrals', 'conversions', 'rewards', 'daily_stats', 'daily_revenue', 'program_daily', 'participant_monthly']) {
+    for (const table of [
+      'participants',
+      'codes',
+      'clicks',
+      'referrals',
+      'conversions',
+      'rewards',
+      'daily_stats',
+      'daily_revenue',
+      'program_daily',
+      'participant_monthly',
+    ]) {
       await db.raw(`analyze ${table}`);
     }
   });
@@ -187,7 +205,11 @@ const money = (rows: Array<{ currency: string; total: unknown }>): Money =>
 
 /** The summary's counts and revenue straight from clicks, referrals and conversions. */
 async function rawSummary(db: Knex, programId: string, range: DayRange) {
-  const bounds = { p: programId, start: `${range.from}T00:00:00Z`, end: new Date(Date.parse(`${range.to}T00:00:00Z`) + 86_400_000).toISOString() };
+  const bounds = {
+    p: programId,
+    start: `${range.from}T00:00:00Z`,
+    end: new Date(Date.parse(`${range.to}T00:00:00Z`) + 86_400_000).toISOString(),
+  };
   const [counts, revenue] = await Promise.all([
     db.raw(
       `select (select count(*) from clicks where program_id = :p and created_at >= :start and created_at < :end) as clicks,
@@ -221,7 +243,12 @@ async function rawSummary(db: Knex, programId: string, range: DayRange) {
 
 /** The leaderboard's first page (signups desc) grouped by referrer over the raw tables. */
 async function rawLeaderboard(db: Knex, programId: string, range: DayRange) {
-  const bounds = { p: programId, start: `${range.from}T00:00:00Z`, end: new Date(Date.parse(`${range.to}T00:00:00Z`) + 86_400_000).toISOString(), limit: PAGE.limit + 1 };
+  const bounds = {
+    p: programId,
+    start: `${range.from}T00:00:00Z`,
+    end: new Date(Date.parse(`${range.to}T00:00:00Z`) + 86_400_000).toISOString(),
+    limit: PAGE.limit + 1,
+  };
   const result = await db.raw(
     `with c as (
        select participant_id, count(*) as clicks from clicks
@@ -264,7 +291,11 @@ async function rawLeaderboard(db: Knex, programId: string, range: DayRange) {
     visitors: Number(row.visitors),
     signups: Number(row.signups),
     purchases: Number(row.purchases),
-    revenue: money((revenue.rows as Array<{ participant_id: string; currency: string; total: unknown }>).filter((r) => r.participant_id === row.participant_id)),
+    revenue: money(
+      (revenue.rows as Array<{ participant_id: string; currency: string; total: unknown }>).filter(
+        (r) => r.participant_id === row.participant_id,
+      ),
+    ),
   }));
 }
 
@@ -283,7 +314,9 @@ async function time(label: string, work: () => Promise<unknown>) {
 /** JSON with object keys sorted, so currencies listed in another order still compare equal. */
 const canonical = (value: unknown): string =>
   JSON.stringify(value, (_, v: unknown) =>
-    v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b))) : v,
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Record<string, unknown>).sort(([a], [b]) => a.localeCompare(b)))
+      : v,
   );
 
 function sameJson(label: string, a: unknown, b: unknown) {
@@ -310,10 +343,19 @@ async function main() {
     const rawBoard = await rawLeaderboard(db, programId, YEAR);
     sameJson(
       'leaderboard',
-      board.data.map(({ participant, clicks, visitors, signups, purchases, revenue }) => ({ participant, clicks, visitors, signups, purchases, revenue })),
+      board.data.map(({ participant, clicks, visitors, signups, purchases, revenue }) => ({
+        participant,
+        clicks,
+        visitors,
+        signups,
+        purchases,
+        revenue,
+      })),
       rawBoard,
     );
-    log(`  checked: rollups and raw tables agree (${summary.clicks.toLocaleString('en')} clicks, ${summary.visitors.toLocaleString('en')} visitors, ${summary.signups.toLocaleString('en')} signups, ${summary.purchases.toLocaleString('en')} purchases, revenue ${JSON.stringify(summary.revenue)}; first page of ${board.data.length} referrers)`);
+    log(
+      `  checked: rollups and raw tables agree (${summary.clicks.toLocaleString('en')} clicks, ${summary.visitors.toLocaleString('en')} visitors, ${summary.signups.toLocaleString('en')} signups, ${summary.purchases.toLocaleString('en')} purchases, revenue ${JSON.stringify(summary.revenue)}; first page of ${board.data.length} referrers)`,
+    );
 
     const results = [
       await time('summary, rollups (summaryReport)', () => summaryReport(db, programId, YEAR)),
@@ -321,12 +363,18 @@ async function main() {
       await time('leaderboard, rollups (referrersReport)', () => referrersReport(db, programId, YEAR, PAGE)),
       await time('leaderboard, raw tables', () => rawLeaderboard(db, programId, YEAR)),
     ];
-    const [summaryRollup, summaryRaw, leaderRollup, leaderRaw] = results as [(typeof results)[0], (typeof results)[0], (typeof results)[0], (typeof results)[0]];
+    const [summaryRollup, summaryRaw, leaderRollup, leaderRaw] = results as [
+      (typeof results)[0],
+      (typeof results)[0],
+      (typeof results)[0],
+      (typeof results)[0],
+    ];
 
     log('');
     log(`Full year ${YEAR.from}..${YEAR.to}, median of ${RUNS} runs (ms):`);
     log(`  ${'query'.padEnd(40)} ${'median'.padStart(9)} ${'min'.padStart(9)} ${'max'.padStart(9)}`);
-    for (const r of results) log(`  ${r.label.padEnd(40)} ${r.median.toFixed(1).padStart(9)} ${r.min.toFixed(1).padStart(9)} ${r.max.toFixed(1).padStart(9)}`);
+    for (const r of results)
+      log(`  ${r.label.padEnd(40)} ${r.median.toFixed(1).padStart(9)} ${r.min.toFixed(1).padStart(9)} ${r.max.toFixed(1).padStart(9)}`);
     const verdict = (ms: number) => (ms < TARGET_MS ? `ok (< ${TARGET_MS} ms)` : `OVER the ${TARGET_MS} ms target`);
     log(`  rollup summary: ${verdict(summaryRollup.median)}; rollup leaderboard: ${verdict(leaderRollup.median)}`);
     log('');

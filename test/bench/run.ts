@@ -134,11 +134,19 @@ async function setupProgram(url: string, codes: number) {
   const { keys, program } = await json(`${url}/v1/programs`, {
     method: 'POST',
     auth: ADMIN_TOKEN,
-    body: JSON.stringify({ name: `Bench ${randomBytes(3).toString('hex')}`, origins: ['https://bench.example'], landingUrl: 'https://bench.example/' }),
+    body: JSON.stringify({
+      name: `Bench ${randomBytes(3).toString('hex')}`,
+      origins: ['https://bench.example'],
+      landingUrl: 'https://bench.example/',
+    }),
   });
   const list: string[] = [];
   for (let i = 0; i < codes; i++) {
-    const participant = await json(`${url}/v1/participants`, { method: 'POST', auth: keys.secret, body: JSON.stringify({ externalId: `referrer-${i}` }) });
+    const participant = await json(`${url}/v1/participants`, {
+      method: 'POST',
+      auth: keys.secret,
+      body: JSON.stringify({ externalId: `referrer-${i}` }),
+    });
     list.push(participant.code);
   }
   return { keys, program, codes: list };
@@ -200,9 +208,12 @@ async function main() {
     const storedPg = await countRows(databaseUrl, 'select count(*) as n from clicks');
 
     // Server signups (attribution + rewards, one transaction each).
-    const signups = await load(collector.url, '/v1/conversions', () =>
-      JSON.stringify({ type: 'signup', eventId: uniqueId('e'), externalId: uniqueId('u'), referral: { code: pick(pgSetup.codes) } }),
-    { 'content-type': 'application/json', authorization: `Bearer ${pgSetup.keys.secret}` });
+    const signups = await load(
+      collector.url,
+      '/v1/conversions',
+      () => JSON.stringify({ type: 'signup', eventId: uniqueId('e'), externalId: uniqueId('u'), referral: { code: pick(pgSetup.codes) } }),
+      { 'content-type': 'application/json', authorization: `Bearer ${pgSetup.keys.secret}` },
+    );
     console.log(fmt('signups postgres', signups));
     const referralsPg = await countRows(databaseUrl, `select count(*) as n from referrals`);
 
@@ -222,7 +233,10 @@ async function main() {
         ),
       );
       const referrers = new Set(answers.map((answer) => answer.attribution.referrer));
-      const rows = await countRows(databaseUrl, `select count(*) as n from referrals r join participants p on p.id = r.referred_id where p.external_id = '${externalId}'`);
+      const rows = await countRows(
+        databaseUrl,
+        `select count(*) as n from referrals r join participants p on p.id = r.referred_id where p.external_id = '${externalId}'`,
+      );
       if (rows !== 1 || referrers.size !== 1) exactlyOnce = false;
     }
     console.log(`scale-out: two processes, 20 users × 20 racing signups → exactly one referral each: ${exactlyOnce}`);

@@ -13,7 +13,14 @@ import { openTestDb, type TestDb } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import { expectOk, serverPurchase, serverSignup, vidFor, type Reward } from '../helpers/ledger.ts';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+];
 const SCREENSHOT = 'test-results/admin-overview.png';
 
 const RULES = [
@@ -57,7 +64,10 @@ describe('admin dashboard (Chromium, pglite)', () => {
     dave = await buildParticipant(api, program, { externalId: 'dave', email: 'dave@example.com', name: 'Dave Dunn' });
 
     const click = async (code: string, visitor: string) =>
-      expectOk(await api.post('/v1/clicks', { key: program.publishable, code, vid: vidFor(visitor), url: 'https://shop.example/?ref=' + code }), 202);
+      expectOk(
+        await api.post('/v1/clicks', { key: program.publishable, code, vid: vidFor(visitor), url: `https://shop.example/?ref=${code}` }),
+        202,
+      );
     for (const visitor of ['bob', 'carol', 'frank', 'gina']) await click(alice.code, visitor);
     for (const visitor of ['erin', 'hank']) await click(dave.code, visitor);
 
@@ -79,7 +89,12 @@ describe('admin dashboard (Chromium, pglite)', () => {
   });
 
   async function openPage(): Promise<Watched> {
-    const context = await browser.newContext({ viewport: { width: 1360, height: 1000 }, acceptDownloads: true, locale: 'en-US', timezoneId: 'UTC' });
+    const context = await browser.newContext({
+      viewport: { width: 1360, height: 1000 },
+      acceptDownloads: true,
+      locale: 'en-US',
+      timezoneId: 'UTC',
+    });
     const page = await context.newPage();
     const watched: Watched = { page, problems: [], requests: [] };
     // Chromium reports CSP violations on the console too; the event catches report-only ones as well.
@@ -99,7 +114,8 @@ describe('admin dashboard (Chromium, pglite)', () => {
   /** Problems other than the HTTP failures a test provoked on purpose (Chromium logs those as "Failed to load resource"). */
   function unexpected(watched: Watched, expectedStatuses: number[] = []): string[] {
     return watched.problems.filter(
-      (text) => !expectedStatuses.some((status) => text.includes(`Failed to load resource: the server responded with a status of ${status}`)),
+      (text) =>
+        !expectedStatuses.some((status) => text.includes(`Failed to load resource: the server responded with a status of ${status}`)),
     );
   }
 
@@ -229,7 +245,9 @@ describe('admin dashboard (Chromium, pglite)', () => {
     expect(await value('purchases').textContent()).toBe(summary.purchases.toLocaleString('en-US'));
     expect(await page.getByTestId('card-clicks').textContent()).toContain(`${summary.visitors} unique visitors`);
     expect(await value('conversion').textContent()).toBe(
-      new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(summary.conversionRate),
+      new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(
+        summary.conversionRate,
+      ),
     );
 
     const money = async (id: string) =>
@@ -268,7 +286,9 @@ describe('admin dashboard (Chromium, pglite)', () => {
     const participants = () => rows.evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-participant')));
     expect(await participants()).toEqual(['alice', 'dave']);
 
-    const sorted = page.waitForRequest((request) => request.url().includes('/v1/reports/referrers') && request.url().includes('sort=conversionRate'));
+    const sorted = page.waitForRequest(
+      (request) => request.url().includes('/v1/reports/referrers') && request.url().includes('sort=conversionRate'),
+    );
     await page.getByTestId('sort-conversionRate').click();
     await sorted;
     expect(await page.getByTestId('sort-conversionRate').getAttribute('aria-sort')).toBe('descending');
@@ -295,10 +315,14 @@ describe('admin dashboard (Chromium, pglite)', () => {
     await page.getByTestId('decision-row').first().waitFor();
 
     await page.getByTestId('decisions-reason').fill('self_referral');
-    const filtered = page.waitForResponse((response) => response.url().includes('/v1/decisions?') && response.url().includes('reason=self_referral'));
+    const filtered = page.waitForResponse(
+      (response) => response.url().includes('/v1/decisions?') && response.url().includes('reason=self_referral'),
+    );
     await page.getByTestId('decisions-apply').click();
     await filtered;
-    await expect.poll(() => page.getByTestId('decision-row').evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-reason')))).toEqual(['self_referral']);
+    await expect
+      .poll(() => page.getByTestId('decision-row').evaluateAll((nodes) => nodes.map((node) => node.getAttribute('data-reason'))))
+      .toEqual(['self_referral']);
     expect(await page.getByTestId('decision-row').first().textContent()).toContain('alice');
 
     expectCleanRequests(watched);

@@ -16,7 +16,14 @@ import { snippetRoutes } from '../../collector/src/routes/snippet.ts';
 import { ADMIN_TOKEN } from '../helpers/app.ts';
 import { openTestDb, type TestDb } from '../helpers/databases.ts';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+];
 const LOADER_STUB = 'window.referral=window.referral||function(){(referral.q=referral.q||[]).push(arguments)}';
 
 async function listen(server: Server, host: string): Promise<string> {
@@ -41,7 +48,11 @@ describe('snippet in Chromium (pglite)', () => {
 
   const db = () => testDb.db;
   const api = async (path: string, body: unknown, token: string) => {
-    const response = await fetch(collectorUrl + path, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, body: JSON.stringify(body) });
+    const response = await fetch(collectorUrl + path, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+      body: JSON.stringify(body),
+    });
     if (response.status >= 300) throw new Error(`${path}: ${response.status} ${await response.text()}`);
     return response.json();
   };
@@ -83,7 +94,9 @@ describe('snippet in Chromium (pglite)', () => {
   });
 
   /** A fresh visitor. Playwright's Chromium reports navigator.webdriver; a human's does not. */
-  async function visitor(options: { bot?: boolean; optedOut?: boolean } = {}): Promise<{ context: BrowserContext; page: Page; sent: string[]; errors: string[] }> {
+  async function visitor(
+    options: { bot?: boolean; optedOut?: boolean } = {},
+  ): Promise<{ context: BrowserContext; page: Page; sent: string[]; errors: string[] }> {
     const context = await browser.newContext();
     if (!options.bot) await context.addInitScript(() => Object.defineProperty(Navigator.prototype, 'webdriver', { get: () => false }));
     if (options.optedOut) await context.addInitScript(() => localStorage.setItem('_referral_optout', '1'));
@@ -128,12 +141,19 @@ describe('snippet in Chromium (pglite)', () => {
     inline = '';
     await ready(page);
     await expect.poll(() => db()('participants').where({ external_id: 'bob' }).first('referred_by')).toBeTruthy();
-    const [bob, alice] = await Promise.all([db()('participants').where({ external_id: 'bob' }).first(), db()('participants').where({ external_id: 'alice' }).first()]);
+    const [bob, alice] = await Promise.all([
+      db()('participants').where({ external_id: 'bob' }).first(),
+      db()('participants').where({ external_id: 'alice' }).first(),
+    ]);
     expect(bob.referred_by).toBe(alice.id);
     expect(bob.email).toBe('bob@example.com');
 
-    await page.evaluate(() => (window as any).referral('purchase', { userId: 'bob', orderId: 'order-e2e-1', amount: 4900, currency: 'usd' }));
-    await expect.poll(() => conversions('order-e2e-1').first('type', 'amount', 'currency', 'source')).toMatchObject({ type: 'purchase', currency: 'USD', source: 'browser' });
+    await page.evaluate(() =>
+      (window as any).referral('purchase', { userId: 'bob', orderId: 'order-e2e-1', amount: 4900, currency: 'usd' }),
+    );
+    await expect
+      .poll(() => conversions('order-e2e-1').first('type', 'amount', 'currency', 'source'))
+      .toMatchObject({ type: 'purchase', currency: 'USD', source: 'browser' });
     expect(Number((await conversions('order-e2e-1').first('amount')).amount)).toBe(4900);
     expect(errors).toEqual([]);
     await context.close();
@@ -146,7 +166,14 @@ describe('snippet in Chromium (pglite)', () => {
     await ready(page);
     const { vid } = (await getReferral(page))!;
     // The redirect recorded the click; the snippet's report claims it (same code and IP) instead of adding one.
-    await expect.poll(() => db()('clicks').where({ vid }).count({ n: '*' }).then((rows) => Number(rows[0]?.n))).toBe(1);
+    await expect
+      .poll(() =>
+        db()('clicks')
+          .where({ vid })
+          .count({ n: '*' })
+          .then((rows) => Number(rows[0]?.n)),
+      )
+      .toBe(1);
     await context.close();
   });
 
@@ -188,9 +215,18 @@ describe('snippet in Chromium (pglite)', () => {
     await expect.poll(() => page.evaluate(() => localStorage.getItem('_referral_queue'))).toBe('[]');
 
     // The collector stores an eventId once, however often it arrives.
-    const again = await page.evaluate(async ([url, text]) => (await fetch(url, { method: 'POST', body: text, keepalive: true })).status, [`${collectorUrl}/v1/events`, body] as const);
+    const again = await page.evaluate(async ([url, text]) => (await fetch(url, { method: 'POST', body: text, keepalive: true })).status, [
+      `${collectorUrl}/v1/events`,
+      body,
+    ] as const);
     expect(again).toBe(202);
-    await expect.poll(() => conversions(eventId).count({ n: '*' }).then((rows) => Number(rows[0]?.n))).toBe(1);
+    await expect
+      .poll(() =>
+        conversions(eventId)
+          .count({ n: '*' })
+          .then((rows) => Number(rows[0]?.n)),
+      )
+      .toBe(1);
     await context.close();
   });
 
@@ -216,7 +252,9 @@ describe('snippet in Chromium (pglite)', () => {
     const response = await fetch(`${collectorUrl}/r.js`);
     expect(response.headers.get('access-control-allow-origin')).toBe('*');
     // As a browser cache revalidates (fetch() would add Cache-Control: no-cache to a hand-set If-None-Match).
-    const revalidated = await fetch(`${collectorUrl}/r.js`, { headers: { 'if-none-match': response.headers.get('etag')!, 'cache-control': 'max-age=0' } });
+    const revalidated = await fetch(`${collectorUrl}/r.js`, {
+      headers: { 'if-none-match': response.headers.get('etag')!, 'cache-control': 'max-age=0' },
+    });
     expect(revalidated.status).toBe(304);
   });
 });
@@ -268,7 +306,9 @@ describe('demo shop in Chromium (pglite)', () => {
     await page.fill('input[name=userId]', 'demo-friend');
     await page.fill('input[name=email]', 'friend@example.com');
     await page.click('button[type=submit]');
-    await expect.poll(() => testDb.db('participants').where({ external_id: 'demo-friend' }).first('referred_by')).toMatchObject({ referred_by: expect.any(String) });
+    await expect
+      .poll(() => testDb.db('participants').where({ external_id: 'demo-friend' }).first('referred_by'))
+      .toMatchObject({ referred_by: expect.any(String) });
 
     await page.click('text=Checkout');
     await page.fill('input[name=userId]', 'demo-friend');

@@ -62,7 +62,12 @@ export async function startTestApp(db: Knex, env: Record<string, string> = {}): 
       payload = JSON.stringify(body);
       headers['content-type'] ??= 'application/json';
     }
-    const response = await fetch(url + path, { method, headers, body: payload as BodyInit | undefined, redirect: options.redirect ?? 'manual' });
+    const response = await fetch(url + path, {
+      method,
+      headers,
+      body: payload as BodyInit | undefined,
+      redirect: options.redirect ?? 'manual',
+    });
     const text = await response.text();
     let parsed: unknown = text;
     if ((response.headers.get('content-type') ?? '').includes('json') && text) parsed = JSON.parse(text);
@@ -77,9 +82,10 @@ export async function startTestApp(db: Knex, env: Record<string, string> = {}): 
     get: (path, options) => request('GET', path, undefined, options),
     post: (path, body, options) => request('POST', path, body, options),
     patch: (path, body, options) => request('PATCH', path, body, options),
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

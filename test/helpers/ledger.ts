@@ -29,7 +29,11 @@ export type Balances = { pending: Record<string, number>; approved: Record<strin
 export const DAY_MS = 86_400_000;
 
 /** A vid the browser schema accepts (8–64 of [A-Za-z0-9_-]). */
-export const vidFor = (name: string) => `vid_${name}`.replace(/[^A-Za-z0-9_-]/g, '_').padEnd(8, '_').slice(0, 64);
+export const vidFor = (name: string) =>
+  `vid_${name}`
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .padEnd(8, '_')
+    .slice(0, 64);
 
 export function expectOk(reply: Reply, status = 200) {
   expect(reply.status, `${reply.status} ${reply.text}`).toBe(status);
@@ -43,7 +47,13 @@ export function expectError(reply: Reply, status: number, code: string) {
 }
 
 /** A server (verified) signup; `code` attributes it to that code's owner. */
-export async function serverSignup(api: TestApp, program: ProgramFixture, externalId: string, code?: string, eventId = `signup-${externalId}`) {
+export async function serverSignup(
+  api: TestApp,
+  program: ProgramFixture,
+  externalId: string,
+  code?: string,
+  eventId = `signup-${externalId}`,
+) {
   const reply = await api.post(
     '/v1/conversions',
     { type: 'signup', eventId, externalId, ...(code ? { referral: { code } } : {}) },
@@ -74,7 +84,13 @@ export async function serverPurchase(
 export async function browserEvent(
   api: TestApp,
   program: ProgramFixture,
-  event: { type: 'signup' | 'purchase'; eventId: string; userId: string; code?: string; order?: { id: string; amount: number; currency: string } },
+  event: {
+    type: 'signup' | 'purchase';
+    eventId: string;
+    userId: string;
+    code?: string;
+    order?: { id: string; amount: number; currency: string };
+  },
   options: { textPlain?: boolean } = {},
 ) {
   const body = {
@@ -93,12 +109,20 @@ export async function browserEvent(
 }
 
 /** Every reward of the program matching the query, following nextCursor to the end. */
-export async function listAllRewards(api: TestApp, program: ProgramFixture, query: Record<string, string> = {}, limit = 500): Promise<Reward[]> {
+export async function listAllRewards(
+  api: TestApp,
+  program: ProgramFixture,
+  query: Record<string, string> = {},
+  limit = 500,
+): Promise<Reward[]> {
   const all: Reward[] = [];
   let cursor: string | null = null;
   for (let page = 0; page < 1000; page++) {
     const params = new URLSearchParams({ ...query, limit: String(limit), ...(cursor ? { cursor } : {}) });
-    const body = expectOk(await api.get(`/v1/rewards?${params}`, { auth: program.secret })) as { data: Reward[]; nextCursor: string | null };
+    const body = expectOk(await api.get(`/v1/rewards?${params}`, { auth: program.secret })) as {
+      data: Reward[];
+      nextCursor: string | null;
+    };
     expect(body.data.length).toBeLessThanOrEqual(limit);
     all.push(...body.data);
     cursor = body.nextCursor;
@@ -109,7 +133,8 @@ export async function listAllRewards(api: TestApp, program: ProgramFixture, quer
 }
 
 export async function balancesOf(api: TestApp, program: ProgramFixture, externalId: string): Promise<Balances> {
-  return (expectOk(await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: program.secret })) as { rewards: Balances }).rewards;
+  return (expectOk(await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: program.secret })) as { rewards: Balances })
+    .rewards;
 }
 
 /** The balances a ledger adds up to: sums per status and currency (revoked and currency-less entries left out). */
@@ -135,7 +160,10 @@ export async function secretKeyId(db: Knex, programId: string): Promise<string> 
 }
 
 export async function transitionsOf(db: Knex, rewardId: string) {
-  return (await db('reward_transitions').where({ reward_id: rewardId }).orderBy('id').select('from_status', 'to_status', 'actor', 'reason', 'created_at')) as Array<{
+  return (await db('reward_transitions')
+    .where({ reward_id: rewardId })
+    .orderBy('id')
+    .select('from_status', 'to_status', 'actor', 'reason', 'created_at')) as Array<{
     from_status: string | null;
     to_status: string;
     actor: string;
@@ -156,5 +184,8 @@ export async function backdateReferral(db: Knex, programId: string, referredExte
 
 /** Makes the given rewards due now (their hold is over). */
 export async function makeDue(db: Knex, rewardIds: string[]) {
-  if (rewardIds.length) await db('rewards').whereIn('id', rewardIds).update({ available_at: new Date(Date.now() - 1000) });
+  if (rewardIds.length)
+    await db('rewards')
+      .whereIn('id', rewardIds)
+      .update({ available_at: new Date(Date.now() - 1000) });
 }

@@ -93,7 +93,21 @@ export function checkoutSession(input: SessionInput = {}): Json {
     discounts: [],
     expires_at: unix() + 86_000,
     invoice: mode === 'subscription' ? sid('in_1Q') : null,
-    invoice_creation: mode === 'payment' ? { enabled: false, invoice_data: { account_tax_ids: null, custom_fields: null, description: null, footer: null, issuer: null, metadata: {}, rendering_options: null } } : null,
+    invoice_creation:
+      mode === 'payment'
+        ? {
+            enabled: false,
+            invoice_data: {
+              account_tax_ids: null,
+              custom_fields: null,
+              description: null,
+              footer: null,
+              issuer: null,
+              metadata: {},
+              rendering_options: null,
+            },
+          }
+        : null,
     livemode: false,
     locale: null,
     metadata: input.metadata ?? {},
@@ -251,11 +265,21 @@ export function invoice(input: InvoiceInput): Json {
             ...line,
             parent: {
               invoice_item_details: null,
-              subscription_item_details: { invoice_item: null, proration: false, proration_details: { credited_items: null }, subscription, subscription_item: sid('si_') },
+              subscription_item_details: {
+                invoice_item: null,
+                proration: false,
+                proration_details: { credited_items: null },
+                subscription,
+                subscription_item: sid('si_'),
+              },
               type: 'subscription_item_details',
             },
             pretax_credit_amounts: [],
-            pricing: { price_details: { price: sid('price_1Q'), product: sid('prod_') }, type: 'price_details', unit_amount_decimal: String(amount) },
+            pricing: {
+              price_details: { price: sid('price_1Q'), product: sid('prod_') },
+              type: 'price_details',
+              unit_amount_decimal: String(amount),
+            },
             taxes: [],
           },
         ],
@@ -308,8 +332,26 @@ export function invoice(input: InvoiceInput): Json {
           ...line,
           discount_amounts: [],
           invoice_item: null,
-          plan: { id: sid('price_1Q'), object: 'plan', active: true, amount, currency, interval: 'month', interval_count: 1, product: sid('prod_') },
-          price: { id: sid('price_1Q'), object: 'price', active: true, currency, product: sid('prod_'), recurring: { interval: 'month', interval_count: 1 }, type: 'recurring', unit_amount: amount },
+          plan: {
+            id: sid('price_1Q'),
+            object: 'plan',
+            active: true,
+            amount,
+            currency,
+            interval: 'month',
+            interval_count: 1,
+            product: sid('prod_'),
+          },
+          price: {
+            id: sid('price_1Q'),
+            object: 'price',
+            active: true,
+            currency,
+            product: sid('prod_'),
+            recurring: { interval: 'month', interval_count: 1 },
+            type: 'recurring',
+            unit_amount: amount,
+          },
           proration: false,
           proration_details: { credited_items: null },
           subscription,
@@ -358,7 +400,13 @@ export function charge(input: ChargeInput): Json {
     application_fee: null,
     application_fee_amount: null,
     balance_transaction: sid('txn_3Q'),
-    billing_details: { address: { city: null, country: 'PT', line1: null, line2: null, postal_code: null, state: null }, email: 'buyer@example.com', name: 'José Müller', phone: null, tax_id: null },
+    billing_details: {
+      address: { city: null, country: 'PT', line1: null, line2: null, postal_code: null, state: null },
+      email: 'buyer@example.com',
+      name: 'José Müller',
+      phone: null,
+      tax_id: null,
+    },
     calculated_statement_descriptor: 'SHOP EXAMPLE',
     captured: true,
     created: unix() - 3600,
@@ -376,12 +424,34 @@ export function charge(input: ChargeInput): Json {
     livemode: false,
     metadata: {},
     on_behalf_of: null,
-    outcome: { advice_code: null, network_advice_code: null, network_decline_code: null, network_status: 'approved_by_network', reason: null, risk_level: 'normal', risk_score: 32, seller_message: 'Payment complete.', type: 'authorized' },
+    outcome: {
+      advice_code: null,
+      network_advice_code: null,
+      network_decline_code: null,
+      network_status: 'approved_by_network',
+      reason: null,
+      risk_level: 'normal',
+      risk_score: 32,
+      seller_message: 'Payment complete.',
+      type: 'authorized',
+    },
     paid: true,
     payment_intent: input.paymentIntent ?? null,
     payment_method: sid('pm_1Q'),
     payment_method_details: {
-      card: { amount_authorized: input.amount, brand: 'visa', checks: { address_line1_check: null, address_postal_code_check: null, cvc_check: 'pass' }, country: 'US', exp_month: 12, exp_year: 2034, funding: 'credit', last4: '4242', network: 'visa', three_d_secure: null, wallet: null },
+      card: {
+        amount_authorized: input.amount,
+        brand: 'visa',
+        checks: { address_line1_check: null, address_postal_code_check: null, cvc_check: 'pass' },
+        country: 'US',
+        exp_month: 12,
+        exp_year: 2034,
+        funding: 'credit',
+        last4: '4242',
+        network: 'visa',
+        three_d_secure: null,
+        wallet: null,
+      },
       type: 'card',
     },
     radar_options: {},
@@ -391,7 +461,18 @@ export function charge(input: ChargeInput): Json {
     refunded: input.amountRefunded >= input.amount,
     refunds: {
       object: 'list',
-      data: [{ id: sid('re_3Q'), object: 'refund', amount: input.amountRefunded, charge: id, currency: input.currency ?? 'usd', payment_intent: input.paymentIntent ?? null, reason: 'requested_by_customer', status: 'succeeded' }],
+      data: [
+        {
+          id: sid('re_3Q'),
+          object: 'refund',
+          amount: input.amountRefunded,
+          charge: id,
+          currency: input.currency ?? 'usd',
+          payment_intent: input.paymentIntent ?? null,
+          reason: 'requested_by_customer',
+          status: 'succeeded',
+        },
+      ],
       has_more: false,
       total_count: 1,
       url: `/v1/charges/${id}/refunds`,
@@ -422,8 +503,16 @@ export async function deliverStripe(
   const header =
     options.signature === null
       ? undefined
-      : (options.signature ?? Stripe.webhooks.generateTestHeaderString({ payload, secret: options.secret, ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}) }));
-  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8', 'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)' };
+      : (options.signature ??
+        Stripe.webhooks.generateTestHeaderString({
+          payload,
+          secret: options.secret,
+          ...(options.timestamp !== undefined ? { timestamp: options.timestamp } : {}),
+        }));
+  const headers: Record<string, string> = {
+    'content-type': 'application/json; charset=utf-8',
+    'user-agent': 'Stripe/1.0 (+https://stripe.com/docs/webhooks)',
+  };
   if (header !== undefined) headers['stripe-signature'] = header;
   return api.post(`/v1/integrations/stripe/${slug}`, undefined, { raw: options.tamper ? options.tamper(payload) : payload, headers });
 }

@@ -162,7 +162,15 @@ describe('never throws into the host page', () => {
     ['signup without data', ['signup']],
     ['purchase with null', ['purchase', null]],
     ['ready without a function', ['ready', 'nope']],
-    ['a ready callback that throws', ['ready', () => { throw new Error('host bug'); }]],
+    [
+      'a ready callback that throws',
+      [
+        'ready',
+        () => {
+          throw new Error('host bug');
+        },
+      ],
+    ],
     ['an unknown call', ['refund', { userId: 'u1' }]],
     ['no arguments', []],
   ];

@@ -146,7 +146,8 @@ describe('config from script attributes', () => {
     expect(cookie).toBeDefined();
     expect(cookie?.samesite).toBe('Lax');
     expect(cookie?.path).toBe('/');
-    if (test.cookieDays !== undefined) expect(Date.parse(String(cookie?.expires))).toBe(Math.floor((NOW + test.cookieDays * DAY) / 1000) * 1000);
+    if (test.cookieDays !== undefined)
+      expect(Date.parse(String(cookie?.expires))).toBe(Math.floor((NOW + test.cookieDays * DAY) / 1000) * 1000);
     if (test.domain !== undefined) expect(cookie?.domain).toBe(test.domain);
     else expect(cookie?.domain).toBeUndefined();
     if (test.secure !== undefined) expect(cookie?.secure === true).toBe(test.secure);

@@ -14,7 +14,14 @@ import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
 
 /** A stand-in for process.stdout: a terminal or not, keeping what was written. */
 function fakeStdout(isTTY: boolean) {
-  const out = { isTTY, text: '', write: (chunk: string) => ((out.text += chunk), true) };
+  const out = {
+    isTTY,
+    text: '',
+    write: (chunk: string) => {
+      out.text += chunk;
+      return true;
+    },
+  };
   return out;
 }
 

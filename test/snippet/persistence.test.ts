@@ -49,7 +49,11 @@ describe('first and last touch', () => {
     const second = await visit(`${SHOP}landing?ref=BOB`, T0 + test.laterDays * DAY, attributes);
 
     expect(second).toEqual({ code: test.expected, vid: first?.vid });
-    expect(page.stored()).toEqual({ code: test.expected, vid: first?.vid, ts: test.expectedTs === 'first' ? T0 : T0 + test.laterDays * DAY });
+    expect(page.stored()).toEqual({
+      code: test.expected,
+      vid: first?.vid,
+      ts: test.expectedTs === 'first' ? T0 : T0 + test.laterDays * DAY,
+    });
     // Both landings are clicks, whichever code is kept.
     expect(page.requests.filter((r) => r.url.endsWith('/v1/clicks')).map((r) => r.body.code)).toEqual(['ALICE', 'BOB']);
   });
@@ -91,7 +95,10 @@ interface RestoreCase {
 }
 
 const restores: RestoreCase[] = [
-  { name: 'the cookie is restored from localStorage', clear: () => (document.cookie = '_referral=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT') },
+  {
+    name: 'the cookie is restored from localStorage',
+    clear: () => (document.cookie = '_referral=; path=/; expires=Thu, 01 Jan 1970 00:00:00 GMT'),
+  },
   { name: 'localStorage is restored from the cookie', clear: () => localStorage.removeItem('_referral') },
 ];
 

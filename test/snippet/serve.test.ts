@@ -52,7 +52,14 @@ describe('GET /r.js', () => {
     const { body, ...response } = await get();
     expect(response.status).toBe(200);
     expect(body.toString('utf8')).toBe(expected);
-    expect(Object.fromEntries(['content-type', 'cache-control', 'access-control-allow-origin', 'x-content-type-options'].map((name) => [name, response.headers[name]]))).toEqual({
+    expect(
+      Object.fromEntries(
+        ['content-type', 'cache-control', 'access-control-allow-origin', 'x-content-type-options'].map((name) => [
+          name,
+          response.headers[name],
+        ]),
+      ),
+    ).toEqual({
       'content-type': 'application/javascript; charset=utf-8',
       'cache-control': 'public, max-age=3600',
       'access-control-allow-origin': '*',

@@ -136,7 +136,13 @@ describe('loadConfig', () => {
       ADMIN_TOKEN: 'short',
       REDIS_URL: 'http://cache',
     });
-    expect(error.problems.map((problem) => problem.split(':')[0]).sort()).toEqual(['ADMIN_TOKEN', 'DATABASE_URL', 'LOG_LEVEL', 'PORT', 'REDIS_URL']);
+    expect(error.problems.map((problem) => problem.split(':')[0]).sort()).toEqual([
+      'ADMIN_TOKEN',
+      'DATABASE_URL',
+      'LOG_LEVEL',
+      'PORT',
+      'REDIS_URL',
+    ]);
     expect(error.problems).toContain('DATABASE_URL: must be a postgres:// URL');
     expect(error.problems).toContain('ADMIN_TOKEN: must be at least 16 characters');
     expect(error.problems).toContain('REDIS_URL: must be a redis:// URL');
@@ -150,7 +156,9 @@ describe('loadConfig', () => {
 
   it('bounds slow clients by default: 10 s for headers, 30 s for a whole request, 5 s keep-alive', () => {
     expect(loadConfig({}).http).toEqual({ headersTimeoutMs: 10_000, requestTimeoutMs: 30_000, keepAliveTimeoutMs: 5_000 });
-    expect(loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '2000', HTTP_REQUEST_TIMEOUT_MS: '4000', HTTP_KEEP_ALIVE_TIMEOUT_MS: '65000' }).http).toEqual({
+    expect(
+      loadConfig({ HTTP_HEADERS_TIMEOUT_MS: '2000', HTTP_REQUEST_TIMEOUT_MS: '4000', HTTP_KEEP_ALIVE_TIMEOUT_MS: '65000' }).http,
+    ).toEqual({
       headersTimeoutMs: 2000,
       requestTimeoutMs: 4000,
       keepAliveTimeoutMs: 65_000,

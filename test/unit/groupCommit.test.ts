@@ -40,7 +40,10 @@ describe('GroupCommitter', () => {
     expect(batches).toHaveLength(1); // gathering behind the batch in flight
     release();
     expect(await Promise.all([...first, ...second])).toEqual([1, 2, 3, 4, 5]);
-    expect(batches).toEqual([[1, 2], [3, 4, 5]]);
+    expect(batches).toEqual([
+      [1, 2],
+      [3, 4, 5],
+    ]);
   });
 
   it('flushes at maxBatch without waiting for the timer', async () => {
@@ -61,7 +64,13 @@ describe('GroupCommitter', () => {
   it('answers only after the commit resolves', async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const committer = new GroupCommitter<number, number>({ commit: async (items) => (await gate, items), maxDelayMs: 1 });
+    const committer = new GroupCommitter<number, number>({
+      commit: async (items) => {
+        await gate;
+        return items;
+      },
+      maxDelayMs: 1,
+    });
     let answered = false;
     const pending = committer.add(1).then(() => (answered = true));
     await tick(20);
@@ -98,7 +107,16 @@ describe('GroupCommitter', () => {
   it('refuses new items with 503 past maxQueue instead of growing', async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
-    const committer = new GroupCommitter<number, number>({ commit: async (items) => (await gate, items), maxBatch: 1, maxQueue: 2, concurrency: 1, maxDelayMs: 1 });
+    const committer = new GroupCommitter<number, number>({
+      commit: async (items) => {
+        await gate;
+        return items;
+      },
+      maxBatch: 1,
+      maxQueue: 2,
+      concurrency: 1,
+      maxDelayMs: 1,
+    });
     const first = committer.add(1); // in flight
     await tick(5);
     const queued = [committer.add(2), committer.add(3)];

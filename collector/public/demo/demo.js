@@ -5,7 +5,11 @@
  * Here the stub runs from this file (the demo pages allow no inline script) and
  * the snippet tag is added once /demo/config.json has told us the demo's key.
  */
-window.referral = window.referral || function () { (referral.q = referral.q || []).push(arguments); };
+window.referral =
+  window.referral ||
+  function () {
+    (referral.q = referral.q || []).push(arguments);
+  };
 
 fetch('/demo/config.json')
   .then((response) => (response.ok ? response.json() : Promise.reject(new Error('no demo program'))))

@@ -44,7 +44,10 @@ export interface AttributionHint {
 export type CodeWithOwner = { code: CodeRow; owner: ParticipantRow };
 
 /** Reads `codeWithOwner` back from a statement's `row_to_json(code)` and `row_to_json(owner)` columns. */
-export function codeWithOwnerFrom(row: { code: Record<string, unknown> | null; owner: Record<string, unknown> | null }): CodeWithOwner | null {
+export function codeWithOwnerFrom(row: {
+  code: Record<string, unknown> | null;
+  owner: Record<string, unknown> | null;
+}): CodeWithOwner | null {
   const code = rowFromJson<CodeRow>(row.code, ['created_at', 'disabled_at']);
   const owner = rowFromJson<ParticipantRow>(row.owner, ['created_at']);
   return code && owner ? { code, owner } : null;
@@ -177,7 +180,11 @@ async function vetReferrer(trx: Knex, program: ProgramRow, participant: Particip
   return { referrer, code, ...(holdReason ? { holdReason } : {}) };
 }
 
-type Decide = (outcome: 'accepted' | 'rejected' | 'held', reason: DecisionReason, extra?: { referrerId?: string | null; code?: string | null; details?: Record<string, unknown> }) => Promise<void>;
+type Decide = (
+  outcome: 'accepted' | 'rejected' | 'held',
+  reason: DecisionReason,
+  extra?: { referrerId?: string | null; code?: string | null; details?: Record<string, unknown> },
+) => Promise<void>;
 
 /**
  * Attributes `participant` (the customer converting now) to a referrer, at most once.
@@ -238,9 +245,25 @@ export async function attribute(
        select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
      ) select * from r`,
     [
-      program.id, referrer.id, participant.id, code?.id ?? null, hint.vid ?? null, holdReason ? 'held' : 'attributed', holdReason ?? null, hint.verified, hint.ipHash ?? null, conversionId,
-      referrer.id, participant.id,
-      program.id, holdReason ? 'held' : 'accepted', holdReason ?? 'attributed', participant.id, referrer.id, code?.code ?? hint.code ?? null, conversionId,
+      program.id,
+      referrer.id,
+      participant.id,
+      code?.id ?? null,
+      hint.vid ?? null,
+      holdReason ? 'held' : 'attributed',
+      holdReason ?? null,
+      hint.verified,
+      hint.ipHash ?? null,
+      conversionId,
+      referrer.id,
+      participant.id,
+      program.id,
+      holdReason ? 'held' : 'accepted',
+      holdReason ?? 'attributed',
+      participant.id,
+      referrer.id,
+      code?.code ?? hint.code ?? null,
+      conversionId,
       hint.vid ? JSON.stringify({ vid: hint.vid }) : null,
     ],
   );
@@ -276,12 +299,20 @@ export async function attribute(
  * or visitor id confirms it; none leaves it unconfirmed (its rewards wait for review);
  * another referrer that passes every check replaces it: the server's report wins.
  */
-async function settleReferral(trx: Knex, program: ProgramRow, participant: ParticipantRow, current: ReferralRow, hint: AttributionHint, decide: Decide): Promise<Attribution> {
+async function settleReferral(
+  trx: Knex,
+  program: ProgramRow,
+  participant: ParticipantRow,
+  current: ReferralRow,
+  hint: AttributionHint,
+  decide: Decide,
+): Promise<Attribution> {
   const unconfirmed = async () => {
     await decide('held', 'unconfirmed_referral', { referrerId: current.referrer_id, code: null });
     return existing(trx, current, { reason: 'unconfirmed_referral' });
   };
-  const confirm = async () => existing(trx, (await trx('referrals').where({ id: current.id }).update({ verified: true }).returning('*'))[0] as ReferralRow);
+  const confirm = async () =>
+    existing(trx, (await trx('referrals').where({ id: current.id }).update({ verified: true }).returning('*'))[0] as ReferralRow);
   if (!hint.code && !hint.vid) return unconfirmed();
   if (hint.vid && hint.vid === current.vid) return confirm();
   if (hint.code && current.code_id) {
@@ -295,7 +326,12 @@ async function settleReferral(trx: Knex, program: ProgramRow, participant: Parti
     return unconfirmed();
   }
   if (vetted.referrer.id === current.referrer_id) return confirm();
-  const referral = await reattribute(trx, program, participant, current, { referrerId: vetted.referrer.id, codeId: vetted.code?.id ?? null, vid: hint.vid, holdReason: vetted.holdReason });
+  const referral = await reattribute(trx, program, participant, current, {
+    referrerId: vetted.referrer.id,
+    codeId: vetted.code?.id ?? null,
+    vid: hint.vid,
+    holdReason: vetted.holdReason,
+  });
   await decide('accepted', 'server_override', {
     referrerId: vetted.referrer.id,
     code: vetted.code?.code ?? null,

@@ -59,11 +59,9 @@ export async function findCode(db: Knex, code: string): Promise<CodeRow | undefi
 
 /** The participant's current code: the newest enabled one. */
 export async function primaryCode(db: Knex, participantId: string): Promise<CodeRow | undefined> {
-  return (await db('codes')
-    .where({ participant_id: participantId })
-    .whereNull('disabled_at')
-    .orderBy('created_at', 'desc')
-    .first()) as CodeRow | undefined;
+  return (await db('codes').where({ participant_id: participantId }).whereNull('disabled_at').orderBy('created_at', 'desc').first()) as
+    | CodeRow
+    | undefined;
 }
 
 export function referralLink(publicUrl: string, code: string): string {

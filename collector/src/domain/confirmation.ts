@@ -29,11 +29,25 @@ export async function confirmConversion(trx: Knex, program: ProgramRow, stored: 
   const counted = Boolean(before && before.created_at <= stored.created_at);
   const conversion = await takeServerFigures(trx, program, stored, input, counted ? before?.referrer_id : undefined);
 
-  const { referral, ...settled } = await attribute(trx, program, participant, { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: true }, stored.id);
+  const { referral, ...settled } = await attribute(
+    trx,
+    program,
+    participant,
+    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: true },
+    stored.id,
+  );
   const attribution = sameEventMadeIt(stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;
   if (referral && !counted && attribution.status === 'attributed' && conversion.type === 'purchase') {
     // Newly referred by this report: the purchase counts for the referrer now.
-    await bumpStats(trx, [{ programId: program.id, participantId: referral.referrer_id, at: conversion.created_at, purchases: 1, revenue: revenueOf(conversion) }]);
+    await bumpStats(trx, [
+      {
+        programId: program.id,
+        participantId: referral.referrer_id,
+        at: conversion.created_at,
+        purchases: 1,
+        revenue: revenueOf(conversion),
+      },
+    ]);
   }
   if (referral) await grantRewards(trx, program, conversion, referral, { recompute: true });
   const rewards = await confirmRewards(trx, program, conversion.id);
@@ -51,7 +65,13 @@ export async function confirmConversion(trx: Knex, program: ProgramRow, stored: 
 /** This very event made the referral the server now confirms: its answer stays `attributed`. */
 function sameEventMadeIt(stored: ConversionRow, input: ConversionInput, settled: Omit<Attribution, 'referral'>): boolean {
   const first = (stored.response as { attribution?: Omit<Attribution, 'referral'> } | null)?.attribution;
-  return stored.event_id === input.eventId && settled.status === 'existing' && !settled.reason && first?.status === 'attributed' && first.referrer === settled.referrer;
+  return (
+    stored.event_id === input.eventId &&
+    settled.status === 'existing' &&
+    !settled.reason &&
+    first?.status === 'attributed' &&
+    first.referrer === settled.referrer
+  );
 }
 
 const revenueOf = (row: Pick<ConversionRow, 'amount' | 'currency'>) => ({ currency: row.currency ?? 'XXX', amount: row.amount ?? 0 });
@@ -60,8 +80,15 @@ const revenueOf = (row: Pick<ConversionRow, 'amount' | 'currency'>) => ({ curren
  * The conversion becomes verified with the server's amount and currency. When it
  * already counted for a referrer, their revenue is corrected by the difference.
  */
-async function takeServerFigures(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput, countedFor: string | undefined): Promise<ConversionRow> {
-  const figures = stored.type === 'purchase' && input.amount !== undefined ? { amount: input.amount, currency: input.currency ?? stored.currency } : {};
+async function takeServerFigures(
+  trx: Knex,
+  program: ProgramRow,
+  stored: ConversionRow,
+  input: ConversionInput,
+  countedFor: string | undefined,
+): Promise<ConversionRow> {
+  const figures =
+    stored.type === 'purchase' && input.amount !== undefined ? { amount: input.amount, currency: input.currency ?? stored.currency } : {};
   const [conversion] = (await trx('conversions')
     .where({ id: stored.id })
     .update({ verified: true, source: input.source, ...figures })
@@ -84,7 +111,9 @@ async function takeServerFigures(trx: Knex, program: ProgramRow, stored: Convers
  * event id up so the server's event is stored under it.
  */
 async function stepAside(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput): Promise<void> {
-  await trx('conversions').where({ id: stored.id }).update({ event_id: trx.raw(`'mismatch:' || id::text`) });
+  await trx('conversions')
+    .where({ id: stored.id })
+    .update({ event_id: trx.raw(`'mismatch:' || id::text`) });
   await recordDecision(trx, {
     programId: program.id,
     subject: 'conversion',

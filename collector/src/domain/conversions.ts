@@ -73,7 +73,12 @@ export function presentConversion(row: ConversionRow, externalId: string) {
 }
 
 async function findConversion(trx: Knex, programId: string, type: string, eventId: string): Promise<ConversionRow | undefined> {
-  const result = await prepared(trx, 'find_conversion', `select * from conversions where program_id = ? and type = ? and event_id = ? limit 1`, [programId, type, eventId]);
+  const result = await prepared(
+    trx,
+    'find_conversion',
+    `select * from conversions where program_id = ? and type = ? and event_id = ? limit 1`,
+    [programId, type, eventId],
+  );
   return result.rows[0] as ConversionRow | undefined;
 }
 
@@ -91,14 +96,24 @@ async function replay(trx: Knex, program: ProgramRow, stored: ConversionRow, inp
     attribution: confirmed.attribution,
     rewards: confirmed.rewards.map(presentReward),
   };
-  await trx('conversions').where({ id: stored.id }).update({ response: JSON.stringify(response) });
+  await trx('conversions')
+    .where({ id: stored.id })
+    .update({ response: JSON.stringify(response) });
   return response;
 }
 
 /** A conversion's columns after program_id and participant_id, and their values, in one order. */
 const CONVERSION_COLUMNS = 'type, event_id, amount, currency, verified, source, vid, ip_hash';
-const conversionValues = (input: ConversionInput) =>
-  [input.type, input.eventId, input.amount ?? null, input.currency ?? null, input.verified, input.source, input.vid ?? null, input.ipHash ?? null];
+const conversionValues = (input: ConversionInput) => [
+  input.type,
+  input.eventId,
+  input.amount ?? null,
+  input.currency ?? null,
+  input.verified,
+  input.source,
+  input.vid ?? null,
+  input.ipHash ?? null,
+];
 
 async function insertConversion(trx: Knex, programId: string, participant: ParticipantRow, input: ConversionInput) {
   const result = await prepared(
@@ -119,7 +134,11 @@ const pendingResponses = new WeakMap<Knex, PendingResponse>();
 async function storeResponse(trx: Knex, conversionId: string, response: ConversionResult): Promise<void> {
   const pending = pendingResponses.get(trx);
   if (pending && !pending.id) Object.assign(pending, { id: conversionId, response: JSON.stringify(response) });
-  else await prepared(trx, 'conversion_response', `update conversions set response = ? where id = ?`, [JSON.stringify(response), conversionId]);
+  else
+    await prepared(trx, 'conversion_response', `update conversions set response = ? where id = ?`, [
+      JSON.stringify(response),
+      conversionId,
+    ]);
 }
 
 /** The rollup increments and the stored answer, in the transaction's last statement. */
@@ -199,13 +218,21 @@ const OPEN_SQL = `with stored as (
 
 async function openConversion(trx: Knex, programId: string, input: ConversionInput) {
   const result = await prepared(trx, 'open_conversion', OPEN_SQL, [
-    programId, input.type, input.eventId,
-    programId, input.externalId, input.email ?? null, input.name ?? null,
+    programId,
+    input.type,
+    input.eventId,
+    programId,
+    input.externalId,
+    input.email ?? null,
+    input.name ?? null,
     generateCode(),
     ...conversionValues(input),
     input.code ?? null,
   ]);
-  const row = result.rows[0] as Record<'stored' | 'participant' | 'conversion' | 'referrer_code' | 'referrer', Record<string, unknown> | null> & { coded: boolean };
+  const row = result.rows[0] as Record<
+    'stored' | 'participant' | 'conversion' | 'referrer_code' | 'referrer',
+    Record<string, unknown> | null
+  > & { coded: boolean };
   return {
     stored: rowFromJson<ConversionRow>(row.stored, ['created_at']),
     participant: rowFromJson<ParticipantRow>(row.participant, ['created_at']),
@@ -229,7 +256,11 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     // The drawn code was taken (rare): draw again until one is free.
     if (!opened.coded) await assignCode(trx, program.id, participant.id);
   } else {
-    ({ participant, created } = await ensureParticipant(trx, program.id, { externalId: input.externalId, email: input.email, name: input.name }));
+    ({ participant, created } = await ensureParticipant(trx, program.id, {
+      externalId: input.externalId,
+      email: input.email,
+      name: input.name,
+    }));
     conversion = await insertConversion(trx, program.id, participant, input);
   }
   if (!conversion) {
@@ -243,14 +274,26 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     trx,
     program,
     participant,
-    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: input.verified, newParticipant: created, codeWithOwner: opened.codeWithOwner },
+    {
+      code: input.code,
+      vid: input.vid,
+      ipHash: input.ipHash,
+      verified: input.verified,
+      newParticipant: created,
+      codeWithOwner: opened.codeWithOwner,
+    },
     conversion.id,
   );
   // Converting with a visitor id shows it is theirs: customers they referred from it referred themselves.
   if (input.vid && !created) await revealSelfReferrals(trx, program, participant, input.vid);
   if (referral && conversion.type === 'purchase') {
     await bumpStats(trx, [
-      { programId: program.id, participantId: referral.referrer_id, purchases: 1, revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 } },
+      {
+        programId: program.id,
+        participantId: referral.referrer_id,
+        purchases: 1,
+        revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 },
+      },
     ]);
   }
   const rewards = referral ? await grantRewards(trx, program, conversion, referral) : [];
@@ -269,7 +312,12 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
  * only the browser had reported: then it is the confirmation (confirmation.ts), and a
  * retry of it answers the same.
  */
-async function duplicateSignup(trx: Knex, program: ProgramRow, participant: ParticipantRow, input: ConversionInput): Promise<ConversionResult> {
+async function duplicateSignup(
+  trx: Knex,
+  program: ProgramRow,
+  participant: ParticipantRow,
+  input: ConversionInput,
+): Promise<ConversionResult> {
   const signup = (await trx('conversions').where({ participant_id: participant.id, type: 'signup' }).first()) as ConversionRow;
   // A retry of this duplicate writes nothing new: its decision is recorded once.
   const noted = (await trx('decisions')
@@ -290,5 +338,8 @@ async function duplicateSignup(trx: Knex, program: ProgramRow, participant: Part
   }
   const answer = (await replay(trx, program, signup, input)) as ConversionResult;
   if (confirms || noted?.details.confirmed) return answer;
-  return { ...answer, attribution: { ...answer.attribution, status: answer.attribution.referrer ? 'existing' : answer.attribution.status } };
+  return {
+    ...answer,
+    attribution: { ...answer.attribution, status: answer.attribution.referrer ? 'existing' : answer.attribution.status },
+  };
 }

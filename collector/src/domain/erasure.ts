@@ -38,7 +38,9 @@ export async function eraseParticipant(db: Knex, programId: string, externalId: 
     if (!row) return false;
     const person: Person = { id: row.id, externalId, email: row.email, pseudonym: `${ERASED_PREFIX}${row.id}` };
     await forgetNetworkTraces(trx, programId, person.id);
-    await trx('participants').where({ id: person.id }).update({ external_id: person.pseudonym, email: null, name: null, erased_at: trx.fn.now() });
+    await trx('participants')
+      .where({ id: person.id })
+      .update({ external_id: person.pseudonym, email: null, name: null, erased_at: trx.fn.now() });
     await trx('codes').where({ participant_id: person.id }).whereNull('disabled_at').update({ disabled_at: trx.fn.now() });
     await trx('stripe_customers').where({ program_id: programId, participant_id: person.id }).del();
     await rewriteStoredJson(trx, programId, person);
@@ -63,7 +65,10 @@ async function forgetNetworkTraces(trx: Knex, programId: string, participantId: 
      where program_id = :programId and vid is null and ip_hash in (select ip_hash from (${theirs}) t where ip_hash is not null)`,
     params,
   );
-  await trx('conversions').where({ program_id: programId, participant_id: participantId }).whereNotNull('ip_hash').update({ ip_hash: null });
+  await trx('conversions')
+    .where({ program_id: programId, participant_id: participantId })
+    .whereNotNull('ip_hash')
+    .update({ ip_hash: null });
   await trx('referrals').where({ program_id: programId, referred_id: participantId }).whereNotNull('ip_hash').update({ ip_hash: null });
 }
 
@@ -91,21 +96,42 @@ export function withoutPerson(value: unknown, person: Omit<Person, 'id'>): unkno
 }
 
 /** Where JSON naming people is kept: the table, its key, the JSON column, and which rows to look at. */
-const STORED_JSON: Array<{ table: string; key: string[]; column: string; scope: (q: Knex.QueryBuilder, programId: string, person: Person) => void }> = [
+const STORED_JSON: Array<{
+  table: string;
+  key: string[];
+  column: string;
+  scope: (q: Knex.QueryBuilder, programId: string, person: Person) => void;
+}> = [
   // Replayed answers of POST /v1/participants, /v1/conversions, /v1/refunds.
-  { table: 'idempotency_keys', key: ['program_id', 'key'], column: 'response', scope: (q, programId) => void q.where({ program_id: programId }) },
+  {
+    table: 'idempotency_keys',
+    key: ['program_id', 'key'],
+    column: 'response',
+    scope: (q, programId) => void q.where({ program_id: programId }),
+  },
   // A conversion's stored answer names its customer and its referrer.
   {
     table: 'conversions',
     key: ['id'],
     column: 'response',
     scope: (q, programId, person) =>
-      void q.where({ program_id: programId }).where((or) =>
-        or.where({ participant_id: person.id }).orWhereIn('participant_id', (sub) => sub.from('referrals').where({ program_id: programId, referrer_id: person.id }).select('referred_id')),
-      ),
+      void q
+        .where({ program_id: programId })
+        .where((or) =>
+          or
+            .where({ participant_id: person.id })
+            .orWhereIn('participant_id', (sub) =>
+              sub.from('referrals').where({ program_id: programId, referrer_id: person.id }).select('referred_id'),
+            ),
+        ),
   },
   { table: 'webhook_outbox', key: ['id'], column: 'payload', scope: (q, programId) => void q.where({ program_id: programId }) },
-  { table: 'decisions', key: ['id'], column: 'details', scope: (q, programId) => void q.where({ program_id: programId }).whereNotNull('details') },
+  {
+    table: 'decisions',
+    key: ['id'],
+    column: 'details',
+    scope: (q, programId) => void q.where({ program_id: programId }).whereNotNull('details'),
+  },
 ];
 
 async function rewriteStoredJson(trx: Knex, programId: string, person: Person): Promise<void> {
@@ -115,10 +141,15 @@ async function rewriteStoredJson(trx: Knex, programId: string, person: Person): 
   for (const { table, key, column, scope } of STORED_JSON) {
     const query = trx(table).select(...key, column);
     scope(query, programId, person);
-    const rows = (await query.whereRaw(`(${mentions})`, needles.flatMap((needle) => [column, needle]))) as Array<Record<string, unknown>>;
+    const rows = (await query.whereRaw(
+      `(${mentions})`,
+      needles.flatMap((needle) => [column, needle]),
+    )) as Array<Record<string, unknown>>;
     for (const row of rows) {
       const where = Object.fromEntries(key.map((name) => [name, row[name]]));
-      await trx(table).where(where).update({ [column]: JSON.stringify(withoutPerson(row[column], person)) });
+      await trx(table)
+        .where(where)
+        .update({ [column]: JSON.stringify(withoutPerson(row[column], person)) });
     }
   }
 }

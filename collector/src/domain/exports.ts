@@ -21,7 +21,19 @@ const asDate = (value: unknown) => (value instanceof Date ? value : null);
 
 export const EXPORTS: Record<'referrals' | 'rewards' | 'clicks', ExportSpec> = {
   referrals: {
-    header: ['referrer_external_id', 'referrer_email', 'referrer_name', 'referred_external_id', 'referred_email', 'referred_name', 'code', 'status', 'reason', 'verified', 'created_at'],
+    header: [
+      'referrer_external_id',
+      'referrer_email',
+      'referrer_name',
+      'referred_external_id',
+      'referred_email',
+      'referred_name',
+      'code',
+      'status',
+      'reason',
+      'verified',
+      'created_at',
+    ],
     alias: 'r',
     query: (db, programId) =>
       db('referrals as r')
@@ -29,19 +41,87 @@ export const EXPORTS: Record<'referrals' | 'rewards' | 'clicks', ExportSpec> = {
         .join('participants as b', 'b.id', 'r.referred_id')
         .leftJoin('codes as c', 'c.id', 'r.code_id')
         .where('r.program_id', programId)
-        .select('a.external_id as referrer', 'a.email as referrer_email', 'a.name as referrer_name', 'b.external_id as referred', 'b.email as referred_email', 'b.name as referred_name', 'c.code', 'r.status', 'r.reason', 'r.verified', 'r.created_at'),
-    row: (r) => [r.referrer, r.referrer_email, r.referrer_name, r.referred, r.referred_email, r.referred_name, r.code, r.status, r.reason, r.verified, asDate(r.created_at)] as Cell[],
+        .select(
+          'a.external_id as referrer',
+          'a.email as referrer_email',
+          'a.name as referrer_name',
+          'b.external_id as referred',
+          'b.email as referred_email',
+          'b.name as referred_name',
+          'c.code',
+          'r.status',
+          'r.reason',
+          'r.verified',
+          'r.created_at',
+        ),
+    row: (r) =>
+      [
+        r.referrer,
+        r.referrer_email,
+        r.referrer_name,
+        r.referred,
+        r.referred_email,
+        r.referred_name,
+        r.code,
+        r.status,
+        r.reason,
+        r.verified,
+        asDate(r.created_at),
+      ] as Cell[],
   },
   rewards: {
-    header: ['id', 'participant_external_id', 'participant_email', 'rule', 'kind', 'amount', 'currency', 'coupon', 'status', 'available_at', 'event_id', 'reverses', 'created_at'],
+    header: [
+      'id',
+      'participant_external_id',
+      'participant_email',
+      'rule',
+      'kind',
+      'amount',
+      'currency',
+      'coupon',
+      'status',
+      'available_at',
+      'event_id',
+      'reverses',
+      'created_at',
+    ],
     alias: 'w',
     query: (db, programId) =>
       db('rewards as w')
         .join('participants as p', 'p.id', 'w.beneficiary_id')
         .join('conversions as v', 'v.id', 'w.conversion_id')
         .where('w.program_id', programId)
-        .select('w.id', 'p.external_id', 'p.email', 'w.rule_id', 'w.kind', 'w.amount', 'w.currency', 'w.coupon', 'w.status', 'w.available_at', 'v.event_id', 'w.reverses', 'w.created_at'),
-    row: (r) => [r.id, r.external_id, r.email, r.rule_id, r.kind, Number(r.amount), r.currency, r.coupon, r.status, asDate(r.available_at), r.event_id, r.reverses, asDate(r.created_at)] as Cell[],
+        .select(
+          'w.id',
+          'p.external_id',
+          'p.email',
+          'w.rule_id',
+          'w.kind',
+          'w.amount',
+          'w.currency',
+          'w.coupon',
+          'w.status',
+          'w.available_at',
+          'v.event_id',
+          'w.reverses',
+          'w.created_at',
+        ),
+    row: (r) =>
+      [
+        r.id,
+        r.external_id,
+        r.email,
+        r.rule_id,
+        r.kind,
+        Number(r.amount),
+        r.currency,
+        r.coupon,
+        r.status,
+        asDate(r.available_at),
+        r.event_id,
+        r.reverses,
+        asDate(r.created_at),
+      ] as Cell[],
   },
   clicks: {
     header: ['code', 'referrer_external_id', 'visitor_id', 'url', 'referrer_url', 'created_at'],
@@ -57,7 +137,12 @@ export const EXPORTS: Record<'referrals' | 'rewards' | 'clicks', ExportSpec> = {
 };
 
 /** Yields the CSV text batch by batch: header first, then rows oldest first. */
-export async function* streamExport(db: Knex, programId: string, kind: keyof typeof EXPORTS, range: Partial<DayRange>): AsyncGenerator<string> {
+export async function* streamExport(
+  db: Knex,
+  programId: string,
+  kind: keyof typeof EXPORTS,
+  range: Partial<DayRange>,
+): AsyncGenerator<string> {
   const spec = EXPORTS[kind];
   const a = spec.alias;
   yield csvRow(spec.header);

@@ -13,9 +13,21 @@ import { holdRewardsOf } from './rewards.ts';
 
 /** A small built-in list; programs extend it with `fraud.disposableDomains`. */
 export const DISPOSABLE_DOMAINS = new Set([
-  '10minutemail.com', 'dispostable.com', 'fakeinbox.com', 'getnada.com', 'guerrillamail.com',
-  'maildrop.cc', 'mailinator.com', 'mintemail.com', 'mohmal.com', 'sharklasers.com',
-  'temp-mail.org', 'tempmail.com', 'throwawaymail.com', 'trashmail.com', 'yopmail.com',
+  '10minutemail.com',
+  'dispostable.com',
+  'fakeinbox.com',
+  'getnada.com',
+  'guerrillamail.com',
+  'maildrop.cc',
+  'mailinator.com',
+  'mintemail.com',
+  'mohmal.com',
+  'sharklasers.com',
+  'temp-mail.org',
+  'tempmail.com',
+  'throwawaymail.com',
+  'trashmail.com',
+  'yopmail.com',
 ]);
 
 export function isDisposableEmail(email: string | null | undefined, settings: ProgramSettings): boolean {
@@ -25,7 +37,13 @@ export function isDisposableEmail(email: string | null | undefined, settings: Pr
 }
 
 /** More than `velocityMax` referrals for one referrer from one hashed IP within `velocityMinutes`. */
-export async function exceedsVelocity(trx: Knex, programId: string, referrerId: string, ipHash: string | null | undefined, settings: ProgramSettings): Promise<boolean> {
+export async function exceedsVelocity(
+  trx: Knex,
+  programId: string,
+  referrerId: string,
+  ipHash: string | null | undefined,
+  settings: ProgramSettings,
+): Promise<boolean> {
   if (!ipHash) return false;
   const since = new Date(Date.now() - settings.fraud.velocityMinutes * 60_000);
   const [row] = await trx('referrals')

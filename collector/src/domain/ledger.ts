@@ -28,7 +28,15 @@ async function loadReward(trx: Knex, id: string): Promise<RewardRow> {
  * Moves one entry (and the unpaid adjustments that follow it) to a new status,
  * recording who did it and why.
  */
-async function moveReward(trx: Knex, program: ProgramRow, reward: RewardRow, to: RewardStatus, actor: string, reason: string | null, webhook?: WebhookType) {
+async function moveReward(
+  trx: Knex,
+  program: ProgramRow,
+  reward: RewardRow,
+  to: RewardStatus,
+  actor: string,
+  reason: string | null,
+  webhook?: WebhookType,
+) {
   const ids = [reward.id];
   const adjustments = (await trx('rewards').where({ reverses: reward.id, status: reward.status }).select('id')) as Array<{ id: string }>;
   ids.push(...adjustments.map((row) => row.id));
@@ -48,7 +56,14 @@ async function moveReward(trx: Knex, program: ProgramRow, reward: RewardRow, to:
  * pending|approved→revoked. Approving before the hold ends (`availableAt`) takes
  * `force` and a reason; the override is recorded with the transition.
  */
-export async function transitionReward(db: Knex, program: ProgramRow, id: string, action: RewardAction, actor: string, body: RewardTransition = {}) {
+export async function transitionReward(
+  db: Knex,
+  program: ProgramRow,
+  id: string,
+  action: RewardAction,
+  actor: string,
+  body: RewardTransition = {},
+) {
   const { reason, force } = body ?? {};
   return db.transaction(async (trx) => {
     const locked = await trx('rewards').where({ id, program_id: program.id }).forUpdate().first('id');
@@ -84,7 +99,15 @@ async function reversedSoFar(trx: Knex, rewardId: string): Promise<number> {
 }
 
 export interface RefundResult {
-  refund: { id: string; eventId: string; purchaseEventId: string; amount: number; currency: string | null; refundedTotal: number; createdAt: string };
+  refund: {
+    id: string;
+    eventId: string;
+    purchaseEventId: string;
+    amount: number;
+    currency: string | null;
+    refundedTotal: number;
+    createdAt: string;
+  };
   rewards: ReturnType<typeof presentReward>[];
 }
 
@@ -93,9 +116,19 @@ export interface RefundResult {
  * share refunded so far (floors telescope, so a full refund nets them to zero);
  * fixed rewards are reversed when the purchase is refunded in full.
  */
-export async function recordRefund(db: Knex, program: ProgramRow, input: RefundCreate, options?: { source?: ConversionSource }): Promise<RefundResult>;
+export async function recordRefund(
+  db: Knex,
+  program: ProgramRow,
+  input: RefundCreate,
+  options?: { source?: ConversionSource },
+): Promise<RefundResult>;
 /** With `refundedTotal` (a cumulative figure, as Stripe sends): refunds what is new, or null when nothing is. */
-export async function recordRefund(db: Knex, program: ProgramRow, input: RefundCreate, options: { source?: ConversionSource; refundedTotal: number }): Promise<RefundResult | null>;
+export async function recordRefund(
+  db: Knex,
+  program: ProgramRow,
+  input: RefundCreate,
+  options: { source?: ConversionSource; refundedTotal: number },
+): Promise<RefundResult | null>;
 export async function recordRefund(
   db: Knex,
   program: ProgramRow,
@@ -119,9 +152,13 @@ export async function recordRefund(
     if (refundedTotal !== undefined && Math.min(refundedTotal, total) <= before) return null;
     const amount = refundedTotal !== undefined ? Math.min(refundedTotal, total) - before : (input.amount ?? total - before);
     if (amount <= 0 || before + amount > total) {
-      throw unprocessable('refund_exceeds_purchase', `Only ${total - before} of ${total} ${purchase.currency ?? ''} is left to refund`.trim(), {
-        amount: `must be between 1 and ${total - before}`,
-      });
+      throw unprocessable(
+        'refund_exceeds_purchase',
+        `Only ${total - before} of ${total} ${purchase.currency ?? ''} is left to refund`.trim(),
+        {
+          amount: `must be between 1 and ${total - before}`,
+        },
+      );
     }
     const inserted = await trx.raw(
       `insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, refund_of)
@@ -137,10 +174,15 @@ export async function recordRefund(
       .where('created_at', '<=', trx('conversions').select('created_at').where({ id: purchase.id }))
       .first('referrer_id')) as { referrer_id: string } | undefined;
     if (referral) {
-      await bumpStats(trx, [{ programId: program.id, participantId: referral.referrer_id, revenue: { currency: purchase.currency ?? 'XXX', amount: -amount } }]);
+      await bumpStats(trx, [
+        { programId: program.id, participantId: referral.referrer_id, revenue: { currency: purchase.currency ?? 'XXX', amount: -amount } },
+      ]);
     }
     const after = before + amount;
-    const grants = (await rewardQuery(trx).where('w.conversion_id', purchase.id).whereNull('w.reverses').orderBy('w.created_at')) as RewardRow[];
+    const grants = (await rewardQuery(trx)
+      .where('w.conversion_id', purchase.id)
+      .whereNull('w.reverses')
+      .orderBy('w.created_at')) as RewardRow[];
     const affected: RewardRow[] = [];
     for (const grant of grants) {
       if (grant.status === 'revoked') continue;
@@ -171,7 +213,14 @@ export async function recordRefund(
         })
         .returning(['id', 'status']);
       const created = row as { id: string; status: RewardStatus };
-      await trx('reward_transitions').insert({ program_id: program.id, reward_id: created.id, from_status: null, to_status: created.status, actor: 'refund', reason: `refund ${input.eventId}` });
+      await trx('reward_transitions').insert({
+        program_id: program.id,
+        reward_id: created.id,
+        from_status: null,
+        to_status: created.status,
+        actor: 'refund',
+        reason: `refund ${input.eventId}`,
+      });
       const entry = await loadReward(trx, created.id);
       await enqueueWebhook(trx, program, 'reward.created', { reward: presentReward(entry) });
       affected.push(entry);
@@ -188,8 +237,9 @@ export async function recordRefund(
       },
       rewards: affected.map(presentReward),
     };
-    await trx('conversions').where({ id: refund.id }).update({ response: JSON.stringify(result) });
+    await trx('conversions')
+      .where({ id: refund.id })
+      .update({ response: JSON.stringify(result) });
     return result;
   });
 }
-

@@ -49,9 +49,7 @@ export async function ensureParticipant(
     await assignCode(trx, programId, created.id, vanityCode);
     return { participant: created, created: true };
   }
-  let participant = (await trx('participants')
-    .where({ program_id: programId, external_id: fields.externalId })
-    .first()) as ParticipantRow;
+  let participant = (await trx('participants').where({ program_id: programId, external_id: fields.externalId }).first()) as ParticipantRow;
   if ((fields.email && !participant.email) || (fields.name && !participant.name)) {
     [participant] = await trx('participants')
       .where({ id: participant.id })
@@ -102,7 +100,9 @@ const byCurrency = (rows: SumRow[]): MoneyByCurrency =>
 export async function participantStats(db: Knex, participant: ParticipantRow) {
   const programId = participant.program_id;
   const mine = { program_id: programId, participant_id: participant.id };
-  const [totals] = (await db('participant_monthly').where(mine).sum({ clicks: 'clicks', signups: 'signups', purchases: 'purchases' })) as Array<Record<string, number | null>>;
+  const [totals] = (await db('participant_monthly')
+    .where(mine)
+    .sum({ clicks: 'clicks', signups: 'signups', purchases: 'purchases' })) as Array<Record<string, number | null>>;
   const revenue = (await db('daily_revenue').where(mine).select('currency').sum({ total: 'amount' }).groupBy('currency')) as SumRow[];
   const rewards = (await db('rewards')
     .where({ program_id: programId, beneficiary_id: participant.id })

@@ -32,7 +32,10 @@ export function createIpHasher(db: Knex, configuredSecret?: string): IpHasher {
       secret = undefined; // try again on the next request
       throw error;
     });
-    const hash = createHmac('sha256', await secret).update(ip).digest('base64url').slice(0, 32);
+    const hash = createHmac('sha256', await secret)
+      .update(ip)
+      .digest('base64url')
+      .slice(0, 32);
     // Oldest first out (a Map iterates in insertion order).
     if (recent.size >= HASH_CACHE_SIZE) recent.delete(recent.keys().next().value as string);
     recent.set(ip, hash);

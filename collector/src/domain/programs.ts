@@ -42,7 +42,10 @@ export async function createProgram(db: Knex, input: ProgramCreate, targets: Web
   if (!result.success) {
     // origins and landingUrl sit at the top of the request, the rest under settings.
     const fields = Object.fromEntries(
-      Object.entries(fieldsFromZod(result.error)).map(([key, message]) => [/^(origins|landingUrl)(\.|$)/.test(key) ? key : `settings.${key}`, message]),
+      Object.entries(fieldsFromZod(result.error)).map(([key, message]) => [
+        /^(origins|landingUrl)(\.|$)/.test(key) ? key : `settings.${key}`,
+        message,
+      ]),
     );
     throw unprocessable('validation_failed', 'The request is not valid; see fields', fields);
   }
@@ -66,10 +69,19 @@ export async function createProgram(db: Knex, input: ProgramCreate, targets: Web
 }
 
 /** Merges a settings patch over the stored settings and validates the result. */
-export async function updateProgram(db: Knex, program: ProgramRow, patch: ProgramUpdate, targets: WebhookTargetPolicy = { allowPrivate: false }): Promise<ProgramRow> {
+export async function updateProgram(
+  db: Knex,
+  program: ProgramRow,
+  patch: ProgramUpdate,
+  targets: WebhookTargetPolicy = { allowPrivate: false },
+): Promise<ProgramRow> {
   // Nested objects merge too: patching fraud.disposableDomains keeps the velocity settings.
   const settings = patch.settings
-    ? validateSettings({ ...program.settings, ...patch.settings, ...(patch.settings.fraud ? { fraud: { ...program.settings.fraud, ...patch.settings.fraud } } : {}) })
+    ? validateSettings({
+        ...program.settings,
+        ...patch.settings,
+        ...(patch.settings.fraud ? { fraud: { ...program.settings.fraud, ...patch.settings.fraud } } : {}),
+      })
     : program.settings;
   if (patch.settings?.webhookUrl !== undefined) await checkWebhookUrl(settings.webhookUrl, targets);
   const [row] = await db('programs')

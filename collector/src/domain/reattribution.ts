@@ -19,7 +19,13 @@ export interface NextReferrer {
   holdReason?: DecisionReason | undefined;
 }
 
-export async function reattribute(trx: Knex, program: ProgramRow, participant: ParticipantRow, current: ReferralRow, next: NextReferrer): Promise<ReferralRow> {
+export async function reattribute(
+  trx: Knex,
+  program: ProgramRow,
+  participant: ParticipantRow,
+  current: ReferralRow,
+  next: NextReferrer,
+): Promise<ReferralRow> {
   const [referral] = (await trx('referrals')
     .where({ id: current.id })
     .update({
@@ -45,9 +51,20 @@ async function moveCounts(trx: Knex, programId: string, participantId: string, c
   const purchases = (await trx('conversions')
     .where({ program_id: programId, participant_id: participantId, type: 'purchase' })
     .where('created_at', '>=', trx('referrals').select('created_at').where({ id: current.id }))
-    .select('id', 'amount', 'currency', 'created_at')) as Array<{ id: string; amount: number | null; currency: string | null; created_at: Date }>;
+    .select('id', 'amount', 'currency', 'created_at')) as Array<{
+    id: string;
+    amount: number | null;
+    currency: string | null;
+    created_at: Date;
+  }>;
   const refunds = purchases.length
-    ? ((await trx('conversions').whereIn('refund_of', purchases.map((row) => row.id)).where({ type: 'refund' }).select('amount', 'currency', 'created_at')) as Array<{
+    ? ((await trx('conversions')
+        .whereIn(
+          'refund_of',
+          purchases.map((row) => row.id),
+        )
+        .where({ type: 'refund' })
+        .select('amount', 'currency', 'created_at')) as Array<{
         amount: number | null;
         currency: string | null;
         created_at: Date;
@@ -55,7 +72,11 @@ async function moveCounts(trx: Knex, programId: string, participantId: string, c
     : [];
   const moved: Array<Omit<StatsDelta, 'programId' | 'participantId'>> = [
     { at: current.created_at, signups: 1 },
-    ...purchases.map((row) => ({ at: row.created_at, purchases: 1, revenue: { currency: row.currency ?? 'XXX', amount: row.amount ?? 0 } })),
+    ...purchases.map((row) => ({
+      at: row.created_at,
+      purchases: 1,
+      revenue: { currency: row.currency ?? 'XXX', amount: row.amount ?? 0 },
+    })),
     ...refunds.map((row) => ({ at: row.created_at, revenue: { currency: row.currency ?? 'XXX', amount: -(row.amount ?? 0) } })),
   ];
   const negate = (delta: (typeof moved)[number]) => ({

@@ -31,7 +31,18 @@ export async function listReferrals(db: Knex, programId: string, filter: Referra
     .join('participants as b', 'b.id', 'r.referred_id')
     .leftJoin('codes as c', 'c.id', 'r.code_id')
     .where('r.program_id', programId)
-    .select('r.id', 'r.created_at', 'r.status', 'r.reason', 'r.verified', 'r.vid', 'a.external_id as referrer', 'b.external_id as referred', 'b.email as referred_email', 'c.code');
+    .select(
+      'r.id',
+      'r.created_at',
+      'r.status',
+      'r.reason',
+      'r.verified',
+      'r.vid',
+      'a.external_id as referrer',
+      'b.external_id as referred',
+      'b.email as referred_email',
+      'c.code',
+    );
   if (filter.referrer) query.where('a.external_id', filter.referrer);
   if (filter.status) query.where('r.status', filter.status);
   const rows = (await pageQuery(query, 'r', filter.limit, filter.cursor)) as ReferralListRow[];
@@ -76,7 +87,18 @@ export async function listDecisions(db: Knex, programId: string, filter: Decisio
     .leftJoin('participants as r', 'r.id', 'd.referrer_id')
     .leftJoin('conversions as c', 'c.id', 'd.conversion_id')
     .where('d.program_id', programId)
-    .select('d.id', 'd.created_at', 'd.subject', 'd.outcome', 'd.reason', 'd.code', 'd.details', 'p.external_id as participant', 'r.external_id as referrer', 'c.event_id');
+    .select(
+      'd.id',
+      'd.created_at',
+      'd.subject',
+      'd.outcome',
+      'd.reason',
+      'd.code',
+      'd.details',
+      'p.external_id as participant',
+      'r.external_id as referrer',
+      'c.event_id',
+    );
   if (filter.reason) query.where('d.reason', filter.reason);
   if (filter.subject) query.where('d.subject', filter.subject);
   if (filter.outcome) query.where('d.outcome', filter.outcome);

@@ -22,18 +22,24 @@ export function resolveRange(range: ReportRange, today = new Date()): DayRange {
   const from = range.from ?? new Date(Date.parse(`${to}T00:00:00Z`) - (DEFAULT_RANGE_DAYS - 1) * DAY_MS).toISOString().slice(0, 10);
   const days = (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS;
   if (days < 0) throw badRequest('invalid_range', '"from" must not be after "to"', { from: 'must be on or before "to"' });
-  if (days >= MAX_RANGE_DAYS) throw badRequest('invalid_range', `A range covers at most ${MAX_RANGE_DAYS} days`, { from: `at most ${MAX_RANGE_DAYS} days before "to"` });
+  if (days >= MAX_RANGE_DAYS)
+    throw badRequest('invalid_range', `A range covers at most ${MAX_RANGE_DAYS} days`, {
+      from: `at most ${MAX_RANGE_DAYS} days before "to"`,
+    });
   return { from, to };
 }
 
 /** [from 00:00, to + 1 day 00:00) as timestamps, for tables keyed by time rather than day. */
-const timeBounds = (range: DayRange) => [new Date(`${range.from}T00:00:00Z`), new Date(Date.parse(`${range.to}T00:00:00Z`) + DAY_MS)] as const;
+const timeBounds = (range: DayRange) =>
+  [new Date(`${range.from}T00:00:00Z`), new Date(Date.parse(`${range.to}T00:00:00Z`) + DAY_MS)] as const;
 
 const rate = (signups: number, visitors: number) => (visitors > 0 ? Math.round((signups / visitors) * 10_000) / 10_000 : 0);
 
 type MoneyRow = { currency: string | null; total: number };
 const toMoney = (rows: MoneyRow[]): MoneyByCurrency =>
-  Object.fromEntries(rows.filter((row) => row.currency && Number(row.total) !== 0).map((row) => [row.currency as string, Number(row.total)]));
+  Object.fromEntries(
+    rows.filter((row) => row.currency && Number(row.total) !== 0).map((row) => [row.currency as string, Number(row.total)]),
+  );
 
 type RewardSums = { pending: MoneyByCurrency; approved: MoneyByCurrency; paid: MoneyByCurrency };
 
@@ -44,8 +50,12 @@ function rewardSums(rows: Array<MoneyRow & { status: string }>): RewardSums {
 
 export async function summaryReport(db: Knex, programId: string, range: DayRange) {
   const inRange = (table: string) => db(table).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
-  const [totals] = (await inRange('program_daily')
-    .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' })) as Array<Record<string, number | null>>;
+  const [totals] = (await inRange('program_daily').sum({
+    clicks: 'clicks',
+    visitors: 'visitors',
+    signups: 'signups',
+    purchases: 'purchases',
+  })) as Array<Record<string, number | null>>;
   const revenue = (await inRange('daily_revenue').select('currency').sum({ total: 'amount' }).groupBy('currency')) as MoneyRow[];
   const [start, end] = timeBounds(range);
   const rewards = (await db('rewards')
@@ -90,7 +100,11 @@ function perReferrerCounts(db: Knex, programId: string, range: DayRange) {
   const daily = db('daily_stats').select(columns).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
   if (fullStart >= fullEnd) return daily;
   daily.where((q) => q.where('day', '<', fullStart).orWhere('day', '>=', fullEnd));
-  const monthly = db('participant_monthly').select(columns).where({ program_id: programId }).where('month', '>=', fullStart).where('month', '<', fullEnd);
+  const monthly = db('participant_monthly')
+    .select(columns)
+    .where({ program_id: programId })
+    .where('month', '>=', fullStart)
+    .where('month', '<', fullEnd);
   return monthly.unionAll(daily, true);
 }
 
@@ -125,12 +139,20 @@ export async function referrersReport(
   const [people, revenue, rewards] = await Promise.all([
     db('participants as p')
       .leftJoin(
-        db('codes').distinctOn('participant_id').select('participant_id', 'code').whereIn('participant_id', ids).whereNull('disabled_at').orderBy([{ column: 'participant_id' }, { column: 'created_at', order: 'desc' }]).as('c'),
+        db('codes')
+          .distinctOn('participant_id')
+          .select('participant_id', 'code')
+          .whereIn('participant_id', ids)
+          .whereNull('disabled_at')
+          .orderBy([{ column: 'participant_id' }, { column: 'created_at', order: 'desc' }])
+          .as('c'),
         'c.participant_id',
         'p.id',
       )
       .whereIn('p.id', ids)
-      .select('p.id', 'p.external_id', 'p.email', 'p.name', 'c.code') as Promise<Array<{ id: string; external_id: string; email: string | null; name: string | null; code: string | null }>>,
+      .select('p.id', 'p.external_id', 'p.email', 'p.name', 'c.code') as Promise<
+      Array<{ id: string; external_id: string; email: string | null; name: string | null; code: string | null }>
+    >,
     db('daily_revenue')
       .where({ program_id: programId })
       .whereBetween('day', [range.from, range.to])

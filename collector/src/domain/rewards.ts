@@ -71,8 +71,22 @@ async function loadRewards(trx: Knex, ids: string[]): Promise<RewardRow[]> {
   return (await rewardQuery(trx).whereIn('w.id', ids).orderBy('w.created_at').orderBy('w.id')) as RewardRow[];
 }
 
-async function logTransition(trx: Knex, reward: { id: string; program_id: string }, from: RewardStatus | null, to: RewardStatus, actor: string, reason?: string | null) {
-  await trx('reward_transitions').insert({ program_id: reward.program_id, reward_id: reward.id, from_status: from, to_status: to, actor, reason: reason ?? null });
+async function logTransition(
+  trx: Knex,
+  reward: { id: string; program_id: string },
+  from: RewardStatus | null,
+  to: RewardStatus,
+  actor: string,
+  reason?: string | null,
+) {
+  await trx('reward_transitions').insert({
+    program_id: reward.program_id,
+    reward_id: reward.id,
+    from_status: from,
+    to_status: to,
+    actor,
+    reason: reason ?? null,
+  });
 }
 
 async function announce(trx: Knex, program: ProgramRow, type: WebhookType, rewards: RewardRow[]) {
@@ -84,7 +98,8 @@ async function ruleApplies(trx: Knex, rule: RewardRule, conversion: ConversionRo
   if (rule.on !== conversion.type) return false;
   const when = rule.when ?? {};
   if (when.minAmount !== undefined && (conversion.amount ?? 0) < when.minAmount) return false;
-  if (when.withinDays !== undefined && conversion.created_at.getTime() - referral.created_at.getTime() > when.withinDays * DAY_MS) return false;
+  if (when.withinDays !== undefined && conversion.created_at.getTime() - referral.created_at.getTime() > when.withinDays * DAY_MS)
+    return false;
   if (when.firstPurchaseOnly || when.repeatPurchasesOnly) {
     const repeat = await hasEarlierPurchase(trx, conversion);
     if (when.firstPurchaseOnly ? repeat : !repeat) return false;
@@ -93,7 +108,11 @@ async function ruleApplies(trx: Knex, rule: RewardRule, conversion: ConversionRo
     const nth = await referralNumber(trx, referral);
     if (when.afterReferrals !== undefined && nth < when.afterReferrals) return false;
     // A milestone pays once: at the Nth referral, for its first conversion the rule applies to.
-    if (when.atReferrals !== undefined && (nth !== when.atReferrals || (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) > 0)) return false;
+    if (
+      when.atReferrals !== undefined &&
+      (nth !== when.atReferrals || (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) > 0)
+    )
+      return false;
   }
   return true;
 }
@@ -153,13 +172,22 @@ export const needsReview = (conversion: Pick<ConversionRow, 'verified'>, referra
  * and are not paid yet take the new amount, and grants whose rule no longer applies
  * are revoked: what the server reported decides, never what the browser claimed.
  */
-export async function grantRewards(trx: Knex, program: ProgramRow, conversion: ConversionRow, referral: ReferralRow, options: { recompute?: boolean } = {}): Promise<RewardRow[]> {
+export async function grantRewards(
+  trx: Knex,
+  program: ProgramRow,
+  conversion: ConversionRow,
+  referral: ReferralRow,
+  options: { recompute?: boolean } = {},
+): Promise<RewardRow[]> {
   const granted: string[] = [];
   const kept: string[] = [];
   const review = needsReview(conversion, referral);
   for (const rule of program.settings.rewardRules) {
     if (!(await ruleApplies(trx, rule, conversion, referral))) continue;
-    if (rule.cap?.perReferrer !== undefined && (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) >= rule.cap.perReferrer) {
+    if (
+      rule.cap?.perReferrer !== undefined &&
+      (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) >= rule.cap.perReferrer
+    ) {
       await recordDecision(trx, {
         programId: program.id,
         subject: 'reward',
@@ -173,7 +201,9 @@ export async function grantRewards(trx: Knex, program: ProgramRow, conversion: C
       continue;
     }
     const beneficiaries =
-      rule.to === 'both' ? [referral.referrer_id, referral.referred_id] : [rule.to === 'referrer' ? referral.referrer_id : referral.referred_id];
+      rule.to === 'both'
+        ? [referral.referrer_id, referral.referred_id]
+        : [rule.to === 'referrer' ? referral.referrer_id : referral.referred_id];
     const { amount, currency } = rewardValue(rule, conversion);
     const holdDays = rule.holdDays ?? 0;
     const status: RewardStatus = holdDays === 0 && !review ? 'approved' : 'pending';
@@ -181,8 +211,21 @@ export async function grantRewards(trx: Knex, program: ProgramRow, conversion: C
       const result = await trx.raw(
         `insert into rewards (program_id, conversion_id, rule_id, beneficiary_id, referral_id, kind, amount, currency, coupon, percent, status, needs_review, available_at)
          values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning id, program_id, status`,
-        [program.id, conversion.id, rule.id, beneficiary, referral.id, rule.reward.kind, amount, currency, rule.reward.coupon ?? null,
-          rule.reward.percent ?? null, status, review, new Date(Date.now() + holdDays * DAY_MS)],
+        [
+          program.id,
+          conversion.id,
+          rule.id,
+          beneficiary,
+          referral.id,
+          rule.reward.kind,
+          amount,
+          currency,
+          rule.reward.coupon ?? null,
+          rule.reward.percent ?? null,
+          status,
+          review,
+          new Date(Date.now() + holdDays * DAY_MS),
+        ],
       );
       const row = result.rows[0] as { id: string; program_id: string } | undefined;
       if (row) {
@@ -193,22 +236,39 @@ export async function grantRewards(trx: Knex, program: ProgramRow, conversion: C
       }
     }
   }
-  if (options.recompute) await revokeGrantsExcept(trx, program, conversion.id, [...granted, ...kept], 'no rule applies to the reported figures');
+  if (options.recompute)
+    await revokeGrantsExcept(trx, program, conversion.id, [...granted, ...kept], 'no rule applies to the reported figures');
   const rewards = await loadRewards(trx, granted);
   await announce(trx, program, 'reward.created', rewards);
   return rewards;
 }
 
 /** An unpaid grant takes the amount the server's figures give; the change is logged. */
-async function correctGrant(trx: Knex, conversionId: string, ruleId: string, beneficiaryId: string, amount: number, currency: string | null): Promise<string[]> {
+async function correctGrant(
+  trx: Knex,
+  conversionId: string,
+  ruleId: string,
+  beneficiaryId: string,
+  amount: number,
+  currency: string | null,
+): Promise<string[]> {
   const found = (await trx('rewards')
     .where({ conversion_id: conversionId, rule_id: ruleId, beneficiary_id: beneficiaryId })
     .whereIn('status', ['pending', 'approved'])
-    .first('id', 'program_id', 'status', 'amount', 'currency')) as { id: string; program_id: string; status: RewardStatus; amount: number; currency: string | null } | undefined;
+    .first('id', 'program_id', 'status', 'amount', 'currency')) as
+    | { id: string; program_id: string; status: RewardStatus; amount: number; currency: string | null }
+    | undefined;
   if (!found) return [];
   if (found.amount !== amount || found.currency !== currency) {
     await trx('rewards').where({ id: found.id }).update({ amount, currency, updated_at: trx.fn.now() });
-    await logTransition(trx, found, found.status, found.status, 'system', `amount ${found.amount} ${found.currency ?? ''} → ${amount} ${currency ?? ''} from the server's report`);
+    await logTransition(
+      trx,
+      found,
+      found.status,
+      found.status,
+      'system',
+      `amount ${found.amount} ${found.currency ?? ''} → ${amount} ${currency ?? ''} from the server's report`,
+    );
   }
   return [found.id];
 }
@@ -224,13 +284,32 @@ type StatusRow = { id: string; program_id: string; status: RewardStatus };
 
 async function revoke(trx: Knex, program: ProgramRow, rows: StatusRow[], reason: string): Promise<void> {
   if (!rows.length) return;
-  await trx('rewards').whereIn('id', rows.map((row) => row.id)).update({ status: 'revoked', updated_at: trx.fn.now() });
+  await trx('rewards')
+    .whereIn(
+      'id',
+      rows.map((row) => row.id),
+    )
+    .update({ status: 'revoked', updated_at: trx.fn.now() });
   for (const row of rows) await logTransition(trx, row, row.status, 'revoked', 'system', reason);
-  await announce(trx, program, 'reward.revoked', await loadRewards(trx, rows.map((row) => row.id)));
+  await announce(
+    trx,
+    program,
+    'reward.revoked',
+    await loadRewards(
+      trx,
+      rows.map((row) => row.id),
+    ),
+  );
 }
 
 /** The unpaid rewards a referrer earned through one referral are revoked (the server named another referrer). */
-export async function revokeRewardsOf(trx: Knex, program: ProgramRow, referralId: string, beneficiaryId: string, reason: string): Promise<void> {
+export async function revokeRewardsOf(
+  trx: Knex,
+  program: ProgramRow,
+  referralId: string,
+  beneficiaryId: string,
+  reason: string,
+): Promise<void> {
   const rows = (await trx('rewards')
     .where({ referral_id: referralId, beneficiary_id: beneficiaryId })
     .whereIn('status', ['pending', 'approved'])
@@ -240,29 +319,60 @@ export async function revokeRewardsOf(trx: Knex, program: ProgramRow, referralId
 
 /** A referral's unpaid rewards go back to review (pending): the referral turned out to be held. */
 export async function holdRewardsOf(trx: Knex, referralId: string, reason: string): Promise<void> {
-  const rows = (await trx('rewards').where({ referral_id: referralId }).whereIn('status', ['pending', 'approved']).select('id', 'program_id', 'status')) as StatusRow[];
+  const rows = (await trx('rewards')
+    .where({ referral_id: referralId })
+    .whereIn('status', ['pending', 'approved'])
+    .select('id', 'program_id', 'status')) as StatusRow[];
   if (!rows.length) return;
-  await trx('rewards').whereIn('id', rows.map((row) => row.id)).update({ status: 'pending', needs_review: true, updated_at: trx.fn.now() });
+  await trx('rewards')
+    .whereIn(
+      'id',
+      rows.map((row) => row.id),
+    )
+    .update({ status: 'pending', needs_review: true, updated_at: trx.fn.now() });
   for (const row of rows) await logTransition(trx, row, row.status, 'pending', 'system', `held: ${reason}`);
 }
 
 /** Pending rewards whose hold is over and that need no review become approved. */
-async function approveDue(trx: Knex, program: ProgramRow, where: (query: Knex.QueryBuilder) => void, actor: string, reason: string): Promise<RewardRow[]> {
-  const query = trx('rewards').where({ program_id: program.id, status: 'pending', needs_review: false }).where('available_at', '<=', new Date());
+async function approveDue(
+  trx: Knex,
+  program: ProgramRow,
+  where: (query: Knex.QueryBuilder) => void,
+  actor: string,
+  reason: string,
+): Promise<RewardRow[]> {
+  const query = trx('rewards')
+    .where({ program_id: program.id, status: 'pending', needs_review: false })
+    .where('available_at', '<=', new Date());
   where(query);
-  const rows = (await query.update({ status: 'approved', updated_at: trx.fn.now() }).returning(['id', 'program_id'])) as Array<{ id: string; program_id: string }>;
+  const rows = (await query.update({ status: 'approved', updated_at: trx.fn.now() }).returning(['id', 'program_id'])) as Array<{
+    id: string;
+    program_id: string;
+  }>;
   for (const row of rows) await logTransition(trx, row, 'pending', 'approved', actor, reason);
-  const approved = await loadRewards(trx, rows.map((row) => row.id));
-  await announce(trx, program, 'reward.approved', approved.filter((reward) => !reward.reverses));
+  const approved = await loadRewards(
+    trx,
+    rows.map((row) => row.id),
+  );
+  await announce(
+    trx,
+    program,
+    'reward.approved',
+    approved.filter((reward) => !reward.reverses),
+  );
   return approved;
 }
 
 /** The server confirmed a browser conversion: its rewards no longer wait for review (unless the referral is held or unconfirmed). */
 export async function confirmRewards(trx: Knex, program: ProgramRow, conversionId: string): Promise<RewardRow[]> {
-  const held = trx('referrals').select('id').where((q) => q.where({ status: 'held' }).orWhere({ verified: false }));
+  const held = trx('referrals')
+    .select('id')
+    .where((q) => q.where({ status: 'held' }).orWhere({ verified: false }));
   // The conversion's grants, and the refund adjustments that follow them.
   const ofConversion = (q: Knex.QueryBuilder) =>
-    q.where((w) => w.where({ conversion_id: conversionId }).orWhereIn('reverses', trx('rewards').select('id').where({ conversion_id: conversionId })));
+    q.where((w) =>
+      w.where({ conversion_id: conversionId }).orWhereIn('reverses', trx('rewards').select('id').where({ conversion_id: conversionId })),
+    );
   await ofConversion(trx('rewards'))
     .where({ needs_review: true })
     .where((q) => q.whereNull('referral_id').orWhereNotIn('referral_id', held))
@@ -274,7 +384,10 @@ export async function confirmRewards(trx: Knex, program: ProgramRow, conversionI
 /** Moves every due pending reward to approved; for the server's interval and `referral rewards release`. */
 export async function releaseDueRewards(db: Knex): Promise<number> {
   const programs = (await db('programs')
-    .whereIn('id', db('rewards').distinct('program_id').where({ status: 'pending', needs_review: false }).where('available_at', '<=', new Date()))
+    .whereIn(
+      'id',
+      db('rewards').distinct('program_id').where({ status: 'pending', needs_review: false }).where('available_at', '<=', new Date()),
+    )
     .select('*')) as ProgramRow[];
   let released = 0;
   for (const program of programs) {

@@ -48,7 +48,8 @@ function accumulate<R extends Counts>(into: Map<string, R>, key: string, base: (
 const sortedRows = <R>(rows: Map<string, R>) => [...rows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, row]) => row);
 
 /** `column = table.column + excluded.column` for each column: an upsert that adds. */
-const adding = (table: string, columns: readonly string[]) => columns.map((column) => `${column} = ${table}.${column} + excluded.${column}`).join(', ');
+const adding = (table: string, columns: readonly string[]) =>
+  columns.map((column) => `${column} = ${table}.${column} + excluded.${column}`).join(', ');
 
 const ROLLUP_KEYS = {
   daily_stats: ['program_id', 'participant_id', 'day'],
@@ -60,7 +61,10 @@ const ROLLUP_KEYS = {
  * An upsert adding the counts that `source` selects: the table's key columns, then
  * clicks, visitors, signups and purchases, ordered by key (lock order).
  */
-export const addCounts = (table: keyof typeof ROLLUP_KEYS, source: string) => `insert into ${table} (${[...ROLLUP_KEYS[table], ...COUNT_COLUMNS].join(', ')})
+export const addCounts = (
+  table: keyof typeof ROLLUP_KEYS,
+  source: string,
+) => `insert into ${table} (${[...ROLLUP_KEYS[table], ...COUNT_COLUMNS].join(', ')})
     ${source}
     on conflict (${ROLLUP_KEYS[table].join(', ')}) do update set ${adding(table, COUNT_COLUMNS)}`;
 

@@ -17,7 +17,10 @@ import { recordConversion, type ConversionResult } from './conversions.ts';
 import { recordRefund, type RefundResult } from './ledger.ts';
 import type { ProgramRow } from './programs.ts';
 
-const stripeId = z.union([z.string(), z.object({ id: z.string() })]).nullish().transform((value) => (typeof value === 'string' ? value : value?.id));
+const stripeId = z
+  .union([z.string(), z.object({ id: z.string() })])
+  .nullish()
+  .transform((value) => (typeof value === 'string' ? value : value?.id));
 const Metadata = z.record(z.string(), z.string().nullable()).nullish();
 const withMetadata = z.object({ metadata: Metadata }).nullish();
 
@@ -50,7 +53,9 @@ const Invoice = z.object({
   // API 2025+: subscription metadata sits under parent; older versions at the top.
   parent: z.object({ subscription_details: withMetadata }).nullish(),
   subscription_details: withMetadata,
-  payments: z.object({ data: z.array(z.object({ payment: z.object({ payment_intent: stripeId, charge: stripeId }).nullish() })) }).nullish(),
+  payments: z
+    .object({ data: z.array(z.object({ payment: z.object({ payment_intent: stripeId, charge: stripeId }).nullish() })) })
+    .nullish(),
 });
 
 const Charge = z.object({
@@ -71,7 +76,8 @@ function parsePayload<S extends z.ZodType>(schema: S, object: unknown): z.infer<
   return result.data;
 }
 
-const cleanEmail = (email: string | null | undefined) => (email && z.email().safeParse(email.trim().toLowerCase()).success ? email.trim().toLowerCase() : undefined);
+const cleanEmail = (email: string | null | undefined) =>
+  email && z.email().safeParse(email.trim().toLowerCase()).success ? email.trim().toLowerCase() : undefined;
 
 async function isKnownVisitor(db: Knex, programId: string, value: string): Promise<boolean> {
   return Boolean(await db('clicks').where({ program_id: programId, vid: value }).first('id'));
@@ -102,7 +108,11 @@ async function linkCustomer(db: Knex, programId: string, customerId: string | un
 
 async function linkPayments(db: Knex, programId: string, purchaseEventId: string, paymentIds: Array<string | undefined>) {
   for (const paymentId of new Set(paymentIds.filter((id): id is string => Boolean(id)))) {
-    await db.raw(`insert into stripe_payments (program_id, payment_id, purchase_event_id) values (?, ?, ?) on conflict do nothing`, [programId, paymentId, purchaseEventId]);
+    await db.raw(`insert into stripe_payments (program_id, payment_id, purchase_event_id) values (?, ?, ?) on conflict do nothing`, [
+      programId,
+      paymentId,
+      purchaseEventId,
+    ]);
   }
 }
 
@@ -117,7 +127,10 @@ interface Customer {
 /** Signs the customer up (attributing them) unless they are known, then links the Stripe customer. */
 async function ensureCustomer(db: Knex, program: ProgramRow, customer: Customer, customerId: string | undefined) {
   if (!ExternalIdSchema.safeParse(customer.externalId).success) {
-    throw unprocessable('invalid_stripe_payload', 'The customer id (metadata.externalId, client_reference_id or customer) is not a valid externalId');
+    throw unprocessable(
+      'invalid_stripe_payload',
+      'The customer id (metadata.externalId, client_reference_id or customer) is not a valid externalId',
+    );
   }
   await recordConversion(db, program, {
     type: 'signup',
@@ -144,15 +157,26 @@ async function checkoutCompleted(db: Knex, program: ProgramRow, object: unknown)
     if (await isKnownVisitor(db, program.id, reference)) vid ??= reference;
     else externalId ??= reference;
   }
-  externalId ??= (await linkedParticipant(db, program.id, session.customer)) ?? session.customer ?? cleanEmail(session.customer_details?.email) ?? `stripe:${session.id}`;
+  externalId ??=
+    (await linkedParticipant(db, program.id, session.customer)) ??
+    session.customer ??
+    cleanEmail(session.customer_details?.email) ??
+    `stripe:${session.id}`;
   await ensureCustomer(
     db,
     program,
-    { externalId, email: cleanEmail(session.customer_details?.email), name: session.customer_details?.name ?? undefined, code: meta.referral_code ?? undefined, vid },
+    {
+      externalId,
+      email: cleanEmail(session.customer_details?.email),
+      name: session.customer_details?.name ?? undefined,
+      code: meta.referral_code ?? undefined,
+      vid,
+    },
     session.customer,
   );
   if (session.mode === 'subscription') return { handled: 'customer_linked' };
-  if (session.payment_status === 'unpaid' || session.amount_total == null || !session.currency) return { handled: 'ignored', reason: 'unpaid' };
+  if (session.payment_status === 'unpaid' || session.amount_total == null || !session.currency)
+    return { handled: 'ignored', reason: 'unpaid' };
   const result = await recordConversion(db, program, {
     type: 'purchase',
     eventId: session.id,
@@ -176,7 +200,13 @@ async function invoicePaid(db: Knex, program: ProgramRow, object: unknown): Prom
     await ensureCustomer(
       db,
       program,
-      { externalId, email: cleanEmail(invoice.customer_email), name: invoice.customer_name ?? undefined, code: meta.referral_code ?? undefined, vid: meta.referral_vid ?? undefined },
+      {
+        externalId,
+        email: cleanEmail(invoice.customer_email),
+        name: invoice.customer_name ?? undefined,
+        code: meta.referral_code ?? undefined,
+        vid: meta.referral_vid ?? undefined,
+      },
       invoice.customer,
     );
   }
@@ -202,11 +232,16 @@ async function chargeRefunded(db: Knex, program: ProgramRow, eventId: string, ob
   if (done) return { handled: 'refund', result: done.response };
   const payment = (await db('stripe_payments')
     .where({ program_id: program.id })
-    .whereIn('payment_id', [charge.payment_intent, charge.id].filter((id): id is string => Boolean(id)))
+    .whereIn(
+      'payment_id',
+      [charge.payment_intent, charge.id].filter((id): id is string => Boolean(id)),
+    )
     .first('purchase_event_id')) as { purchase_event_id: string } | undefined;
   const purchaseEventId = payment?.purchase_event_id ?? charge.invoice;
   const purchase = purchaseEventId
-    ? ((await db('conversions').where({ program_id: program.id, type: 'purchase', event_id: purchaseEventId }).first('id')) as { id: string } | undefined)
+    ? ((await db('conversions').where({ program_id: program.id, type: 'purchase', event_id: purchaseEventId }).first('id')) as
+        | { id: string }
+        | undefined)
     : undefined;
   // Not known yet (Stripe does not promise order): a 404 makes Stripe retry later.
   if (!purchase || !purchaseEventId) throw notFound('Purchase for this charge');
@@ -215,7 +250,11 @@ async function chargeRefunded(db: Knex, program: ProgramRow, eventId: string, ob
   return result ? { handled: 'refund', result } : { handled: 'ignored', reason: 'already_refunded' };
 }
 
-export async function handleStripeEvent(db: Knex, program: ProgramRow, event: { id: string; type: string; data: { object: unknown } }): Promise<StripeOutcome> {
+export async function handleStripeEvent(
+  db: Knex,
+  program: ProgramRow,
+  event: { id: string; type: string; data: { object: unknown } },
+): Promise<StripeOutcome> {
   switch (event.type) {
     case 'checkout.session.completed':
     case 'checkout.session.async_payment_succeeded': // delayed methods (SEPA, …) pay later

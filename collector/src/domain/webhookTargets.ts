@@ -111,7 +111,9 @@ async function resolveQuickly(resolve: Resolve, host: string): Promise<ResolvedA
 export async function checkWebhookUrl(url: string | undefined, policy: WebhookTargetPolicy): Promise<void> {
   if (!url || policy.allowPrivate) return;
   const host = hostOf(new URL(url));
-  const reason = refusedWithoutLookup(host) ?? (isIP(host) || ipaddr.isValid(host) ? undefined : refusedAnswer(host, await resolveQuickly(policy.resolve ?? systemResolve, host)));
+  const reason =
+    refusedWithoutLookup(host) ??
+    (isIP(host) || ipaddr.isValid(host) ? undefined : refusedAnswer(host, await resolveQuickly(policy.resolve ?? systemResolve, host)));
   if (!reason) return;
   throw unprocessable('validation_failed', 'The request is not valid; see fields', {
     'settings.webhookUrl': `${reason}: webhooks go to public addresses only. Use a public URL, or set WEBHOOK_ALLOW_PRIVATE=1 on the collector for local development`,

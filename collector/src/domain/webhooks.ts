@@ -87,7 +87,12 @@ export async function deliverDueWebhooks(db: Knex, options: DeliveryOptions = {}
       .select('o.*', 'p.webhook_secret')) as OutboxRow[];
     if (rows.length) {
       // Push the claimed rows out of the due window while they are sent.
-      await trx('webhook_outbox').whereIn('id', rows.map((row) => row.id)).update({ next_attempt_at: new Date(Date.now() + TIMEOUT_MS * 3) });
+      await trx('webhook_outbox')
+        .whereIn(
+          'id',
+          rows.map((row) => row.id),
+        )
+        .update({ next_attempt_at: new Date(Date.now() + TIMEOUT_MS * 3) });
     }
     return rows;
   });

@@ -22,7 +22,11 @@ const originCache = new TtlCache<boolean>();
 /** True when some program lists this origin (cached for a few seconds). */
 function knownOrigin(db: Knex, origin: string): Promise<boolean> {
   return originCache.get(origin, async () =>
-    Boolean(await db('programs').whereRaw(`settings->'origins' @> ?::jsonb`, [JSON.stringify([origin])]).first('id')),
+    Boolean(
+      await db('programs')
+        .whereRaw(`settings->'origins' @> ?::jsonb`, [JSON.stringify([origin])])
+        .first('id'),
+    ),
   );
 }
 
@@ -61,7 +65,8 @@ export function corsOnErrors(db: Knex) {
     } catch (error) {
       const origin = ctx.get('origin');
       const foreign = error instanceof AppError && error.code === 'origin_not_allowed';
-      if (origin && !foreign && !ctx.response.get('Access-Control-Allow-Origin') && (await knownOrigin(db, origin).catch(() => false))) allow(ctx, origin);
+      if (origin && !foreign && !ctx.response.get('Access-Control-Allow-Origin') && (await knownOrigin(db, origin).catch(() => false)))
+        allow(ctx, origin);
       throw error;
     }
   };

@@ -22,7 +22,10 @@ export function idempotency(db: Knex) {
       .update(`${ctx.method} ${ctx.path}\n${ctx.request.rawBody ?? ''}`)
       .digest('hex');
     const where = { program_id: programId, key };
-    await db('idempotency_keys').where(where).where('created_at', '<', new Date(Date.now() - IDEMPOTENCY_TTL_MS)).del();
+    await db('idempotency_keys')
+      .where(where)
+      .where('created_at', '<', new Date(Date.now() - IDEMPOTENCY_TTL_MS))
+      .del();
     const claimed = await db.raw(
       `insert into idempotency_keys (program_id, key, method, path, request_hash) values (?, ?, ?, ?, ?)
        on conflict do nothing returning key`,
@@ -48,7 +51,9 @@ export function idempotency(db: Knex) {
     if (ctx.status >= 500) {
       await db('idempotency_keys').where(where).del();
     } else {
-      await db('idempotency_keys').where(where).update({ status: ctx.status, response: JSON.stringify(ctx.body ?? null) });
+      await db('idempotency_keys')
+        .where(where)
+        .update({ status: ctx.status, response: JSON.stringify(ctx.body ?? null) });
     }
   };
 }

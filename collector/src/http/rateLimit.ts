@@ -29,14 +29,23 @@ export function createRateLimits(config: Config, logger: Logger): RateLimits {
   // ioredis is loaded only when Redis is configured (about 10 MB of memory otherwise unused).
   const Redis = config.redisUrl ? (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis : undefined;
   const redis: RedisClient | undefined =
-    Redis && config.redisUrl ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false }) : undefined;
+    Redis && config.redisUrl
+      ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false })
+      : undefined;
   // A Redis outage must never crash the collector: the insurance limiter takes over.
   redis?.on('error', (error) => logger.warn({ err: error }, 'redis unavailable; rate limits fall back to memory'));
   const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract | undefined => {
     if (points <= 0) return undefined;
     const memory = new RateLimiterMemory({ keyPrefix, points, duration });
     if (!redis) return memory;
-    return new RateLimiterRedis({ storeClient: redis, keyPrefix: `referral:rl:${keyPrefix}`, points, duration, insuranceLimiter: memory, rejectIfRedisNotReady: true });
+    return new RateLimiterRedis({
+      storeClient: redis,
+      keyPrefix: `referral:rl:${keyPrefix}`,
+      points,
+      duration,
+      insuranceLimiter: memory,
+      rejectIfRedisNotReady: true,
+    });
   };
   return {
     public: make('public', config.rateLimits.publicPerMinute, 60),

@@ -12,7 +12,10 @@ const ReferralQuerySchema = PageQuerySchema.extend({
 });
 
 const DecisionQuerySchema = PageQuerySchema.extend({
-  reason: z.string().regex(/^[a-z_]{1,64}$/, 'must be a snake_case reason').optional(),
+  reason: z
+    .string()
+    .regex(/^[a-z_]{1,64}$/, 'must be a snake_case reason')
+    .optional(),
   subject: z.enum(['click', 'attribution', 'conversion', 'reward']).optional(),
   outcome: z.enum(['accepted', 'rejected', 'held']).optional(),
   participant: z.string().min(1).max(255).optional(),

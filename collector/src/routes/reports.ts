@@ -5,7 +5,7 @@ import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { parseQuery } from '../http/validate.ts';
 import { notFound } from '../errors.ts';
-import { EXPORTS, streamExport } from '../domain/exports.ts';
+import { type EXPORTS, streamExport } from '../domain/exports.ts';
 import { referrersReport, resolveRange, summaryReport, timeseriesReport } from '../domain/reports.ts';
 
 export function reportRoutes({ db, logger, limits }: Deps) {

@@ -37,7 +37,9 @@ export function rewardRoutes({ db, limits }: Deps) {
     if (!['approve', 'revoke', 'pay'].includes(action)) throw notFound('Action');
     if (!z.uuid().safeParse(ctx.params.id).success) throw notFound('Reward');
     const body = parse(RewardTransitionSchema, ctx.request.body);
-    ctx.body = { reward: await transitionReward(db, ctx.state.program, ctx.params.id as string, action, `key:${ctx.state.apiKeyId}`, body) };
+    ctx.body = {
+      reward: await transitionReward(db, ctx.state.program, ctx.params.id as string, action, `key:${ctx.state.apiKeyId}`, body),
+    };
   });
 
   router.post('/v1/refunds', auth, idempotency(db), async (ctx) => {

@@ -42,7 +42,8 @@ export function stripeRoutes({ db, logger }: Deps) {
     } catch {
       throw badRequest('invalid_signature', 'The Stripe signature does not match this payload');
     }
-    if (datedAhead(signature)) throw badRequest('invalid_signature', 'The Stripe signature is dated in the future; check the sender\'s clock');
+    if (datedAhead(signature))
+      throw badRequest('invalid_signature', "The Stripe signature is dated in the future; check the sender's clock");
     const shape = StripeEventSchema.safeParse(event);
     if (!shape.success) throw unprocessable('invalid_stripe_payload', 'The Stripe event has no id, type or data.object');
     const outcome = await handleStripeEvent(db, program, shape.data);

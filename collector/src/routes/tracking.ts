@@ -40,7 +40,14 @@ export function trackingRoutes({ db }: Deps, ingest: Ingest, limits: RateLimits,
     // codes; an unknown one is refused before it is recorded.
     const refusal = await unknownCodeRefusal(limits.unknownCode, ctx.ip);
     if (refusal && !(await isLiveCode(program.id, input.code))) throw refusal;
-    const result = await ingest.clicks.add({ programId: program.id, code: input.code, vid: input.vid, url: input.url, referrer: input.referrer, ...(await visitor(ctx)) });
+    const result = await ingest.clicks.add({
+      programId: program.id,
+      code: input.code,
+      vid: input.vid,
+      url: input.url,
+      referrer: input.referrer,
+      ...(await visitor(ctx)),
+    });
     if (!result.valid) await spendUnknownCode(limits.unknownCode, ctx.ip);
     ctx.status = 202;
     ctx.body = { valid: result.valid };

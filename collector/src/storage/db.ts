@@ -122,9 +122,25 @@ export function isConnectionError(error: unknown): boolean {
   const err = error as { code?: string; message?: string; name?: string };
   const code = err?.code ?? '';
   return (
-    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', '57P01', '57P02', '57P03', '08000', '08003', '08006', '08001', '08004'].includes(code) ||
+    [
+      'ECONNREFUSED',
+      'ECONNRESET',
+      'ETIMEDOUT',
+      'EPIPE',
+      'ENOTFOUND',
+      '57P01',
+      '57P02',
+      '57P03',
+      '08000',
+      '08003',
+      '08006',
+      '08001',
+      '08004',
+    ].includes(code) ||
     err?.name === 'KnexTimeoutError' ||
-    /Connection terminated|connection.*closed|Client has encountered a connection error|timeout acquiring a connection/i.test(err?.message ?? '')
+    /Connection terminated|connection.*closed|Client has encountered a connection error|timeout acquiring a connection/i.test(
+      err?.message ?? '',
+    )
   );
 }
 

@@ -87,7 +87,7 @@ export class GroupCommitter<T, R> {
   private async write(batch: Pending<T, R>[]): Promise<void> {
     try {
       const results = await this.options.commit(batch.map((entry) => entry.item));
-      batch.forEach((entry, index) => entry.resolve(results[index] as R));
+      for (const [index, entry] of batch.entries()) entry.resolve(results[index] as R);
     } catch (error) {
       this.options.onBatchError?.(error, batch.length);
       const answer = unavailable('Could not store the request; retry shortly');

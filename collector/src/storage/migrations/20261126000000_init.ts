@@ -153,7 +153,18 @@ export async function up(knex: Knex): Promise<void> {
 }
 
 export async function down(knex: Knex): Promise<void> {
-  for (const table of ['decisions', 'rewards', 'conversions', 'referrals', 'clicks', 'codes', 'participants', 'api_keys', 'programs', 'server_secrets']) {
+  for (const table of [
+    'decisions',
+    'rewards',
+    'conversions',
+    'referrals',
+    'clicks',
+    'codes',
+    'participants',
+    'api_keys',
+    'programs',
+    'server_secrets',
+  ]) {
     await knex.schema.dropTableIfExists(table);
   }
 }

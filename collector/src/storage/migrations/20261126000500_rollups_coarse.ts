@@ -46,7 +46,9 @@ export async function up(knex: Knex): Promise<void> {
 export async function down(knex: Knex): Promise<void> {
   await knex.raw('drop index if exists clicks_unclaimed');
   await knex.raw('create index if not exists clicks_program_id_vid_created_at_index on clicks (program_id, vid, created_at)');
-  await knex.raw('create index if not exists clicks_program_id_participant_id_created_at_index on clicks (program_id, participant_id, created_at)');
+  await knex.raw(
+    'create index if not exists clicks_program_id_participant_id_created_at_index on clicks (program_id, participant_id, created_at)',
+  );
   await knex.raw('drop index if exists clicks_visitor_code');
   await knex.schema.dropTableIfExists('participant_monthly');
   await knex.schema.dropTableIfExists('program_daily');
