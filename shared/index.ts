@@ -1,2 +1,3 @@
+export * from './responses.ts';
 export * from './schemas.ts';
 export * from './types.ts';

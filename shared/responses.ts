@@ -1,0 +1,304 @@
+/**
+ * What the HTTP API answers: the presenters' return types, written once. The
+ * collector's presenters declare them, the dashboard and the tests read them, so a
+ * renamed field breaks `tsc` everywhere at once. Types only (nothing here exists at
+ * runtime), so the dashboard bundle carries no zod.
+ *
+ * Fields may be added, never renamed (DESIGN.md, "HTTP API (v1)").
+ */
+import type { ProgramSettings } from './schemas.ts';
+import type { AttributionStatus, ConversionType, MoneyByCurrency, RewardStatus } from './types.ts';
+
+/** A list read newest first; pass `nextCursor` back as `cursor` for the next page (null: no more). */
+export interface Page<T> {
+  data: T[];
+  nextCursor: string | null;
+}
+
+/** A list read by position (the leaderboard); pass `nextOffset` back as `offset` (null: no more). */
+export interface OffsetPage<T> {
+  data: T[];
+  nextOffset: number | null;
+}
+
+/** Reward sums by status, per currency (minor units). */
+export interface RewardBalances {
+  pending: MoneyByCurrency;
+  approved: MoneyByCurrency;
+  paid: MoneyByCurrency;
+}
+
+/** `GET /v1/program`, and inside other answers: a program, its secrets masked. */
+export interface ProgramResponse {
+  id: string;
+  slug: string;
+  name: string;
+  /** The stored settings, defaults applied; `stripe.webhookSecret` shows its first characters only. */
+  settings: ProgramSettings;
+  /** Signs the outgoing webhooks. */
+  webhookSecret: string;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** `POST /v1/programs`: the program and its two keys, in clear this once. */
+export interface ProgramCreateResponse {
+  program: ProgramResponse;
+  keys: { publishable: string; secret: string };
+}
+
+/** `POST /v1/participants`: the participant with their referral code and link. */
+export interface ParticipantResponse {
+  id: string;
+  externalId: string;
+  email: string | null;
+  name: string | null;
+  code: string;
+  /** `PUBLIC_URL/r/CODE`. */
+  link: string;
+}
+
+/** Lifetime figures of the people a participant referred (from the rollups). */
+export interface ParticipantStatsResponse {
+  clicks: number;
+  signups: number;
+  purchases: number;
+  /** Revenue less refunds, per currency. */
+  revenue: MoneyByCurrency;
+}
+
+/** `GET /v1/participants/:externalId`. */
+export interface ParticipantDetailsResponse {
+  id: string;
+  externalId: string;
+  email: string | null;
+  name: string | null;
+  /** Null when every code of theirs is disabled. */
+  code: string | null;
+  link: string | null;
+  /** The referrer's externalId. */
+  referredBy: string | null;
+  stats: ParticipantStatsResponse;
+  rewards: RewardBalances;
+}
+
+/** A reward ledger entry (`GET /v1/rewards`, and inside conversion, refund and webhook answers). */
+export interface RewardResponse {
+  id: string;
+  /** The beneficiary's externalId. */
+  participant: string;
+  /** The id of the rule that granted it. */
+  rule: string;
+  kind: 'credit' | 'cash' | 'coupon';
+  /** Minor units; negative for a clawback. */
+  amount: number;
+  currency: string | null;
+  coupon?: string;
+  status: RewardStatus;
+  /** When the hold ends: approving earlier needs `force` and a reason. */
+  availableAt: string;
+  /** The eventId of the conversion that earned it. */
+  eventId: string;
+  /** For a clawback: the id of the grant it reverses. */
+  reverses?: string;
+  /** Something behind it is unconfirmed (a browser-only conversion, a held or browser-made referral): look before approving. */
+  needsReview: boolean;
+  createdAt: string;
+}
+
+/** `POST /v1/rewards/:id/approve|revoke|pay`. */
+export interface RewardTransitionResponse {
+  reward: RewardResponse;
+}
+
+/** Where a conversion was reported from. */
+export type ConversionSource = 'browser' | 'server' | 'stripe';
+
+/** A stored conversion. */
+export interface ConversionResponse {
+  id: string;
+  type: ConversionType | 'refund';
+  eventId: string;
+  /** The customer's externalId. */
+  externalId: string;
+  amount: number | null;
+  currency: string | null;
+  /** Reported by the host's server or a verified payment webhook (not only by the browser). */
+  verified: boolean;
+  source: ConversionSource;
+  createdAt: string;
+}
+
+/** Who referred the customer, if anyone, and why not otherwise. */
+export interface AttributionResponse {
+  status: Exclude<AttributionStatus, 'held'>;
+  /** The decision reason, e.g. `self_referral` or `already_attributed`. */
+  reason?: string;
+  /** The referrer's externalId. */
+  referrer?: string;
+  /** The referral is held for review (velocity, disposable email, …). */
+  held?: boolean;
+}
+
+/** `POST /v1/conversions` (and a retry of it: the first answer again). */
+export interface ConversionResultResponse {
+  conversion: ConversionResponse;
+  attribution: AttributionResponse;
+  /** The rewards this conversion granted. */
+  rewards: RewardResponse[];
+}
+
+/** `POST /v1/refunds`. */
+export interface RefundResponse {
+  refund: {
+    id: string;
+    eventId: string;
+    purchaseEventId: string;
+    amount: number;
+    currency: string | null;
+    /** Everything refunded of that purchase so far, this refund included. */
+    refundedTotal: number;
+    createdAt: string;
+  };
+  /** The rewards revoked, and the clawbacks added for rewards already paid. */
+  rewards: RewardResponse[];
+}
+
+/** `GET /v1/referrals` items. */
+export interface ReferralResponse {
+  id: string;
+  /** The referrer's externalId. */
+  referrer: string;
+  /** The referred customer's externalId. */
+  referred: string;
+  referredEmail: string | null;
+  code: string | null;
+  /** `attributed` or `held`. */
+  status: string;
+  reason: string | null;
+  /** Made or confirmed by a server report. */
+  verified: boolean;
+  createdAt: string;
+}
+
+/** `GET /v1/decisions` items: why a click, attribution, conversion or reward went as it did. */
+export interface DecisionResponse {
+  id: string;
+  /** `click`, `attribution`, `conversion` or `reward`. */
+  subject: string;
+  outcome: 'accepted' | 'rejected' | 'held';
+  reason: string;
+  /** The customer's externalId. */
+  participant: string | null;
+  /** The referrer's externalId. */
+  referrer: string | null;
+  code: string | null;
+  eventId: string | null;
+  details: Record<string, unknown>;
+  createdAt: string;
+}
+
+/** The figures reported for a program and for each referrer alike. */
+export interface ReportFigures {
+  clicks: number;
+  /** Distinct visitors who clicked. */
+  visitors: number;
+  signups: number;
+  purchases: number;
+  revenue: MoneyByCurrency;
+  /** Referred signups among visitors who clicked, 0–1. */
+  conversionRate: number;
+  rewards: RewardBalances;
+}
+
+/** `GET /v1/reports/summary`. */
+export interface ReportSummaryResponse extends ReportFigures {
+  from: string;
+  to: string;
+}
+
+/** A row of the leaderboard. */
+export interface LeaderboardRowResponse extends ReportFigures {
+  /** The referrer's externalId (null only if the participant is gone). */
+  participant: string | null;
+  email: string | null;
+  name: string | null;
+  code: string | null;
+}
+
+/** `GET /v1/reports/referrers`. */
+export interface ReportReferrersResponse extends OffsetPage<LeaderboardRowResponse> {
+  from: string;
+  to: string;
+}
+
+/** A bucket (day or week, by its first day) of the time series. */
+export interface TimeseriesPointResponse {
+  /** YYYY-MM-DD. */
+  date: string;
+  clicks: number;
+  visitors: number;
+  signups: number;
+  purchases: number;
+  revenue: MoneyByCurrency;
+}
+
+/** `GET /v1/reports/timeseries`: zero-filled. */
+export interface ReportTimeseriesResponse {
+  interval: 'day' | 'week';
+  from: string;
+  to: string;
+  points: TimeseriesPointResponse[];
+}
+
+/** `GET /v1/webhooks/deliveries` items. */
+export interface DeliveryResponse {
+  id: string;
+  type: string;
+  /** `pending`, `delivered` or `failed`. */
+  status: string;
+  attempts: number;
+  /** The receiver's last HTTP status. */
+  lastStatus: number | null;
+  lastError: string | null;
+  /** Null unless pending. */
+  nextAttemptAt: string | null;
+  deliveredAt: string | null;
+  createdAt: string;
+}
+
+/** An API key as listed: its prefix, never the key. */
+export interface ApiKeyResponse {
+  id: string;
+  kind: 'publishable' | 'secret';
+  /** The key's first characters, to tell keys apart. */
+  prefix: string;
+  createdAt: string;
+  revokedAt: string | null;
+}
+
+/** `GET /v1/keys`. */
+export interface ApiKeyListResponse {
+  data: ApiKeyResponse[];
+}
+
+/** `POST /v1/keys`: the key in clear, this once. */
+export interface ApiKeyCreateResponse {
+  key: ApiKeyResponse;
+  secret: string;
+}
+
+/** `DELETE /v1/keys/:id`. */
+export interface ApiKeyRevokeResponse {
+  key: ApiKeyResponse;
+}
+
+/** `POST /v1/clicks`: whether the code counts for this program. */
+export interface ClickResponse {
+  valid: boolean;
+}
+
+/** `POST /v1/events`. */
+export interface EventResponse {
+  accepted: true;
+}
