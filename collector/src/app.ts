@@ -3,7 +3,7 @@
  * and tests drive `app.callback()` directly.
  */
 import Koa from 'koa';
-import type { Deps } from './deps.ts';
+import type { AppInput, Deps } from './deps.ts';
 import { parseBody } from './http/body.ts';
 import { handleErrors, logRequests, refuseWhileDraining } from './http/middleware.ts';
 import { healthRoutes } from './routes/health.ts';
@@ -24,8 +24,8 @@ import { createRateLimits } from './http/rateLimit.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
 import { adminRoutes } from './routes/admin.ts';
 
-export function buildApp(input: Deps): Koa {
-  const deps = {
+export function buildApp(input: AppInput): Koa {
+  const deps: Deps = {
     ...input,
     ingest: input.ingest ?? createIngest(input.db, input.logger),
     limits: input.limits ?? createRateLimits(input.config, input.logger),
@@ -41,8 +41,8 @@ export function buildApp(input: Deps): Koa {
   // Matched in turn: the hottest routes first (every visitor's clicks and events, then
   // every customer's conversions).
   const routers = [
-    trackingRoutes(deps, deps.ingest, deps.limits, ipHash),
-    conversionRoutes(deps, deps.ingest),
+    trackingRoutes(deps, ipHash),
+    conversionRoutes(deps),
     healthRoutes(deps),
     snippetRoutes(deps),
     demoRoutes(deps),

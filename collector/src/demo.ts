@@ -143,7 +143,7 @@ const DEMO_CSP =
   "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /** GET /demo/* (the static shop) and GET /demo/config.json (the demo's publishable key). */
-export function demoRoutes({ db }: Deps) {
+export function demoRoutes({ db }: Pick<Deps, 'db'>) {
   const router = new Router();
   // Relative links in the pages need the trailing slash. (The router matches /demo/ here too.)
   router.get('/demo', (ctx, next) => {

@@ -5,15 +5,18 @@ import type { Ingest } from './ingest.ts';
 import type { RateLimits } from './http/rateLimit.ts';
 import type { Lifecycle } from './http/middleware.ts';
 
-/** What the app is built from; tests pass their own. */
+/** What the routes are built from: everything present. */
 export interface Deps {
   db: Knex;
   config: Config;
   logger: Logger;
-  /** Group-commit batchers; built by the app when not given (the server passes its own to drain them). */
-  ingest?: Ingest;
-  /** Rate limiters; built from config when not given. */
-  limits?: RateLimits;
+  /** Group-commit batchers (the server passes its own, to drain them on shutdown). */
+  ingest: Ingest;
+  /** Rate limiters. */
+  limits: RateLimits;
   /** Set by the server on SIGTERM: new requests are refused while in-flight ones finish. */
   lifecycle?: Lifecycle;
 }
+
+/** What `buildApp` takes: the batchers and limiters are built from config when not given (tests). */
+export type AppInput = Omit<Deps, 'ingest' | 'limits'> & Partial<Pick<Deps, 'ingest' | 'limits'>>;

@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildApp } from '../../collector/src/app.ts';
 import { loadConfig } from '../../collector/src/config.ts';
 import { createLogger } from '../../collector/src/logger.ts';
-import { demoRoutes, seedDemo } from '../../collector/src/demo.ts';
-import { snippetRoutes } from '../../collector/src/routes/snippet.ts';
+import { seedDemo } from '../../collector/src/demo.ts';
 import { ADMIN_TOKEN } from '../helpers/app.ts';
 import { openTestDb, type TestDb } from '../helpers/databases.ts';
 
@@ -62,8 +61,6 @@ describe('snippet in Chromium (pglite)', () => {
     const config = loadConfig({ ADMIN_TOKEN, LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789' });
     const deps = { db: testDb.db, config, logger: createLogger('silent') };
     const app = buildApp(deps);
-    const snippet = snippetRoutes(deps); // not yet mounted by app.ts
-    app.use(snippet.routes());
     collector = createServer(app.callback());
     collectorUrl = await listen(collector, '127.0.0.1');
     config.publicUrl = collectorUrl;
@@ -270,7 +267,6 @@ describe('demo shop in Chromium (pglite)', () => {
     const config = loadConfig({ LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789' });
     const deps = { db: testDb.db, config, logger: createLogger('silent') };
     const app = buildApp(deps);
-    for (const router of [snippetRoutes(deps), demoRoutes(deps)]) app.use(router.routes());
     server = createServer(app.callback());
     base = await listen(server, '127.0.0.1');
     config.publicUrl = base;

@@ -7,9 +7,8 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildApp } from '../../collector/src/app.ts';
 import { loadConfig, type Config } from '../../collector/src/config.ts';
-import { demoRoutes, seedDemo } from '../../collector/src/demo.ts';
+import { seedDemo } from '../../collector/src/demo.ts';
 import { createLogger } from '../../collector/src/logger.ts';
-import { snippetRoutes } from '../../collector/src/routes/snippet.ts';
 import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
 
 /** A stand-in for process.stdout: a terminal or not, keeping what was written. */
@@ -37,7 +36,6 @@ describe.each(DATABASES)('demo (%s)', (kind) => {
     config = loadConfig({ LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789' });
     const deps = { db: testDb.db, config, logger };
     const app = buildApp(deps);
-    for (const router of [snippetRoutes(deps), demoRoutes(deps)]) app.use(router.routes());
     server = createServer(app.callback());
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;

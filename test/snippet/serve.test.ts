@@ -5,10 +5,10 @@ import { createServer, request, type IncomingHttpHeaders, type Server } from 'no
 import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import Koa from 'koa';
-import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../collector/src/config.ts';
 import { handleErrors } from '../../collector/src/http/middleware.ts';
+import { createRateLimits } from '../../collector/src/http/rateLimit.ts';
 import { createLogger } from '../../collector/src/logger.ts';
 import { snippetRoutes } from '../../collector/src/routes/snippet.ts';
 import { buildSnippetBundle } from '../../collector/src/snippet-bundle.ts';
@@ -23,8 +23,7 @@ beforeAll(async () => {
   const app = new Koa();
   app.silent = true;
   app.use(handleErrors(logger));
-  // The snippet route never touches the database.
-  const router = snippetRoutes({ db: null as unknown as Knex, config, logger });
+  const router = snippetRoutes({ limits: createRateLimits(config, logger) });
   app.use(router.routes());
   app.use(router.allowedMethods({ throw: false }));
   server = createServer(app.callback());

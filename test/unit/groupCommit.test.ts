@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { AppError } from '../../collector/src/errors.ts';
-import { GroupCommitter } from '../../collector/src/storage/groupCommit.ts';
+import { GroupCommitter, NotWritten } from '../../collector/src/storage/groupCommit.ts';
 
 const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -80,7 +79,8 @@ describe('GroupCommitter', () => {
     expect(answered).toBe(true);
   });
 
-  it('fails every item of a failed batch with 503 and Retry-After, and keeps serving later batches', async () => {
+  // The HTTP answer to NotWritten (503 with Retry-After) is checked through the app in reliability.test.ts.
+  it('fails every item of a failed batch as not written (with the cause), and keeps serving later batches', async () => {
     let fail = true;
     const errors: unknown[] = [];
     const committer = new GroupCommitter<number, number>({
@@ -94,17 +94,17 @@ describe('GroupCommitter', () => {
     const results = await Promise.allSettled([1, 2].map((n) => committer.add(n)));
     for (const result of results) {
       expect(result.status).toBe('rejected');
-      const error = (result as PromiseRejectedResult).reason as AppError;
-      expect(error).toBeInstanceOf(AppError);
-      expect(error.status).toBe(503);
-      expect(error.headers?.['Retry-After']).toBeDefined();
+      const error = (result as PromiseRejectedResult).reason as NotWritten;
+      expect(error).toBeInstanceOf(NotWritten);
+      expect(error.reason).toBe('failed');
+      expect((error.cause as Error).message).toBe('connection terminated');
     }
     expect(errors).toHaveLength(1);
     fail = false;
     await expect(committer.add(3)).resolves.toBe(3);
   });
 
-  it('refuses new items with 503 past maxQueue instead of growing', async () => {
+  it('refuses new items past maxQueue (overloaded) instead of growing', async () => {
     let release!: () => void;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const committer = new GroupCommitter<number, number>({
@@ -120,7 +120,7 @@ describe('GroupCommitter', () => {
     const first = committer.add(1); // in flight
     await tick(5);
     const queued = [committer.add(2), committer.add(3)];
-    await expect(committer.add(4)).rejects.toMatchObject({ status: 503 });
+    await expect(committer.add(4)).rejects.toMatchObject({ name: 'NotWritten', reason: 'overloaded' });
     release();
     await expect(Promise.all([first, ...queued])).resolves.toEqual([1, 2, 3]);
   });
@@ -139,6 +139,6 @@ describe('GroupCommitter', () => {
     await committer.drain();
     expect(written.sort()).toEqual([1, 2, 3]);
     await expect(Promise.all(pending)).resolves.toEqual([1, 2, 3]);
-    await expect(committer.add(4)).rejects.toMatchObject({ status: 503 });
+    await expect(committer.add(4)).rejects.toMatchObject({ name: 'NotWritten', reason: 'closed' });
   });
 });

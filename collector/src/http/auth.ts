@@ -31,14 +31,14 @@ export function requireAdmin(adminToken: string | undefined) {
 }
 
 /** Server API: a live secret key; every read and write below is scoped to its program. */
-export function requireSecretKey(db: Knex, limits?: RateLimits) {
+export function requireSecretKey(db: Knex, limits: RateLimits) {
   return async function secretKeyAuth(ctx: Context, next: Next) {
     const token = bearerToken(ctx);
     if (!token) throw unauthorized('Send your secret key as "Authorization: Bearer sk_…"');
     if (kindOfKey(token) === 'publishable') throw unauthorized('A publishable key cannot be used here; use a secret key');
     const found = await findKeyWithProgram<ProgramRow>(db, token, 'secret');
     if (!found) throw unauthorized('Unknown or revoked secret key');
-    await consume(limits?.server, found.keyId);
+    await consume(limits.server, found.keyId);
     const state = ctx.state as AppState;
     state.program = found.program;
     state.apiKeyId = found.keyId;

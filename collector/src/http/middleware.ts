@@ -2,8 +2,9 @@
  * Cross-cutting middleware: the one error handler (top of the chain) and request logs.
  */
 import type { Context, Next } from 'koa';
-import { AppError } from '../errors.ts';
+import { AppError, unavailable } from '../errors.ts';
 import { isConnectionError } from '../storage/db.ts';
+import { NotWritten } from '../storage/groupCommit.ts';
 import type { Logger } from '../logger.ts';
 
 /** Turns every thrown error into the JSON error shape; 5xx never show internals. */
@@ -32,8 +33,16 @@ export function handleErrors(logger: Logger) {
   };
 }
 
+/** What a client is told when its row could not be written (group commit). */
+const NOT_WRITTEN: Record<NotWritten['reason'], AppError> = {
+  closed: unavailable('The collector is shutting down; retry shortly'),
+  overloaded: unavailable('The collector is overloaded; retry shortly', 1),
+  failed: unavailable('Could not store the request; retry shortly'),
+};
+
 function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  if (error instanceof NotWritten) return NOT_WRITTEN[error.reason];
   if (isConnectionError(error)) {
     return new AppError(503, 'unavailable', 'The database is unavailable; retry shortly', undefined, { 'Retry-After': '2' });
   }

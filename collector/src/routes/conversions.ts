@@ -4,10 +4,9 @@ import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { idempotency } from '../http/idempotency.ts';
 import { parse } from '../http/validate.ts';
-import type { Ingest } from '../ingest.ts';
 
 /** Server-side conversions: verified, attributed and rewarded, group-committed (see ingest.ts). */
-export function conversionRoutes({ db, limits }: Deps, ingest: Ingest) {
+export function conversionRoutes({ db, limits, ingest }: Deps) {
   const router = new Router<AppState>();
   router.post('/v1/conversions', requireSecretKey(db, limits), idempotency(db), async (ctx) => {
     const input = parse(ConversionCreateSchema, ctx.request.body);

@@ -6,8 +6,7 @@ import { idempotency } from '../http/idempotency.ts';
 import { parse } from '../http/validate.ts';
 import { AppError, notFound } from '../errors.ts';
 import { checkUnknownCodeBudget, spendUnknownCode } from '../http/rateLimit.ts';
-import { primaryCode, referralLink } from '../domain/codes.ts';
-import { createParticipant, findParticipant, participantStats } from '../domain/participants.ts';
+import { createParticipant, participantDetails } from '../domain/participants.ts';
 import { eraseParticipant } from '../domain/erasure.ts';
 
 export function participantRoutes({ db, config, limits }: Deps) {
@@ -19,9 +18,9 @@ export function participantRoutes({ db, config, limits }: Deps) {
     // Codes are unique across the collector, so a taken one says it exists in some
     // program: asking for codes spends the per-IP unknown-code budget like probing
     // /r/:code, and once it is spent every code asked for is refused (taken or free).
-    if (input.code) await checkUnknownCodeBudget(limits?.unknownCode, ctx.ip);
+    if (input.code) await checkUnknownCodeBudget(limits.unknownCode, ctx.ip);
     const { created, body } = await createParticipant(db, ctx.state.program.id, input, config.publicUrl).catch(async (error: unknown) => {
-      if (error instanceof AppError && error.code === 'code_taken') await spendUnknownCode(limits?.unknownCode, ctx.ip);
+      if (error instanceof AppError && error.code === 'code_taken') await spendUnknownCode(limits.unknownCode, ctx.ip);
       throw error;
     });
     ctx.status = created ? 201 : 200;
@@ -30,24 +29,7 @@ export function participantRoutes({ db, config, limits }: Deps) {
 
   router.get('/v1/participants/:externalId', async (ctx) => {
     const externalId = parse(ExternalIdSchema, ctx.params.externalId, 'externalId');
-    const programId = ctx.state.program.id;
-    const participant = await findParticipant(db, programId, externalId);
-    if (!participant) throw notFound('Participant');
-    const [code, referrer, summary] = await Promise.all([
-      primaryCode(db, participant.id),
-      participant.referred_by ? db('participants').where({ id: participant.referred_by }).first('external_id') : undefined,
-      participantStats(db, participant),
-    ]);
-    ctx.body = {
-      id: participant.id,
-      externalId: participant.external_id,
-      email: participant.email,
-      name: participant.name,
-      code: code?.code ?? null,
-      link: code ? referralLink(config.publicUrl, code.code) : null,
-      referredBy: (referrer as { external_id: string } | undefined)?.external_id ?? null,
-      ...summary,
-    };
+    ctx.body = await participantDetails(db, ctx.state.program.id, externalId, config.publicUrl);
   });
 
   /** GDPR erasure: the person is forgotten, the program's books stay (see domain/erasure.ts). */

@@ -10,10 +10,10 @@ import { loadSnippetBundle } from '../snippet-bundle.ts';
 /** An hour: a new release reaches browsers within that, and revalidation is a cheap 304. */
 const CACHE_CONTROL = 'public, max-age=3600';
 
-export function snippetRoutes({ limits }: Deps) {
+export function snippetRoutes({ limits }: Pick<Deps, 'limits'>) {
   const router = new Router();
   // Per IP like the other public endpoints (browsers mostly answer from cache anyway).
-  router.get('/r.js', limitByIp(limits?.public), async (ctx) => {
+  router.get('/r.js', limitByIp(limits.public), async (ctx) => {
     const bundle = await loadSnippetBundle();
     const gzip = ctx.acceptsEncodings('gzip', 'identity') === 'gzip';
     ctx.vary('Accept-Encoding');

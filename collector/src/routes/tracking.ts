@@ -16,7 +16,7 @@ import { landingUrlFor } from '../domain/clicks.ts';
 import { findProgram } from '../domain/programs.ts';
 import type { IpHasher } from '../domain/privacy.ts';
 
-export function trackingRoutes({ db }: Deps, ingest: Ingest, limits: RateLimits, ipHash: IpHasher) {
+export function trackingRoutes({ db, ingest, limits }: Deps, ipHash: IpHasher) {
   const router = new Router();
   const programForPublishableKey = publishableKeys(db);
   const perIp = limitByIp(limits.public);

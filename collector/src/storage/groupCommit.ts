@@ -2,11 +2,22 @@
  * Group commit: requests queue their rows; a batch (up to `maxBatch` rows, or
  * whatever arrived within `maxDelayMs`) is written in one transaction, and each
  * request is answered only after its batch commits. If a batch fails, every request
- * in it fails (the caller answers 503 with Retry-After): nothing acknowledged is
- * ever lost. Past `maxQueue` waiting rows, new rows are refused at once instead of
- * letting memory grow.
+ * in it fails with `NotWritten` (the HTTP layer answers 503 with Retry-After):
+ * nothing acknowledged is ever lost. Past `maxQueue` waiting rows, new rows are
+ * refused at once instead of letting memory grow.
  */
-import { unavailable } from '../errors.ts';
+
+/** A row that was not written, and why; the caller may retry it shortly. */
+export class NotWritten extends Error {
+  constructor(
+    readonly reason: 'closed' | 'overloaded' | 'failed',
+    /** What failed, for `failed`. */
+    cause?: unknown,
+  ) {
+    super(`not written: ${reason}`, { cause });
+    this.name = 'NotWritten';
+  }
+}
 
 export interface GroupCommitOptions<T, R> {
   /** Writes one batch; returns one result per item, in order. */
@@ -56,8 +67,8 @@ export class GroupCommitter<T, R> {
 
   /** Resolves once the item's batch has committed. */
   add(item: T): Promise<R> {
-    if (this.closed) return Promise.reject(unavailable('The collector is shutting down; retry shortly'));
-    if (this.queue.length >= this.maxQueue) return Promise.reject(unavailable('The collector is overloaded; retry shortly', 1));
+    if (this.closed) return Promise.reject(new NotWritten('closed'));
+    if (this.queue.length >= this.maxQueue) return Promise.reject(new NotWritten('overloaded'));
     return new Promise<R>((resolve, reject) => {
       this.queue.push({ item, resolve, reject });
       if (this.queue.length >= this.maxBatch) this.flush();
@@ -90,7 +101,7 @@ export class GroupCommitter<T, R> {
       for (const [index, entry] of batch.entries()) entry.resolve(results[index] as R);
     } catch (error) {
       this.options.onBatchError?.(error, batch.length);
-      const answer = unavailable('Could not store the request; retry shortly');
+      const answer = new NotWritten('failed', error);
       for (const entry of batch) entry.reject(answer);
     } finally {
       this.inFlight--;
