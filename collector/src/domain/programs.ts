@@ -5,8 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { ProgramSettingsSchema, type ProgramCreate, type ProgramSettings, type ProgramUpdate } from '../../../shared/schemas.ts';
-import { parse } from '../http/validate.ts';
-import { fieldsFromZod, unprocessable } from '../errors.ts';
+import { fieldsFromZod, unprocessable, validationFailed } from '../errors.ts';
 import { createApiKey } from './keys.ts';
 import { checkWebhookUrl, type WebhookTargetPolicy } from './webhookTargets.ts';
 
@@ -33,7 +32,9 @@ function slugify(name: string): string {
 
 /** Validates settings as a whole (defaults applied); field errors are prefixed with `settings.`. */
 export function validateSettings(input: unknown): ProgramSettings {
-  return parse(ProgramSettingsSchema, input, 'settings');
+  const result = ProgramSettingsSchema.safeParse(input);
+  if (!result.success) throw validationFailed(result.error, 'settings');
+  return result.data;
 }
 
 /** Creates a program and both its keys; the keys are returned in clear once. */

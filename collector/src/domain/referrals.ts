@@ -2,7 +2,7 @@
  * Reading referrals and decisions: every outcome explained.
  */
 import type { Knex } from 'knex';
-import { pageQuery, toPage } from '../http/paging.ts';
+import { pageQuery, toPage } from '../storage/paging.ts';
 import type { DecisionOutcome } from './decisions.ts';
 
 export interface ReferralFilter {

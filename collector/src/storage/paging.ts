@@ -1,5 +1,6 @@
 /**
- * Keyset paging: newest first, an opaque cursor naming the last row seen.
+ * Keyset paging over any table with (created_at, id): newest first, an opaque cursor
+ * naming the last row seen. A cursor that was not handed out is a 400.
  */
 import type { Knex } from 'knex';
 import { badRequest } from '../errors.ts';
