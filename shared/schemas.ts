@@ -297,9 +297,69 @@ export type RefundCreate = z.infer<typeof RefundCreateSchema>;
 
 /** Paging for list endpoints: an opaque cursor and a page size. */
 export const PageQuerySchema = z.object({
+  /** Items per page. */
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().max(200).optional(),
+  /** Where the previous page ended: its `nextCursor`, as given. */
+  cursor: z.string().max(200).optional().describe('nextCursor of the previous page'),
 });
+export type PageQuery = z.infer<typeof PageQuerySchema>;
+
+/** A participant named by the host's own user id, as a list filter. */
+const externalIdFilter = z.string().min(1).max(LIMITS.externalId).optional().describe('an externalId');
+
+/** GET /v1/referrals: newest first. */
+export const ReferralQuerySchema = PageQuerySchema.extend({
+  /** Only this referrer's referrals (their externalId). */
+  referrer: externalIdFilter,
+  /** Held referrals wait for review; attributed ones count. */
+  status: z.enum(['attributed', 'held']).optional(),
+});
+export type ReferralQuery = z.infer<typeof ReferralQuerySchema>;
+
+/** GET /v1/decisions: newest first. */
+export const DecisionQuerySchema = PageQuerySchema.extend({
+  /** A decision reason such as `self_referral`. */
+  reason: z
+    .string()
+    .regex(/^[a-z_]{1,64}$/, 'must be a snake_case reason')
+    .optional(),
+  /** What was decided about. */
+  subject: z.enum(['click', 'attribution', 'conversion', 'reward']).optional(),
+  /** Held outcomes wait for review. */
+  outcome: z.enum(['accepted', 'rejected', 'held']).optional(),
+  /** Only decisions about this customer (their externalId). */
+  participant: externalIdFilter,
+});
+export type DecisionQuery = z.infer<typeof DecisionQuerySchema>;
+
+/** GET /v1/rewards: the ledger, newest first. */
+export const RewardQuerySchema = PageQuerySchema.extend({
+  /** Where the entries stand: pending → approved → paid, or revoked. */
+  status: z.enum(['pending', 'approved', 'paid', 'revoked']).optional(),
+  /** Only this beneficiary's rewards (their externalId). */
+  participant: externalIdFilter,
+});
+export type RewardQuery = z.infer<typeof RewardQuerySchema>;
+
+/** GET /v1/webhooks/deliveries: newest first. */
+export const DeliveryQuerySchema = PageQuerySchema.extend({
+  /** Pending ones are still being retried; failed ones gave up. */
+  status: z.enum(['pending', 'delivered', 'failed']).optional(),
+});
+export type DeliveryQuery = z.infer<typeof DeliveryQuerySchema>;
+
+/**
+ * A verified Stripe webhook event: the envelope we read. Payloads carry many more
+ * fields; unknown ones are ignored, and `data.object` is read per event type.
+ */
+export const StripeEventSchema = z.object({
+  /** `evt_…`: a redelivered event carries the same id. */
+  id: z.string().min(1).max(255),
+  /** e.g. `checkout.session.completed`, `invoice.paid`, `charge.refunded`. */
+  type: z.string().max(255),
+  data: z.object({ object: z.unknown() }),
+});
+export type StripeEvent = z.infer<typeof StripeEventSchema>;
 
 export const ErrorBodySchema = z.object({
   error: z.object({
@@ -319,23 +379,34 @@ const isoDay = z
     'must be a real calendar date',
   );
 
-/** A report's date range (UTC days, both ends included); defaults to the last 30 days. */
+/** A report's or export's date range (UTC days, both ends included); defaults to the last 30 days. */
 export const ReportRangeSchema = z.object({
+  /** First day, YYYY-MM-DD (default: 29 days before `to`). */
   from: isoDay.optional(),
+  /** Last day, YYYY-MM-DD (default: today, UTC). */
   to: isoDay.optional(),
 });
 export type ReportRange = z.infer<typeof ReportRangeSchema>;
 
+/** GET /v1/reports/referrers: the leaderboard, paged by offset. */
 export const ReportReferrersQuerySchema = ReportRangeSchema.extend({
+  /** The figure to rank by. */
   sort: z.enum(['clicks', 'visitors', 'signups', 'purchases', 'conversionRate']).default('signups'),
+  /** Highest first by default. */
   order: z.enum(['asc', 'desc']).default('desc'),
+  /** Rows per page. */
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  offset: z.coerce.number().int().min(0).max(1_000_000).default(0),
+  /** Rows to skip: the previous page's `nextOffset`. */
+  offset: z.coerce.number().int().min(0).max(1_000_000).default(0).describe('nextOffset of the previous page'),
 });
+export type ReportReferrersQuery = z.infer<typeof ReportReferrersQuerySchema>;
 
+/** GET /v1/reports/timeseries: zero-filled buckets. */
 export const ReportTimeseriesQuerySchema = ReportRangeSchema.extend({
+  /** A week bucket starts on Monday. */
   interval: z.enum(['day', 'week']).default('day'),
 });
+export type ReportTimeseriesQuery = z.infer<typeof ReportTimeseriesQuerySchema>;
 
 /** POST /v1/keys: a new key for the calling program (shown once). */
 export const ApiKeyCreateSchema = z.object({ kind: z.enum(['publishable', 'secret']) });

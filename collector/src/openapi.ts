@@ -13,7 +13,8 @@ interface Operation {
   auth: Auth;
   body?: z.ZodType;
   status?: number;
-  query?: Record<string, string>;
+  /** The query the route parses: each of its fields becomes a query parameter. */
+  query?: z.ZodObject;
 }
 
 /** Every endpoint; routes added by later work are listed here too. */
@@ -87,21 +88,14 @@ export const OPERATIONS: Operation[] = [
     path: '/v1/referrals',
     summary: 'Referrals, newest first',
     auth: 'secret',
-    query: { referrer: 'referrer externalId', status: 'attributed|held', limit: 'page size', cursor: 'nextCursor' },
+    query: schemas.ReferralQuerySchema,
   },
   {
     method: 'get',
     path: '/v1/decisions',
     summary: 'Why each click, attribution and reward was accepted, rejected or held',
     auth: 'secret',
-    query: {
-      reason: 'e.g. self_referral',
-      subject: 'click|attribution|conversion|reward',
-      outcome: 'accepted|rejected|held',
-      participant: 'externalId',
-      limit: 'page size',
-      cursor: 'nextCursor',
-    },
+    query: schemas.DecisionQuerySchema,
   },
   {
     method: 'post',
@@ -115,7 +109,7 @@ export const OPERATIONS: Operation[] = [
     path: '/v1/rewards',
     summary: 'The reward ledger',
     auth: 'secret',
-    query: { status: 'pending|approved|paid|revoked', participant: 'externalId', limit: 'page size', cursor: 'nextCursor' },
+    query: schemas.RewardQuerySchema,
   },
   { method: 'post', path: '/v1/rewards/{id}/approve', summary: 'pending → approved', auth: 'secret', body: schemas.RewardTransitionSchema },
   { method: 'post', path: '/v1/rewards/{id}/revoke', summary: 'pending|approved → revoked', auth: 'secret' },
@@ -125,7 +119,7 @@ export const OPERATIONS: Operation[] = [
     path: '/v1/webhooks/deliveries',
     summary: 'Outgoing webhook deliveries',
     auth: 'secret',
-    query: { status: 'pending|delivered|failed', limit: 'page size', cursor: 'nextCursor' },
+    query: schemas.DeliveryQuerySchema,
   },
   {
     method: 'post',
@@ -138,49 +132,42 @@ export const OPERATIONS: Operation[] = [
     path: '/v1/reports/summary',
     summary: 'Clicks, signups, purchases, revenue, conversion rate and rewards over a range',
     auth: 'secret',
-    query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' },
+    query: schemas.ReportRangeSchema,
   },
   {
     method: 'get',
     path: '/v1/reports/referrers',
     summary: 'Leaderboard of referrers',
     auth: 'secret',
-    query: {
-      from: 'YYYY-MM-DD',
-      to: 'YYYY-MM-DD',
-      sort: 'clicks|visitors|signups|purchases|conversionRate',
-      order: 'asc|desc',
-      limit: 'page size',
-      offset: 'nextOffset',
-    },
+    query: schemas.ReportReferrersQuerySchema,
   },
   {
     method: 'get',
     path: '/v1/reports/timeseries',
     summary: 'Zero-filled series per day or week',
     auth: 'secret',
-    query: { interval: 'day|week', from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' },
+    query: schemas.ReportTimeseriesQuerySchema,
   },
   {
     method: 'get',
     path: '/v1/exports/referrals.csv',
     summary: 'Referrals as CSV (streamed)',
     auth: 'secret',
-    query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' },
+    query: schemas.ReportRangeSchema,
   },
   {
     method: 'get',
     path: '/v1/exports/rewards.csv',
     summary: 'Reward ledger as CSV (streamed)',
     auth: 'secret',
-    query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' },
+    query: schemas.ReportRangeSchema,
   },
   {
     method: 'get',
     path: '/v1/exports/clicks.csv',
     summary: 'Clicks as CSV (streamed)',
     auth: 'secret',
-    query: { from: 'YYYY-MM-DD', to: 'YYYY-MM-DD' },
+    query: schemas.ReportRangeSchema,
   },
   { method: 'get', path: '/v1/keys', summary: "The program's keys (prefixes only)", auth: 'secret' },
   {
@@ -197,6 +184,15 @@ export const OPERATIONS: Operation[] = [
 
 const jsonSchema = (schema: z.ZodType) => z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' });
 
+/** One OpenAPI query parameter per field of the query schema, described by its JSON Schema. */
+function queryParameters(query: z.ZodObject) {
+  const { properties = {}, required = [] } = jsonSchema(query);
+  return Object.entries(properties).map(([name, property]) => {
+    const { description, ...schema } = property as { description?: string };
+    return { name, in: 'query', required: required.includes(name), ...(description ? { description } : {}), schema };
+  });
+}
+
 const SECURITY: Record<Auth, Array<Record<string, string[]>> | undefined> = {
   admin: [{ adminToken: [] }],
   secret: [{ secretKey: [] }],
@@ -209,13 +205,7 @@ export function buildOpenApi(serverUrl: string) {
   for (const op of OPERATIONS) {
     const parameters = [
       ...[...op.path.matchAll(/\{(\w+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } })),
-      ...Object.entries(op.query ?? {}).map(([name, description]) => ({
-        name,
-        in: 'query',
-        required: false,
-        description,
-        schema: { type: 'string' },
-      })),
+      ...(op.query ? queryParameters(op.query) : []),
     ];
     paths[op.path] ??= {};
     (paths[op.path] as Record<string, unknown>)[op.method] = {

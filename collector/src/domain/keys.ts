@@ -4,6 +4,8 @@
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { ApiKeyResponse } from '../../../shared/responses.ts';
+import { conflict, notFound } from '../errors.ts';
 import { prepared } from '../storage/db.ts';
 
 export type KeyKind = 'publishable' | 'secret';
@@ -38,13 +40,51 @@ export interface ApiKeyRow {
   revoked_at: Date | null;
 }
 
+/** A key as the API lists it: its prefix, never the key or its hash. */
+export function presentApiKey(row: ApiKeyRow): ApiKeyResponse {
+  return {
+    id: row.id,
+    kind: row.kind,
+    prefix: row.prefix,
+    createdAt: row.created_at.toISOString(),
+    revokedAt: row.revoked_at?.toISOString() ?? null,
+  };
+}
+
 /** Creates a key for a program and returns it in clear: the only time it is seen. */
-export async function createApiKey(trx: Knex, programId: string, kind: KeyKind): Promise<{ id: string; key: string }> {
+export async function createApiKey(trx: Knex, programId: string, kind: KeyKind): Promise<{ row: ApiKeyRow; key: string }> {
   const key = PREFIX[kind] + randomBytes(KEY_BYTES).toString('base64url');
   const [row] = await trx('api_keys')
     .insert({ program_id: programId, kind, hash: hashKey(key), prefix: key.slice(0, 10) })
-    .returning('id');
-  return { id: (row as { id: string }).id, key };
+    .returning('*');
+  return { row: row as ApiKeyRow, key };
+}
+
+/** The program's keys, live and revoked, oldest first. */
+export async function listApiKeys(db: Knex, programId: string): Promise<ApiKeyRow[]> {
+  return (await db('api_keys').where({ program_id: programId }).orderBy('created_at')) as ApiKeyRow[];
+}
+
+/**
+ * Revokes one of the program's keys. The last live secret key cannot be revoked:
+ * the program would be locked out. The live keys are locked first, so two requests
+ * revoking the last two secret keys cannot both succeed.
+ */
+export async function revokeApiKey(db: Knex, programId: string, keyId: string): Promise<ApiKeyRow> {
+  return db.transaction(async (trx) => {
+    const live = (await trx('api_keys').where({ program_id: programId }).whereNull('revoked_at').forUpdate()) as ApiKeyRow[];
+    const target = live.find((row) => row.id === keyId);
+    if (!target) {
+      const revoked = await trx('api_keys').where({ program_id: programId, id: keyId }).first('id');
+      if (revoked) throw conflict('key_revoked', 'This key is already revoked');
+      throw notFound('Key');
+    }
+    if (target.kind === 'secret' && live.filter((row) => row.kind === 'secret').length === 1) {
+      throw conflict('last_secret_key', 'Create another secret key before revoking the last one');
+    }
+    const [row] = await trx('api_keys').where({ id: target.id }).update({ revoked_at: trx.fn.now() }).returning('*');
+    return row as ApiKeyRow;
+  });
 }
 
 const KEY_WITH_PROGRAM = `select p.*, k.id as key_id, k.hash as key_hash from api_keys k join programs p on p.id = k.program_id

@@ -3,13 +3,14 @@
  * refunds, which revoke unpaid rewards and claw back paid ones with negative entries.
  */
 import type { Knex } from 'knex';
+import type { RefundResponse, RewardResponse } from '../../../shared/responses.ts';
 import type { RefundCreate, RewardTransition } from '../../../shared/schemas.ts';
 import type { RewardStatus } from '../../../shared/types.ts';
 import { conflict, notFound, unprocessable } from '../errors.ts';
 import type { ConversionRow, ConversionSource } from './conversions.ts';
 import type { ProgramRow } from './programs.ts';
 import { presentReward, rewardQuery, type RewardRow } from './rewards.ts';
-import { bumpStats } from './rollups.ts';
+import { applyStats } from './rollups.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
 
 export type RewardAction = 'approve' | 'revoke' | 'pay';
@@ -63,7 +64,7 @@ export async function transitionReward(
   action: RewardAction,
   actor: string,
   body: RewardTransition = {},
-) {
+): Promise<RewardResponse> {
   const { reason, force } = body ?? {};
   return db.transaction(async (trx) => {
     const locked = await trx('rewards').where({ id, program_id: program.id }).forUpdate().first('id');
@@ -98,18 +99,8 @@ async function reversedSoFar(trx: Knex, rewardId: string): Promise<number> {
   return -Number(row?.total ?? 0);
 }
 
-export interface RefundResult {
-  refund: {
-    id: string;
-    eventId: string;
-    purchaseEventId: string;
-    amount: number;
-    currency: string | null;
-    refundedTotal: number;
-    createdAt: string;
-  };
-  rewards: ReturnType<typeof presentReward>[];
-}
+/** What POST /v1/refunds answers (also kept as the refund's stored reply). */
+export type RefundResult = RefundResponse;
 
 /**
  * POST /v1/refunds: idempotent on eventId. Percentage rewards are pro-rated by the
@@ -174,8 +165,13 @@ export async function recordRefund(
       .where('created_at', '<=', trx('conversions').select('created_at').where({ id: purchase.id }))
       .first('referrer_id')) as { referrer_id: string } | undefined;
     if (referral) {
-      await bumpStats(trx, [
-        { programId: program.id, participantId: referral.referrer_id, revenue: { currency: purchase.currency ?? 'XXX', amount: -amount } },
+      await applyStats(trx, [
+        {
+          programId: program.id,
+          participantId: referral.referrer_id,
+          at: refund.created_at,
+          revenue: { currency: purchase.currency ?? 'XXX', amount: -amount },
+        },
       ]);
     }
     const after = before + amount;

@@ -3,9 +3,15 @@
  */
 import type { Knex } from 'knex';
 import { prepared } from '../storage/db.ts';
+import type {
+  ParticipantDetailsResponse,
+  ParticipantResponse,
+  ParticipantStatsResponse,
+  RewardBalances,
+} from '../../../shared/responses.ts';
 import type { ParticipantCreate } from '../../../shared/schemas.ts';
 import type { MoneyByCurrency } from '../../../shared/types.ts';
-import { conflict } from '../errors.ts';
+import { conflict, notFound } from '../errors.ts';
 import { assignCode, primaryCode, referralLink } from './codes.ts';
 
 export interface ParticipantRow {
@@ -60,7 +66,12 @@ export async function ensureParticipant(
 }
 
 /** POST /v1/participants: idempotent on externalId (same participant, same code). */
-export async function createParticipant(db: Knex, programId: string, input: ParticipantCreate, publicUrl: string) {
+export async function createParticipant(
+  db: Knex,
+  programId: string,
+  input: ParticipantCreate,
+  publicUrl: string,
+): Promise<{ created: boolean; body: ParticipantResponse }> {
   return db.transaction(async (trx) => {
     const { participant, created } = await ensureParticipant(trx, programId, input, input.code);
     let code = await primaryCode(trx, participant.id);
@@ -73,7 +84,7 @@ export async function createParticipant(db: Knex, programId: string, input: Part
   });
 }
 
-export function presentParticipant(participant: ParticipantRow, code: string, publicUrl: string) {
+export function presentParticipant(participant: ParticipantRow, code: string, publicUrl: string): ParticipantResponse {
   return {
     id: participant.id,
     externalId: participant.external_id,
@@ -88,6 +99,34 @@ export async function findParticipant(db: Knex, programId: string, externalId: s
   return (await db('participants').where({ program_id: programId, external_id: externalId }).first()) as ParticipantRow | undefined;
 }
 
+/** GET /v1/participants/:externalId: who they are, who referred them, their figures and balances. */
+export async function participantDetails(
+  db: Knex,
+  programId: string,
+  externalId: string,
+  publicUrl: string,
+): Promise<ParticipantDetailsResponse> {
+  const participant = await findParticipant(db, programId, externalId);
+  if (!participant) throw notFound('Participant');
+  const [code, referrer, summary] = await Promise.all([
+    primaryCode(db, participant.id),
+    participant.referred_by
+      ? (db('participants').where({ id: participant.referred_by }).first('external_id') as Promise<{ external_id: string } | undefined>)
+      : undefined,
+    participantStats(db, participant),
+  ]);
+  return {
+    id: participant.id,
+    externalId: participant.external_id,
+    email: participant.email,
+    name: participant.name,
+    code: code?.code ?? null,
+    link: code ? referralLink(publicUrl, code.code) : null,
+    referredBy: referrer?.external_id ?? null,
+    ...summary,
+  };
+}
+
 type SumRow = { currency: string | null; total: number };
 const byCurrency = (rows: SumRow[]): MoneyByCurrency =>
   Object.fromEntries(rows.filter((row) => row.currency).map((row) => [row.currency as string, Number(row.total)]));
@@ -97,7 +136,10 @@ const byCurrency = (rows: SumRow[]): MoneyByCurrency =>
  * people they referred (signups), those people's purchases and revenue less refunds
  * since they were referred, and the participant's reward balances.
  */
-export async function participantStats(db: Knex, participant: ParticipantRow) {
+export async function participantStats(
+  db: Knex,
+  participant: ParticipantRow,
+): Promise<{ stats: ParticipantStatsResponse; rewards: RewardBalances }> {
   const programId = participant.program_id;
   const mine = { program_id: programId, participant_id: participant.id };
   const [totals] = (await db('participant_monthly')

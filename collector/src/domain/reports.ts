@@ -3,6 +3,12 @@
  * zero-filled time series. Days are UTC; both ends of a range are included.
  */
 import type { Knex } from 'knex';
+import type {
+  RewardBalances,
+  ReportReferrersResponse,
+  ReportSummaryResponse,
+  ReportTimeseriesResponse,
+} from '../../../shared/responses.ts';
 import type { ReportRange } from '../../../shared/schemas.ts';
 import type { MoneyByCurrency } from '../../../shared/types.ts';
 import { badRequest } from '../errors.ts';
@@ -41,14 +47,12 @@ const toMoney = (rows: MoneyRow[]): MoneyByCurrency =>
     rows.filter((row) => row.currency && Number(row.total) !== 0).map((row) => [row.currency as string, Number(row.total)]),
   );
 
-type RewardSums = { pending: MoneyByCurrency; approved: MoneyByCurrency; paid: MoneyByCurrency };
-
-function rewardSums(rows: Array<MoneyRow & { status: string }>): RewardSums {
+function rewardSums(rows: Array<MoneyRow & { status: string }>): RewardBalances {
   const pick = (status: string) => toMoney(rows.filter((row) => row.status === status));
   return { pending: pick('pending'), approved: pick('approved'), paid: pick('paid') };
 }
 
-export async function summaryReport(db: Knex, programId: string, range: DayRange) {
+export async function summaryReport(db: Knex, programId: string, range: DayRange): Promise<ReportSummaryResponse> {
   const inRange = (table: string) => db(table).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
   const [totals] = (await inRange('program_daily').sum({
     clicks: 'clicks',
@@ -123,7 +127,7 @@ export async function referrersReport(
   programId: string,
   range: DayRange,
   page: { sort: string; order: 'asc' | 'desc'; limit: number; offset: number },
-) {
+): Promise<ReportReferrersResponse> {
   const rows = (await db
     .from(perReferrerCounts(db, programId, range).as('t'))
     .groupBy('participant_id')
@@ -192,7 +196,12 @@ export async function referrersReport(
   };
 }
 
-export async function timeseriesReport(db: Knex, programId: string, range: DayRange, interval: 'day' | 'week') {
+export async function timeseriesReport(
+  db: Knex,
+  programId: string,
+  range: DayRange,
+  interval: ReportTimeseriesResponse['interval'],
+): Promise<ReportTimeseriesResponse> {
   const step = interval === 'week' ? '1 week' : '1 day';
   const bucket = `date_trunc('${interval}', day)::date`;
   const result = await db.raw(

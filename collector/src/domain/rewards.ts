@@ -4,8 +4,10 @@
  * revoked; a refund adds negative entries (`reverses` names the grant).
  */
 import type { Knex } from 'knex';
-import type { RewardRule } from '../../../shared/schemas.ts';
+import type { Page, RewardResponse } from '../../../shared/responses.ts';
+import type { RewardQuery, RewardRule } from '../../../shared/schemas.ts';
 import type { RewardStatus } from '../../../shared/types.ts';
+import { pageQuery, toPage } from '../storage/paging.ts';
 import type { ReferralRow } from './attribution.ts';
 import type { ConversionRow } from './conversions.ts';
 import { recordDecision } from './decisions.ts';
@@ -36,9 +38,10 @@ export interface RewardRow {
   event_id: string;
 }
 
-export type RewardView = ReturnType<typeof presentReward>;
+/** A reward as the API shows it (the name conversions.ts knows it by). */
+export type RewardView = RewardResponse;
 
-export function presentReward(row: RewardRow) {
+export function presentReward(row: RewardRow): RewardResponse {
   return {
     id: row.id,
     participant: row.participant,
@@ -64,6 +67,14 @@ export function rewardQuery(db: Knex) {
     .join('participants as p', 'p.id', 'w.beneficiary_id')
     .join('conversions as c', 'c.id', 'w.conversion_id')
     .select('w.*', 'p.external_id as participant', 'c.event_id');
+}
+
+/** GET /v1/rewards: the program's ledger, newest first, by status and beneficiary. */
+export async function listRewards(db: Knex, programId: string, query: RewardQuery): Promise<Page<RewardResponse>> {
+  const rows = rewardQuery(db).where('w.program_id', programId);
+  if (query.status) rows.where('w.status', query.status);
+  if (query.participant) rows.where('p.external_id', query.participant);
+  return toPage((await pageQuery(rows, 'w', query.limit, query.cursor)) as RewardRow[], query.limit, presentReward);
 }
 
 async function loadRewards(trx: Knex, ids: string[]): Promise<RewardRow[]> {

@@ -11,7 +11,7 @@
  */
 import type { Knex } from 'knex';
 import { z } from 'zod';
-import { CurrencySchema, ExternalIdSchema } from '../../../shared/schemas.ts';
+import { CurrencySchema, ExternalIdSchema, type StripeEvent } from '../../../shared/schemas.ts';
 import { notFound, unprocessable } from '../errors.ts';
 import { recordConversion, type ConversionResult } from './conversions.ts';
 import { recordRefund, type RefundResult } from './ledger.ts';
@@ -250,11 +250,7 @@ async function chargeRefunded(db: Knex, program: ProgramRow, eventId: string, ob
   return result ? { handled: 'refund', result } : { handled: 'ignored', reason: 'already_refunded' };
 }
 
-export async function handleStripeEvent(
-  db: Knex,
-  program: ProgramRow,
-  event: { id: string; type: string; data: { object: unknown } },
-): Promise<StripeOutcome> {
+export async function handleStripeEvent(db: Knex, program: ProgramRow, event: StripeEvent): Promise<StripeOutcome> {
   switch (event.type) {
     case 'checkout.session.completed':
     case 'checkout.session.async_payment_succeeded': // delayed methods (SEPA, …) pay later

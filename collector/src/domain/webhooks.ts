@@ -10,6 +10,9 @@ import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import type { LookupFunction } from 'node:net';
 import type { Knex } from 'knex';
+import type { DeliveryResponse, Page } from '../../../shared/responses.ts';
+import type { DeliveryQuery } from '../../../shared/schemas.ts';
+import { pageQuery, toPage } from '../storage/paging.ts';
 import type { ProgramRow } from './programs.ts';
 import { guardedLookup, RefusedWebhookTarget, type Resolve, type WebhookTargetPolicy } from './webhookTargets.ts';
 
@@ -178,7 +181,7 @@ export type DeliveryRow = {
   created_at: Date;
 };
 
-export function presentDelivery(row: DeliveryRow) {
+export function presentDelivery(row: DeliveryRow): DeliveryResponse {
   return {
     id: row.id,
     type: row.type,
@@ -190,4 +193,11 @@ export function presentDelivery(row: DeliveryRow) {
     deliveredAt: row.delivered_at?.toISOString() ?? null,
     createdAt: row.created_at.toISOString(),
   };
+}
+
+/** GET /v1/webhooks/deliveries: the program's outbox, newest first. */
+export async function listDeliveries(db: Knex, programId: string, query: DeliveryQuery): Promise<Page<DeliveryResponse>> {
+  const rows = db('webhook_outbox as o').where('o.program_id', programId).select('o.*');
+  if (query.status) rows.where('o.status', query.status);
+  return toPage((await pageQuery(rows, 'o', query.limit, query.cursor)) as DeliveryRow[], query.limit, presentDelivery);
 }

@@ -1,61 +1,40 @@
 import Router from '@koa/router';
 import { z } from 'zod';
+import type { ApiKeyCreateResponse, ApiKeyListResponse, ApiKeyRevokeResponse } from '../../../shared/responses.ts';
 import { ApiKeyCreateSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { invalidateKeyCaches } from '../http/keyCache.ts';
 import { parse } from '../http/validate.ts';
-import { conflict, notFound } from '../errors.ts';
-import { createApiKey, type ApiKeyRow } from '../domain/keys.ts';
-
-const presentKey = (row: ApiKeyRow) => ({
-  id: row.id,
-  kind: row.kind,
-  prefix: row.prefix,
-  createdAt: row.created_at.toISOString(),
-  revokedAt: row.revoked_at?.toISOString() ?? null,
-});
+import { notFound } from '../errors.ts';
+import { createApiKey, listApiKeys, presentApiKey, revokeApiKey } from '../domain/keys.ts';
 
 /**
  * Key rotation without downtime: create a new key, move clients to it, revoke the
- * old one. The last live secret key cannot be revoked (the program would be locked out).
+ * old one (domain/keys.ts keeps the last live secret key from being revoked).
  */
 export function keyRoutes({ db, limits }: Deps) {
   const router = new Router<AppState>();
   const auth = requireSecretKey(db, limits);
 
   router.get('/v1/keys', auth, async (ctx) => {
-    const rows = (await db('api_keys').where({ program_id: ctx.state.program.id }).orderBy('created_at')) as ApiKeyRow[];
-    ctx.body = { data: rows.map(presentKey) };
+    const rows = await listApiKeys(db, ctx.state.program.id);
+    ctx.body = { data: rows.map(presentApiKey) } satisfies ApiKeyListResponse;
   });
 
   router.post('/v1/keys', auth, async (ctx) => {
     const { kind } = parse(ApiKeyCreateSchema, ctx.request.body);
-    const { id, key } = await createApiKey(db, ctx.state.program.id, kind);
-    const row = (await db('api_keys').where({ id }).first()) as ApiKeyRow;
+    const { row, key } = await createApiKey(db, ctx.state.program.id, kind);
     ctx.status = 201;
-    ctx.body = { key: presentKey(row), secret: key };
+    ctx.body = { key: presentApiKey(row), secret: key } satisfies ApiKeyCreateResponse;
   });
 
   router.delete('/v1/keys/:id', auth, async (ctx) => {
     if (!z.uuid().safeParse(ctx.params.id).success) throw notFound('Key');
-    const programId = ctx.state.program.id;
-    const revoked = await db.transaction(async (trx) => {
-      const live = (await trx('api_keys').where({ program_id: programId }).whereNull('revoked_at').forUpdate()) as ApiKeyRow[];
-      const target = live.find((row) => row.id === ctx.params.id);
-      if (!target) {
-        const any = await trx('api_keys').where({ program_id: programId, id: ctx.params.id }).first('id');
-        if (any) throw conflict('key_revoked', 'This key is already revoked');
-        throw notFound('Key');
-      }
-      if (target.kind === 'secret' && live.filter((row) => row.kind === 'secret').length === 1) {
-        throw conflict('last_secret_key', 'Create another secret key before revoking the last one');
-      }
-      const [row] = await trx('api_keys').where({ id: target.id }).update({ revoked_at: trx.fn.now() }).returning('*');
-      return row as ApiKeyRow;
-    });
+    const revoked = await revokeApiKey(db, ctx.state.program.id, ctx.params.id as string);
+    // This process forgets the revoked key at once; other processes within KEY_CACHE_TTL_MS.
     invalidateKeyCaches();
-    ctx.body = { key: presentKey(revoked) };
+    ctx.body = { key: presentApiKey(revoked) } satisfies ApiKeyRevokeResponse;
   });
   return router;
 }

@@ -1,9 +1,7 @@
 import Router from '@koa/router';
+import { StripeEventSchema, type StripeEvent } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
-import { z } from 'zod';
 import { badRequest, notFound, unprocessable } from '../errors.ts';
-
-const StripeEventSchema = z.object({ id: z.string().min(1).max(255), type: z.string().max(255), data: z.object({ object: z.unknown() }) });
 import { findProgramBySlug } from '../domain/programs.ts';
 import { handleStripeEvent } from '../domain/stripe.ts';
 
@@ -24,6 +22,22 @@ function datedAhead(header: string, nowMs = Date.now()): boolean {
   return !Number.isFinite(timestamp) || timestamp - nowMs / 1000 > TOLERANCE_SECONDS;
 }
 
+/** The event, once the official SDK has checked its signature against the raw body; nothing is read before. */
+async function verifiedEvent(rawBody: string, signature: string, secret: string): Promise<StripeEvent> {
+  if (!signature) throw badRequest('invalid_signature', 'The Stripe-Signature header is missing');
+  const Stripe = await loadStripe();
+  let event: unknown;
+  try {
+    event = Stripe.webhooks.constructEvent(rawBody, signature, secret, TOLERANCE_SECONDS);
+  } catch {
+    throw badRequest('invalid_signature', 'The Stripe signature does not match this payload');
+  }
+  if (datedAhead(signature)) throw badRequest('invalid_signature', "The Stripe signature is dated in the future; check the sender's clock");
+  const shape = StripeEventSchema.safeParse(event);
+  if (!shape.success) throw unprocessable('invalid_stripe_payload', 'The Stripe event has no id, type or data.object');
+  return shape.data;
+}
+
 /** Stripe webhooks, verified with the program's settings.stripe.webhookSecret before anything is read. */
 export function stripeRoutes({ db, logger }: Deps) {
   const router = new Router();
@@ -33,20 +47,8 @@ export function stripeRoutes({ db, logger }: Deps) {
     if (!program) throw notFound('Program');
     const secret = program.settings.stripe?.webhookSecret;
     if (!secret) throw badRequest('stripe_not_configured', 'Set settings.stripe.webhookSecret for this program first');
-    const signature = ctx.get('stripe-signature');
-    if (!signature) throw badRequest('invalid_signature', 'The Stripe-Signature header is missing');
-    const Stripe = await loadStripe();
-    let event: { id: string; type: string; data: { object: unknown } };
-    try {
-      event = Stripe.webhooks.constructEvent(ctx.request.rawBody ?? '', signature, secret, TOLERANCE_SECONDS) as typeof event;
-    } catch {
-      throw badRequest('invalid_signature', 'The Stripe signature does not match this payload');
-    }
-    if (datedAhead(signature))
-      throw badRequest('invalid_signature', "The Stripe signature is dated in the future; check the sender's clock");
-    const shape = StripeEventSchema.safeParse(event);
-    if (!shape.success) throw unprocessable('invalid_stripe_payload', 'The Stripe event has no id, type or data.object');
-    const outcome = await handleStripeEvent(db, program, shape.data);
+    const event = await verifiedEvent(ctx.request.rawBody ?? '', ctx.get('stripe-signature'), secret);
+    const outcome = await handleStripeEvent(db, program, event);
     logger.debug({ event: event.id, type: event.type, handled: outcome.handled }, 'stripe event');
     ctx.body = { received: true, ...outcome };
   });
