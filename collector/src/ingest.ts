@@ -28,7 +28,11 @@ export function createIngest(db: Knex, logger: Logger): Ingest {
   });
   const conversionBatches = (kind: string, maxBatch: number, concurrency: number) =>
     new GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>({
-      commit: (items) => recordConversionBatch(db, items),
+      // A failed batch is recorded again one by one (only the bad conversion fails): say so once.
+      commit: (items) =>
+        recordConversionBatch(db, items, (error, size) =>
+          logger.warn({ err: error, size }, `${kind} batch failed; recording its conversions one by one`),
+        ),
       maxBatch,
       concurrency,
       onBatchError: onBatchError(kind),

@@ -8,7 +8,7 @@
  * program whose rollup rows are inserted directly for fixed past days.
  */
 import { randomBytes } from 'node:crypto';
-import { bumpStats, type StatsDelta } from '../../collector/src/domain/rollups.ts';
+import { applyStats, type StatsDelta } from '../../collector/src/domain/rollups.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
@@ -532,7 +532,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       // 2025-03-02 and 2025-03-09 are Sundays, 2025-03-03 and 2025-03-10 Mondays.
       expect(new Date('2025-03-02T00:00:00Z').getUTCDay()).toBe(0);
       expect(new Date('2025-03-10T00:00:00Z').getUTCDay()).toBe(1);
-      // Through bumpStats, the one writer of every rollup table, with the events' days.
+      // Through applyStats, the one writer of every rollup table, with the events' days.
       const at = (day: string) => new Date(`${day}T12:00:00Z`);
       const stat = (
         participant: { id: string },
@@ -556,7 +556,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         at: at(day),
         revenue: { currency, amount },
       });
-      await bumpStats(t.db, [
+      await applyStats(t.db, [
         stat(X, '2025-02-28', 100, 100, 100, 100), // same week as 03-02, outside the ranges below
         stat(X, '2025-03-02', 10, 8, 2, 1),
         stat(X, '2025-03-03', 5, 5, 1, 0),

@@ -13,7 +13,7 @@ import { duplicateIdentity, exceedsVelocity, isDisposableEmail, isSelfReferral }
 import type { ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
 import { reattribute } from './reattribution.ts';
-import { bumpStats } from './rollups.ts';
+import type { Work } from './work.ts';
 import { enqueueWebhook } from './webhooks.ts';
 
 export interface ReferralRow {
@@ -188,15 +188,16 @@ type Decide = (
 
 /**
  * Attributes `participant` (the customer converting now) to a referrer, at most once.
- * Runs inside the conversion's transaction.
+ * Runs inside the conversion's unit of work.
  */
 export async function attribute(
-  trx: Knex,
+  work: Work,
   program: ProgramRow,
   participant: ParticipantRow,
   hint: AttributionHint,
   conversionId: string,
 ): Promise<Attribution> {
+  const { trx } = work;
   const decide: Decide = (outcome, reason, extra = {}) =>
     recordDecision(trx, {
       programId: program.id,
@@ -214,7 +215,7 @@ export async function attribute(
   const current = hint.newParticipant ? undefined : await referralOf(trx, participant.id);
   if (current) {
     // Only the server can confirm (or overrule) a referral the browser made.
-    if (hint.verified && !current.verified) return settleReferral(trx, program, participant, current, hint, decide);
+    if (hint.verified && !current.verified) return settleReferral(work, program, participant, current, hint, decide);
     if (hint.code || hint.vid) await decide('rejected', 'already_attributed', { referrerId: current.referrer_id });
     return existing(trx, current);
   }
@@ -273,7 +274,7 @@ export async function attribute(
     await decide('rejected', 'already_attributed', { referrerId: winner.referrer_id });
     return existing(trx, winner);
   }
-  await bumpStats(trx, [{ programId: program.id, participantId: referrer.id, at: referral.created_at, signups: 1 }]);
+  work.count({ programId: program.id, participantId: referrer.id, at: referral.created_at, signups: 1 });
   await enqueueWebhook(trx, program, 'referral.created', {
     referral: {
       id: referral.id,
@@ -300,13 +301,14 @@ export async function attribute(
  * another referrer that passes every check replaces it: the server's report wins.
  */
 async function settleReferral(
-  trx: Knex,
+  work: Work,
   program: ProgramRow,
   participant: ParticipantRow,
   current: ReferralRow,
   hint: AttributionHint,
   decide: Decide,
 ): Promise<Attribution> {
+  const { trx } = work;
   const unconfirmed = async () => {
     await decide('held', 'unconfirmed_referral', { referrerId: current.referrer_id, code: null });
     return existing(trx, current, { reason: 'unconfirmed_referral' });
@@ -326,7 +328,7 @@ async function settleReferral(
     return unconfirmed();
   }
   if (vetted.referrer.id === current.referrer_id) return confirm();
-  const referral = await reattribute(trx, program, participant, current, {
+  const referral = await reattribute(work, program, participant, current, {
     referrerId: vetted.referrer.id,
     codeId: vetted.code?.id ?? null,
     vid: hint.vid,

@@ -37,6 +37,8 @@ interface Decided {
   participant_id: string | null;
   unclaimed_id: number | null;
   known: boolean;
+  /** The statement's now(): rollup days come from the database's clock. */
+  at: Date;
 }
 
 const DAY = `(now() at time zone 'utc')::date`;
@@ -115,7 +117,7 @@ const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer
     ${addCounts('participant_monthly', `select program_id, participant_id, date_trunc('month', ${DAY})::date, clicks, visitors, 0, 0 from counts order by program_id, participant_id`)}
   ), rollup_program as (
     ${addCounts('program_daily', `select program_id, ${DAY}, floor(random() * ${PROGRAM_DAILY_SHARDS})::int, sum(clicks)::int, sum(visitors)::int, 0, 0 from counts group by program_id order by program_id`)}
-  ) select i, action, program_id, code_id, participant_id, unclaimed_id, known from decided`;
+  ) select i, action, program_id, code_id, participant_id, unclaimed_id, known, now() as at from decided`;
 
 const clip = (text: string | undefined, length: number) => text?.slice(0, length) ?? null;
 
@@ -163,11 +165,11 @@ async function claimRedirectClicks(db: Knex, claims: Decided[], inputs: ClickInp
       .whereNull('vid')
       .update({ vid: input.vid, url: clip(input.url, 2048), referrer: clip(input.referrer, 2048) });
     if (updated) {
-      if (claim.known) stats.push({ programId: claim.program_id, participantId, visitors: -1 });
+      if (claim.known) stats.push({ programId: claim.program_id, participantId, at: claim.at, visitors: -1 });
       continue;
     }
     results[claim.i] = { valid: true, stored: true };
-    stats.push({ programId: claim.program_id, participantId, clicks: 1, visitors: claim.known ? 0 : 1 });
+    stats.push({ programId: claim.program_id, participantId, at: claim.at, clicks: 1, visitors: claim.known ? 0 : 1 });
     unclaimed.push({
       program_id: claim.program_id,
       code_id: claim.code_id,

@@ -13,13 +13,19 @@ import type { ConversionInput, ConversionRow } from './conversions.ts';
 import { recordDecision } from './decisions.ts';
 import type { ProgramRow } from './programs.ts';
 import { confirmRewards, grantRewards, type RewardRow } from './rewards.ts';
-import { bumpStats, type StatsDelta } from './rollups.ts';
+import type { Work } from './work.ts';
 
 export type Confirmed =
   | { mismatch: true }
   | { mismatch?: false; conversion: ConversionRow; externalId: string; attribution: Omit<Attribution, 'referral'>; rewards: RewardRow[] };
 
-export async function confirmConversion(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput): Promise<Confirmed> {
+export async function confirmConversion(
+  work: Work,
+  program: ProgramRow,
+  stored: ConversionRow,
+  input: ConversionInput,
+): Promise<Confirmed> {
+  const { trx } = work;
   const participant = await participantById(trx, stored.participant_id);
   if (participant.external_id !== input.externalId && stored.event_id === input.eventId) {
     await stepAside(trx, program, stored, input);
@@ -27,27 +33,25 @@ export async function confirmConversion(trx: Knex, program: ProgramRow, stored: 
   }
   const before = await referralOf(trx, participant.id);
   const counted = Boolean(before && before.created_at <= stored.created_at);
-  const conversion = await takeServerFigures(trx, program, stored, input, counted ? before?.referrer_id : undefined);
+  const conversion = await takeServerFigures(work, program, stored, input, counted ? before?.referrer_id : undefined);
 
   const { referral, ...settled } = await attribute(
-    trx,
+    work,
     program,
     participant,
     { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: true },
     stored.id,
   );
-  const attribution = sameEventMadeIt(stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;
+  const attribution = sameEventMadeIt(work, stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;
   if (referral && !counted && attribution.status === 'attributed' && conversion.type === 'purchase') {
     // Newly referred by this report: the purchase counts for the referrer now.
-    await bumpStats(trx, [
-      {
-        programId: program.id,
-        participantId: referral.referrer_id,
-        at: conversion.created_at,
-        purchases: 1,
-        revenue: revenueOf(conversion),
-      },
-    ]);
+    work.count({
+      programId: program.id,
+      participantId: referral.referrer_id,
+      at: conversion.created_at,
+      purchases: 1,
+      revenue: revenueOf(conversion),
+    });
   }
   if (referral) await grantRewards(trx, program, conversion, referral, { recompute: true });
   const rewards = await confirmRewards(trx, program, conversion.id);
@@ -63,8 +67,8 @@ export async function confirmConversion(trx: Knex, program: ProgramRow, stored: 
 }
 
 /** This very event made the referral the server now confirms: its answer stays `attributed`. */
-function sameEventMadeIt(stored: ConversionRow, input: ConversionInput, settled: Omit<Attribution, 'referral'>): boolean {
-  const first = (stored.response as { attribution?: Omit<Attribution, 'referral'> } | null)?.attribution;
+function sameEventMadeIt(work: Work, stored: ConversionRow, input: ConversionInput, settled: Omit<Attribution, 'referral'>): boolean {
+  const first = work.answerOf<{ attribution?: Omit<Attribution, 'referral'> } | null>(stored)?.attribution;
   return (
     stored.event_id === input.eventId &&
     settled.status === 'existing' &&
@@ -81,12 +85,13 @@ const revenueOf = (row: Pick<ConversionRow, 'amount' | 'currency'>) => ({ curren
  * already counted for a referrer, their revenue is corrected by the difference.
  */
 async function takeServerFigures(
-  trx: Knex,
+  work: Work,
   program: ProgramRow,
   stored: ConversionRow,
   input: ConversionInput,
   countedFor: string | undefined,
 ): Promise<ConversionRow> {
+  const { trx } = work;
   const figures =
     stored.type === 'purchase' && input.amount !== undefined ? { amount: input.amount, currency: input.currency ?? stored.currency } : {};
   const [conversion] = (await trx('conversions')
@@ -96,11 +101,10 @@ async function takeServerFigures(
   const changed = conversion as ConversionRow;
   if (countedFor && (changed.amount !== stored.amount || changed.currency !== stored.currency)) {
     const at = stored.created_at;
-    const deltas: StatsDelta[] = [
+    work.count(
       { programId: program.id, participantId: countedFor, at, revenue: { ...revenueOf(stored), amount: -(stored.amount ?? 0) } },
       { programId: program.id, participantId: countedFor, at, revenue: revenueOf(changed) },
-    ];
-    await bumpStats(trx, deltas);
+    );
   }
   return changed;
 }

@@ -7,12 +7,13 @@
 import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
 import { assignCode, generateCode } from './codes.ts';
+import type { ConversionResponse } from '../../../shared/responses.ts';
 import type { ConversionType } from '../../../shared/types.ts';
 import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, type Attribution } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
-import { applyStats, bumpStats, deferStats, ROLLUP_CTES, rollupParams, type StatsDelta } from './rollups.ts';
+import { inWork, type Work } from './work.ts';
 import { confirmConversion } from './confirmation.ts';
 import { revealSelfReferrals } from './fraud.ts';
 import { grantRewards, presentReward, type RewardView } from './rewards.ts';
@@ -58,7 +59,7 @@ export interface ConversionResult {
   rewards: RewardView[];
 }
 
-export function presentConversion(row: ConversionRow, externalId: string) {
+export function presentConversion(row: ConversionRow, externalId: string): ConversionResponse {
   return {
     id: row.id,
     type: row.type,
@@ -87,18 +88,16 @@ async function findConversion(trx: Knex, programId: string, type: string, eventI
  * server now reports what only the browser had (confirmation.ts). Null when the
  * browser's event stepped aside for the server's (another customer): record it anew.
  */
-async function replay(trx: Knex, program: ProgramRow, stored: ConversionRow, input: ConversionInput): Promise<ConversionResult | null> {
-  if (!input.verified || stored.verified) return stored.response as ConversionResult;
-  const confirmed = await confirmConversion(trx, program, stored, input);
+async function replay(work: Work, program: ProgramRow, stored: ConversionRow, input: ConversionInput): Promise<ConversionResult | null> {
+  if (!input.verified || stored.verified) return work.answerOf<ConversionResult>(stored);
+  const confirmed = await confirmConversion(work, program, stored, input);
   if (confirmed.mismatch) return null;
   const response: ConversionResult = {
     conversion: presentConversion(confirmed.conversion, confirmed.externalId),
     attribution: confirmed.attribution,
     rewards: confirmed.rewards.map(presentReward),
   };
-  await trx('conversions')
-    .where({ id: stored.id })
-    .update({ response: JSON.stringify(response) });
+  work.answer(stored.id, response);
   return response;
 }
 
@@ -126,53 +125,25 @@ async function insertConversion(trx: Knex, programId: string, participant: Parti
   return result.rows[0] as ConversionRow | undefined;
 }
 
-type PendingResponse = { id?: string; response?: string };
-
-/** A transaction's answer, stored with its closing statement instead of on its own. */
-const pendingResponses = new WeakMap<Knex, PendingResponse>();
-
-async function storeResponse(trx: Knex, conversionId: string, response: ConversionResult): Promise<void> {
-  const pending = pendingResponses.get(trx);
-  if (pending && !pending.id) Object.assign(pending, { id: conversionId, response: JSON.stringify(response) });
-  else
-    await prepared(trx, 'conversion_response', `update conversions set response = ? where id = ?`, [
-      JSON.stringify(response),
-      conversionId,
-    ]);
-}
-
-/** The rollup increments and the stored answer, in the transaction's last statement. */
-const FINISH_SQL = `with ${ROLLUP_CTES},
-  response as (update conversions set response = ?::jsonb where id = ?::uuid)
-  select 1`;
-
 /** Records a signup or purchase, attributes the customer and grants rewards, in one transaction. */
 export async function recordConversion(db: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
-  return db.transaction(async (trx) => {
-    // Rollup rows are shared by every conversion of the day: touch them last, just
-    // before commit, so their row locks are held as briefly as possible.
-    const deltas: StatsDelta[] = [];
-    const pending: PendingResponse = {};
-    deferStats(trx, deltas);
-    pendingResponses.set(trx, pending);
-    const result = await convert(trx, program, input);
-    if (deltas.length || pending.id) {
-      await prepared(trx, 'conversion_finish', FINISH_SQL, [...rollupParams(deltas), pending.response ?? null, pending.id ?? null]);
-    }
-    return result;
-  });
+  return inWork(db, (work) => convert(work, program, input));
 }
 
 export type BatchedConversion = { program: ProgramRow; input: ConversionInput };
 
 /**
  * Conversions group-committed (server conversions and browser events alike): one
- * transaction for the batch, each conversion
- * in turn, rollups applied once at the end. No savepoints (two more round trips per
+ * transaction and one Work for the batch, each conversion in turn, rollups and
+ * answers written once at the end. No savepoints (two more round trips per
  * conversion): if any conversion fails, the whole batch rolls back and each one is
  * recorded again in its own transaction, where only the bad one fails.
  */
-export async function recordConversionBatch(db: Knex, batch: BatchedConversion[]): Promise<BatchOutcome<ConversionResult>[]> {
+export async function recordConversionBatch(
+  db: Knex,
+  batch: BatchedConversion[],
+  onRetry?: (error: unknown, size: number) => void,
+): Promise<BatchOutcome<ConversionResult>[]> {
   const alone = ({ program, input }: BatchedConversion) =>
     recordConversion(db, program, input).then(
       (ok): BatchOutcome<ConversionResult> => ({ ok }),
@@ -180,15 +151,13 @@ export async function recordConversionBatch(db: Knex, batch: BatchedConversion[]
     );
   if (batch.length === 1) return [await alone(batch[0] as BatchedConversion)];
   try {
-    return await db.transaction(async (trx) => {
-      const deltas: StatsDelta[] = [];
-      deferStats(trx, deltas);
+    return await inWork(db, async (work) => {
       const outcomes: BatchOutcome<ConversionResult>[] = [];
-      for (const { program, input } of batch) outcomes.push({ ok: await convert(trx, program, input) });
-      await applyStats(trx, deltas);
+      for (const { program, input } of batch) outcomes.push({ ok: await convert(work, program, input) });
       return outcomes;
     });
-  } catch {
+  } catch (error) {
+    onRetry?.(error, batch.length);
     const outcomes: BatchOutcome<ConversionResult>[] = [];
     for (const item of batch) outcomes.push(await alone(item));
     return outcomes;
@@ -243,9 +212,10 @@ async function openConversion(trx: Knex, programId: string, input: ConversionInp
   };
 }
 
-async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
+async function convert(work: Work, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
+  const { trx } = work;
   const opened = await openConversion(trx, program.id, input);
-  if (opened.stored) return (await replay(trx, program, opened.stored, input)) ?? convert(trx, program, input);
+  if (opened.stored) return (await replay(work, program, opened.stored, input)) ?? convert(work, program, input);
 
   let participant: ParticipantRow;
   let created: boolean;
@@ -266,12 +236,12 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
   if (!conversion) {
     // Either a concurrent request stored this very event, or the participant already signed up.
     const same = await findConversion(trx, program.id, input.type, input.eventId);
-    if (same) return (await replay(trx, program, same, input)) ?? convert(trx, program, input);
-    return duplicateSignup(trx, program, participant, input);
+    if (same) return (await replay(work, program, same, input)) ?? convert(work, program, input);
+    return duplicateSignup(work, program, participant, input);
   }
 
   const { referral, ...attribution } = await attribute(
-    trx,
+    work,
     program,
     participant,
     {
@@ -287,14 +257,13 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
   // Converting with a visitor id shows it is theirs: customers they referred from it referred themselves.
   if (input.vid && !created) await revealSelfReferrals(trx, program, participant, input.vid);
   if (referral && conversion.type === 'purchase') {
-    await bumpStats(trx, [
-      {
-        programId: program.id,
-        participantId: referral.referrer_id,
-        purchases: 1,
-        revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 },
-      },
-    ]);
+    work.count({
+      programId: program.id,
+      participantId: referral.referrer_id,
+      at: conversion.created_at,
+      purchases: 1,
+      revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 },
+    });
   }
   const rewards = referral ? await grantRewards(trx, program, conversion, referral) : [];
   const response: ConversionResult = {
@@ -302,7 +271,7 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
     attribution,
     rewards: rewards.map(presentReward),
   };
-  await storeResponse(trx, conversion.id, response);
+  work.answer(conversion.id, response);
   return response;
 }
 
@@ -313,11 +282,12 @@ async function convert(trx: Knex, program: ProgramRow, input: ConversionInput): 
  * retry of it answers the same.
  */
 async function duplicateSignup(
-  trx: Knex,
+  work: Work,
   program: ProgramRow,
   participant: ParticipantRow,
   input: ConversionInput,
 ): Promise<ConversionResult> {
+  const { trx } = work;
   const signup = (await trx('conversions').where({ participant_id: participant.id, type: 'signup' }).first()) as ConversionRow;
   // A retry of this duplicate writes nothing new: its decision is recorded once.
   const noted = (await trx('decisions')
@@ -336,7 +306,7 @@ async function duplicateSignup(
       details: { eventId: input.eventId, ...(confirms ? { confirmed: true } : {}) },
     });
   }
-  const answer = (await replay(trx, program, signup, input)) as ConversionResult;
+  const answer = (await replay(work, program, signup, input)) as ConversionResult;
   if (confirms || noted?.details.confirmed) return answer;
   return {
     ...answer,

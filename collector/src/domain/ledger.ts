@@ -10,7 +10,7 @@ import { conflict, notFound, unprocessable } from '../errors.ts';
 import type { ConversionRow, ConversionSource } from './conversions.ts';
 import type { ProgramRow } from './programs.ts';
 import { presentReward, rewardQuery, type RewardRow } from './rewards.ts';
-import { bumpStats } from './rollups.ts';
+import { applyStats } from './rollups.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
 
 export type RewardAction = 'approve' | 'revoke' | 'pay';
@@ -165,8 +165,13 @@ export async function recordRefund(
       .where('created_at', '<=', trx('conversions').select('created_at').where({ id: purchase.id }))
       .first('referrer_id')) as { referrer_id: string } | undefined;
     if (referral) {
-      await bumpStats(trx, [
-        { programId: program.id, participantId: referral.referrer_id, revenue: { currency: purchase.currency ?? 'XXX', amount: -amount } },
+      await applyStats(trx, [
+        {
+          programId: program.id,
+          participantId: referral.referrer_id,
+          at: refund.created_at,
+          revenue: { currency: purchase.currency ?? 'XXX', amount: -amount },
+        },
       ]);
     }
     const after = before + amount;

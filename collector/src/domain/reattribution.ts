@@ -10,7 +10,8 @@ import type { DecisionReason } from './decisions.ts';
 import type { ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
 import { revokeRewardsOf } from './rewards.ts';
-import { bumpStats, type StatsDelta } from './rollups.ts';
+import type { StatsDelta } from './rollups.ts';
+import type { Work } from './work.ts';
 
 export interface NextReferrer {
   referrerId: string;
@@ -20,12 +21,13 @@ export interface NextReferrer {
 }
 
 export async function reattribute(
-  trx: Knex,
+  work: Work,
   program: ProgramRow,
   participant: ParticipantRow,
   current: ReferralRow,
   next: NextReferrer,
 ): Promise<ReferralRow> {
+  const { trx } = work;
   const [referral] = (await trx('referrals')
     .where({ id: current.id })
     .update({
@@ -39,7 +41,7 @@ export async function reattribute(
     .returning('*')) as ReferralRow[];
   await trx('participants').where({ id: participant.id }).update({ referred_by: next.referrerId });
   await revokeRewardsOf(trx, program, current.id, current.referrer_id, 'the server reported another referrer');
-  await moveCounts(trx, program.id, participant.id, current, next.referrerId);
+  work.count(...(await movedCounts(trx, program.id, participant.id, current, next.referrerId)));
   return referral as ReferralRow;
 }
 
@@ -47,7 +49,13 @@ export async function reattribute(
  * The rollups credited the earlier referrer with this customer's signup and with the
  * purchases (less refunds) made since; they move to the new referrer, day by day.
  */
-async function moveCounts(trx: Knex, programId: string, participantId: string, current: ReferralRow, referrerId: string): Promise<void> {
+async function movedCounts(
+  trx: Knex,
+  programId: string,
+  participantId: string,
+  current: ReferralRow,
+  referrerId: string,
+): Promise<StatsDelta[]> {
   const purchases = (await trx('conversions')
     .where({ program_id: programId, participant_id: participantId, type: 'purchase' })
     .where('created_at', '>=', trx('referrals').select('created_at').where({ id: current.id }))
@@ -85,8 +93,8 @@ async function moveCounts(trx: Knex, programId: string, participantId: string, c
     purchases: -(delta.purchases ?? 0),
     ...(delta.revenue ? { revenue: { ...delta.revenue, amount: -delta.revenue.amount } } : {}),
   });
-  await bumpStats(trx, [
+  return [
     ...moved.map((delta) => ({ programId, participantId: current.referrer_id, ...negate(delta) })),
     ...moved.map((delta) => ({ programId, participantId: referrerId, ...delta })),
-  ]);
+  ];
 }

@@ -12,7 +12,11 @@ export const PROGRAM_DAILY_SHARDS = 16;
 export interface StatsDelta {
   programId: string;
   participantId: string;
-  at?: Date;
+  /**
+   * When it happened, as the database recorded it (a row's created_at, or now()
+   * read back from a statement): every rollup day comes from the database's clock.
+   */
+  at: Date;
   clicks?: number;
   visitors?: number;
   signups?: number;
@@ -21,15 +25,7 @@ export interface StatsDelta {
 }
 
 /** The UTC day of a timestamp, as YYYY-MM-DD. */
-export const dayOf = (at: Date = new Date()) => at.toISOString().slice(0, 10);
-
-/** Transactions whose increments are collected for the caller instead of written now. */
-const deferred = new WeakMap<Knex, StatsDelta[]>();
-
-/** Collect this transaction's increments into `sink` (the batch applies them once, sorted). */
-export function deferStats(trx: Knex, sink: StatsDelta[]): void {
-  deferred.set(trx, sink);
-}
+export const dayOf = (at: Date) => at.toISOString().slice(0, 10);
 
 type Counts = { clicks: number; visitors: number; signups: number; purchases: number };
 const COUNT_COLUMNS = ['clicks', 'visitors', 'signups', 'purchases'] as const;
@@ -121,17 +117,10 @@ export function rollupParams(deltas: StatsDelta[]): unknown[][] {
   ];
 }
 
-/** Applies increments to every rollup, now (whatever sink the transaction has): one statement. */
+/**
+ * Applies increments to every rollup now, in one statement. Conversions collect
+ * theirs in a Work (work.ts) instead, written just before commit.
+ */
 export async function applyStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
   if (deltas.length) await prepared(trx, 'rollups', `with ${ROLLUP_CTES} select 1`, rollupParams(deltas));
-}
-
-/** Applies increments to every rollup, now (or into the transaction's sink, see deferStats). */
-export async function bumpStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
-  const sink = deferred.get(trx);
-  if (sink) {
-    sink.push(...deltas);
-    return;
-  }
-  await applyStats(trx, deltas);
 }

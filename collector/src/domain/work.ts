@@ -1,0 +1,66 @@
+/**
+ * A unit of work: one transaction, and what its steps leave for its last statement.
+ * Rollup rows are shared by every conversion of a day, so their increments are
+ * collected and written together just before commit (their row locks are then held
+ * as briefly as possible); the answers to store with each conversion go in that same
+ * statement. A single conversion and a group-committed batch work alike: the caller
+ * makes the Work, passes it down, and finishes it.
+ */
+import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
+import { ROLLUP_CTES, rollupParams, type StatsDelta } from './rollups.ts';
+
+export class Work {
+  /** Rollup increments, applied by `finishWork`. */
+  readonly stats: StatsDelta[] = [];
+  /** Answers to store, by conversion id (JSON); a later one for the same conversion wins. */
+  private readonly answers = new Map<string, unknown>();
+
+  constructor(readonly trx: Knex) {}
+
+  count(...deltas: StatsDelta[]): void {
+    this.stats.push(...deltas);
+  }
+
+  /** Keeps `response` as the conversion's stored answer (written by `finishWork`). */
+  answer(conversionId: string, response: unknown): void {
+    this.answers.set(conversionId, response);
+  }
+
+  /** The answer stored for a conversion, including one given earlier in this work. */
+  answerOf<T>(conversion: { id: string; response: unknown }): T {
+    return (this.answers.has(conversion.id) ? this.answers.get(conversion.id) : conversion.response) as T;
+  }
+
+  get answered(): Array<[string, unknown]> {
+    return [...this.answers.entries()];
+  }
+}
+
+/** Every rollup increment and every stored answer, in one statement whose text never changes. */
+const FINISH_SQL = `with ${ROLLUP_CTES},
+  answers as (
+    update conversions c set response = a.response
+    from unnest(?::uuid[], ?::jsonb[]) as a(id, response) where c.id = a.id
+  ) select 1`;
+
+/** Writes what the work collected; nothing when it collected nothing. */
+export async function finishWork(work: Work): Promise<void> {
+  const answered = work.answered;
+  if (!work.stats.length && !answered.length) return;
+  await prepared(work.trx, 'finish_work', FINISH_SQL, [
+    ...rollupParams(work.stats),
+    answered.map(([id]) => id),
+    answered.map(([, response]) => JSON.stringify(response)),
+  ]);
+}
+
+/** Runs `steps` in a transaction with a fresh Work, finished before commit. */
+export async function inWork<T>(db: Knex, steps: (work: Work) => Promise<T>): Promise<T> {
+  return db.transaction(async (trx) => {
+    const work = new Work(trx);
+    const result = await steps(work);
+    await finishWork(work);
+    return result;
+  });
+}
