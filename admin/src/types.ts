@@ -1,117 +1,41 @@
 /**
- * The API shapes the dashboard reads (see DESIGN.md, "HTTP API (v1)"). Only the
- * fields shown are listed; the API may add more.
+ * The API shapes the dashboard reads: the collector's own answer types from
+ * shared/responses.ts (its presenters declare them), under the names the views
+ * use, so a renamed field breaks the dashboard's typecheck too. Types only: nothing
+ * here reaches the bundle. UI-only types follow.
  */
+import type {
+  DecisionResponse,
+  LeaderboardRowResponse,
+  OffsetPage,
+  Page,
+  ProgramResponse,
+  ReferralResponse,
+  ReportFigures,
+  ReportSummaryResponse,
+  ReportTimeseriesResponse,
+  RewardBalances,
+  RewardResponse,
+  TimeseriesPointResponse,
+} from '../../shared/responses.ts';
 import type { MoneyByCurrency, RewardStatus } from '../../shared/types.ts';
 
-export type { MoneyByCurrency, RewardStatus };
-
-export interface RewardBalances {
-  pending: MoneyByCurrency;
-  approved: MoneyByCurrency;
-  paid: MoneyByCurrency;
-}
+export type { MoneyByCurrency, OffsetPage, RewardBalances, RewardStatus };
 
 /** The figures reported for a program and for each referrer alike. */
-export interface Figures {
-  clicks: number;
-  visitors: number;
-  signups: number;
-  purchases: number;
-  revenue: MoneyByCurrency;
-  conversionRate: number;
-  rewards: RewardBalances;
-}
+export type Figures = ReportFigures;
+export type Summary = ReportSummaryResponse;
+export type ReferrerRow = LeaderboardRowResponse;
+export type CursorPage<T> = Page<T>;
+export type TimeseriesPoint = TimeseriesPointResponse;
+export type Timeseries = ReportTimeseriesResponse;
+export type Referral = ReferralResponse;
+export type Decision = DecisionResponse;
+export type Reward = RewardResponse;
+export type Program = ProgramResponse;
 
-export interface Summary extends Figures {
-  from: string;
-  to: string;
-}
-
-export interface ReferrerRow extends Figures {
-  /** The referrer's externalId (null only if the participant is gone). */
-  participant: string | null;
-  email: string | null;
-  name: string | null;
-  code: string | null;
-}
-
+/** The leaderboard columns a person can sort by. */
 export type LeaderboardSort = 'clicks' | 'signups' | 'purchases' | 'conversionRate';
 
-export interface OffsetPage<T> {
-  data: T[];
-  nextOffset: number | null;
-}
-
-export interface CursorPage<T> {
-  data: T[];
-  nextCursor: string | null;
-}
-
-export interface TimeseriesPoint {
-  date: string;
-  clicks: number;
-  signups: number;
-  purchases: number;
-  revenue: MoneyByCurrency;
-}
-
-export interface Timeseries {
-  interval: 'day' | 'week';
-  from: string;
-  to: string;
-  points: TimeseriesPoint[];
-}
-
-export interface Referral {
-  id: string;
-  referrer: string;
-  referred: string;
-  referredEmail: string | null;
-  code: string | null;
-  status: string;
-  reason: string | null;
-  verified: boolean;
-  createdAt: string;
-}
-
-export interface Decision {
-  id: string;
-  subject: string;
-  outcome: 'accepted' | 'rejected' | 'held';
-  reason: string;
-  participant: string | null;
-  referrer: string | null;
-  code: string | null;
-  eventId: string | null;
-  details: Record<string, unknown>;
-  createdAt: string;
-}
-
-export interface Reward {
-  id: string;
-  participant: string;
-  rule: string;
-  kind: 'credit' | 'cash' | 'coupon';
-  amount: number;
-  currency: string | null;
-  coupon?: string;
-  status: RewardStatus;
-  availableAt: string;
-  eventId: string;
-  reverses?: string;
-  needsReview: boolean;
-  createdAt: string;
-}
-
+/** The reward buttons: POST /v1/rewards/:id/<action>. */
 export type RewardAction = 'approve' | 'revoke' | 'pay';
-
-export interface Program {
-  id: string;
-  slug: string;
-  name: string;
-  settings: Record<string, unknown>;
-  webhookSecret?: string;
-  createdAt?: string;
-  updatedAt?: string;
-}
