@@ -7,7 +7,7 @@
 import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
 import type { AttributionStatus } from '../../../shared/types.ts';
-import type { CodeRow } from './codes.ts';
+import { codeRefusal, type CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
 import { duplicateIdentity, exceedsVelocity, isDisposableEmail, isSelfReferral } from './fraud.ts';
 import type { ParticipantRow } from './participants.ts';
@@ -93,8 +93,9 @@ async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHi
   if (hint.code) {
     const found = hint.codeWithOwner !== undefined ? (hint.codeWithOwner ?? undefined) : await findCodeWithOwner(trx, hint.code);
     const code = found?.code;
-    if (!found || !code || code.program_id !== program.id) return { reject: 'unknown_code', code: hint.code };
-    if (code.disabled_at) return { reject: 'code_disabled', code: code.code };
+    const refusal = codeRefusal(code, program.id);
+    if (refusal || !found || !code)
+      return { reject: refusal ?? 'unknown_code', code: code?.program_id === program.id ? code.code : hint.code };
     if (hint.vid) {
       const clicks = await trx('clicks')
         .where({ program_id: program.id, vid: hint.vid, code_id: code.id })
@@ -114,7 +115,8 @@ async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHi
       .first('code_id')) as { code_id: string } | undefined;
     if (click) {
       const code = (await trx('codes').where({ id: click.code_id }).first()) as CodeRow;
-      if (code.disabled_at) return { reject: 'code_disabled', code: code.code };
+      const refusal = codeRefusal(code, program.id);
+      if (refusal) return { reject: refusal, code: code.code };
       return { referrer: await participantById(trx, code.participant_id), code };
     }
     const older = await trx('clicks').where({ program_id: program.id, vid: hint.vid }).first('id');

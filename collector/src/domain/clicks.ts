@@ -5,6 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { prepared } from '../storage/db.ts';
+import { codeRefusalSql } from './codes.ts';
 import { addCounts, applyStats, PROGRAM_DAILY_SHARDS, type StatsDelta } from './rollups.ts';
 
 /** The same visitor clicking the same code again within this window is stored once. */
@@ -60,8 +61,8 @@ const DAY = `(now() at time zone 'utc')::date`;
 const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer, user_agent) as (
     select * from unnest(?::int[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
   ), facts as (
-    select input.*, c.id as code_id, c.participant_id, c.program_id is not distinct from input.program_id as same_program,
-      (c.program_id is not distinct from input.program_id and c.disabled_at is null) as ok,
+    select input.*, c.id as code_id, c.participant_id, ${codeRefusalSql('c', 'input.program_id')} as refusal,
+      ${codeRefusalSql('c', 'input.program_id')} is null as ok,
       coalesce(v.known, false) as known_visitor,
       coalesce(v.last_on_code >= ?, false) as recent_vid,
       recent_ip.hit is not null as recent_ip,
@@ -86,7 +87,7 @@ const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer
   ), candidates as (
     select r.*, ok and vid is not null and not repeat_vid and unclaimed_id is not null as may_claim from repeats r
   ), decided as (
-    select c.i, c.program_id, c.code_id, c.participant_id, c.given, c.vid, c.url, c.referrer, c.ip, c.user_agent, c.unclaimed_id, c.same_program,
+    select c.i, c.program_id, c.code_id, c.participant_id, c.given, c.vid, c.url, c.referrer, c.ip, c.user_agent, c.unclaimed_id, c.refusal,
       case
         when not ok then 'invalid'
         when repeat_vid then 'duplicate'
@@ -106,7 +107,7 @@ const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer
     select program_id, code_id, participant_id, vid, url, referrer, ip, user_agent from stored order by i
   ), rejected as (
     insert into decisions (program_id, subject, outcome, reason, code)
-    select program_id, 'click', 'rejected', case when same_program then 'code_disabled' else 'unknown_code' end, given
+    select program_id, 'click', 'rejected', refusal, given
     from decided where action = 'invalid' order by i
   ), counts as (
     select program_id, participant_id, count(*)::int as clicks, count(*) filter (where vid is null or not known)::int as visitors
@@ -183,11 +184,4 @@ async function claimRedirectClicks(db: Knex, claims: Decided[], inputs: ClickInp
   }
   if (unclaimed.length) await db('clicks').insert(unclaimed);
   await applyStats(db, stats);
-}
-
-/** The landing URL with `ref=CODE` added, keeping the landing URL's own query. */
-export function landingUrlFor(landingUrl: string, code: string): string {
-  const url = new URL(landingUrl);
-  url.searchParams.set('ref', code);
-  return url.toString();
 }

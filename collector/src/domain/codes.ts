@@ -64,6 +64,28 @@ export async function primaryCode(db: Knex, participantId: string): Promise<Code
     | undefined;
 }
 
+/** Why a code cannot count: it is not this program's (or does not exist), or it is disabled. */
+export type CodeRefusal = 'unknown_code' | 'code_disabled';
+
+/**
+ * The one rule for "is this code usable": it exists, belongs to `programId` (a link
+ * `/r/CODE` names its own program, so there the owner's program is taken), and is
+ * not disabled. The click batch applies the same rule in SQL (`codeRefusalSql`);
+ * test/api/codeRule.test.ts holds the two to the same answers.
+ */
+export function codeRefusal(
+  code: Pick<CodeRow, 'program_id' | 'disabled_at'> | undefined,
+  programId = code?.program_id,
+): CodeRefusal | null {
+  if (!code || code.program_id !== programId) return 'unknown_code';
+  if (code.disabled_at) return 'code_disabled';
+  return null;
+}
+
+/** `codeRefusal` in SQL, for a codes row aliased `c` (all nulls when no code matched) and a program id expression. */
+export const codeRefusalSql = (c: string, programId: string) =>
+  `(case when ${c}.id is null or ${c}.program_id is distinct from ${programId} then 'unknown_code' when ${c}.disabled_at is not null then 'code_disabled' end)`;
+
 export function referralLink(publicUrl: string, code: string): string {
   return `${publicUrl}/r/${encodeURIComponent(code)}`;
 }

@@ -11,9 +11,7 @@ import { publishableKeys } from '../http/auth.ts';
 import { checkOrigin, corsOnErrors, preflight } from '../http/cors.ts';
 import { parse } from '../http/validate.ts';
 import { notFound } from '../errors.ts';
-import { findCode } from '../domain/codes.ts';
-import { landingUrlFor } from '../domain/clicks.ts';
-import { findProgram } from '../domain/programs.ts';
+import { isUsableCode, resolveLink } from '../domain/links.ts';
 import type { IpHasher } from '../domain/privacy.ts';
 
 export function trackingRoutes({ db, ingest, limits }: Deps, ipHash: IpHasher) {
@@ -21,11 +19,6 @@ export function trackingRoutes({ db, ingest, limits }: Deps, ipHash: IpHasher) {
   const programForPublishableKey = publishableKeys(db);
   const perIp = limitByIp(limits.public);
   const cors = corsOnErrors(db);
-  /** A code a click on this program's key counts: its own, and not disabled. */
-  const isLiveCode = async (programId: string, text: string) => {
-    const code = await findCode(db, text);
-    return code?.program_id === programId && !code.disabled_at;
-  };
   const visitor = async (ctx: Context) => ({ ipHash: await ipHash(ctx.ip), userAgent: ctx.get('user-agent') || undefined });
 
   // Preflights spend the same per-IP budget as the requests they announce.
@@ -39,7 +32,7 @@ export function trackingRoutes({ db, ingest, limits }: Deps, ipHash: IpHasher) {
     // Past its unknown-code budget an IP (maybe a shared NAT) may still click live
     // codes; an unknown one is refused before it is recorded.
     const refusal = await unknownCodeRefusal(limits.unknownCode, ctx.ip);
-    if (refusal && !(await isLiveCode(program.id, input.code))) throw refusal;
+    if (refusal && !(await isUsableCode(db, program.id, input.code))) throw refusal;
     const result = await ingest.clicks.add({
       programId: program.id,
       code: input.code,
@@ -82,18 +75,22 @@ export function trackingRoutes({ db, ingest, limits }: Deps, ipHash: IpHasher) {
   /** Redirect links: record the click, then 302 to the program's own landing URL, never elsewhere. */
   router.get('/r/:code', perIp, async (ctx) => {
     const parsed = CodeLookupSchema.safeParse(ctx.params.code);
-    const code = parsed.success ? await findCode(db, parsed.data) : undefined;
-    const program = code && !code.disabled_at ? await findProgram(db, code.program_id) : undefined;
-    if (!code || !program) {
+    const link = parsed.success ? await resolveLink(db, parsed.data) : ({ refusal: 'unknown_code' } as const);
+    if (link.refusal) {
       // Only unknown (and disabled) codes spend the budget: live links keep working for that IP.
       await consume(limits.unknownCode, ctx.ip);
       throw notFound('Referral code');
     }
-    await ingest.clicks.add({ programId: program.id, code: code.code, ...(await visitor(ctx)), referrer: ctx.get('referer') || undefined });
+    await ingest.clicks.add({
+      programId: link.programId,
+      code: link.code,
+      ...(await visitor(ctx)),
+      referrer: ctx.get('referer') || undefined,
+    });
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Referrer-Policy', 'no-referrer-when-downgrade');
     ctx.status = 302;
-    ctx.redirect(landingUrlFor(program.settings.landingUrl, code.code));
+    ctx.redirect(link.destination);
   });
   return router;
 }
