@@ -32,9 +32,11 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
   let api: TestApp;
   let db: Knex;
   useTestApp(kind, (suite) => ({ api, db } = suite), {
-    RATE_LIMIT_PUBLIC_PER_MINUTE: String(PUBLIC_LIMIT),
-    RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: String(UNKNOWN_BUDGET),
-    TRUST_PROXY: 'true',
+    env: {
+      RATE_LIMIT_PUBLIC_PER_MINUTE: String(PUBLIC_LIMIT),
+      RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: String(UNKNOWN_BUDGET),
+      TRUST_PROXY: 'true',
+    },
   });
 
   const from = (ip: string) => ({ headers: { 'x-forwarded-for': ip } });

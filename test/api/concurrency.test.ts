@@ -5,9 +5,10 @@
  * decide: one referral per customer, one row per event, whatever the interleaving.
  */
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Reply, TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const REFERRERS = 50;
@@ -19,23 +20,16 @@ interface ConversionAnswer {
 }
 
 describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
   let program: ProgramFixture;
   let referrers: Array<Awaited<ReturnType<typeof buildParticipant>>>;
 
+  useTestApp('postgres', (suite) => ({ db, api } = suite), { poolMax: POOL_MAX });
   beforeAll(async () => {
-    testDb = await openTestDb('postgres', { poolMax: POOL_MAX });
-    db = testDb.db;
-    api = await startTestApp(db);
     program = await buildProgram(api);
     referrers = [];
     for (let i = 0; i < REFERRERS; i++) referrers.push(await buildParticipant(api, program));
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
   });
 
   const count = async (table: string, where: Record<string, unknown> = {}) =>

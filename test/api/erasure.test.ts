@@ -43,7 +43,7 @@ async function tablesHolding(db: Knex, needle: string): Promise<Record<string, n
 describe.each(DATABASES)('erasure (%s)', (kind) => {
   let api: TestApp;
   let db: Knex;
-  useTestApp(kind, (suite) => ({ api, db } = suite), { TRUST_PROXY: 'true' });
+  useTestApp(kind, (suite) => ({ api, db } = suite), { env: { TRUST_PROXY: 'true' } });
 
   const run = randomBytes(4).toString('hex');
   const person = {

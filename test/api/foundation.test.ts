@@ -5,10 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../collector/src/storage/db.ts';
 import { ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { useTestApp, type Suite } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const CODE_PATTERN = /^[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{8}$/;
@@ -70,18 +71,14 @@ function postChunked(url: string, path: string, chunks: string[], auth: string):
 describe.each(DATABASES)('foundation (%s)', (kind) => {
   let testDb: TestDb;
   let api: TestApp;
+  let startApp: Suite['startApp'];
   let program: ProgramFixture;
   let other: ProgramFixture;
 
+  useTestApp(kind, (suite) => ({ testDb, api, startApp } = suite));
   beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    api = await startTestApp(testDb.db);
     program = await buildProgram(api);
     other = await buildProgram(api);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
   });
 
   describe('health and readiness', () => {
@@ -191,18 +188,10 @@ describe.each(DATABASES)('foundation (%s)', (kind) => {
     });
 
     it('answers 403 when ADMIN_TOKEN is not configured', async () => {
-      const noAdmin = await startTestApp(testDb.db, { ADMIN_TOKEN: '' });
-      try {
-        const reply = await noAdmin.post(
-          '/v1/programs',
-          { name: 'x', origins: [], landingUrl: 'https://x.example/' },
-          { auth: ADMIN_TOKEN },
-        );
-        expect(reply.status).toBe(403);
-        expect(reply.body).toEqual({ error: { code: 'forbidden', message: 'The operator API is disabled: set ADMIN_TOKEN to enable it' } });
-      } finally {
-        await noAdmin.close();
-      }
+      const noAdmin = await startApp({ ADMIN_TOKEN: '' });
+      const reply = await noAdmin.post('/v1/programs', { name: 'x', origins: [], landingUrl: 'https://x.example/' }, { auth: ADMIN_TOKEN });
+      expect(reply.status).toBe(403);
+      expect(reply.body).toEqual({ error: { code: 'forbidden', message: 'The operator API is disabled: set ADMIN_TOKEN to enable it' } });
     });
 
     it('answers 422 with field messages for a bad program', async () => {

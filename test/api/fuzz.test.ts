@@ -15,10 +15,11 @@ import { createConnection } from 'node:net';
 import fc from 'fast-check';
 import Stripe from 'stripe';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { buildOpenApi } from '../../collector/src/openapi.ts';
-import { ADMIN_TOKEN, startTestApp, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 /** Requests per endpoint: ~30 endpoints, so a few thousand in all on PGlite, fewer on PostgreSQL. */
@@ -709,20 +710,13 @@ const STRIPE_TYPES = [
 ];
 
 describe.each(DATABASES)('fuzz (%s)', (kind) => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
   let fixtures: Fixtures;
 
+  useTestApp(kind, (suite) => ({ db, api } = suite), { env: { TRUST_PROXY: 'true' } });
   beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    db = testDb.db;
-    api = await startTestApp(db, { TRUST_PROXY: 'true' });
     fixtures = await buildFixtures(api);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
   });
 
   it('fuzzes exactly the endpoints the live OpenAPI document lists', async () => {
@@ -816,18 +810,12 @@ async function once(baseUrl: string, req: Omit<FuzzRequest, 'chunked'> & { chunk
 const pagingCursor = (key: unknown) => Buffer.from(JSON.stringify(key)).toString('base64url');
 
 describe.each(DATABASES)('cases found by the fuzz (%s)', (kind) => {
-  let testDb: TestDb;
   let api: TestApp;
   let program: ProgramFixture;
 
+  useTestApp(kind, (suite) => ({ api } = suite));
   beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    api = await startTestApp(testDb.db);
     program = await buildProgram(api, { settings: { stripe: { webhookSecret: STRIPE_SECRET } } });
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
   });
 
   const expectClientError = (reply: FuzzReply, what: string) => {

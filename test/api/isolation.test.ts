@@ -8,10 +8,11 @@
  */
 import Stripe from 'stripe';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { buildOpenApi } from '../../collector/src/openapi.ts';
-import { ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { ADMIN_TOKEN, type Reply, type TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const ORIGIN_A = 'https://a-shop.example';
@@ -40,7 +41,6 @@ interface ProgramA {
 }
 
 describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
   let a: ProgramA;
@@ -78,10 +78,8 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     return out;
   }
 
+  useTestApp(kind, (suite) => ({ db, api } = suite));
   beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    db = testDb.db;
-    api = await startTestApp(db);
     const settings = {
       rewardRules: [
         { id: 'signup-credit', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 500, currency: 'USD' } },
@@ -151,10 +149,6 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     expect((aBefore['/v1/reports/summary'] as { clicks: number; signups: number }).signups).toBe(1);
     for (const csv of ['/v1/exports/referrals.csv', '/v1/exports/rewards.csv', '/v1/exports/clicks.csv'])
       expect(String(aBefore[csv]).trim().split('\n').length).toBeGreaterThan(1);
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
   });
 
   /** One check per secret-key operation: what B's key gets when it reaches for A. */

@@ -18,9 +18,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
+import type { Knex } from 'knex';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { openTestDb, type TestDb } from '../helpers/databases.ts';
+import type { TestApp } from '../helpers/app.ts';
+import { useTestApp, type Suite } from '../helpers/suite.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
@@ -830,22 +831,10 @@ async function startRetries(
 // ---------------------------------------------------------------------------------
 
 describe('rate limits in memory', () => {
-  let testDb: TestDb;
-  const apps: TestApp[] = [];
-
-  beforeAll(async () => {
-    testDb = await openTestDb('pglite');
-  });
-  afterAll(async () => {
-    for (const app of apps) await app.close();
-    await testDb?.close();
-  });
-
-  async function app(env: Record<string, string>): Promise<TestApp> {
-    const started = await startTestApp(testDb.db, env);
-    apps.push(started);
-    return started;
-  }
+  /** Starts an app with its own limits on the suite's database. */
+  let app: Suite['startApp'];
+  let db: Knex;
+  useTestApp('pglite', (suite) => ({ startApp: app, db } = suite));
 
   const expectLimited = (reply: { status: number; body: any; headers: Headers; text: string }) => {
     expect(reply.status, reply.text).toBe(429);
@@ -932,7 +921,7 @@ describe('rate limits in memory', () => {
       const vid = uniq('limited_');
       const reply = await api.post('/v1/clicks', { key: program.publishable, code, vid }, { headers: { 'x-forwarded-for': from } });
       expectLimited(reply);
-      expect(await testDb.db('clicks').where({ vid }).first()).toBeUndefined();
+      expect(await db('clicks').where({ vid }).first()).toBeUndefined();
     });
   });
 

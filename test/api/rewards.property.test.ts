@@ -10,10 +10,11 @@
  * Each run is a fresh program driven through the real app.
  */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import type { TestApp } from '../helpers/app.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import { balancesOf, browserEvent, expectOk, listAllRewards, sumLedger, transition, type Reward } from '../helpers/ledger.ts';
 
@@ -248,9 +249,8 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
   let t: TestDb;
   let api: TestApp;
 
-  beforeAll(async () => {
-    t = await openTestDb(kind);
-    api = await startTestApp(t.db);
+  useTestApp(kind, (suite) => ({ testDb: t, api } = suite));
+  beforeAll(() => {
     releaseHolds = async (p) => {
       await t
         .db('rewards')
@@ -258,10 +258,6 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
         .update({ available_at: new Date(Date.now() - 1000) });
       await releaseDueRewards(t.db);
     };
-  });
-  afterAll(async () => {
-    await api?.close();
-    await t?.close();
   });
 
   /** Rewards that do not belong to an attributed conversion of their program (should be none). */

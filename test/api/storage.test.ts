@@ -76,6 +76,7 @@ describe('PGlite under DATA_DIR (the embedded production mode)', () => {
 describe.each(DATABASES)('storage (%s)', (kind) => {
   let testDb: TestDb;
   let db: Knex;
+  // No app here (useTestApp would start one): these tests query storage directly.
   beforeAll(async () => {
     testDb = await openTestDb(kind);
     db = testDb.db;

@@ -7,9 +7,10 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import fc from 'fast-check';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { TestApp } from '../helpers/app.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { useTestApp, type Suite } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const ORIGIN = 'https://shop.example';
@@ -45,22 +46,16 @@ function rawGet(baseUrl: string, path: string, headers: Record<string, string> =
 const vid = () => uniq('vid_');
 
 describe.each(DATABASES)('tracking (%s)', (kind) => {
-  let testDb: TestDb;
   let db: Knex;
   let api: TestApp;
+  let startApp: Suite['startApp'];
   let program: ProgramFixture;
   let other: ProgramFixture;
 
+  useTestApp(kind, (suite) => ({ db, api, startApp } = suite));
   beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    db = testDb.db;
-    api = await startTestApp(db);
     program = await buildProgram(api, { origins: [ORIGIN, 'https://www.shop.example'], landingUrl: LANDING });
     other = await buildProgram(api, { origins: [OTHER_ORIGIN], landingUrl: OTHER_LANDING });
-  });
-  afterAll(async () => {
-    await api?.close();
-    await testDb?.close();
   });
 
   const click = (body: Record<string, unknown>, headers: Record<string, string> = {}, target: TestApp = api) =>
@@ -535,14 +530,10 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
     it('keys the hash with IP_HASH_SECRET: another secret gives another hash, the same secret the same', async () => {
       const referrer = await buildParticipant(api, program);
       const hashWith = async (secret: string) => {
-        const app = await startTestApp(db, { IP_HASH_SECRET: secret });
-        try {
-          const visitor = vid();
-          expect((await app.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: visitor })).status).toBe(202);
-          return ((await db('clicks').where({ vid: visitor }).first('ip_hash')) as { ip_hash: string }).ip_hash;
-        } finally {
-          await app.close();
-        }
+        const app = await startApp({ IP_HASH_SECRET: secret });
+        const visitor = vid();
+        expect((await app.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: visitor })).status).toBe(202);
+        return ((await db('clicks').where({ vid: visitor }).first('ip_hash')) as { ip_hash: string }).ip_hash;
       };
       const a = await hashWith('first-secret-0123456789');
       const b = await hashWith('second-secret-0123456789');
@@ -555,14 +546,10 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const referrer = await buildParticipant(api, program);
       const hashes: string[] = [];
       for (let i = 0; i < 2; i++) {
-        const app = await startTestApp(db, { IP_HASH_SECRET: '' });
-        try {
-          const visitor = vid();
-          expect((await app.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: visitor })).status).toBe(202);
-          hashes.push(((await db('clicks').where({ vid: visitor }).first('ip_hash')) as { ip_hash: string }).ip_hash);
-        } finally {
-          await app.close();
-        }
+        const app = await startApp({ IP_HASH_SECRET: '' });
+        const visitor = vid();
+        expect((await app.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: visitor })).status).toBe(202);
+        hashes.push(((await db('clicks').where({ vid: visitor }).first('ip_hash')) as { ip_hash: string }).ip_hash);
       }
       expect(hashes[0]).toEqual(expect.any(String));
       expect(hashes[1]).toBe(hashes[0]);
@@ -586,26 +573,18 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const direct = [await hashFor(api, '203.0.113.7'), await hashFor(api, '198.51.100.9')];
       expect(direct[1]).toBe(direct[0]);
 
-      const proxied = await startTestApp(db, { TRUST_PROXY: 'true' });
-      try {
-        const behind = [
-          await hashFor(proxied, '203.0.113.7'),
-          await hashFor(proxied, '198.51.100.9'),
-          await hashFor(proxied, '203.0.113.7'),
-        ];
-        expect(behind[0]).not.toBe(behind[1]);
-        expect(behind[2]).toBe(behind[0]);
-        expect(behind).not.toContain(direct[0]);
-        for (const hash of behind) {
-          expect(hash).not.toContain('203.0.113.7');
-          expect(hash).not.toContain('198.51.100.9');
-        }
-        const stored = JSON.stringify(await db('clicks').where({ program_id: program.id }));
-        expect(stored).not.toContain('203.0.113.7');
-        expect(stored).not.toContain('198.51.100.9');
-      } finally {
-        await proxied.close();
+      const proxied = await startApp({ TRUST_PROXY: 'true' });
+      const behind = [await hashFor(proxied, '203.0.113.7'), await hashFor(proxied, '198.51.100.9'), await hashFor(proxied, '203.0.113.7')];
+      expect(behind[0]).not.toBe(behind[1]);
+      expect(behind[2]).toBe(behind[0]);
+      expect(behind).not.toContain(direct[0]);
+      for (const hash of behind) {
+        expect(hash).not.toContain('203.0.113.7');
+        expect(hash).not.toContain('198.51.100.9');
       }
+      const stored = JSON.stringify(await db('clicks').where({ program_id: program.id }));
+      expect(stored).not.toContain('203.0.113.7');
+      expect(stored).not.toContain('198.51.100.9');
     });
   });
 });

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findProgram, updateProgram } from '../../collector/src/domain/programs.ts';
 import { deliverDueWebhooks } from '../../collector/src/domain/webhooks.ts';
-import { ADMIN_TOKEN, startTestApp, type TestApp } from '../helpers/app.ts';
+import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 import { expectError, expectOk, serverSignup } from '../helpers/ledger.ts';
@@ -93,10 +93,7 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
   let allowing: TestApp;
   useTestApp(kind, (s) => (suite = s));
   beforeAll(async () => {
-    allowing = await startTestApp(suite.db, { WEBHOOK_ALLOW_PRIVATE: '1' });
-  });
-  afterAll(async () => {
-    await allowing?.close();
+    allowing = await suite.startApp({ WEBHOOK_ALLOW_PRIVATE: '1' });
   });
 
   const deliveries = async (p: ProgramFixture) =>

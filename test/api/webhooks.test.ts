@@ -11,8 +11,9 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
 import { deliverDueWebhooks, signWebhook, verifyWebhook } from '../../collector/src/domain/webhooks.ts';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import type { TestApp } from '../helpers/app.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import {
   browserEvent,
@@ -81,15 +82,12 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
   let api: TestApp;
   let receiver: Awaited<ReturnType<typeof startReceiver>>;
 
+  useTestApp(kind, (suite) => ({ testDb: t, api } = suite), { env: { WEBHOOK_ALLOW_PRIVATE: '1' } });
   beforeAll(async () => {
-    t = await openTestDb(kind);
-    api = await startTestApp(t.db, { WEBHOOK_ALLOW_PRIVATE: '1' });
     receiver = await startReceiver(2);
   });
   afterAll(async () => {
     await receiver?.close();
-    await api?.close();
-    await t?.close();
   });
 
   const deliveries = async (p: ProgramFixture, query = '') =>

@@ -8,10 +8,10 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_CSP } from '../../collector/src/routes/admin.ts';
-import { startTestApp, type TestApp } from '../helpers/app.ts';
-import { openTestDb, type TestDb } from '../helpers/databases.ts';
+import type { TestApp } from '../helpers/app.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import { expectOk, serverPurchase, serverSignup, vidFor, type Reward } from '../helpers/ledger.ts';
+import { useTestApp } from '../helpers/suite.ts';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -49,16 +49,14 @@ type Summary = {
 };
 
 describe('admin dashboard (Chromium, pglite)', () => {
-  let testDb: TestDb;
   let api: TestApp;
   let program: ProgramFixture;
   let browser: Browser;
   let alice: { externalId: string; code: string };
   let dave: { externalId: string; code: string };
 
+  useTestApp('pglite', (suite) => ({ api } = suite));
   beforeAll(async () => {
-    testDb = await openTestDb('pglite');
-    api = await startTestApp(testDb.db);
     program = await buildProgram(api, { name: 'Acme Referrals', settings: { rewardRules: RULES } });
     alice = await buildParticipant(api, program, { externalId: 'alice', email: 'alice@example.com', name: 'Alice Archer' });
     dave = await buildParticipant(api, program, { externalId: 'dave', email: 'dave@example.com', name: 'Dave Dunn' });
@@ -84,8 +82,6 @@ describe('admin dashboard (Chromium, pglite)', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await api?.close();
-    await testDb?.close();
   });
 
   async function openPage(): Promise<Watched> {

@@ -6,14 +6,13 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Knex } from 'knex';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildApp } from '../../collector/src/app.ts';
-import { loadConfig } from '../../collector/src/config.ts';
 import { createLogger } from '../../collector/src/logger.ts';
 import { seedDemo } from '../../collector/src/demo.ts';
-import { ADMIN_TOKEN } from '../helpers/app.ts';
-import { openTestDb, type TestDb } from '../helpers/databases.ts';
+import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
+import { useTestApp } from '../helpers/suite.ts';
 
 const CHROMIUM_ARGS = [
   '--headless',
@@ -31,8 +30,8 @@ async function listen(server: Server, host: string): Promise<string> {
 }
 
 describe('snippet in Chromium (pglite)', () => {
-  let testDb: TestDb;
-  let collector: Server;
+  let db: Knex;
+  let collector: TestApp;
   let host: Server;
   let collectorUrl: string;
   let hostUrl: string;
@@ -45,25 +44,15 @@ describe('snippet in Chromium (pglite)', () => {
   /** An inline script the host's pages run right after the stub, before /r.js has loaded. */
   let inline = '';
 
-  const db = () => testDb.db;
   const api = async (path: string, body: unknown, token: string) => {
-    const response = await fetch(collectorUrl + path, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
-      body: JSON.stringify(body),
-    });
-    if (response.status >= 300) throw new Error(`${path}: ${response.status} ${await response.text()}`);
-    return response.json();
+    const reply = await collector.post(path, body, { auth: token });
+    if (reply.status >= 300) throw new Error(`${path}: ${reply.status} ${reply.text}`);
+    return reply.body;
   };
 
+  useTestApp('pglite', (suite) => ({ db, api: collector } = suite));
   beforeAll(async () => {
-    testDb = await openTestDb('pglite');
-    const config = loadConfig({ ADMIN_TOKEN, LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789' });
-    const deps = { db: testDb.db, config, logger: createLogger('silent') };
-    const app = buildApp(deps);
-    collector = createServer(app.callback());
-    collectorUrl = await listen(collector, '127.0.0.1');
-    config.publicUrl = collectorUrl;
+    collectorUrl = collector.url;
 
     // The host site: another origin (localhost vs 127.0.0.1), pasting the two tags.
     host = createServer((req, res) => {
@@ -86,8 +75,6 @@ describe('snippet in Chromium (pglite)', () => {
   afterAll(async () => {
     await browser?.close();
     await new Promise<void>((resolve) => (host ? host.close(() => resolve()) : resolve()));
-    await new Promise<void>((resolve) => (collector ? collector.close(() => resolve()) : resolve()));
-    await testDb?.close();
   });
 
   /** A fresh visitor. Playwright's Chromium reports navigator.webdriver; a human's does not. */
@@ -110,7 +97,7 @@ describe('snippet in Chromium (pglite)', () => {
 
   const ready = (page: Page) => page.waitForFunction(() => typeof (window as any).referral?.get === 'function');
   const getReferral = (page: Page) => page.evaluate(() => (window as any).referral.get() as { code: string; vid: string } | null);
-  const conversions = (eventId: string) => db()('conversions').where({ event_id: eventId });
+  const conversions = (eventId: string) => db('conversions').where({ event_id: eventId });
 
   it('captures ?ref, keeps it first-party, and reports the click', async () => {
     attributes = {};
@@ -126,7 +113,7 @@ describe('snippet in Chromium (pglite)', () => {
     expect(JSON.parse(decodeURIComponent(cookie!.value))).toMatchObject(referral!);
     expect(await page.evaluate(() => localStorage.getItem('_referral'))).toBe(decodeURIComponent(cookie!.value));
 
-    await expect.poll(() => db()('clicks').where({ vid: referral!.vid }).first('url')).toEqual({ url: `${hostUrl}/pricing?ref=${code}` });
+    await expect.poll(() => db('clicks').where({ vid: referral!.vid }).first('url')).toEqual({ url: `${hostUrl}/pricing?ref=${code}` });
     expect(errors).toEqual([]);
     await context.close();
   });
@@ -137,10 +124,10 @@ describe('snippet in Chromium (pglite)', () => {
     await page.goto(`${hostUrl}/?ref=${code}`);
     inline = '';
     await ready(page);
-    await expect.poll(() => db()('participants').where({ external_id: 'bob' }).first('referred_by')).toBeTruthy();
+    await expect.poll(() => db('participants').where({ external_id: 'bob' }).first('referred_by')).toBeTruthy();
     const [bob, alice] = await Promise.all([
-      db()('participants').where({ external_id: 'bob' }).first(),
-      db()('participants').where({ external_id: 'alice' }).first(),
+      db('participants').where({ external_id: 'bob' }).first(),
+      db('participants').where({ external_id: 'alice' }).first(),
     ]);
     expect(bob.referred_by).toBe(alice.id);
     expect(bob.email).toBe('bob@example.com');
@@ -165,7 +152,7 @@ describe('snippet in Chromium (pglite)', () => {
     // The redirect recorded the click; the snippet's report claims it (same code and IP) instead of adding one.
     await expect
       .poll(() =>
-        db()('clicks')
+        db('clicks')
           .where({ vid })
           .count({ n: '*' })
           .then((rows) => Number(rows[0]?.n)),
@@ -242,7 +229,7 @@ describe('snippet in Chromium (pglite)', () => {
       expect(errors).toEqual([]);
       await context.close();
     }
-    expect(await db()('participants').where({ external_id: 'ghost' }).first()).toBeUndefined();
+    expect(await db('participants').where({ external_id: 'ghost' }).first()).toBeUndefined();
   });
 
   it('serves /r.js cacheably to any origin', async () => {
@@ -257,23 +244,19 @@ describe('snippet in Chromium (pglite)', () => {
 });
 
 describe('demo shop in Chromium (pglite)', () => {
-  let testDb: TestDb;
-  let server: Server;
+  let db: Knex;
+  let app: TestApp;
   let base: string;
   let browser: Browser;
 
+  // No operator token, as in a demo started from the command line.
+  useTestApp('pglite', (suite) => ({ db, api: app } = suite), { env: { ADMIN_TOKEN: '' } });
   beforeAll(async () => {
-    testDb = await openTestDb('pglite');
-    const config = loadConfig({ LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789' });
-    const deps = { db: testDb.db, config, logger: createLogger('silent') };
-    const app = buildApp(deps);
-    server = createServer(app.callback());
-    base = await listen(server, '127.0.0.1');
-    config.publicUrl = base;
+    base = app.url;
     const write = process.stdout.write;
     process.stdout.write = () => true; // the seed prints its banner
     try {
-      await seedDemo(testDb.db, config, deps.logger);
+      await seedDemo(db, app.config, createLogger(app.config.logLevel));
     } finally {
       process.stdout.write = write;
     }
@@ -282,8 +265,6 @@ describe('demo shop in Chromium (pglite)', () => {
 
   afterAll(async () => {
     await browser?.close();
-    await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
-    await testDb?.close();
   });
 
   it('follows /r/DEMO, shows the referral, and attributes a signup and a purchase', async () => {
@@ -303,14 +284,14 @@ describe('demo shop in Chromium (pglite)', () => {
     await page.fill('input[name=email]', 'friend@example.com');
     await page.click('button[type=submit]');
     await expect
-      .poll(() => testDb.db('participants').where({ external_id: 'demo-friend' }).first('referred_by'))
+      .poll(() => db('participants').where({ external_id: 'demo-friend' }).first('referred_by'))
       .toMatchObject({ referred_by: expect.any(String) });
 
     await page.click('text=Checkout');
     await page.fill('input[name=userId]', 'demo-friend');
     await page.fill('input[name=orderId]', 'demo-order-1');
     await page.click('button[type=submit]');
-    await expect.poll(() => testDb.db('conversions').where({ event_id: 'demo-order-1' }).first('type')).toEqual({ type: 'purchase' });
+    await expect.poll(() => db('conversions').where({ event_id: 'demo-order-1' }).first('type')).toEqual({ type: 'purchase' });
     expect(problems).toEqual([]);
     await context.close();
   });

@@ -11,17 +11,32 @@ export interface Suite {
   testDb: TestDb;
   db: Knex;
   api: TestApp;
+  /** Another app on the same database with its own environment (over the suite's), closed with the suite. */
+  startApp: (env: Record<string, string>) => Promise<TestApp>;
 }
 
-export function useTestApp(kind: DbKind, assign: (suite: Suite) => void, env: Record<string, string> = {}): void {
-  let suite: Suite | undefined;
+export interface SuiteOptions {
+  /** Environment for the app, over the test defaults (see startTestApp). */
+  env?: Record<string, string>;
+  /** The PostgreSQL pool size of the suite's handle. */
+  poolMax?: number;
+}
+
+export function useTestApp(kind: DbKind, assign: (suite: Suite) => void, options: SuiteOptions = {}): void {
+  let testDb: TestDb | undefined;
+  const apps: TestApp[] = [];
   beforeAll(async () => {
-    const testDb = await openTestDb(kind);
-    suite = { testDb, db: testDb.db, api: await startTestApp(testDb.db, env) };
-    assign(suite);
+    const opened = await openTestDb(kind, options.poolMax === undefined ? {} : { poolMax: options.poolMax });
+    testDb = opened;
+    const startApp = async (env: Record<string, string>) => {
+      const app = await startTestApp(opened.db, { ...options.env, ...env });
+      apps.push(app);
+      return app;
+    };
+    assign({ testDb: opened, db: opened.db, api: await startApp({}), startApp });
   });
   afterAll(async () => {
-    await suite?.api.close();
-    await suite?.testDb.close();
+    for (const app of apps) await app.close();
+    await testDb?.close();
   });
 }

@@ -2,14 +2,12 @@
  * The demo: seedDemo on an empty database, and the /demo/* pages with the
  * publishable key they need, served next to the real API.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { buildApp } from '../../collector/src/app.ts';
 import { loadConfig, type Config } from '../../collector/src/config.ts';
 import { seedDemo } from '../../collector/src/demo.ts';
 import { createLogger } from '../../collector/src/logger.ts';
 import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { useTestApp } from '../helpers/suite.ts';
 
 /** A stand-in for process.stdout: a terminal or not, keeping what was written. */
 function fakeStdout(isTTY: boolean) {
@@ -26,25 +24,20 @@ function fakeStdout(isTTY: boolean) {
 
 describe.each(DATABASES)('demo (%s)', (kind) => {
   let testDb: TestDb;
-  let server: Server;
   let base: string;
   let config: Config;
   const logger = createLogger('silent');
 
-  beforeAll(async () => {
-    testDb = await openTestDb(kind);
-    config = loadConfig({ LOG_LEVEL: 'silent', IP_HASH_SECRET: 'test-ip-hash-secret-0123456789' });
-    const deps = { db: testDb.db, config, logger };
-    const app = buildApp(deps);
-    server = createServer(app.callback());
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    config.publicUrl = base;
-  });
-  afterAll(async () => {
-    await new Promise<void>((resolve) => server?.close(() => resolve()));
-    await testDb?.close();
-  });
+  // No operator token, as in a demo started from the command line.
+  useTestApp(
+    kind,
+    (suite) =>
+      ({
+        testDb,
+        api: { url: base, config },
+      } = suite),
+    { env: { ADMIN_TOKEN: '' } },
+  );
   afterEach(() => vi.restoreAllMocks());
 
   it('has no demo key before seeding', async () => {
