@@ -2,7 +2,7 @@
  * The demo: seedDemo on an empty database, and the /demo/* pages with the
  * publishable key they need, served next to the real API.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type Config } from '../../collector/src/config.ts';
 import { seedDemo } from '../../collector/src/demo.ts';
 import { createLogger } from '../../collector/src/logger.ts';
