@@ -4,6 +4,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
+import type { ProgramResponse } from '../../../shared/responses.ts';
 import { ProgramSettingsSchema, type ProgramCreate, type ProgramSettings, type ProgramUpdate } from '../../../shared/schemas.ts';
 import { fieldsFromZod, unprocessable, validationFailed } from '../errors.ts';
 import { createApiKey } from './keys.ts';
@@ -101,7 +102,7 @@ export async function findProgramBySlug(db: Knex, slug: string): Promise<Program
 }
 
 /** The program as the API shows it; secrets inside settings are masked. */
-export function presentProgram(program: ProgramRow) {
+export function presentProgram(program: ProgramRow): ProgramResponse {
   const { stripe, ...settings } = program.settings;
   return {
     id: program.id,

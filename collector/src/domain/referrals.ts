@@ -2,6 +2,7 @@
  * Reading referrals and decisions: every outcome explained.
  */
 import type { Knex } from 'knex';
+import type { DecisionResponse, Page, ReferralResponse } from '../../../shared/responses.ts';
 import { pageQuery, toPage } from '../storage/paging.ts';
 import type { DecisionOutcome } from './decisions.ts';
 
@@ -25,7 +26,7 @@ type ReferralListRow = {
   code: string | null;
 };
 
-export async function listReferrals(db: Knex, programId: string, filter: ReferralFilter) {
+export async function listReferrals(db: Knex, programId: string, filter: ReferralFilter): Promise<Page<ReferralResponse>> {
   const query = db('referrals as r')
     .join('participants as a', 'a.id', 'r.referrer_id')
     .join('participants as b', 'b.id', 'r.referred_id')
@@ -81,7 +82,7 @@ type DecisionListRow = {
   event_id: string | null;
 };
 
-export async function listDecisions(db: Knex, programId: string, filter: DecisionFilter) {
+export async function listDecisions(db: Knex, programId: string, filter: DecisionFilter): Promise<Page<DecisionResponse>> {
   const query = db('decisions as d')
     .leftJoin('participants as p', 'p.id', 'd.participant_id')
     .leftJoin('participants as r', 'r.id', 'd.referrer_id')
