@@ -9,9 +9,10 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
-import type { Reply, TestApp } from '../helpers/app.ts';
+import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { expectLimited, sendClick } from '../helpers/steps.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
 const PUBLIC_LIMIT = 12;
@@ -21,12 +22,6 @@ const ORIGIN = 'https://shop.example';
 /** A client address no other test in this file uses (X-Forwarded-For, TRUST_PROXY on). */
 let lastIp = 0;
 const freshIp = () => `198.51.100.${++lastIp}`;
-
-function expectLimited(reply: Reply) {
-  expect(reply.status, reply.text).toBe(429);
-  expect(reply.body).toEqual({ error: { code: 'rate_limited', message: expect.any(String) } });
-  expect(Number(reply.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-}
 
 describe.each(DATABASES)('abuse limits (%s)', (kind) => {
   let api: TestApp;
@@ -41,8 +36,6 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
 
   const from = (ip: string) => ({ headers: { 'x-forwarded-for': ip } });
   const follow = (code: string, ip: string) => api.get(`/r/${encodeURIComponent(code)}`, from(ip));
-  const click = (program: ProgramFixture, code: string, ip: string) =>
-    api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }, from(ip));
 
   describe('CORS preflights', () => {
     it.each(['/v1/clicks', '/v1/events'])('OPTIONS %s past the per-IP budget is 429; another IP is unaffected', async (path) => {
@@ -64,7 +57,7 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
       const { code } = await buildParticipant(api, program);
       const ip = freshIp();
       for (let i = 0; i < PUBLIC_LIMIT; i++) expect((await api.request('OPTIONS', '/v1/clicks', undefined, from(ip))).status).toBe(204);
-      expectLimited(await click(program, code, ip));
+      expectLimited(await sendClick(api, program, { code, vid: newVid() }, from(ip)));
     });
   });
 
@@ -93,14 +86,16 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
       const ip = freshIp();
       // Another program's code is unknown to this key.
       for (let i = 0; i < UNKNOWN_BUDGET; i++)
-        expect((await click(program, i ? `NOPE${uniq()}` : foreign, ip)).body).toEqual({ valid: false });
+        expect((await sendClick(api, program, { code: i ? `NOPE${uniq()}` : foreign, vid: newVid() }, from(ip))).body).toEqual({
+          valid: false,
+        });
       const before = Number((await db('decisions').where({ program_id: program.id, reason: 'unknown_code' }).count({ n: '*' }))[0]?.n);
-      expectLimited(await click(program, `NOPE${uniq()}`, ip));
-      expectLimited(await click(program, foreign, ip));
+      expectLimited(await sendClick(api, program, { code: `NOPE${uniq()}`, vid: newVid() }, from(ip)));
+      expectLimited(await sendClick(api, program, { code: foreign, vid: newVid() }, from(ip)));
       expect(Number((await db('decisions').where({ program_id: program.id, reason: 'unknown_code' }).count({ n: '*' }))[0]?.n)).toBe(
         before,
       );
-      const live = await click(program, code, ip);
+      const live = await sendClick(api, program, { code, vid: newVid() }, from(ip));
       expect(live.status, live.text).toBe(202);
       expect(live.body).toEqual({ valid: true });
       expect((await follow(code, ip)).status).toBe(302);
@@ -113,7 +108,7 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
       const ip = freshIp();
       for (let i = 0; i < UNKNOWN_BUDGET; i++) expect((await follow(code, ip)).status).toBe(404);
       expectLimited(await follow(code, ip));
-      expectLimited(await click(program, code, ip));
+      expectLimited(await sendClick(api, program, { code, vid: newVid() }, from(ip)));
     });
   });
 

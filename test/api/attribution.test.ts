@@ -10,60 +10,19 @@ import { describe, expect, it } from 'vitest';
 import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
-
-const DAY_MS = 86_400_000;
-
-interface ConversionAnswer {
-  conversion: {
-    id: string;
-    type: string;
-    eventId: string;
-    externalId: string;
-    amount: number | null;
-    currency: string | null;
-    verified: boolean;
-    source: string;
-  };
-  attribution: { status: 'attributed' | 'existing' | 'none' | 'rejected'; reason?: string; referrer?: string; held?: boolean };
-  rewards: unknown[];
-}
-
-interface ReferralItem {
-  id: string;
-  referrer: string;
-  referred: string;
-  referredEmail: string | null;
-  code: string | null;
-  status: 'attributed' | 'held';
-  reason: string | null;
-  verified: boolean;
-  createdAt: string;
-}
-
-interface DecisionItem {
-  id: string;
-  subject: string;
-  outcome: 'accepted' | 'rejected' | 'held';
-  reason: string;
-  participant: string | null;
-  referrer: string | null;
-  code: string | null;
-  eventId: string | null;
-  createdAt: string;
-}
-
-interface Page<T> {
-  data: T[];
-  nextCursor: string | null;
-}
-
-interface Hint {
-  code?: string;
-  vid?: string;
-}
-
-const vid = () => uniq('vid_');
+import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { DAY_MS } from '../helpers/rows.ts';
+import {
+  browserEvent,
+  click,
+  conversion,
+  decisions,
+  participant,
+  referrals,
+  sendConversion,
+  type ConversionInput,
+} from '../helpers/steps.ts';
+import type { Page, ReferralResponse } from '../../shared/responses.ts';
 
 describe.each(DATABASES)('attribution (%s)', (kind) => {
   let db: Knex;
@@ -77,86 +36,6 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
   async function configure(fixture: ProgramFixture, settings: Record<string, unknown>) {
     const reply = await api.patch('/v1/program', { settings }, { auth: fixture.secret });
     expect(reply.status, reply.text).toBe(200);
-  }
-
-  interface ServerConversion extends Hint {
-    type?: 'signup' | 'purchase';
-    externalId: string;
-    eventId?: string;
-    email?: string;
-    amount?: number;
-    currency?: string;
-    idempotencyKey?: string;
-  }
-
-  function conversionBody(input: ServerConversion) {
-    const { code, vid: visitor, idempotencyKey: _key, type = 'signup', eventId = uniq('evt-'), ...rest } = input;
-    return { type, eventId, ...rest, ...(code || visitor ? { referral: { code, vid: visitor } } : {}) };
-  }
-
-  function convert(fixture: ProgramFixture, input: ServerConversion): Promise<Reply<ConversionAnswer>> {
-    const headers: Record<string, string> = input.idempotencyKey ? { 'idempotency-key': input.idempotencyKey } : {};
-    return api.post<ConversionAnswer>('/v1/conversions', conversionBody(input), { auth: fixture.secret, headers });
-  }
-
-  /** A server conversion that must answer 200; returns its body. */
-  async function converted(fixture: ProgramFixture, input: ServerConversion): Promise<ConversionAnswer> {
-    const reply = await convert(fixture, input);
-    expect(reply.status, reply.text).toBe(200);
-    return reply.body;
-  }
-
-  interface BrowserEvent extends Hint {
-    type?: 'signup' | 'purchase';
-    externalId: string;
-    eventId?: string;
-    email?: string;
-    order?: { id: string; amount: number; currency: string };
-  }
-
-  async function browser(fixture: ProgramFixture, input: BrowserEvent) {
-    const body = {
-      key: fixture.publishable,
-      type: input.type ?? 'signup',
-      eventId: input.eventId ?? uniq('evt-'),
-      vid: input.vid ?? vid(),
-      ...(input.code ? { code: input.code } : {}),
-      user: { id: input.externalId, ...(input.email ? { email: input.email } : {}) },
-      ...(input.order ? { order: input.order } : {}),
-    };
-    const reply = await api.post('/v1/events', body);
-    expect(reply.status, reply.text).toBe(202);
-    expect(reply.body).toEqual({ accepted: true });
-    return body;
-  }
-
-  async function click(fixture: ProgramFixture, code: string, visitor: string) {
-    const reply = await api.post('/v1/clicks', { key: fixture.publishable, code, vid: visitor });
-    expect(reply.status, reply.text).toBe(202);
-    expect(reply.body).toEqual({ valid: true });
-  }
-
-  async function referrals(fixture: ProgramFixture, query = ''): Promise<Page<ReferralItem>> {
-    const reply = await api.get<Page<ReferralItem>>(`/v1/referrals${query ? `?${query}` : ''}`, { auth: fixture.secret });
-    expect(reply.status, reply.text).toBe(200);
-    return reply.body;
-  }
-
-  async function decisions(fixture: ProgramFixture, query = ''): Promise<DecisionItem[]> {
-    const reply = await api.get<Page<DecisionItem>>(`/v1/decisions?limit=500${query ? `&${query}` : ''}`, { auth: fixture.secret });
-    expect(reply.status, reply.text).toBe(200);
-    return reply.body.data;
-  }
-
-  async function participant(fixture: ProgramFixture, externalId: string) {
-    const reply = await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: fixture.secret });
-    expect(reply.status, reply.text).toBe(200);
-    return reply.body as {
-      externalId: string;
-      code: string;
-      referredBy: string | null;
-      stats: { clicks: number; signups: number; purchases: number; revenue: Record<string, number> };
-    };
   }
 
   async function counts(fixture: ProgramFixture) {
@@ -189,7 +68,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
       const eventId = uniq('evt-');
-      const answer = await converted(fixture, {
+      const answer = await conversion(api, fixture, {
         externalId: user,
         eventId,
         email: 'New.Customer@Example.com',
@@ -199,11 +78,11 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect(answer.conversion).toMatchObject({ type: 'signup', eventId, externalId: user, verified: true, source: 'server' });
       expect(answer.rewards).toEqual([]);
 
-      const created = await participant(fixture, user);
+      const created = await participant(api, fixture, user);
       expect(created.referredBy).toBe(referrer.externalId);
       expect(created.code).toMatch(/^[2-9A-HJKMNP-Z]{8}$/);
 
-      const page = await referrals(fixture);
+      const page = await referrals(api, fixture);
       expect(page.data).toEqual([
         expect.objectContaining({
           referrer: referrer.externalId,
@@ -215,7 +94,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
           verified: true,
         }),
       ]);
-      const accepted = await decisions(fixture, 'reason=attributed');
+      const accepted = await decisions(api, fixture, 'reason=attributed');
       expect(accepted).toEqual([
         expect.objectContaining({
           subject: 'attribution',
@@ -232,9 +111,11 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
-      await browser(fixture, { externalId: user, code: referrer.code });
-      expect((await participant(fixture, user)).referredBy).toBe(referrer.externalId);
-      expect((await referrals(fixture)).data).toEqual([expect.objectContaining({ referred: user, status: 'attributed', verified: false })]);
+      await browserEvent(api, fixture, { userId: user, code: referrer.code });
+      expect((await participant(api, fixture, user)).referredBy).toBe(referrer.externalId);
+      expect((await referrals(api, fixture)).data).toEqual([
+        expect.objectContaining({ referred: user, status: 'attributed', verified: false }),
+      ]);
       const [row] = await conversionsOf(fixture, user);
       expect(row).toMatchObject({ type: 'signup', verified: false, source: 'browser' });
     });
@@ -244,23 +125,29 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const first = await buildParticipant(api, fixture);
       const second = await buildParticipant(api, fixture);
       const user = uniq('user-');
-      expect((await converted(fixture, { externalId: user, code: first.code })).attribution.status).toBe('attributed');
+      expect((await conversion(api, fixture, { externalId: user, code: first.code })).attribution.status).toBe('attributed');
 
-      const purchase = await converted(fixture, { type: 'purchase', externalId: user, code: second.code, amount: 1000, currency: 'usd' });
-      expect(purchase.attribution).toEqual({ status: 'existing', referrer: first.externalId });
-      expect(purchase.conversion).toMatchObject({ type: 'purchase', amount: 1000, currency: 'USD' });
-      const plain = await converted(fixture, { type: 'purchase', externalId: user, amount: 500, currency: 'USD' });
-      expect(plain.attribution).toEqual({ status: 'existing', referrer: first.externalId });
-      await browser(fixture, {
+      const purchase = await conversion(api, fixture, {
         type: 'purchase',
         externalId: user,
+        code: second.code,
+        amount: 1000,
+        currency: 'usd',
+      });
+      expect(purchase.attribution).toEqual({ status: 'existing', referrer: first.externalId });
+      expect(purchase.conversion).toMatchObject({ type: 'purchase', amount: 1000, currency: 'USD' });
+      const plain = await conversion(api, fixture, { type: 'purchase', externalId: user, amount: 500, currency: 'USD' });
+      expect(plain.attribution).toEqual({ status: 'existing', referrer: first.externalId });
+      await browserEvent(api, fixture, {
+        type: 'purchase',
+        userId: user,
         code: second.code,
         order: { id: uniq('order-'), amount: 10, currency: 'USD' },
       });
 
-      expect((await participant(fixture, user)).referredBy).toBe(first.externalId);
-      expect((await referrals(fixture)).data.map((r) => r.referrer)).toEqual([first.externalId]);
-      const already = await decisions(fixture, 'reason=already_attributed');
+      expect((await participant(api, fixture, user)).referredBy).toBe(first.externalId);
+      expect((await referrals(api, fixture)).data.map((r) => r.referrer)).toEqual([first.externalId]);
+      const already = await decisions(api, fixture, 'reason=already_attributed');
       expect(already).toHaveLength(2);
       for (const decision of already)
         expect(decision).toMatchObject({ outcome: 'rejected', participant: user, referrer: first.externalId });
@@ -269,13 +156,13 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
     it('answers none / no_referral_data without a code or clicks, and attributes nobody', async () => {
       const fixture = await program();
       const user = uniq('user-');
-      const answer = await converted(fixture, { externalId: user });
+      const answer = await conversion(api, fixture, { externalId: user });
       expect(answer.attribution).toEqual({ status: 'none', reason: 'no_referral_data' });
-      const unknownVisitor = await converted(fixture, { externalId: uniq('user-'), vid: vid() });
+      const unknownVisitor = await conversion(api, fixture, { externalId: uniq('user-'), vid: newVid() });
       expect(unknownVisitor.attribution).toEqual({ status: 'none', reason: 'no_referral_data' });
-      await browser(fixture, { externalId: uniq('user-') });
-      expect((await participant(fixture, user)).referredBy).toBeNull();
-      expect((await referrals(fixture)).data).toEqual([]);
+      await browserEvent(api, fixture, { userId: uniq('user-') });
+      expect((await participant(api, fixture, user)).referredBy).toBeNull();
+      expect((await referrals(api, fixture)).data).toEqual([]);
       expect((await counts(fixture)).conversions).toBe(3);
     });
   });
@@ -286,16 +173,16 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
     it('attributes a visitor id to the code it clicked', async () => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
-      const visitor = vid();
-      await click(fixture, referrer.code, visitor);
-      const answer = await converted(fixture, { externalId: uniq('user-'), vid: visitor });
+      const visitor = newVid();
+      await click(api, fixture, { code: referrer.code, vid: visitor });
+      const answer = await conversion(api, fixture, { externalId: uniq('user-'), vid: visitor });
       expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
 
-      const other = vid();
-      await click(fixture, referrer.code, other);
+      const other = newVid();
+      await click(api, fixture, { code: referrer.code, vid: other });
       const user = uniq('user-');
-      await browser(fixture, { externalId: user, vid: other });
-      expect((await participant(fixture, user)).referredBy).toBe(referrer.externalId);
+      await browserEvent(api, fixture, { userId: user, vid: other });
+      expect((await participant(api, fixture, user)).referredBy).toBe(referrer.externalId);
     });
 
     it('uses the first touch by default and the last touch when settings.attribution is last', async () => {
@@ -303,20 +190,26 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const early = await buildParticipant(api, fixture);
       const late = await buildParticipant(api, fixture);
       const touched = async () => {
-        const visitor = vid();
-        await click(fixture, early.code, visitor);
-        await click(fixture, late.code, visitor);
+        const visitor = newVid();
+        await click(api, fixture, { code: early.code, vid: visitor });
+        await click(api, fixture, { code: late.code, vid: visitor });
         await backdateClicks(visitor, early.code, 3 * DAY_MS);
         await backdateClicks(visitor, late.code, 1 * DAY_MS);
         return visitor;
       };
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: await touched() })).attribution.referrer).toBe(early.externalId);
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), vid: await touched() })).attribution.referrer).toBe(
+        early.externalId,
+      );
 
       await configure(fixture, { attribution: 'last' });
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: await touched() })).attribution.referrer).toBe(late.externalId);
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), vid: await touched() })).attribution.referrer).toBe(
+        late.externalId,
+      );
 
       await configure(fixture, { attribution: 'first' });
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: await touched() })).attribution.referrer).toBe(early.externalId);
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), vid: await touched() })).attribution.referrer).toBe(
+        early.externalId,
+      );
     });
 
     it('rejects clicks older than windowDays as outside_window, and counts the ones inside', async () => {
@@ -324,32 +217,32 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       await configure(fixture, { windowDays: 7 });
       const referrer = await buildParticipant(api, fixture);
 
-      const stale = vid();
-      await click(fixture, referrer.code, stale);
+      const stale = newVid();
+      await click(api, fixture, { code: referrer.code, vid: stale });
       await backdateClicks(stale, referrer.code, 8 * DAY_MS);
       const user = uniq('user-');
-      const answer = await converted(fixture, { externalId: user, vid: stale });
+      const answer = await conversion(api, fixture, { externalId: user, vid: stale });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'outside_window' });
-      expect((await participant(fixture, user)).referredBy).toBeNull();
-      expect(await decisions(fixture, 'reason=outside_window')).toEqual([
+      expect((await participant(api, fixture, user)).referredBy).toBeNull();
+      expect(await decisions(api, fixture, 'reason=outside_window')).toEqual([
         expect.objectContaining({ subject: 'attribution', outcome: 'rejected', participant: user }),
       ]);
 
-      const fresh = vid();
-      await click(fixture, referrer.code, fresh);
+      const fresh = newVid();
+      await click(api, fixture, { code: referrer.code, vid: fresh });
       await backdateClicks(fresh, referrer.code, 6 * DAY_MS);
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: fresh })).attribution).toEqual({
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), vid: fresh })).attribution).toEqual({
         status: 'attributed',
         referrer: referrer.externalId,
       });
 
       // A wider window brings the stale click back in.
       await configure(fixture, { windowDays: 30 });
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: stale })).attribution).toEqual({
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), vid: stale })).attribution).toEqual({
         status: 'attributed',
         referrer: referrer.externalId,
       });
-      expect((await referrals(fixture)).data).toHaveLength(2);
+      expect((await referrals(api, fixture)).data).toHaveLength(2);
     });
 
     it('ignores clicks outside the window when choosing the first touch', async () => {
@@ -357,25 +250,25 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       await configure(fixture, { windowDays: 7 });
       const old = await buildParticipant(api, fixture);
       const recent = await buildParticipant(api, fixture);
-      const visitor = vid();
-      await click(fixture, old.code, visitor);
-      await click(fixture, recent.code, visitor);
+      const visitor = newVid();
+      await click(api, fixture, { code: old.code, vid: visitor });
+      await click(api, fixture, { code: recent.code, vid: visitor });
       await backdateClicks(visitor, old.code, 10 * DAY_MS);
       await backdateClicks(visitor, recent.code, 2 * DAY_MS);
-      expect((await converted(fixture, { externalId: uniq('user-'), vid: visitor })).attribution.referrer).toBe(recent.externalId);
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), vid: visitor })).attribution.referrer).toBe(recent.externalId);
     });
 
     it('rejects a code whose click by this visitor is older than the window as outside_window', async () => {
       const fixture = await program();
       await configure(fixture, { windowDays: 7 });
       const referrer = await buildParticipant(api, fixture);
-      const visitor = vid();
-      await click(fixture, referrer.code, visitor);
+      const visitor = newVid();
+      await click(api, fixture, { code: referrer.code, vid: visitor });
       await backdateClicks(visitor, referrer.code, 9 * DAY_MS);
-      const answer = await converted(fixture, { externalId: uniq('user-'), code: referrer.code, vid: visitor });
+      const answer = await conversion(api, fixture, { externalId: uniq('user-'), code: referrer.code, vid: visitor });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'outside_window' });
       // The same code without that stale visitor attributes.
-      expect((await converted(fixture, { externalId: uniq('user-'), code: referrer.code, vid: vid() })).attribution.status).toBe(
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), code: referrer.code, vid: newVid() })).attribution.status).toBe(
         'attributed',
       );
     });
@@ -387,11 +280,11 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
     it('self_referral: the referrer converting with their own code', async () => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
-      const answer = await converted(fixture, { externalId: referrer.externalId, code: referrer.code });
+      const answer = await conversion(api, fixture, { externalId: referrer.externalId, code: referrer.code });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
-      expect((await participant(fixture, referrer.externalId)).referredBy).toBeNull();
-      expect((await referrals(fixture)).data).toEqual([]);
-      expect(await decisions(fixture, 'reason=self_referral')).toEqual([
+      expect((await participant(api, fixture, referrer.externalId)).referredBy).toBeNull();
+      expect((await referrals(api, fixture)).data).toEqual([]);
+      expect(await decisions(api, fixture, 'reason=self_referral')).toEqual([
         expect.objectContaining({
           subject: 'attribution',
           outcome: 'rejected',
@@ -406,41 +299,42 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture, { email: 'Pat.Doe@Example.com' });
       const user = uniq('user-');
-      const answer = await converted(fixture, { externalId: user, email: '  PAT.DOE@example.COM ', code: referrer.code });
+      const answer = await conversion(api, fixture, { externalId: user, email: '  PAT.DOE@example.COM ', code: referrer.code });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
-      expect((await participant(fixture, user)).referredBy).toBeNull();
+      expect((await participant(api, fixture, user)).referredBy).toBeNull();
 
       const browserUser = uniq('user-');
-      await browser(fixture, { externalId: browserUser, email: 'pat.doe@EXAMPLE.com', code: referrer.code });
-      expect((await participant(fixture, browserUser)).referredBy).toBeNull();
-      expect(await decisions(fixture, 'reason=self_referral')).toHaveLength(2);
+      await browserEvent(api, fixture, { userId: browserUser, email: 'pat.doe@EXAMPLE.com', code: referrer.code });
+      expect((await participant(api, fixture, browserUser)).referredBy).toBeNull();
+      expect(await decisions(api, fixture, 'reason=self_referral')).toHaveLength(2);
 
       // Another address is fine.
       expect(
-        (await converted(fixture, { externalId: uniq('user-'), email: 'pat.doe2@example.com', code: referrer.code })).attribution.status,
+        (await conversion(api, fixture, { externalId: uniq('user-'), email: 'pat.doe2@example.com', code: referrer.code })).attribution
+          .status,
       ).toBe('attributed');
     });
 
     it('self_referral: a visitor id the referrer converted with themselves', async () => {
       const fixture = await program();
       const owner = uniq('owner-');
-      const sharedVisitor = vid();
-      await browser(fixture, { externalId: owner, vid: sharedVisitor });
-      const { code } = await participant(fixture, owner);
+      const sharedVisitor = newVid();
+      await browserEvent(api, fixture, { userId: owner, vid: sharedVisitor });
+      const code = (await participant(api, fixture, owner)).code!;
 
       const second = uniq('user-');
-      await browser(fixture, { externalId: second, vid: sharedVisitor, code });
-      expect((await participant(fixture, second)).referredBy).toBeNull();
+      await browserEvent(api, fixture, { userId: second, vid: sharedVisitor, code });
+      expect((await participant(api, fixture, second)).referredBy).toBeNull();
 
       const third = uniq('user-');
-      const answer = await converted(fixture, { externalId: third, code, vid: sharedVisitor });
+      const answer = await conversion(api, fixture, { externalId: third, code, vid: sharedVisitor });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
-      const found = await decisions(fixture, 'reason=self_referral');
+      const found = await decisions(api, fixture, 'reason=self_referral');
       expect(found.map((d) => d.participant).sort()).toEqual([second, third].sort());
       for (const decision of found) expect(decision.referrer).toBe(owner);
 
       // Someone on another device is fine.
-      expect((await converted(fixture, { externalId: uniq('user-'), code, vid: vid() })).attribution).toEqual({
+      expect((await conversion(api, fixture, { externalId: uniq('user-'), code, vid: newVid() })).attribution).toEqual({
         status: 'attributed',
         referrer: owner,
       });
@@ -450,35 +344,41 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const a = await buildParticipant(api, fixture);
       const b = uniq('b-');
-      expect((await converted(fixture, { externalId: b, code: a.code })).attribution.status).toBe('attributed');
-      const bCode = (await participant(fixture, b)).code;
+      expect((await conversion(api, fixture, { externalId: b, code: a.code })).attribution.status).toBe('attributed');
+      const bCode = (await participant(api, fixture, b)).code!;
 
-      const answer = await converted(fixture, { externalId: a.externalId, code: bCode });
+      const answer = await conversion(api, fixture, { externalId: a.externalId, code: bCode });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'referral_cycle' });
-      expect((await participant(fixture, a.externalId)).referredBy).toBeNull();
-      expect(await decisions(fixture, 'reason=referral_cycle')).toEqual([
+      expect((await participant(api, fixture, a.externalId)).referredBy).toBeNull();
+      expect(await decisions(api, fixture, 'reason=referral_cycle')).toEqual([
         expect.objectContaining({ outcome: 'rejected', participant: a.externalId, referrer: b }),
       ]);
 
       // A → B → C, then C's code on A's purchase.
       const c = uniq('c-');
-      expect((await converted(fixture, { externalId: c, code: bCode })).attribution).toEqual({ status: 'attributed', referrer: b });
-      const cCode = (await participant(fixture, c)).code;
-      const purchase = await converted(fixture, { type: 'purchase', externalId: a.externalId, code: cCode, amount: 100, currency: 'EUR' });
-      expect(purchase.attribution).toEqual({ status: 'rejected', reason: 'referral_cycle' });
-      // …also from the browser.
-      await browser(fixture, {
+      expect((await conversion(api, fixture, { externalId: c, code: bCode })).attribution).toEqual({ status: 'attributed', referrer: b });
+      const cCode = (await participant(api, fixture, c)).code!;
+      const purchase = await conversion(api, fixture, {
         type: 'purchase',
         externalId: a.externalId,
         code: cCode,
+        amount: 100,
+        currency: 'EUR',
+      });
+      expect(purchase.attribution).toEqual({ status: 'rejected', reason: 'referral_cycle' });
+      // …also from the browser.
+      await browserEvent(api, fixture, {
+        type: 'purchase',
+        userId: a.externalId,
+        code: cCode,
         order: { id: uniq('order-'), amount: 5, currency: 'EUR' },
       });
-      expect((await participant(fixture, a.externalId)).referredBy).toBeNull();
-      expect(await decisions(fixture, 'reason=referral_cycle')).toHaveLength(3);
-      expect((await referrals(fixture)).data).toHaveLength(2);
+      expect((await participant(api, fixture, a.externalId)).referredBy).toBeNull();
+      expect(await decisions(api, fixture, 'reason=referral_cycle')).toHaveLength(3);
+      expect((await referrals(api, fixture)).data).toHaveLength(2);
 
       // C's code on a newcomer is not a cycle.
-      expect((await converted(fixture, { externalId: uniq('d-'), code: cCode })).attribution).toEqual({
+      expect((await conversion(api, fixture, { externalId: uniq('d-'), code: cCode })).attribution).toEqual({
         status: 'attributed',
         referrer: c,
       });
@@ -487,21 +387,21 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
     it('code_disabled: a disabled code, given or clicked', async () => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
-      const visitor = vid();
-      await click(fixture, referrer.code, visitor);
+      const visitor = newVid();
+      await click(api, fixture, { code: referrer.code, vid: visitor });
       await db('codes').where({ code: referrer.code }).update({ disabled_at: new Date() });
 
       const user = uniq('user-');
-      const answer = await converted(fixture, { externalId: user, code: referrer.code });
+      const answer = await conversion(api, fixture, { externalId: user, code: referrer.code });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'code_disabled' });
       expect(answer.conversion.type).toBe('signup');
-      const byClick = await converted(fixture, { externalId: uniq('user-'), vid: visitor });
+      const byClick = await conversion(api, fixture, { externalId: uniq('user-'), vid: visitor });
       expect(byClick.attribution).toEqual({ status: 'rejected', reason: 'code_disabled' });
-      expect((await participant(fixture, user)).referredBy).toBeNull();
-      const found = await decisions(fixture, 'reason=code_disabled');
+      expect((await participant(api, fixture, user)).referredBy).toBeNull();
+      const found = await decisions(api, fixture, 'reason=code_disabled');
       expect(found).toHaveLength(2);
       for (const decision of found) expect(decision).toMatchObject({ subject: 'attribution', outcome: 'rejected', code: referrer.code });
-      expect((await referrals(fixture)).data).toEqual([]);
+      expect((await referrals(api, fixture)).data).toEqual([]);
     });
 
     it("unknown_code: a code nobody has, or another program's code", async () => {
@@ -509,34 +409,34 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const elsewhere = await program();
       const foreign = await buildParticipant(api, elsewhere);
       const user = uniq('user-');
-      const answer = await converted(fixture, { externalId: user, code: 'NOSUCHCODE1' });
+      const answer = await conversion(api, fixture, { externalId: user, code: 'NOSUCHCODE1' });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'unknown_code' });
-      const crossProgram = await converted(fixture, { externalId: uniq('user-'), code: foreign.code });
+      const crossProgram = await conversion(api, fixture, { externalId: uniq('user-'), code: foreign.code });
       expect(crossProgram.attribution).toEqual({ status: 'rejected', reason: 'unknown_code' });
-      await browser(fixture, { externalId: uniq('user-'), code: 'NOSUCHCODE2' });
+      await browserEvent(api, fixture, { userId: uniq('user-'), code: 'NOSUCHCODE2' });
 
       // The customer and the signup exist; nobody was attributed.
-      expect((await participant(fixture, user)).referredBy).toBeNull();
+      expect((await participant(api, fixture, user)).referredBy).toBeNull();
       expect(await conversionsOf(fixture, user)).toHaveLength(1);
-      const found = await decisions(fixture, 'reason=unknown_code');
+      const found = await decisions(api, fixture, 'reason=unknown_code');
       expect(found.map((d) => d.code).sort()).toEqual(['NOSUCHCODE1', 'NOSUCHCODE2', foreign.code].sort());
-      expect(await decisions(elsewhere, 'reason=unknown_code')).toEqual([]);
+      expect(await decisions(api, elsewhere, 'reason=unknown_code')).toEqual([]);
       expect((await counts(elsewhere)).referrals).toBe(0);
     });
 
     it('filters decisions by reason: each reason lists only its own', async () => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
-      await converted(fixture, { externalId: referrer.externalId, code: referrer.code });
-      await converted(fixture, { externalId: uniq('user-'), code: 'NOSUCHCODE9' });
-      await converted(fixture, { externalId: uniq('user-'), code: referrer.code });
+      await conversion(api, fixture, { externalId: referrer.externalId, code: referrer.code });
+      await conversion(api, fixture, { externalId: uniq('user-'), code: 'NOSUCHCODE9' });
+      await conversion(api, fixture, { externalId: uniq('user-'), code: referrer.code });
       for (const reason of ['self_referral', 'unknown_code', 'attributed']) {
-        const found = await decisions(fixture, `reason=${reason}`);
+        const found = await decisions(api, fixture, `reason=${reason}`);
         expect(found, reason).toHaveLength(1);
         expect(found[0]?.reason).toBe(reason);
       }
-      expect(await decisions(fixture, 'reason=velocity')).toEqual([]);
-      expect((await decisions(fixture, 'outcome=rejected')).map((d) => d.reason).sort()).toEqual(['self_referral', 'unknown_code']);
+      expect(await decisions(api, fixture, 'reason=velocity')).toEqual([]);
+      expect((await decisions(api, fixture, 'outcome=rejected')).map((d) => d.reason).sort()).toEqual(['self_referral', 'unknown_code']);
       const bad = await api.get('/v1/decisions?reason=Not-A-Reason', { auth: fixture.secret });
       expect(bad.status).toBe(400);
       expect(bad.body.error).toMatchObject({ code: 'invalid_query', fields: { reason: expect.any(String) } });
@@ -551,28 +451,28 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       await configure(fixture, { fraud: { velocityMax: 2, velocityMinutes: 60, disposableDomains: [] } });
       const referrer = await buildParticipant(api, fixture);
       const users = [uniq('v0-'), uniq('v1-'), uniq('v2-')];
-      for (const user of users) await browser(fixture, { externalId: user, code: referrer.code });
+      for (const user of users) await browserEvent(api, fixture, { userId: user, code: referrer.code });
 
-      const page = await referrals(fixture, `referrer=${referrer.externalId}`);
+      const page = await referrals(api, fixture, `referrer=${referrer.externalId}`);
       const byUser = new Map(page.data.map((r) => [r.referred, r]));
       expect(byUser.get(users[0]!)).toMatchObject({ status: 'attributed', reason: null });
       expect(byUser.get(users[1]!)).toMatchObject({ status: 'attributed', reason: null });
       expect(byUser.get(users[2]!)).toMatchObject({ status: 'held', reason: 'velocity' });
-      expect((await referrals(fixture, 'status=held')).data.map((r) => r.referred)).toEqual([users[2]]);
-      expect(await decisions(fixture, 'reason=velocity')).toEqual([
+      expect((await referrals(api, fixture, 'status=held')).data.map((r) => r.referred)).toEqual([users[2]]);
+      expect(await decisions(api, fixture, 'reason=velocity')).toEqual([
         expect.objectContaining({ subject: 'attribution', outcome: 'held', participant: users[2], referrer: referrer.externalId }),
       ]);
-      expect(await decisions(fixture, 'outcome=held')).toHaveLength(1);
+      expect(await decisions(api, fixture, 'outcome=held')).toHaveLength(1);
 
       // The server's answer for the held customer says so.
-      const confirm = await converted(fixture, { externalId: users[2]!, eventId: uniq('srv-') });
+      const confirm = await conversion(api, fixture, { externalId: users[2]!, eventId: uniq('srv-') });
       expect(confirm.attribution).toMatchObject({ status: 'existing', referrer: referrer.externalId, held: true });
 
       // Another referrer from the same address is not affected.
       const other = await buildParticipant(api, fixture);
       const fresh = uniq('w-');
-      await browser(fixture, { externalId: fresh, code: other.code });
-      expect((await referrals(fixture, `referrer=${other.externalId}`)).data).toEqual([
+      await browserEvent(api, fixture, { userId: fresh, code: other.code });
+      expect((await referrals(api, fixture, `referrer=${other.externalId}`)).data).toEqual([
         expect.objectContaining({ referred: fresh, status: 'attributed' }),
       ]);
 
@@ -581,8 +481,8 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
         .where({ program_id: fixture.id })
         .update({ created_at: new Date(Date.now() - 61 * 60_000) });
       const later = uniq('v3-');
-      await browser(fixture, { externalId: later, code: referrer.code });
-      expect((await referrals(fixture, `referrer=${referrer.externalId}`)).data.find((r) => r.referred === later)).toMatchObject({
+      await browserEvent(api, fixture, { userId: later, code: referrer.code });
+      expect((await referrals(api, fixture, `referrer=${referrer.externalId}`)).data.find((r) => r.referred === later)).toMatchObject({
         status: 'attributed',
       });
     });
@@ -591,30 +491,30 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
-      const answer = await converted(fixture, { externalId: user, email: `Someone@Mailinator.com`, code: referrer.code });
+      const answer = await conversion(api, fixture, { externalId: user, email: `Someone@Mailinator.com`, code: referrer.code });
       expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId, held: true, reason: 'disposable_email' });
-      expect((await referrals(fixture)).data).toEqual([
+      expect((await referrals(api, fixture)).data).toEqual([
         expect.objectContaining({ referred: user, status: 'held', reason: 'disposable_email' }),
       ]);
-      expect(await decisions(fixture, 'reason=disposable_email')).toEqual([
+      expect(await decisions(api, fixture, 'reason=disposable_email')).toEqual([
         expect.objectContaining({ subject: 'attribution', outcome: 'held', participant: user, referrer: referrer.externalId }),
       ]);
-      expect((await participant(fixture, user)).referredBy).toBe(referrer.externalId);
+      expect((await participant(api, fixture, user)).referredBy).toBe(referrer.externalId);
     });
 
     it('holds the domains listed in fraud.disposableDomains, and nothing else', async () => {
       const fixture = await program();
       await configure(fixture, { fraud: { velocityMax: 3, velocityMinutes: 60, disposableDomains: ['Throwaway.Test'] } });
       const referrer = await buildParticipant(api, fixture);
-      const held = await converted(fixture, { externalId: uniq('user-'), email: 'x@throwaway.test', code: referrer.code });
+      const held = await conversion(api, fixture, { externalId: uniq('user-'), email: 'x@throwaway.test', code: referrer.code });
       expect(held.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId, held: true, reason: 'disposable_email' });
       const browserUser = uniq('user-');
-      await browser(fixture, { externalId: browserUser, email: 'y@THROWAWAY.test', code: referrer.code });
-      const fine = await converted(fixture, { externalId: uniq('user-'), email: 'z@example.org', code: referrer.code });
+      await browserEvent(api, fixture, { userId: browserUser, email: 'y@THROWAWAY.test', code: referrer.code });
+      const fine = await conversion(api, fixture, { externalId: uniq('user-'), email: 'z@example.org', code: referrer.code });
       expect(fine.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
-      const statuses = (await referrals(fixture)).data.map((r) => r.status).sort();
+      const statuses = (await referrals(api, fixture)).data.map((r) => r.status).sort();
       expect(statuses).toEqual(['attributed', 'held', 'held']);
-      expect((await referrals(fixture, 'status=held')).data.map((r) => r.referred)).toContain(browserUser);
+      expect((await referrals(api, fixture, 'status=held')).data.map((r) => r.referred)).toContain(browserUser);
     });
   });
 
@@ -625,20 +525,22 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
-      const sent = await browser(fixture, { externalId: user, code: referrer.code });
-      expect((await referrals(fixture)).data).toEqual([expect.objectContaining({ referred: user, verified: false })]);
+      const sent = await browserEvent(api, fixture, { userId: user, code: referrer.code });
+      expect((await referrals(api, fixture)).data).toEqual([expect.objectContaining({ referred: user, verified: false })]);
       const before = await counts(fixture);
 
       // What referral.get() handed the host's backend: the visitor id the browser had.
-      const answer = await converted(fixture, { externalId: user, eventId: uniq('srv-'), vid: sent.vid });
+      const answer = await conversion(api, fixture, { externalId: user, eventId: uniq('srv-'), vid: sent.vid });
       expect(answer.attribution).toEqual({ status: 'existing', referrer: referrer.externalId });
       expect(answer.conversion).toMatchObject({ type: 'signup', externalId: user, verified: true });
 
-      expect((await referrals(fixture)).data).toEqual([expect.objectContaining({ referred: user, verified: true, status: 'attributed' })]);
+      expect((await referrals(api, fixture)).data).toEqual([
+        expect.objectContaining({ referred: user, verified: true, status: 'attributed' }),
+      ]);
       const stored = await conversionsOf(fixture, user);
       expect(stored).toHaveLength(1);
       expect(stored[0]).toMatchObject({ event_id: sent.eventId, verified: true });
-      expect(await decisions(fixture, 'reason=confirmed')).toEqual([
+      expect(await decisions(api, fixture, 'reason=confirmed')).toEqual([
         expect.objectContaining({ subject: 'conversion', outcome: 'accepted', participant: user, eventId: sent.eventId }),
       ]);
       const after = await counts(fixture);
@@ -649,20 +551,26 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
-      await converted(fixture, { externalId: user, code: referrer.code });
+      await conversion(api, fixture, { externalId: user, code: referrer.code });
       const order = { id: uniq('order-'), amount: 4200, currency: 'eur' };
-      await browser(fixture, { type: 'purchase', externalId: user, eventId: uniq('ignored-'), order });
+      await browserEvent(api, fixture, { type: 'purchase', userId: user, eventId: uniq('ignored-'), order });
       const [browserPurchase] = (await conversionsOf(fixture, user)).filter((row) => row.type === 'purchase');
       expect(browserPurchase).toMatchObject({ event_id: order.id, verified: false, amount: 4200, currency: 'EUR' });
 
-      const answer = await converted(fixture, { type: 'purchase', externalId: user, eventId: order.id, amount: 4200, currency: 'EUR' });
+      const answer = await conversion(api, fixture, {
+        type: 'purchase',
+        externalId: user,
+        eventId: order.id,
+        amount: 4200,
+        currency: 'EUR',
+      });
       expect(answer.conversion).toMatchObject({ type: 'purchase', eventId: order.id, verified: true, amount: 4200, currency: 'EUR' });
       expect(answer.attribution).toMatchObject({ referrer: referrer.externalId });
       const purchases = (await conversionsOf(fixture, user)).filter((row) => row.type === 'purchase');
       expect(purchases).toHaveLength(1);
       expect(purchases[0]?.verified).toBe(true);
-      expect(await decisions(fixture, 'reason=confirmed')).toHaveLength(1);
-      expect((await participant(fixture, referrer.externalId)).stats).toMatchObject({ purchases: 1, revenue: { EUR: 4200 } });
+      expect(await decisions(api, fixture, 'reason=confirmed')).toHaveLength(1);
+      expect((await participant(api, fixture, referrer.externalId)).stats).toMatchObject({ purchases: 1, revenue: { EUR: 4200 } });
     });
   });
 
@@ -674,19 +582,19 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const referrer = await buildParticipant(api, fixture);
       const other = await buildParticipant(api, fixture);
       const input = { externalId: uniq('user-'), eventId: uniq('evt-'), code: referrer.code };
-      const first = await converted(fixture, input);
+      const first = await conversion(api, fixture, input);
       const before = await counts(fixture);
-      const again = await converted(fixture, input);
+      const again = await conversion(api, fixture, input);
       expect(again).toEqual(first);
       // The same event id with another body is still the same event.
-      const changed = await converted(fixture, { ...input, code: other.code, email: 'late@example.com' });
+      const changed = await conversion(api, fixture, { ...input, code: other.code, email: 'late@example.com' });
       expect(changed).toEqual(first);
       expect(await counts(fixture)).toEqual(before);
 
       const purchase = { type: 'purchase' as const, externalId: input.externalId, eventId: uniq('order-'), amount: 990, currency: 'USD' };
-      const bought = await converted(fixture, purchase);
+      const bought = await conversion(api, fixture, purchase);
       const mid = await counts(fixture);
-      expect(await converted(fixture, purchase)).toEqual(bought);
+      expect(await conversion(api, fixture, purchase)).toEqual(bought);
       expect(await counts(fixture)).toEqual(mid);
     });
 
@@ -694,17 +602,17 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const input = { externalId: referrer.externalId, eventId: uniq('evt-'), code: referrer.code };
-      const first = await converted(fixture, input);
+      const first = await conversion(api, fixture, input);
       expect(first.attribution.reason).toBe('self_referral');
       const before = await counts(fixture);
-      expect(await converted(fixture, input)).toEqual(first);
+      expect(await conversion(api, fixture, input)).toEqual(first);
       expect(await counts(fixture)).toEqual(before);
     });
 
     it('a retried browser event writes nothing', async () => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
-      const sent = await browser(fixture, { externalId: uniq('user-'), code: referrer.code });
+      const sent = await browserEvent(api, fixture, { userId: uniq('user-'), code: referrer.code });
       const before = await counts(fixture);
       for (let i = 0; i < 2; i++) {
         const reply = await api.post('/v1/events', sent);
@@ -718,9 +626,9 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const referrer = await buildParticipant(api, fixture);
       const other = await buildParticipant(api, fixture);
       const user = uniq('user-');
-      const first = await converted(fixture, { externalId: user, code: referrer.code });
+      const first = await conversion(api, fixture, { externalId: user, code: referrer.code });
       const before = await counts(fixture);
-      const second = await converted(fixture, { externalId: user, eventId: uniq('evt-'), code: other.code });
+      const second = await conversion(api, fixture, { externalId: user, eventId: uniq('evt-'), code: other.code });
       expect(second.attribution).toEqual({ status: 'existing', referrer: referrer.externalId });
       expect(second.conversion.id).toBe(first.conversion.id);
       const after = await counts(fixture);
@@ -728,7 +636,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       expect(after.referrals).toBe(before.referrals);
       expect(after.participants).toBe(before.participants);
       expect(await conversionsOf(fixture, user)).toHaveLength(1);
-      expect(await decisions(fixture, 'reason=duplicate_event')).toEqual([
+      expect(await decisions(api, fixture, 'reason=duplicate_event')).toEqual([
         expect.objectContaining({ subject: 'conversion', participant: user }),
       ]);
     });
@@ -737,11 +645,11 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const user = uniq('user-');
-      await converted(fixture, { externalId: user, code: referrer.code });
+      await conversion(api, fixture, { externalId: user, code: referrer.code });
       const duplicate = { externalId: user, eventId: uniq('dup-') };
-      const first = await converted(fixture, duplicate);
+      const first = await conversion(api, fixture, duplicate);
       const before = await counts(fixture);
-      const again = await converted(fixture, duplicate);
+      const again = await conversion(api, fixture, duplicate);
       expect(again).toEqual(first);
       expect(await counts(fixture)).toEqual(before);
     });
@@ -751,25 +659,25 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const referrer = await buildParticipant(api, fixture);
       const key = uniq('idem-');
       const input = { externalId: uniq('user-'), eventId: uniq('evt-'), code: referrer.code, idempotencyKey: key };
-      const first = await convert(fixture, input);
+      const first = await sendConversion(api, fixture, input);
       expect(first.status, first.text).toBe(200);
       expect(first.headers.get('idempotent-replayed')).toBeNull();
       const before = await counts(fixture);
 
-      const replay = await convert(fixture, input);
+      const replay = await sendConversion(api, fixture, input);
       expect(replay.status).toBe(200);
       expect(replay.headers.get('idempotent-replayed')).toBe('true');
       expect(replay.body).toEqual(first.body);
       expect(await counts(fixture)).toEqual(before);
 
-      const reused = await convert(fixture, { ...input, eventId: uniq('evt-') });
+      const reused = await sendConversion(api, fixture, { ...input, eventId: uniq('evt-') });
       expect(reused.status).toBe(409);
       expect(reused.body).toEqual({ error: { code: 'idempotency_key_reused', message: expect.any(String) } });
       expect(await counts(fixture)).toEqual(before);
 
       // Keys belong to their program: another program may use the same key.
       const elsewhere = await program();
-      const theirs = await convert(elsewhere, { externalId: uniq('user-'), idempotencyKey: key });
+      const theirs = await sendConversion(api, elsewhere, { externalId: uniq('user-'), idempotencyKey: key });
       expect(theirs.status, theirs.text).toBe(200);
       expect(theirs.headers.get('idempotent-replayed')).toBeNull();
       expect(theirs.body.conversion.id).not.toBe(first.body.conversion.id);
@@ -806,15 +714,16 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       for (let i = 0; i < 5; i++) {
         const user = uniq(`a${i}-`);
         aReferred.push(user);
-        await converted(fixture, { externalId: user, code: a.code });
-        if (i < 2) await converted(fixture, { externalId: uniq(`b${i}-`), code: b.code });
+        await conversion(api, fixture, { externalId: user, code: a.code });
+        if (i < 2) await conversion(api, fixture, { externalId: uniq(`b${i}-`), code: b.code });
       }
 
-      const seen: ReferralItem[] = [];
+      const seen: ReferralResponse[] = [];
       let cursor: string | null = null;
       let pages = 0;
       do {
-        const page: Page<ReferralItem> = await referrals(
+        const page: Page<ReferralResponse> = await referrals(
+          api,
           fixture,
           `referrer=${encodeURIComponent(a.externalId)}&limit=2${cursor ? `&cursor=${cursor}` : ''}`,
         );
@@ -830,10 +739,10 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const times = seen.map((r) => Date.parse(r.createdAt));
       expect([...times].sort((x, y) => y - x)).toEqual(times);
 
-      expect((await referrals(fixture)).data).toHaveLength(7);
-      expect((await referrals(fixture, `referrer=${encodeURIComponent(b.externalId)}`)).data).toHaveLength(2);
-      expect((await referrals(fixture, 'referrer=nobody')).data).toEqual([]);
-      const all = await referrals(fixture, 'limit=7');
+      expect((await referrals(api, fixture)).data).toHaveLength(7);
+      expect((await referrals(api, fixture, `referrer=${encodeURIComponent(b.externalId)}`)).data).toHaveLength(2);
+      expect((await referrals(api, fixture, 'referrer=nobody')).data).toEqual([]);
+      const all = await referrals(api, fixture, 'limit=7');
       expect(all.data).toHaveLength(7);
       expect(all.nextCursor).toBeNull();
 
@@ -869,11 +778,11 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const referrer = await buildParticipant(api, fixture);
       for (let i = 0; i < 3; i++) {
         const user = uniq('user-');
-        await browser(fixture, { externalId: user, code: referrer.code });
-        await converted(fixture, { externalId: user, eventId: uniq('srv-') });
+        await browserEvent(api, fixture, { userId: user, code: referrer.code });
+        await conversion(api, fixture, { externalId: user, eventId: uniq('srv-') });
       }
-      for (let i = 0; i < 4; i++) await converted(fixture, { externalId: uniq('user-'), code: referrer.code });
-      await converted(fixture, { externalId: uniq('user-'), code: 'NOSUCHCODE3' });
+      for (let i = 0; i < 4; i++) await conversion(api, fixture, { externalId: uniq('user-'), code: referrer.code });
+      await conversion(api, fixture, { externalId: uniq('user-'), code: 'NOSUCHCODE3' });
       // Test setup: many rows in the same microsecond (as in one transaction), finer than a cursor's milliseconds.
       for (const table of ['decisions', 'referrals']) {
         const ids = (await db(table).where({ program_id: fixture.id }).orderBy('id').select('id')).map(
@@ -886,8 +795,8 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
           .whereIn('id', ids.slice(Math.ceil(ids.length / 2)))
           .update({ created_at: db.raw(`'2026-01-02T03:04:05.678999Z'::timestamptz`) });
       }
-      const everyDecision = (await decisions(fixture)).map((d) => d.id);
-      const everyReferral = (await referrals(fixture, 'limit=500')).data.map((r) => r.id);
+      const everyDecision = (await decisions(api, fixture)).map((d) => d.id);
+      const everyReferral = (await referrals(api, fixture, 'limit=500')).data.map((r) => r.id);
       expect(everyDecision.length).toBeGreaterThanOrEqual(11);
       expect(everyReferral).toHaveLength(7);
       for (const limit of [1, 2, 5]) {
@@ -900,31 +809,31 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const bystander = await buildParticipant(api, fixture);
-      const visitors = [vid(), vid()];
-      for (const visitor of visitors) await click(fixture, referrer.code, visitor);
-      await click(fixture, referrer.code, visitors[0]!); // deduplicated
-      await click(fixture, bystander.code, vid());
+      const visitors = [newVid(), newVid()];
+      for (const visitor of visitors) await click(api, fixture, { code: referrer.code, vid: visitor });
+      await click(api, fixture, { code: referrer.code, vid: visitors[0]! }); // deduplicated
+      await click(api, fixture, { code: bystander.code, vid: newVid() });
 
       const b = uniq('b-');
       const c = uniq('c-');
-      await converted(fixture, { externalId: b, vid: visitors[0] });
-      await browser(fixture, { externalId: c, code: referrer.code });
-      await converted(fixture, { type: 'purchase', externalId: b, amount: 1000, currency: 'USD' });
-      await converted(fixture, { type: 'purchase', externalId: b, amount: 250, currency: 'eur' });
-      await browser(fixture, { type: 'purchase', externalId: c, order: { id: uniq('order-'), amount: 500, currency: 'usd' } });
+      await conversion(api, fixture, { externalId: b, vid: visitors[0] });
+      await browserEvent(api, fixture, { userId: c, code: referrer.code });
+      await conversion(api, fixture, { type: 'purchase', externalId: b, amount: 1000, currency: 'USD' });
+      await conversion(api, fixture, { type: 'purchase', externalId: b, amount: 250, currency: 'eur' });
+      await browserEvent(api, fixture, { type: 'purchase', userId: c, order: { id: uniq('order-'), amount: 500, currency: 'usd' } });
       // Not referred by them: does not count.
-      await converted(fixture, { type: 'purchase', externalId: bystander.externalId, amount: 999, currency: 'USD' });
-      await converted(fixture, { type: 'purchase', externalId: uniq('stranger-'), amount: 777, currency: 'USD' });
+      await conversion(api, fixture, { type: 'purchase', externalId: bystander.externalId, amount: 999, currency: 'USD' });
+      await conversion(api, fixture, { type: 'purchase', externalId: uniq('stranger-'), amount: 777, currency: 'USD' });
       // Retried purchases count once.
       const retried = { type: 'purchase' as const, externalId: c, eventId: uniq('order-'), amount: 100, currency: 'USD' };
-      await converted(fixture, retried);
-      await converted(fixture, retried);
+      await conversion(api, fixture, retried);
+      await conversion(api, fixture, retried);
 
-      const found = await participant(fixture, referrer.externalId);
+      const found = await participant(api, fixture, referrer.externalId);
       expect(found.stats).toEqual({ clicks: 2, signups: 2, purchases: 4, revenue: { USD: 1600, EUR: 250 } });
-      expect((await participant(fixture, bystander.externalId)).stats).toEqual({ clicks: 1, signups: 0, purchases: 0, revenue: {} });
-      expect((await participant(fixture, b)).stats).toEqual({ clicks: 0, signups: 0, purchases: 0, revenue: {} });
-      expect((await participant(fixture, b)).referredBy).toBe(referrer.externalId);
+      expect((await participant(api, fixture, bystander.externalId)).stats).toEqual({ clicks: 1, signups: 0, purchases: 0, revenue: {} });
+      expect((await participant(api, fixture, b)).stats).toEqual({ clicks: 0, signups: 0, purchases: 0, revenue: {} });
+      expect((await participant(api, fixture, b)).referredBy).toBe(referrer.externalId);
     });
   });
 
@@ -936,14 +845,14 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const theirs = await program();
       const referrer = await buildParticipant(api, mine);
       const user = uniq('user-');
-      await converted(mine, { externalId: user, code: referrer.code });
-      await converted(mine, { externalId: referrer.externalId, code: referrer.code });
-      expect((await referrals(mine)).data).toHaveLength(1);
+      await conversion(api, mine, { externalId: user, code: referrer.code });
+      await conversion(api, mine, { externalId: referrer.externalId, code: referrer.code });
+      expect((await referrals(api, mine)).data).toHaveLength(1);
 
-      expect((await referrals(theirs)).data).toEqual([]);
-      expect((await referrals(theirs, `referrer=${encodeURIComponent(referrer.externalId)}`)).data).toEqual([]);
-      expect(await decisions(theirs)).toEqual([]);
-      expect(await decisions(theirs, `participant=${encodeURIComponent(user)}`)).toEqual([]);
+      expect((await referrals(api, theirs)).data).toEqual([]);
+      expect((await referrals(api, theirs, `referrer=${encodeURIComponent(referrer.externalId)}`)).data).toEqual([]);
+      expect(await decisions(api, theirs)).toEqual([]);
+      expect(await decisions(api, theirs, `participant=${encodeURIComponent(user)}`)).toEqual([]);
       for (const externalId of [user, referrer.externalId]) {
         const reply = await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: theirs.secret });
         expect(reply.status).toBe(404);
@@ -954,9 +863,9 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const mine = await program();
       const theirs = await program();
       const referrer = await buildParticipant(api, mine);
-      const visitor = vid();
-      await click(mine, referrer.code, visitor);
-      const answer = await converted(theirs, { externalId: uniq('user-'), vid: visitor });
+      const visitor = newVid();
+      await click(api, mine, { code: referrer.code, vid: visitor });
+      const answer = await conversion(api, theirs, { externalId: uniq('user-'), vid: visitor });
       expect(answer.attribution).toEqual({ status: 'none', reason: 'no_referral_data' });
       expect((await counts(theirs)).referrals).toBe(0);
     });
@@ -965,7 +874,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
       const before = await counts(fixture);
-      const body = conversionBody({ externalId: uniq('user-'), code: referrer.code });
+      const body = { type: 'signup', eventId: uniq('evt-'), externalId: uniq('user-'), referral: { code: referrer.code } };
       for (const auth of [fixture.publishable, undefined, 'sk_not_a_real_key_000000000000']) {
         const reply = await api.post('/v1/conversions', body, auth ? { auth } : {});
         expect(reply.status, String(auth)).toBe(401);
@@ -984,7 +893,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
     it('answers 422 with field messages to a purchase without amount or currency, writing nothing', async () => {
       const fixture = await program();
       const before = await counts(fixture);
-      const reply = await convert(fixture, { type: 'purchase', externalId: uniq('user-') });
+      const reply = await sendConversion(api, fixture, { type: 'purchase', externalId: uniq('user-') });
       expect(reply.status).toBe(422);
       const error = (reply.body as unknown as { error: { code: string; fields?: Record<string, string> } }).error;
       expect(error.code).toBe('validation_failed');
@@ -993,7 +902,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
         key: fixture.publishable,
         type: 'purchase',
         eventId: uniq('e-'),
-        vid: vid(),
+        vid: newVid(),
         user: { id: 'x' },
       });
       expect(event.status).toBe(422);
@@ -1004,20 +913,20 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
     it('never answers 500 to a NUL byte in a code, externalId or eventId', async () => {
       const fixture = await program();
       const referrer = await buildParticipant(api, fixture);
-      const inputs: ServerConversion[] = [
+      const inputs: ConversionInput[] = [
         { externalId: uniq('user-'), code: `${referrer.code}\u0000` },
         { externalId: `nul\u0000${uniq()}` },
         { externalId: uniq('user-'), eventId: `evt\u0000${uniq()}` },
       ];
       for (const input of inputs) {
-        const reply = await convert(fixture, input);
+        const reply = await sendConversion(api, fixture, input);
         expect(reply.status, `${JSON.stringify(input)}: ${reply.text}`).toBeLessThan(500);
       }
       const event = await api.post('/v1/events', {
         key: fixture.publishable,
         type: 'signup',
         eventId: uniq('e-'),
-        vid: vid(),
+        vid: newVid(),
         code: '\u0000',
         user: { id: uniq('u-') },
       });

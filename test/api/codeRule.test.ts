@@ -9,7 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { codeRefusal, codeRefusalSql, type CodeRow } from '../../collector/src/domain/codes.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { newVid, buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { click, conversion, decisions } from '../helpers/steps.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
 describe.each(DATABASES)('the code rule (%s)', (kind) => {
@@ -50,22 +51,13 @@ describe.each(DATABASES)('the code rule (%s)', (kind) => {
 
   it('clicks, links and conversions record the same reasons', async () => {
     const { home, codes } = await setUp();
-    const reasons = async (p: ProgramFixture) =>
-      ((await api.get('/v1/decisions?limit=100', { auth: p.secret })).body.data as Array<{ reason: string; code: string }>)
-        .map((d) => `${d.reason}:${d.code}`)
-        .sort();
+    const reasons = async (p: ProgramFixture) => (await decisions(api, p)).map((d) => `${d.reason}:${d.code}`).sort();
 
-    for (const code of [codes.disabled, codes.foreign]) {
-      expect((await api.post('/v1/clicks', { key: home.publishable, code, vid: uniq('vid_') })).body).toEqual({ valid: false });
-    }
+    for (const code of [codes.disabled, codes.foreign]) await click(api, home, { code, vid: newVid() }, { valid: false });
     expect((await api.get(`/r/${codes.disabled}`)).status).toBe(404);
     for (const code of [codes.disabled, codes.foreign]) {
-      const reply = await api.post(
-        '/v1/conversions',
-        { type: 'signup', eventId: uniq('e-'), externalId: uniq('u-'), referral: { code } },
-        { auth: home.secret },
-      );
-      expect(reply.body.attribution.status).toBe('rejected');
+      const answer = await conversion(api, home, { type: 'signup', eventId: uniq('e-'), externalId: uniq('u-'), referral: { code } });
+      expect(answer.attribution.status).toBe('rejected');
     }
     expect(await reasons(home)).toEqual(
       [

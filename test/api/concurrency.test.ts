@@ -9,7 +9,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { newVid, buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { countRows } from '../helpers/rows.ts';
 
 const REFERRERS = 50;
 const POOL_MAX = 10;
@@ -32,14 +33,8 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     for (let i = 0; i < REFERRERS; i++) referrers.push(await buildParticipant(api, program));
   });
 
-  const count = async (table: string, where: Record<string, unknown> = {}) =>
-    Number(
-      (
-        await db(table)
-          .where({ program_id: program.id, ...where })
-          .count({ n: '*' })
-      )[0]?.n,
-    );
+  /** Rows of this program's in `table`. */
+  const count = (table: string, where: Record<string, unknown> = {}) => countRows(db, table, { program_id: program.id, ...where });
 
   const participantId = async (externalId: string) =>
     ((await db('participants').where({ program_id: program.id, external_id: externalId }).first('id')) as { id: string } | undefined)?.id;
@@ -222,7 +217,7 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
 
   it('stores simultaneous identical clicks (same visitor, same code) once', async () => {
     const referrer = referrers[2];
-    const visitor = uniq('vid_');
+    const visitor = newVid();
     const replies = await Promise.all(
       Array.from({ length: 10 }, () => api.post('/v1/clicks', { key: program.publishable, code: referrer?.code, vid: visitor })),
     );

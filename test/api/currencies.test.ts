@@ -8,8 +8,9 @@ import { randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
-import { buildParticipant, buildProgram, uniq } from '../helpers/factories.ts';
-import { expectError, expectOk, vidFor } from '../helpers/ledger.ts';
+import { buildParticipant, buildProgram, uniq, vidFor } from '../helpers/factories.ts';
+import { countRows } from '../helpers/rows.ts';
+import { expectError, expectOk } from '../helpers/steps.ts';
 import { checkoutSession, deliverStripe, invoice, sid, stripeEvent } from '../helpers/stripe.ts';
 import { useTestApp, type Suite } from '../helpers/suite.ts';
 
@@ -29,9 +30,6 @@ const rule = (currency: string) => ({ id: 'signup', on: 'signup', to: 'referrer'
 describe.each(DATABASES)('currencies (%s)', (kind) => {
   let suite: Suite;
   useTestApp(kind, (s) => (suite = s));
-
-  const countConversions = async (programId: string) =>
-    Number((await suite.db('conversions').where({ program_id: programId }).count({ n: '*' }))[0]?.n);
 
   describe.each(UNKNOWN)('%s is refused', (code) => {
     it('in a reward rule, at POST /v1/programs and PATCH /v1/program', async () => {
@@ -63,7 +61,7 @@ describe.each(DATABASES)('currencies (%s)', (kind) => {
       );
       expectError(reply, 422, 'validation_failed');
       expect(reply.body.error.fields.currency).toMatch(ISO_MESSAGE);
-      expect(await countConversions(p.id)).toBe(0);
+      expect(await countRows(suite.db, 'conversions', { program_id: p.id })).toBe(0);
     });
 
     it('in a browser purchase (POST /v1/events)', async () => {
@@ -78,7 +76,7 @@ describe.each(DATABASES)('currencies (%s)', (kind) => {
       });
       expectError(reply, 422, 'validation_failed');
       expect(reply.body.error.fields['order.currency']).toMatch(ISO_MESSAGE);
-      expect(await countConversions(p.id)).toBe(0);
+      expect(await countRows(suite.db, 'conversions', { program_id: p.id })).toBe(0);
     });
 
     it('in a Stripe checkout session and invoice: 422 invalid_stripe_payload, nothing stored', async () => {
@@ -95,7 +93,7 @@ describe.each(DATABASES)('currencies (%s)', (kind) => {
         const reply = await deliverStripe(suite.api, p.slug, event, { secret: webhookSecret });
         expectError(reply, 422, 'invalid_stripe_payload');
       }
-      expect(await countConversions(p.id)).toBe(0);
+      expect(await countRows(suite.db, 'conversions', { program_id: p.id })).toBe(0);
     });
   });
 

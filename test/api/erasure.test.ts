@@ -9,9 +9,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Knex } from 'knex';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Reply, TestApp } from '../helpers/app.ts';
+import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { expectOk } from '../helpers/steps.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
 const RULES = [
@@ -19,11 +20,6 @@ const RULES = [
   { id: 'welcome', on: 'signup', to: 'referee', reward: { kind: 'credit', amount: 300, currency: 'USD' } },
   { id: 'share', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 10 } },
 ];
-
-function ok<T = any>(reply: Reply<T>, status = 200): T {
-  expect(reply.status, `${reply.status} ${reply.text}`).toBe(status);
-  return reply.body;
-}
 
 /** Every table of the schema whose rows (as text, every column) contain `needle`, with the count. */
 async function tablesHolding(db: Knex, needle: string): Promise<Record<string, number>> {
@@ -64,10 +60,12 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
 
   const secret = () => ({ auth: program.secret });
   const snapshot = async () => ({
-    referrer: ok(await api.get(`/v1/participants/${referrer.externalId}`, secret())),
-    summary: ok(await api.get('/v1/reports/summary', secret())),
-    leaderboard: ok(await api.get('/v1/reports/referrers', secret())),
-    rewards: (ok(await api.get('/v1/rewards?limit=500', secret())).data as any[]).map(({ participant: _participant, ...rest }) => rest),
+    referrer: expectOk(await api.get(`/v1/participants/${referrer.externalId}`, secret())),
+    summary: expectOk(await api.get('/v1/reports/summary', secret())),
+    leaderboard: expectOk(await api.get('/v1/reports/referrers', secret())),
+    rewards: (expectOk(await api.get('/v1/rewards?limit=500', secret())).data as any[]).map(
+      ({ participant: _participant, ...rest }) => rest,
+    ),
     referrals: Number((await db('referrals').where({ program_id: program.id }).count({ n: '*' }))[0]?.n),
     conversions: Number((await db('conversions').where({ program_id: program.id }).count({ n: '*' }))[0]?.n),
     clicks: Number((await db('clicks').where({ program_id: program.id }).count({ n: '*' }))[0]?.n),
@@ -82,7 +80,7 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
     referrer = await buildParticipant(api, program, { email: `rita.${run}@example.com`, name: 'Rita Referrer' });
 
     // The referrer's own visit, and the person's: a click, a browser signup, then the server's.
-    ok(
+    expectOk(
       await api.post(
         '/v1/clicks',
         { key: program.publishable, code: referrer.code, vid: `vid_rita_${run}` },
@@ -92,10 +90,10 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
     );
     // The person follows the link (a redirect click, then the snippet's click claims it),
     // and follows another referrer's link whose page never reported back (unclaimed).
-    ok(await api.get(`/r/${referrer.code}`, asPerson), 302);
-    ok(await api.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: person.vid }, asPerson), 202);
+    expectOk(await api.get(`/r/${referrer.code}`, asPerson), 302);
+    expectOk(await api.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: person.vid }, asPerson), 202);
     const otto = await buildParticipant(api, program);
-    ok(await api.get(`/r/${otto.code}`, asPerson), 302);
+    expectOk(await api.get(`/r/${otto.code}`, asPerson), 302);
     const browserSignup = {
       key: program.publishable,
       type: 'signup',
@@ -104,9 +102,9 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
       code: referrer.code,
       user: { id: person.externalId, email: person.email },
     };
-    ok(await api.post('/v1/events', browserSignup, asPerson), 202);
+    expectOk(await api.post('/v1/events', browserSignup, asPerson), 202);
     // Created with an Idempotency-Key: the stored answer echoes the email and name.
-    const created = ok(
+    const created = expectOk(
       await api.post(
         '/v1/participants',
         { externalId: person.externalId, email: person.email, name: person.name },
@@ -114,7 +112,7 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
       ),
     );
     erased = { id: created.id, code: created.code };
-    const signup = ok(
+    const signup = expectOk(
       await api.post(
         '/v1/conversions',
         {
@@ -128,7 +126,7 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
       ),
     );
     expect(signup.attribution).toMatchObject({ referrer: referrer.externalId });
-    const purchase = ok(
+    const purchase = expectOk(
       await api.post(
         '/v1/conversions',
         { type: 'purchase', eventId: `order-${run}`, externalId: person.externalId, amount: 12_000, currency: 'USD' },
@@ -194,16 +192,16 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
   it('keeps referrals, conversions and the ledger: the referrer’s figures and the reports do not change', async () => {
     const after = await snapshot();
     expect(after).toEqual(before);
-    const ledger = ok(await api.get('/v1/rewards?limit=500', secret())).data as Array<{ participant: string; rule: string }>;
+    const ledger = expectOk(await api.get('/v1/rewards?limit=500', secret())).data as Array<{ participant: string; rule: string }>;
     expect(ledger.filter((reward) => reward.rule === 'welcome').map((reward) => reward.participant)).toEqual([`erased:${erased.id}`]);
-    const referrals = ok(await api.get('/v1/referrals', secret())).data as Array<{ referred: string; referredEmail: string | null }>;
+    const referrals = expectOk(await api.get('/v1/referrals', secret())).data as Array<{ referred: string; referredEmail: string | null }>;
     expect(referrals).toEqual([expect.objectContaining({ referred: `erased:${erased.id}`, referredEmail: null })]);
   });
 
   it('exports show the pseudonym', async () => {
-    const referrals = ok(await api.get('/v1/exports/referrals.csv', secret())) as unknown as string;
+    const referrals = expectOk(await api.get('/v1/exports/referrals.csv', secret())) as unknown as string;
     expect(referrals).toContain(`${referrer.externalId},rita.${run}@example.com,Rita Referrer,erased:${erased.id},,,${referrer.code},`);
-    const rewards = ok(await api.get('/v1/exports/rewards.csv', secret())) as unknown as string;
+    const rewards = expectOk(await api.get('/v1/exports/rewards.csv', secret())) as unknown as string;
     expect(rewards).toContain(`,erased:${erased.id},,welcome,`);
   });
 
@@ -239,26 +237,26 @@ describe.each(DATABASES)('erasure (%s)', (kind) => {
   });
 
   it('a later POST /v1/participants with the same externalId makes a new, separate participant', async () => {
-    const again = ok(await api.post('/v1/participants', { externalId: person.externalId }, secret()), 201);
+    const again = expectOk(await api.post('/v1/participants', { externalId: person.externalId }, secret()), 201);
     expect(again.id).not.toBe(erased.id);
     expect(again.code).not.toBe(erased.code);
-    const view = ok(await api.get(`/v1/participants/${encodeURIComponent(person.externalId)}`, secret()));
+    const view = expectOk(await api.get(`/v1/participants/${encodeURIComponent(person.externalId)}`, secret()));
     expect(view).toMatchObject({ id: again.id, email: null, referredBy: null, stats: { clicks: 0, signups: 0, purchases: 0 } });
   });
 
   it('erases a referrer too: their balances stay, under the pseudonym', async () => {
     const fixture = await buildProgram(api, { settings: { rewardRules: RULES } });
     const rita = await buildParticipant(api, fixture, { email: `r2.${run}@example.com`, name: 'Second Referrer' });
-    ok(
+    expectOk(
       await api.post(
         '/v1/conversions',
         { type: 'signup', eventId: uniq('s-'), externalId: uniq('friend-'), referral: { code: rita.code } },
         { auth: fixture.secret },
       ),
     );
-    const balances = ok(await api.get(`/v1/participants/${rita.externalId}`, { auth: fixture.secret })).rewards;
+    const balances = expectOk(await api.get(`/v1/participants/${rita.externalId}`, { auth: fixture.secret })).rewards;
     expect((await api.request('DELETE', `/v1/participants/${rita.externalId}`, undefined, { auth: fixture.secret })).status).toBe(204);
-    const view = ok(await api.get(`/v1/participants/${encodeURIComponent(`erased:${rita.id}`)}`, { auth: fixture.secret }));
+    const view = expectOk(await api.get(`/v1/participants/${encodeURIComponent(`erased:${rita.id}`)}`, { auth: fixture.secret }));
     expect(view).toMatchObject({ email: null, name: null, code: null, rewards: balances });
     expect(await tablesHolding(db, `r2.${run}@example.com`)).toEqual({});
   });

@@ -9,10 +9,11 @@ import { randomBytes } from 'node:crypto';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Reply, TestApp } from '../helpers/app.ts';
+import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
+import { click, conversion, expectOk, refund, transition } from '../helpers/steps.ts';
 
 const MB = 1024 * 1024;
 const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
@@ -78,11 +79,6 @@ function parseCsv(text: string): string[][] {
 
 /** What a spreadsheet-safe export must make of a text cell. */
 const safe = (value: string | null | undefined) => (value == null ? '' : /^(?:[\t\r\n]|\s*[=+\-@])/.test(value) ? `'${value}` : value);
-
-function expectStatus<T>(reply: Reply<T>, status: number): T {
-  expect(reply.status, `${status} expected, got ${reply.status}: ${reply.text}`).toBe(status);
-  return reply.body;
-}
 
 /** v8's gc(), for measuring what stays alive; undefined if the runtime refuses. */
 function exposeGc(): (() => void) | undefined {
@@ -156,16 +152,6 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
   }
   const rowsOf = async (program: ProgramFixture, file: string, query = '') => (await csv(program, file, query)).records.slice(1);
 
-  async function click(program: ProgramFixture, body: Record<string, unknown>) {
-    expect(expectStatus(await api.post('/v1/clicks', { key: program.publishable, ...body }), 202)).toEqual({ valid: true });
-  }
-  async function conversion(program: ProgramFixture, body: Record<string, unknown>) {
-    return expectStatus(await api.post('/v1/conversions', body, { auth: program.secret }), 200) as {
-      attribution: { status: string; referrer?: string };
-      rewards: RewardView[];
-    };
-  }
-
   // People whose text a spreadsheet would otherwise run.
   const R1 = {
     externalId: `=HYPERLINK("http://evil.example/?x=1","click me")-${run}`,
@@ -208,11 +194,11 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
 
     // Clicks, oldest first: a formula URL and referrer, quotes/commas/CRLF in a URL, a
     // redirect-link click (no visitor id), then three clicks moved to March 2025 below.
-    await click(program, { code: codes.R1, vid: vids.v1, url: URLS.v1, referrer: '@evil' });
-    await click(program, { code: codes.R2, vid: vids.v2, url: URLS.v2 });
+    await click(api, program, { code: codes.R1, vid: vids.v1, url: URLS.v1, referrer: '@evil' });
+    await click(api, program, { code: codes.R2, vid: vids.v2, url: URLS.v2 });
     expect((await api.get(`/r/${codes.R3}`)).status).toBe(302);
-    await click(program, { code: codes.R2, vid: vids.v3, url: URLS.v3, referrer: '+referrer' });
-    for (const name of ['old1', 'old2', 'old3'] as const) await click(program, { code: codes.R2, vid: vids[name] });
+    await click(api, program, { code: codes.R2, vid: vids.v3, url: URLS.v3, referrer: '+referrer' });
+    for (const name of ['old1', 'old2', 'old3'] as const) await click(api, program, { code: codes.R2, vid: vids[name] });
 
     const signups: Array<[typeof U1 | typeof U2 | typeof U3 | typeof U4, string, string]> = [
       [U1, codes.R1, `+s1-${run}`],
@@ -221,13 +207,13 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       [U4, codes.R2, `s4-${run}`],
     ];
     for (const [user, code, eventId] of signups) {
-      const answer = await conversion(program, { type: 'signup', eventId, ...user, referral: { code } });
+      const answer = await conversion(api, program, { type: 'signup', eventId, ...user, referral: { code } });
       expect(answer.attribution.status, user.externalId).toBe('attributed');
       expect(answer.rewards).toHaveLength(2);
       rewards.push(...answer.rewards);
     }
     // A purchase whose 10% reward is paid, then refunded in full: a −1000 clawback.
-    const purchase = await conversion(program, {
+    const purchase = await conversion(api, program, {
       type: 'purchase',
       eventId: `=1+2-${run}`,
       externalId: U1.externalId,
@@ -236,13 +222,10 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
     });
     const grant = purchase.rewards[0] as RewardView;
     expect(grant).toMatchObject({ amount: 1000, currency: 'USD', status: 'approved' });
-    const paid = expectStatus(await api.post(`/v1/rewards/${grant.id}/pay`, {}, { auth: program.secret }), 200).reward as RewardView;
+    const paid = expectOk(await transition(api, program, grant.id, 'pay')).reward as RewardView;
     rewards.push(paid);
-    const refund = expectStatus(
-      await api.post('/v1/refunds', { eventId: `-refund-${run}`, purchaseEventId: `=1+2-${run}` }, { auth: program.secret }),
-      200,
-    );
-    const clawback = (refund.rewards as RewardView[]).find((reward) => reward.reverses === grant.id);
+    const refunded = await refund(api, program, { eventId: `-refund-${run}`, purchaseEventId: `=1+2-${run}` });
+    const clawback = (refunded.rewards as RewardView[]).find((reward) => reward.reverses === grant.id);
     expect(clawback).toMatchObject({ amount: -1000, status: 'approved' });
     rewards.push(clawback as RewardView);
     fixtureEnd = Date.now() + 1000;
@@ -571,7 +554,7 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       const referrer = await buildParticipant(api, hidden, { externalId: ` =1+1-${run}` });
       const referred = [`\r\n@SUM(A1)-${run}`, `\n=cmd-${run}`, `\nplain-${run}`];
       for (const externalId of referred) {
-        const answer = await conversion(hidden, {
+        const answer = await conversion(api, hidden, {
           type: 'signup',
           eventId: `e-${externalId}`,
           externalId,
@@ -579,7 +562,7 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
         });
         expect(answer.attribution.status).toBe('attributed');
       }
-      await click(hidden, { code: referrer.code, vid: `ws-${run}`, url: `  +1-${run}`, referrer: `\t-2` });
+      await click(api, hidden, { code: referrer.code, vid: `ws-${run}`, url: `  +1-${run}`, referrer: `\t-2` });
 
       const referrals = await rowsOf(hidden, 'referrals.csv');
       expect(referrals.map((row) => [row[0], row[3]]).sort()).toEqual(

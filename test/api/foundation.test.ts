@@ -7,10 +7,11 @@ import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createDb } from '../../collector/src/storage/db.ts';
-import { ADMIN_TOKEN, startTestApp, type Reply, type TestApp } from '../helpers/app.ts';
+import { ADMIN_TOKEN, startTestApp, type TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp, type Suite } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { expectValidation } from '../helpers/steps.ts';
 
 const CODE_PATTERN = /^[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{8}$/;
 const BODY_LIMIT = 64 * 1024;
@@ -32,18 +33,6 @@ const UNAUTHORIZED_ADMIN = { error: { code: 'unauthorized', message: 'A valid ad
 const PARTICIPANT_NOT_FOUND = { error: { code: 'not_found', message: 'Participant not found' } };
 const INVALID_JSON = { error: { code: 'invalid_json', message: 'The request body is not valid JSON' } };
 const TOO_LARGE = { error: { code: 'payload_too_large', message: `Request bodies are limited to ${BODY_LIMIT} bytes` } };
-const VALIDATION_FAILED = { code: 'validation_failed', message: 'The request is not valid; see fields' };
-
-/** Expects a 422 validation error and returns its fields. */
-function expectValidation(reply: Reply): Record<string, string> {
-  expect(reply.status, reply.text).toBe(422);
-  expect(reply.body.error).toMatchObject(VALIDATION_FAILED);
-  expect(Object.keys(reply.body.error).sort()).toEqual(['code', 'fields', 'message']);
-  const fields = reply.body.error.fields as Record<string, string>;
-  for (const message of Object.values(fields)) expect(typeof message).toBe('string');
-  return fields;
-}
-
 /** Decodes the random part of a key and returns its byte length. */
 const keyBytes = (key: string) => Buffer.from(key.slice(3), 'base64url').length;
 

@@ -20,7 +20,7 @@ import { buildOpenApi } from '../../collector/src/openapi.ts';
 import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { newVid, buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 /** Requests per endpoint: ~30 endpoints, so a few thousand in all on PGlite, fewer on PostgreSQL. */
 const RUNS: Record<string, number> = { pglite: 90, postgres: 30 };
@@ -393,7 +393,7 @@ async function buildFixtures(api: TestApp): Promise<Fixtures> {
     externalIds.push(alice.externalId);
     codes.push(alice.code);
     for (let i = 0; i < 2; i++) {
-      const vid = uniq('vid_');
+      const vid = newVid();
       vids.push(vid);
       await api.post('/v1/clicks', { key: fixture.publishable, code: alice.code, vid });
       const signup = uniq('signup-');
@@ -774,7 +774,7 @@ describe.each(DATABASES)('fuzz (%s)', (kind) => {
     const program = await api.get('/v1/program', { auth: fixtures.program.secret });
     expect(program.status).toBe(200);
     // The browser key still works (a fuzzed DELETE never hit a real key).
-    const click = await api.post('/v1/clicks', { key: fixtures.program.publishable, code: fixtures.codes[0], vid: uniq('vid_') });
+    const click = await api.post('/v1/clicks', { key: fixtures.program.publishable, code: fixtures.codes[0], vid: newVid() });
     expect(click.status).toBe(202);
   });
 });

@@ -10,10 +10,11 @@ import Stripe from 'stripe';
 import type { Knex } from 'knex';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildOpenApi } from '../../collector/src/openapi.ts';
-import { ADMIN_TOKEN, type Reply, type TestApp } from '../helpers/app.ts';
+import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { newVid, buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { expectOk } from '../helpers/steps.ts';
 
 const ORIGIN_A = 'https://a-shop.example';
 const ORIGIN_B = 'https://b-shop.example';
@@ -51,10 +52,6 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
 
   const asA = (path: string) => api.get(path, { auth: a.fixture.secret });
   const asB = (path: string) => api.get(path, { auth: b.secret });
-  const ok = <T>(reply: Reply<T>) => {
-    expect(reply.status, reply.text).toBeLessThan(300);
-    return reply.body;
-  };
 
   /** Everything A can see through its own key. */
   async function snapshotA() {
@@ -74,7 +71,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       '/v1/exports/clicks.csv',
     ];
     const out: Record<string, unknown> = {};
-    for (const path of paths) out[path] = ok(await asA(path));
+    for (const path of paths) out[path] = expectOk(await asA(path));
     return out;
   }
 
@@ -99,20 +96,21 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     // Program A: a referrer, clicks, a referred signup and purchase (rewards, webhooks), another participant.
     const referrer = await buildParticipant(api, fixture, { externalId: uniq('a-referrer-'), email: `${uniq()}@a.example`, name: 'Ann A' });
     const shared = await buildParticipant(api, fixture, { externalId: uniq('shared-') });
-    const vid = uniq('vid_');
+    const vid = newVid();
     expect(
-      ok(
+      expectOk(
         await api.post(
           '/v1/clicks',
           { key: fixture.publishable, code: referrer.code, vid, url: `${ORIGIN_A}/?ref=${referrer.code}` },
           { headers: { origin: ORIGIN_A } },
         ),
+        202,
       ),
     ).toEqual({ valid: true });
     const buyer = uniq('a-buyer-');
     const signupEventId = uniq('a-signup-');
     const orderEventId = uniq('a-order-');
-    const signup = ok(
+    const signup = expectOk(
       await api.post(
         '/v1/conversions',
         { type: 'signup', eventId: signupEventId, externalId: buyer, referral: { code: referrer.code, vid } },
@@ -120,16 +118,16 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       ),
     );
     expect(signup.attribution.status).toBe('attributed');
-    ok(
+    expectOk(
       await api.post(
         '/v1/conversions',
         { type: 'purchase', eventId: orderEventId, externalId: buyer, amount: 10_000, currency: 'USD' },
         { auth: fixture.secret },
       ),
     );
-    const rewards = ok(await api.get('/v1/rewards', { auth: fixture.secret })).data as Array<{ id: string }>;
+    const rewards = expectOk(await api.get('/v1/rewards', { auth: fixture.secret })).data as Array<{ id: string }>;
     expect(rewards.length).toBeGreaterThanOrEqual(3);
-    const keys = ok(await api.get('/v1/keys', { auth: fixture.secret })).data as Array<{ id: string }>;
+    const keys = expectOk(await api.get('/v1/keys', { auth: fixture.secret })).data as Array<{ id: string }>;
     a = {
       fixture,
       referrer,
@@ -154,7 +152,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
   /** One check per secret-key operation: what B's key gets when it reaches for A. */
   const checks: Record<string, () => Promise<void>> = {
     'GET /v1/program': async () => {
-      const reply = ok(await asB('/v1/program'));
+      const reply = expectOk(await asB('/v1/program'));
       expect(reply.program.id).toBe(b.id);
       expect(JSON.stringify(reply)).not.toContain(ORIGIN_A);
     },
@@ -162,7 +160,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       const reply = await api.patch('/v1/program', { name: 'Renamed by B', settings: { cookieDays: 7 } }, { auth: b.secret });
       expect(reply.status, reply.text).toBe(200);
       expect(reply.body.program.id).toBe(b.id);
-      expect(ok(await asA('/v1/program')).program).toEqual((aBefore['/v1/program'] as { program: unknown }).program);
+      expect(expectOk(await asA('/v1/program')).program).toEqual((aBefore['/v1/program'] as { program: unknown }).program);
     },
     'POST /v1/participants': async () => {
       // Same externalId as one of A's: B gets its own participant, never A's.
@@ -201,14 +199,14 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       expect(reply.body.conversion.id).toBe(stored.find((row) => row.program_id === b.id)?.id);
     },
     'GET /v1/referrals': async () => {
-      expect(ok(await asB('/v1/referrals')).data).toEqual([]);
-      expect(ok(await asB(`/v1/referrals?referrer=${encodeURIComponent(a.referrer.externalId)}`)).data).toEqual([]);
+      expect(expectOk(await asB('/v1/referrals')).data).toEqual([]);
+      expect(expectOk(await asB(`/v1/referrals?referrer=${encodeURIComponent(a.referrer.externalId)}`)).data).toEqual([]);
     },
     'GET /v1/decisions': async () => {
-      const decisions = ok(await asB('/v1/decisions?limit=500')).data as Array<Record<string, unknown>>;
+      const decisions = expectOk(await asB('/v1/decisions?limit=500')).data as Array<Record<string, unknown>>;
       const text = JSON.stringify(decisions);
       for (const id of [a.referrer.externalId, a.shared.externalId, a.buyer, a.orderEventId]) expect(text).not.toContain(id);
-      expect(ok(await asB(`/v1/decisions?participant=${encodeURIComponent(a.referrer.externalId)}`)).data).toEqual([]);
+      expect(expectOk(await asB(`/v1/decisions?participant=${encodeURIComponent(a.referrer.externalId)}`)).data).toEqual([]);
     },
     'POST /v1/refunds': async () => {
       const reply = await api.post('/v1/refunds', { eventId: uniq('b-refund-'), purchaseEventId: a.orderEventId }, { auth: b.secret });
@@ -216,17 +214,17 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       expect(reply.body.error.code).toBe('not_found');
     },
     'GET /v1/rewards': async () => {
-      expect(ok(await asB('/v1/rewards')).data).toEqual([]);
-      expect(ok(await asB(`/v1/rewards?participant=${encodeURIComponent(a.referrer.externalId)}`)).data).toEqual([]);
+      expect(expectOk(await asB('/v1/rewards')).data).toEqual([]);
+      expect(expectOk(await asB(`/v1/rewards?participant=${encodeURIComponent(a.referrer.externalId)}`)).data).toEqual([]);
     },
     'POST /v1/rewards/{id}/approve': async () => expectRewardsUntouched('approve'),
     'POST /v1/rewards/{id}/revoke': async () => expectRewardsUntouched('revoke'),
     'POST /v1/rewards/{id}/pay': async () => expectRewardsUntouched('pay'),
     'GET /v1/webhooks/deliveries': async () => {
-      expect(ok(await asB('/v1/webhooks/deliveries')).data).toEqual([]);
+      expect(expectOk(await asB('/v1/webhooks/deliveries')).data).toEqual([]);
     },
     'GET /v1/reports/summary': async () => {
-      const summary = ok(await asB('/v1/reports/summary'));
+      const summary = expectOk(await asB('/v1/reports/summary'));
       expect(summary).toMatchObject({
         clicks: 0,
         signups: 0,
@@ -237,7 +235,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       });
     },
     'GET /v1/reports/referrers': async () => {
-      const referrers = ok(await asB('/v1/reports/referrers'));
+      const referrers = expectOk(await asB('/v1/reports/referrers'));
       expect(JSON.stringify(referrers)).not.toContain(a.referrer.externalId);
       expect(referrers.data).toEqual([]);
       // …while A's own leaderboard has its referrer.
@@ -246,7 +244,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       );
     },
     'GET /v1/reports/timeseries': async () => {
-      const series = ok(await asB('/v1/reports/timeseries?interval=day'));
+      const series = expectOk(await asB('/v1/reports/timeseries?interval=day'));
       expect(series.points.length).toBeGreaterThan(0);
       for (const point of series.points as Array<Record<string, unknown>>) {
         for (const [key, value] of Object.entries(point))
@@ -257,7 +255,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     'GET /v1/exports/rewards.csv': async () => expectHeaderOnly('/v1/exports/rewards.csv'),
     'GET /v1/exports/clicks.csv': async () => expectHeaderOnly('/v1/exports/clicks.csv'),
     'GET /v1/keys': async () => {
-      const keys = ok(await asB('/v1/keys')).data as Array<{ id: string; prefix: string }>;
+      const keys = expectOk(await asB('/v1/keys')).data as Array<{ id: string; prefix: string }>;
       expect(keys.length).toBeGreaterThanOrEqual(2);
       for (const key of keys) expect(a.keyIds).not.toContain(key.id);
       const text = JSON.stringify(keys);
@@ -267,7 +265,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     'POST /v1/keys': async () => {
       const reply = await api.post('/v1/keys', { kind: 'secret' }, { auth: b.secret });
       expect(reply.status, reply.text).toBe(201);
-      const aKeys = ok(await asA('/v1/keys')).data as Array<{ id: string }>;
+      const aKeys = expectOk(await asA('/v1/keys')).data as Array<{ id: string }>;
       expect(aKeys.map((k) => k.id)).not.toContain(reply.body.key.id);
       expect(aKeys.map((k) => k.id).sort()).toEqual([...a.keyIds].sort());
     },
@@ -279,7 +277,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
         expect(reply.status, externalId).toBe(404);
         expect(reply.body).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
       }
-      expect(ok(await asA(`/v1/participants/${encodeURIComponent(a.referrer.externalId)}`))).toMatchObject({
+      expect(expectOk(await asA(`/v1/participants/${encodeURIComponent(a.referrer.externalId)}`))).toMatchObject({
         externalId: a.referrer.externalId,
       });
     },
@@ -291,7 +289,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       }
       // A's keys are all still live and still work.
       expect((await asA('/v1/program')).status).toBe(200);
-      const keys = ok(await asA('/v1/keys')).data as Array<{ revokedAt: string | null }>;
+      const keys = expectOk(await asA('/v1/keys')).data as Array<{ revokedAt: string | null }>;
       expect(keys.map((key) => key.revokedAt)).toEqual(keys.map(() => null));
     },
   };
@@ -302,7 +300,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       expect(reply.status, reply.text).toBe(404);
       expect(reply.body.error.code).toBe('not_found');
     }
-    expect(ok(await asA('/v1/rewards'))).toEqual(aBefore['/v1/rewards']);
+    expect(expectOk(await asA('/v1/rewards'))).toEqual(aBefore['/v1/rewards']);
   }
 
   async function expectHeaderOnly(path: string) {
@@ -382,7 +380,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
 
   describe('browser endpoints across programs', () => {
     it("program A's publishable key with program B's code is { valid: false } and stores no click", async () => {
-      const vid = uniq('vid_');
+      const vid = newVid();
       const reply = await api.post(
         '/v1/clicks',
         { key: a.fixture.publishable, code: bParticipant.code, vid },
@@ -391,11 +389,11 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       expect(reply.status, reply.text).toBe(202);
       expect(reply.body).toEqual({ valid: false });
       expect(await db('clicks').where({ vid }).first()).toBeUndefined();
-      const stats = ok(await api.get(`/v1/participants/${encodeURIComponent(bParticipant.externalId)}`, { auth: b.secret }));
+      const stats = expectOk(await api.get(`/v1/participants/${encodeURIComponent(bParticipant.externalId)}`, { auth: b.secret }));
       expect(stats.stats.clicks).toBe(0);
       // The code's case does not matter: still B's, still not valid for A.
       expect(
-        ok(await api.post('/v1/clicks', { key: a.fixture.publishable, code: bParticipant.code.toLowerCase(), vid: uniq('vid_') })),
+        expectOk(await api.post('/v1/clicks', { key: a.fixture.publishable, code: bParticipant.code.toLowerCase(), vid: newVid() }), 202),
       ).toEqual({ valid: false });
     });
 
@@ -403,21 +401,21 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       const user = uniq('cross-');
       const reply = await api.post(
         '/v1/events',
-        { key: a.fixture.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), code: bParticipant.code, user: { id: user } },
+        { key: a.fixture.publishable, type: 'signup', eventId: uniq(), vid: newVid(), code: bParticipant.code, user: { id: user } },
         { headers: { origin: ORIGIN_A } },
       );
       expect(reply.status, reply.text).toBe(202);
-      const referralsA = ok(await asA('/v1/referrals')).data as Array<Record<string, unknown>>;
+      const referralsA = expectOk(await asA('/v1/referrals')).data as Array<Record<string, unknown>>;
       expect(JSON.stringify(referralsA)).not.toContain(user);
-      expect(ok(await asB('/v1/referrals')).data).toEqual([]);
-      const bStats = ok(await api.get(`/v1/participants/${encodeURIComponent(bParticipant.externalId)}`, { auth: b.secret }));
+      expect(expectOk(await asB('/v1/referrals')).data).toEqual([]);
+      const bStats = expectOk(await api.get(`/v1/participants/${encodeURIComponent(bParticipant.externalId)}`, { auth: b.secret }));
       expect(bStats.stats.signups).toBe(0);
     });
 
     it("program B's origin is refused on program A's key (403), without a CORS header", async () => {
       const reply = await api.post(
         '/v1/clicks',
-        { key: a.fixture.publishable, code: a.referrer.code, vid: uniq('vid_') },
+        { key: a.fixture.publishable, code: a.referrer.code, vid: newVid() },
         { headers: { origin: ORIGIN_B } },
       );
       expect(reply.status).toBe(403);
@@ -477,7 +475,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     it('the browser endpoints answer CORS for the program’s own origin only', async () => {
       const allowed = await api.post(
         '/v1/clicks',
-        { key: a.fixture.publishable, code: a.referrer.code, vid: uniq('vid_') },
+        { key: a.fixture.publishable, code: a.referrer.code, vid: newVid() },
         { headers: { origin: ORIGIN_A } },
       );
       expect(allowed.status).toBe(202);

@@ -17,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES, type DbKind } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { newVid, buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
 const SECRET_KEY = /^sk_[A-Za-z0-9_-]{32}$/;
 const PUBLISHABLE_KEY = /^pk_[A-Za-z0-9_-]{32}$/;
@@ -89,7 +89,7 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
       const created = await createKey(program.secret, 'publishable');
       expect(created.secret).toMatch(PUBLISHABLE_KEY);
       expect(created.key).toMatchObject({ kind: 'publishable', prefix: created.secret.slice(0, 10), revokedAt: null });
-      const click = await api.post('/v1/clicks', { key: created.secret, code, vid: uniq('vid_') });
+      const click = await api.post('/v1/clicks', { key: created.secret, code, vid: newVid() });
       expect(click.status, click.text).toBe(202);
       expect(click.body).toEqual({ valid: true });
       const refused = await programOf(created.secret);
@@ -222,20 +222,20 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
       const program = await buildProgram(api);
       const code = (await buildParticipant(api, program)).code;
       // Warm the browser-key cache with the old key first.
-      expect((await api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') })).status).toBe(202);
+      expect((await api.post('/v1/clicks', { key: program.publishable, code, vid: newVid() })).status).toBe(202);
       const fresh = await createKey(program.secret, 'publishable');
       const oldId = await idOf(program, program.publishable);
       const reply = await revoke(oldId, program.secret);
       expect(reply.status, reply.text).toBe(200);
       for (const [route, body] of [
-        ['/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }],
-        ['/v1/events', { key: program.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), user: { id: uniq() } }],
+        ['/v1/clicks', { key: program.publishable, code, vid: newVid() }],
+        ['/v1/events', { key: program.publishable, type: 'signup', eventId: uniq(), vid: newVid(), user: { id: uniq() } }],
       ] as const) {
         const refused = await api.post(route, body);
         expect(refused.status, `${route}: ${refused.text}`).toBe(401);
         expect(refused.body.error.code).toBe('unauthorized');
       }
-      expect((await api.post('/v1/clicks', { key: fresh.secret, code, vid: uniq('vid_') })).body).toEqual({ valid: true });
+      expect((await api.post('/v1/clicks', { key: fresh.secret, code, vid: newVid() })).body).toEqual({ valid: true });
     });
 
     it.each([
@@ -316,10 +316,10 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
     it('on the browser endpoints', async () => {
       const code = (await buildParticipant(api, program)).code;
       for (const [label, variant] of variants(program.publishable)) {
-        const reply = await api.post('/v1/clicks', { key: variant, code, vid: uniq('vid_') });
+        const reply = await api.post('/v1/clicks', { key: variant, code, vid: newVid() });
         expect([401, 422], `${label}: ${reply.text}`).toContain(reply.status);
       }
-      expect((await api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') })).body).toEqual({ valid: true });
+      expect((await api.post('/v1/clicks', { key: program.publishable, code, vid: newVid() })).body).toEqual({ valid: true });
     });
   });
 });

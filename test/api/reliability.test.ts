@@ -23,7 +23,8 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.ts';
 import { useTestApp, type Suite } from '../helpers/suite.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { expectLimited, sendClick } from '../helpers/steps.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -836,16 +837,6 @@ describe('rate limits in memory', () => {
   let db: Knex;
   useTestApp('pglite', (suite) => ({ startApp: app, db } = suite));
 
-  const expectLimited = (reply: { status: number; body: any; headers: Headers; text: string }) => {
-    expect(reply.status, reply.text).toBe(429);
-    expect(reply.body).toEqual({ error: { code: 'rate_limited', message: expect.any(String) } });
-    expect(reply.headers.get('content-type')).toMatch(/application\/json/);
-    const retryAfter = reply.headers.get('retry-after');
-    expect(retryAfter).toMatch(/^\d+$/);
-    expect(Number(retryAfter)).toBeGreaterThanOrEqual(1);
-    expect(Number(retryAfter)).toBeLessThanOrEqual(60);
-  };
-
   describe('per IP on the public endpoints', () => {
     let api: TestApp;
     let program: ProgramFixture;
@@ -863,11 +854,11 @@ describe('rate limits in memory', () => {
 
     const requests = {
       'POST /v1/clicks': (api: TestApp, from: string) =>
-        api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') }, { headers: { 'x-forwarded-for': from } }),
+        api.post('/v1/clicks', { key: program.publishable, code, vid: newVid() }, { headers: { 'x-forwarded-for': from } }),
       'POST /v1/events': (api: TestApp, from: string) =>
         api.post(
           '/v1/events',
-          { key: program.publishable, type: 'signup', eventId: uniq(), vid: uniq('vid_'), user: { id: uniq('u-') } },
+          { key: program.publishable, type: 'signup', eventId: uniq(), vid: newVid(), user: { id: uniq('u-') } },
           { headers: { 'x-forwarded-for': from } },
         ),
       'GET /r/:code': (api: TestApp, from: string) => api.get(`/r/${code}`, { headers: { 'x-forwarded-for': from } }),
@@ -907,7 +898,7 @@ describe('rate limits in memory', () => {
       for (let i = 0; i < LIMIT + 2; i++) {
         const reply = await strict.post(
           '/v1/clicks',
-          { key: program.publishable, code, vid: uniq('vid_') },
+          { key: program.publishable, code, vid: newVid() },
           { headers: { 'x-forwarded-for': freshIp() } },
         );
         statuses.push(reply.status);
@@ -945,7 +936,7 @@ describe('rate limits in memory', () => {
       expect((await api.get('/v1/program', { auth: `sk_${randomBytes(24).toString('base64url')}` })).status).toBe(401);
       // The browser endpoints are not charged to the server budget.
       const code = (await buildParticipant(api, other)).code;
-      expect((await api.post('/v1/clicks', { key: program.publishable, code, vid: uniq('vid_') })).status).toBe(202);
+      expect((await api.post('/v1/clicks', { key: program.publishable, code, vid: newVid() })).status).toBe(202);
     });
   });
 
@@ -962,7 +953,7 @@ describe('rate limits in memory', () => {
     });
 
     const click = (from: string, clickCode: string) =>
-      api.post('/v1/clicks', { key: program.publishable, code: clickCode, vid: uniq('vid_') }, { headers: { 'x-forwarded-for': from } });
+      sendClick(api, program, { code: clickCode, vid: newVid() }, { headers: { 'x-forwarded-for': from } });
 
     it('after the budget, unknown codes from that IP get 429 while valid ones still work; another IP is fine', async () => {
       const from = '203.0.113.7';

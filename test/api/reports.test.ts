@@ -10,12 +10,13 @@
 import { randomBytes } from 'node:crypto';
 import { applyStats, type StatsDelta } from '../../collector/src/domain/rollups.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Reply, TestApp } from '../helpers/app.ts';
+import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
+import { DAY_MS } from '../helpers/rows.ts';
+import { click, conversion, expectError, expectOk, refund, summary, transition } from '../helpers/steps.ts';
 
-const DAY_MS = 86_400_000;
 const today = () => new Date().toISOString().slice(0, 10);
 const addDays = (day: string, days: number) => new Date(Date.parse(`${day}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
 /** The Monday on or before `day` (weeks start on Monday). */
@@ -26,17 +27,6 @@ interface Rewards {
   pending: Money;
   approved: Money;
   paid: Money;
-}
-interface Summary {
-  from: string;
-  to: string;
-  clicks: number;
-  visitors: number;
-  signups: number;
-  purchases: number;
-  revenue: Money;
-  conversionRate: number;
-  rewards: Rewards;
 }
 interface LeaderRow {
   participant: string | null;
@@ -75,17 +65,6 @@ interface Series {
 const NO_REWARDS: Rewards = { pending: {}, approved: {}, paid: {} };
 const zeroPoint = (date: string): Point => ({ date, clicks: 0, visitors: 0, signups: 0, purchases: 0, revenue: {} });
 
-function expectStatus<T>(reply: Reply<T>, status: number): T {
-  expect(reply.status, `${status} expected, got ${reply.status}: ${reply.text}`).toBe(status);
-  return reply.body;
-}
-
-function expectError(reply: Reply, status: number, code: string) {
-  expect(reply.status, reply.text).toBe(status);
-  expect(reply.body?.error?.code, reply.text).toBe(code);
-  return reply.body.error as { code: string; message: string; fields?: Record<string, string> };
-}
-
 const RULES = [
   // Pending for two weeks: shows up under rewards.pending.
   { id: 'signup-cash', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 500, currency: 'USD' }, holdDays: 14 },
@@ -102,33 +81,9 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
   useTestApp(kind, (suite) => ({ testDb: t, api } = suite));
 
   const get = <T>(program: ProgramFixture, path: string) => api.get<T>(path, { auth: program.secret });
-  const summary = async (program: ProgramFixture, query = '') =>
-    expectStatus(await get<Summary>(program, `/v1/reports/summary${query}`), 200);
   const leaderboard = async (program: ProgramFixture, query = '') =>
-    expectStatus(await get<Leaderboard>(program, `/v1/reports/referrers${query}`), 200);
-  const series = async (program: ProgramFixture, query = '') =>
-    expectStatus(await get<Series>(program, `/v1/reports/timeseries${query}`), 200);
-
-  async function click(program: ProgramFixture, code: string, visitor: string, valid = true) {
-    const reply = await api.post('/v1/clicks', { key: program.publishable, code, vid: visitor, url: `https://shop.example/?ref=${code}` });
-    expect(expectStatus(reply, 202)).toEqual({ valid });
-  }
-
-  async function conversion(program: ProgramFixture, body: Record<string, unknown>) {
-    return expectStatus(await api.post('/v1/conversions', body, { auth: program.secret }), 200) as {
-      attribution: { status: string; reason?: string; referrer?: string };
-      rewards: Array<{ id: string; rule: string; participant: string; amount: number; currency: string; status: string }>;
-    };
-  }
-
-  async function refund(program: ProgramFixture, body: Record<string, unknown>) {
-    return expectStatus(await api.post('/v1/refunds', body, { auth: program.secret }), 200);
-  }
-
-  async function pay(program: ProgramFixture, rewardId: string) {
-    const reply = await api.post(`/v1/rewards/${rewardId}/pay`, {}, { auth: program.secret });
-    expect(expectStatus(reply, 200).reward.status).toBe('paid');
-  }
+    expectOk(await get<Leaderboard>(program, `/v1/reports/referrers${query}`));
+  const series = async (program: ProgramFixture, query = '') => expectOk(await get<Series>(program, `/v1/reports/timeseries${query}`));
 
   /**
    * The hand-built fixture. Referrers A, B, D (and C, who does nothing):
@@ -150,24 +105,24 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     const D = await buildParticipant(api, program, { externalId: `dave-${run}`, email: `dave-${run}@example.com` });
     const day = today();
 
-    await click(program, A.code, vid('1'));
-    await click(program, A.code, vid('1')); // same visitor, same code, same hour: stored once
-    await click(program, A.code, vid('2'));
-    await click(program, A.code, vid('3'));
-    await click(program, B.code, vid('4'));
-    await click(program, B.code, vid('4'));
-    await click(program, B.code, vid('5'));
-    await click(program, B.code, vid('7'));
-    await click(program, B.code, vid('8'));
-    await click(program, B.code, vid('1')); // a new click, but not a new visitor
-    await click(program, D.code, vid('6'));
-    await click(program, `NOPE${run}`, vid('9'), false);
+    await click(api, program, { code: A.code, vid: vid('1') });
+    await click(api, program, { code: A.code, vid: vid('1') }); // same visitor, same code, same hour: stored once
+    await click(api, program, { code: A.code, vid: vid('2') });
+    await click(api, program, { code: A.code, vid: vid('3') });
+    await click(api, program, { code: B.code, vid: vid('4') });
+    await click(api, program, { code: B.code, vid: vid('4') });
+    await click(api, program, { code: B.code, vid: vid('5') });
+    await click(api, program, { code: B.code, vid: vid('7') });
+    await click(api, program, { code: B.code, vid: vid('8') });
+    await click(api, program, { code: B.code, vid: vid('1') }); // a new click, but not a new visitor
+    await click(api, program, { code: D.code, vid: vid('6') });
+    await click(api, program, { code: `NOPE${run}`, vid: vid('9') }, { valid: false });
 
     const u1 = `u1-${run}`;
     const u2 = `u2-${run}`;
     const u3 = `u3-${run}`;
     const u4 = `u4-${run}`;
-    const s1 = await conversion(program, {
+    const s1 = await conversion(api, program, {
       type: 'signup',
       eventId: `s1-${run}`,
       externalId: u1,
@@ -175,51 +130,51 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     });
     expect(s1.attribution).toMatchObject({ status: 'attributed', referrer: A.externalId });
     expect(
-      (await conversion(program, { type: 'signup', eventId: `s1-${run}`, externalId: u1, referral: { code: A.code, vid: vid('1') } }))
+      (await conversion(api, program, { type: 'signup', eventId: `s1-${run}`, externalId: u1, referral: { code: A.code, vid: vid('1') } }))
         .attribution.status,
     ).toBe('attributed');
-    const s2 = await conversion(program, { type: 'signup', eventId: `s2-${run}`, externalId: u2, referral: { vid: vid('2') } });
+    const s2 = await conversion(api, program, { type: 'signup', eventId: `s2-${run}`, externalId: u2, referral: { vid: vid('2') } });
     expect(s2.attribution).toMatchObject({ status: 'attributed', referrer: A.externalId });
-    const s4 = await conversion(program, {
+    const s4 = await conversion(api, program, {
       type: 'signup',
       eventId: `s4-${run}`,
       externalId: u4,
       referral: { code: B.code, vid: vid('4') },
     });
     expect(s4.attribution).toMatchObject({ status: 'attributed', referrer: B.externalId });
-    expect((await conversion(program, { type: 'signup', eventId: `s3-${run}`, externalId: u3 })).attribution.status).toBe('none');
+    expect((await conversion(api, program, { type: 'signup', eventId: `s3-${run}`, externalId: u3 })).attribution.status).toBe('none');
     expect(
-      (await conversion(program, { type: 'signup', eventId: `sa-${run}`, externalId: A.externalId, referral: { code: A.code } }))
+      (await conversion(api, program, { type: 'signup', eventId: `sa-${run}`, externalId: A.externalId, referral: { code: A.code } }))
         .attribution,
     ).toMatchObject({
       status: 'rejected',
       reason: 'self_referral',
     });
     expect(
-      (await conversion(program, { type: 'signup', eventId: `s5-${run}`, externalId: `u5-${run}`, referral: { code: `NOPE${run}` } }))
+      (await conversion(api, program, { type: 'signup', eventId: `s5-${run}`, externalId: `u5-${run}`, referral: { code: `NOPE${run}` } }))
         .attribution,
     ).toMatchObject({
       status: 'rejected',
       reason: 'unknown_code',
     });
 
-    const p1 = await conversion(program, { type: 'purchase', eventId: `p1-${run}`, externalId: u1, amount: 10_000, currency: 'USD' });
+    const p1 = await conversion(api, program, { type: 'purchase', eventId: `p1-${run}`, externalId: u1, amount: 10_000, currency: 'USD' });
     expect(p1.attribution.status).toBe('existing');
     expect(p1.rewards.map((r) => [r.rule, r.amount, r.currency, r.status])).toEqual([['purchase-pct', 1000, 'USD', 'approved']]);
-    await conversion(program, { type: 'purchase', eventId: `p1-${run}`, externalId: u1, amount: 10_000, currency: 'USD' }); // retried
-    const p2 = await conversion(program, { type: 'purchase', eventId: `p2-${run}`, externalId: u2, amount: 5000, currency: 'eur' });
+    await conversion(api, program, { type: 'purchase', eventId: `p1-${run}`, externalId: u1, amount: 10_000, currency: 'USD' }); // retried
+    const p2 = await conversion(api, program, { type: 'purchase', eventId: `p2-${run}`, externalId: u2, amount: 5000, currency: 'eur' });
     expect(p2.rewards.map((r) => [r.amount, r.currency, r.status])).toEqual([[500, 'EUR', 'approved']]);
-    const p3 = await conversion(program, { type: 'purchase', eventId: `p3-${run}`, externalId: u4, amount: 2000, currency: 'USD' });
+    const p3 = await conversion(api, program, { type: 'purchase', eventId: `p3-${run}`, externalId: u4, amount: 2000, currency: 'USD' });
     expect(p3.rewards.map((r) => [r.amount, r.currency, r.status])).toEqual([[200, 'USD', 'approved']]);
-    const p4 = await conversion(program, { type: 'purchase', eventId: `p4-${run}`, externalId: u3, amount: 9999, currency: 'USD' });
+    const p4 = await conversion(api, program, { type: 'purchase', eventId: `p4-${run}`, externalId: u3, amount: 9999, currency: 'USD' });
     expect(p4.rewards).toEqual([]);
 
-    await pay(program, p2.rewards[0]!.id);
-    await pay(program, p3.rewards[0]!.id);
-    await refund(program, { eventId: `r1-${run}`, purchaseEventId: `p1-${run}`, amount: 2500 });
-    await refund(program, { eventId: `r1-${run}`, purchaseEventId: `p1-${run}`, amount: 2500 }); // retried
-    await refund(program, { eventId: `r2-${run}`, purchaseEventId: `p3-${run}` });
-    await refund(program, { eventId: `r3-${run}`, purchaseEventId: `p4-${run}`, amount: 1000 });
+    expect(expectOk(await transition(api, program, p2.rewards[0]!.id, 'pay')).reward.status).toBe('paid');
+    expect(expectOk(await transition(api, program, p3.rewards[0]!.id, 'pay')).reward.status).toBe('paid');
+    await refund(api, program, { eventId: `r1-${run}`, purchaseEventId: `p1-${run}`, amount: 2500 });
+    await refund(api, program, { eventId: `r1-${run}`, purchaseEventId: `p1-${run}`, amount: 2500 }); // retried
+    await refund(api, program, { eventId: `r2-${run}`, purchaseEventId: `p3-${run}` });
+    await refund(api, program, { eventId: `r3-${run}`, purchaseEventId: `p4-${run}`, amount: 1000 });
 
     // The whole fixture must sit in one UTC day for the "today" assertions below.
     expect(today(), 'the fixture straddled midnight UTC; run again').toBe(day);
@@ -279,7 +234,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
 
   describe('GET /v1/reports/summary', () => {
     it('adds up clicks, visitors, attributed signups, purchases, net revenue per currency and rewards by status', async () => {
-      const body = await summary(fx.program, `?from=${fx.day}&to=${fx.day}`);
+      const body = await summary(api, fx.program, `?from=${fx.day}&to=${fx.day}`);
       expect(body).toEqual({
         from: fx.day,
         to: fx.day,
@@ -290,13 +245,13 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     });
 
     it('defaults to the last 30 days (UTC), today included', async () => {
-      const body = await summary(fx.program);
+      const body = await summary(api, fx.program);
       expect(body.to).toBe(today());
       expect(body.from).toBe(addDays(today(), -29));
       expect(body).toMatchObject({ ...TODAY_TOTALS, conversionRate: 0.375 });
       // Only `to`: the 30 days before it. Only `from`: up to today.
-      expect(await summary(fx.program, `?to=${fx.day}`)).toMatchObject({ from: addDays(fx.day, -29), to: fx.day, clicks: 9 });
-      expect(await summary(fx.program, `?from=${addDays(fx.day, -3)}`)).toMatchObject({
+      expect(await summary(api, fx.program, `?to=${fx.day}`)).toMatchObject({ from: addDays(fx.day, -29), to: fx.day, clicks: 9 });
+      expect(await summary(api, fx.program, `?from=${addDays(fx.day, -3)}`)).toMatchObject({
         from: addDays(fx.day, -3),
         to: today(),
         clicks: 9,
@@ -309,7 +264,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         `?from=${addDays(fx.day, 1)}&to=${addDays(fx.day, 5)}`,
         '?from=2020-01-01&to=2020-01-31',
       ]) {
-        const body = await summary(fx.program, query);
+        const body = await summary(api, fx.program, query);
         expect(body, query).toMatchObject({
           clicks: 0,
           visitors: 0,
@@ -373,7 +328,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       expectError(await get(fx.program, '/v1/reports/summary?from=2026-03-10&to=2026-03-01'), 400, 'invalid_range');
       const to = '2026-06-30';
       // 1100 days, both ends included: the longest range allowed.
-      expect(await summary(fx.program, `?from=${addDays(to, -1099)}&to=${to}`)).toMatchObject({ from: addDays(to, -1099), to });
+      expect(await summary(api, fx.program, `?from=${addDays(to, -1099)}&to=${to}`)).toMatchObject({ from: addDays(to, -1099), to });
       expectError(await get(fx.program, `/v1/reports/summary?from=${addDays(to, -1100)}&to=${to}`), 400, 'invalid_range');
       expectError(await get(fx.program, '/v1/reports/summary?from=2020-01-01&to=2026-01-01'), 400, 'invalid_range');
       // The same rules hold on the other reports.
@@ -498,7 +453,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const other = await buildProgram(api, { settings: { rewardRules: RULES } });
       await buildParticipant(api, other);
       const range = `?from=${fx.day}&to=${fx.day}`;
-      expect(await summary(other, range)).toEqual({
+      expect(await summary(api, other, range)).toEqual({
         from: fx.day,
         to: fx.day,
         clicks: 0,
@@ -512,11 +467,11 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       expect(await leaderboard(other, range)).toEqual({ from: fx.day, to: fx.day, data: [], nextOffset: null });
       expect((await series(other, range)).points).toEqual([zeroPoint(fx.day)]);
       // Clicking this program's code with the other program's key counts nowhere.
-      const before = await summary(fx.program, range);
+      const before = await summary(api, fx.program, range);
       const reply = await api.post('/v1/clicks', { key: other.publishable, code: fx.A.code, vid: vid('x1') });
-      expect(expectStatus(reply, 202)).toEqual({ valid: false });
-      expect(await summary(fx.program, range)).toEqual(before);
-      expect((await summary(other, range)).clicks).toBe(0);
+      expect(expectOk(reply, 202)).toEqual({ valid: false });
+      expect(await summary(api, fx.program, range)).toEqual(before);
+      expect((await summary(api, other, range)).clicks).toBe(0);
     });
   });
 
@@ -585,7 +540,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     });
 
     it('sums the days of the range, both ends included', async () => {
-      expect(await summary(program, '?from=2025-03-02&to=2025-03-10')).toEqual({
+      expect(await summary(api, program, '?from=2025-03-02&to=2025-03-10')).toEqual({
         from: '2025-03-02',
         to: '2025-03-10',
         clicks: 23,
@@ -596,7 +551,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         conversionRate: 0.1905, // 4 / 21
         rewards: NO_REWARDS,
       });
-      expect(await summary(program, '?from=2025-03-03&to=2025-03-09')).toMatchObject({
+      expect(await summary(api, program, '?from=2025-03-03&to=2025-03-09')).toMatchObject({
         clicks: 12,
         visitors: 12,
         signups: 1,
@@ -604,7 +559,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         revenue: { USD: -200 },
         conversionRate: 0.0833,
       });
-      expect(await summary(program, '?from=2025-03-10&to=2025-03-10')).toMatchObject({
+      expect(await summary(api, program, '?from=2025-03-10&to=2025-03-10')).toMatchObject({
         clicks: 1,
         visitors: 1,
         signups: 1,
@@ -658,7 +613,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     });
 
     it('keeps these numbers away from other programs', async () => {
-      expect(await summary(fx.program, '?from=2025-02-01&to=2025-03-31')).toMatchObject({ clicks: 0, visitors: 0, revenue: {} });
+      expect(await summary(api, fx.program, '?from=2025-02-01&to=2025-03-31')).toMatchObject({ clicks: 0, visitors: 0, revenue: {} });
       expect((await leaderboard(fx.program, '?from=2025-02-01&to=2025-03-31')).data).toEqual([]);
     });
   });
@@ -671,18 +626,19 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const G = await buildParticipant(api, program);
       const customer = `early-${run}`;
       expect(
-        (await conversion(program, { type: 'purchase', eventId: `pe-${run}`, externalId: customer, amount: 10_000, currency: 'USD' }))
+        (await conversion(api, program, { type: 'purchase', eventId: `pe-${run}`, externalId: customer, amount: 10_000, currency: 'USD' }))
           .attribution.status,
       ).toBe('none');
       expect(
-        (await conversion(program, { type: 'signup', eventId: `se-${run}`, externalId: customer, referral: { code: G.code } })).attribution,
+        (await conversion(api, program, { type: 'signup', eventId: `se-${run}`, externalId: customer, referral: { code: G.code } }))
+          .attribution,
       ).toMatchObject({
         status: 'attributed',
         referrer: G.externalId,
       });
-      await refund(program, { eventId: `re-${run}`, purchaseEventId: `pe-${run}` });
+      await refund(api, program, { eventId: `re-${run}`, purchaseEventId: `pe-${run}` });
       const day = today();
-      const body = await summary(program, `?from=${day}&to=${day}`);
+      const body = await summary(api, program, `?from=${day}&to=${day}`);
       expect({ signups: body.signups, purchases: body.purchases, revenue: body.revenue }).toEqual({
         signups: 1,
         purchases: 0,
@@ -696,12 +652,12 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const program = await buildProgram(api);
       const G = await buildParticipant(api, program);
       const customer = `later-${run}`;
-      await conversion(program, { type: 'signup', eventId: `sl-${run}`, externalId: customer, referral: { code: G.code } });
-      await conversion(program, { type: 'purchase', eventId: `pl-${run}`, externalId: customer, amount: 4200, currency: 'GBP' });
-      await refund(program, { eventId: `rl1-${run}`, purchaseEventId: `pl-${run}`, amount: 1000 });
-      await refund(program, { eventId: `rl2-${run}`, purchaseEventId: `pl-${run}`, amount: 200 });
+      await conversion(api, program, { type: 'signup', eventId: `sl-${run}`, externalId: customer, referral: { code: G.code } });
+      await conversion(api, program, { type: 'purchase', eventId: `pl-${run}`, externalId: customer, amount: 4200, currency: 'GBP' });
+      await refund(api, program, { eventId: `rl1-${run}`, purchaseEventId: `pl-${run}`, amount: 1000 });
+      await refund(api, program, { eventId: `rl2-${run}`, purchaseEventId: `pl-${run}`, amount: 200 });
       const day = today();
-      const body = await summary(program, `?from=${day}&to=${day}`);
+      const body = await summary(api, program, `?from=${day}&to=${day}`);
       expect({ signups: body.signups, purchases: body.purchases, revenue: body.revenue }).toEqual({
         signups: 1,
         purchases: 1,
@@ -721,13 +677,13 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const E = await buildParticipant(api, program);
       const F = await buildParticipant(api, program);
       const visitor = vid('rv');
-      await click(program, E.code, visitor);
+      await click(api, program, { code: E.code, vid: visitor });
       const redirect = await api.get(`/r/${F.code}`);
       expect(redirect.status).toBe(302);
-      await click(program, F.code, visitor);
+      await click(api, program, { code: F.code, vid: visitor });
       const raw = await t.db('clicks').where({ program_id: program.id }).select('vid');
       expect(raw.map((row) => row.vid)).toEqual([visitor, visitor]); // two clicks, one visitor
-      const body = await summary(program, `?from=${today()}&to=${today()}`);
+      const body = await summary(api, program, `?from=${today()}&to=${today()}`);
       expect({ clicks: body.clicks, visitors: body.visitors }).toEqual({ clicks: 2, visitors: 1 });
     });
 
@@ -747,7 +703,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         for (const reply of replies) expect(reply.status, reply.text).toBe(202);
       }
       const [raw] = await t.db('clicks').where({ program_id: program.id }).count({ clicks: '*' }).countDistinct({ visitors: 'vid' });
-      const body = await summary(program, `?from=${today()}&to=${today()}`);
+      const body = await summary(api, program, `?from=${today()}&to=${today()}`);
       expect({
         raw: { clicks: Number(raw?.clicks), visitors: Number(raw?.visitors) },
         rollup: { clicks: body.clicks, visitors: body.visitors },
@@ -762,7 +718,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const E = await buildParticipant(api, program);
       const visitor = vid('bs');
       const customer = `bs-${run}`;
-      await click(program, E.code, visitor);
+      await click(api, program, { code: E.code, vid: visitor });
       const event = await api.post('/v1/events', {
         key: program.publishable,
         type: 'signup',
@@ -772,14 +728,14 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         user: { id: customer },
       });
       expect(event.status, event.text).toBe(202);
-      const confirmed = await conversion(program, {
+      const confirmed = await conversion(api, program, {
         type: 'signup',
         eventId: `bs-${run}`,
         externalId: customer,
         referral: { code: E.code, vid: visitor },
       });
       expect(confirmed.attribution).toMatchObject({ status: 'attributed', referrer: E.externalId });
-      const body = await summary(program, `?from=${today()}&to=${today()}`);
+      const body = await summary(api, program, `?from=${today()}&to=${today()}`);
       expect({ clicks: body.clicks, visitors: body.visitors, signups: body.signups, conversionRate: body.conversionRate }).toEqual({
         clicks: 1,
         visitors: 1,
@@ -792,8 +748,8 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const program = await buildProgram(api);
       const E = await buildParticipant(api, program);
       expect((await api.get(`/r/${E.code}`)).status).toBe(302);
-      await click(program, E.code, vid('rw'));
-      const body = await summary(program, `?from=${today()}&to=${today()}`);
+      await click(api, program, { code: E.code, vid: vid('rw') });
+      const body = await summary(api, program, `?from=${today()}&to=${today()}`);
       expect({ clicks: body.clicks, visitors: body.visitors }).toEqual({ clicks: 1, visitors: 1 });
     });
   });

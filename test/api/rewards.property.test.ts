@@ -15,8 +15,9 @@ import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
-import { balancesOf, browserEvent, expectOk, listAllRewards, sumLedger, transition, type Reward } from '../helpers/ledger.ts';
+import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
+import { balancesOf, browserEvent, expectOk, listAllRewards, sumLedger, transition } from '../helpers/steps.ts';
+import type { RewardResponse } from '../../shared/responses.ts';
 
 const RULES = [
   { id: 's-both', on: 'signup', to: 'both', reward: { kind: 'credit', amount: 500, currency: 'USD' } },
@@ -64,7 +65,7 @@ class Signup implements Cmd {
     const code = this.referrer ? codes[this.referrer] : undefined;
     const eventId = `su-${this.customer}`;
     if (this.browser) {
-      await browserEvent(api, p, { type: 'signup', eventId, userId: this.customer, ...(code ? { code } : {}) });
+      await browserEvent(api, p, { type: 'signup', eventId, userId: this.customer, vid: vidFor(this.customer), ...(code ? { code } : {}) });
     } else {
       const body = { type: 'signup', eventId, externalId: this.customer, ...(code ? { referral: { code } } : {}) };
       expectOk(await api.post('/v1/conversions', body, { auth: p.secret }));
@@ -94,6 +95,7 @@ class Purchase implements Cmd {
         type: 'purchase',
         eventId: `evt-${m.seq++}`,
         userId: this.customer,
+        vid: vidFor(this.customer),
         ...(code ? { code } : {}),
         order: { id: orderId, amount: order.amount, currency: order.currency },
       });
@@ -340,7 +342,7 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
           else expect(reply.status, reply.text).toBe(422);
         }
         const final = await listAllRewards(api, p);
-        const netOf = (grant: Reward) =>
+        const netOf = (grant: RewardResponse) =>
           final
             .filter((r) => (r.id === grant.id || r.reverses === grant.id) && r.status !== 'revoked')
             .reduce((sum, r) => sum + r.amount, 0);

@@ -12,23 +12,19 @@ import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
+import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
 import {
-  DAY_MS,
-  backdateReferral,
   balancesOf,
   browserEvent,
   expectError,
   expectOk,
   listAllRewards,
-  makeDue,
-  secretKeyId,
   serverPurchase,
   serverSignup,
   transition,
-  transitionsOf,
-  type Reward,
-} from '../helpers/ledger.ts';
+} from '../helpers/steps.ts';
+import { DAY_MS, backdateReferral, makeDue, secretKeyId, transitionsOf } from '../helpers/rows.ts';
+import type { RewardResponse } from '../../shared/responses.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -41,7 +37,8 @@ const byJson = (a: unknown, b: unknown) => {
   const [x, y] = [JSON.stringify(a), JSON.stringify(b)];
   return x < y ? -1 : x > y ? 1 : 0;
 };
-const brief = (rewards: Reward[]) => rewards.map((r) => [r.rule, r.participant, r.amount, r.currency, r.status] as const).sort(byJson);
+const brief = (rewards: RewardResponse[]) =>
+  rewards.map((r) => [r.rule, r.participant, r.amount, r.currency, r.status] as const).sort(byJson);
 
 const near = (iso: string, expectedMs: number, toleranceMs = 60_000) => {
   expect(Math.abs(Date.parse(iso) - expectedMs), `${iso} vs ${new Date(expectedMs).toISOString()}`).toBeLessThan(toleranceMs);
@@ -83,7 +80,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
           { rule: 'to-referee', participant: 'bob', amount: 0, currency: null, status: 'approved' },
           { rule: 'to-both', participant: 'alice', amount: 250, currency: 'EUR', status: 'approved' },
           { rule: 'to-both', participant: 'bob', amount: 250, currency: 'EUR', status: 'approved' },
-        ] as Reward[]),
+        ] as RewardResponse[]),
       );
       for (const reward of answer.rewards) {
         expect(reward).toMatchObject({ eventId: 'signup-bob', needsReview: false });
@@ -144,7 +141,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
           { rule: 'pct', participant: 'alice', amount: 124, currency: 'EUR', status: 'approved' }, // 124.875
           { rule: 'pct-both', participant: 'alice', amount: 29, currency: 'EUR', status: 'approved' }, // 29.97
           { rule: 'pct-both', participant: 'bob', amount: 29, currency: 'EUR', status: 'approved' },
-        ] as Reward[]),
+        ] as RewardResponse[]),
       );
       for (const reward of first.rewards) expect(reward.eventId).toBe('order-1');
       // Every purchase counts without firstPurchaseOnly; a tiny purchase floors to 0.
@@ -154,7 +151,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
           { rule: 'pct', participant: 'alice', amount: 0, currency: 'JPY', status: 'approved' },
           { rule: 'pct-both', participant: 'alice', amount: 0, currency: 'JPY', status: 'approved' },
           { rule: 'pct-both', participant: 'bob', amount: 0, currency: 'JPY', status: 'approved' },
-        ] as Reward[]),
+        ] as RewardResponse[]),
       );
       const third = await serverPurchase(api, p, 'bob', 'order-3', 100_000, 'USD');
       expect(brief(third.rewards)).toEqual(
@@ -162,7 +159,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
           { rule: 'pct', participant: 'alice', amount: 12_500, currency: 'USD', status: 'approved' },
           { rule: 'pct-both', participant: 'alice', amount: 3000, currency: 'USD', status: 'approved' },
           { rule: 'pct-both', participant: 'bob', amount: 3000, currency: 'USD', status: 'approved' },
-        ] as Reward[]),
+        ] as RewardResponse[]),
       );
       expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: { EUR: 153, JPY: 0, USD: 15_500 }, paid: {} });
       expect(await balancesOf(api, p, 'bob')).toEqual({ pending: {}, approved: { EUR: 29, JPY: 0, USD: 3000 }, paid: {} });
@@ -319,7 +316,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
           { rule: 'signup', participant: 'bob', amount: 100, currency: 'USD', status: 'approved' },
           { rule: 'sale', participant: 'alice', amount: 500, currency: 'USD', status: 'approved' },
           { rule: 'sale', participant: 'alice', amount: 300, currency: 'USD', status: 'approved' },
-        ] as Reward[]),
+        ] as RewardResponse[]),
       );
       // The database itself refuses a second grant of the same rule for the same conversion and beneficiary.
       const grant = await t.db('rewards').where({ program_id: p.id, rule_id: 'sale' }).first();
@@ -338,7 +335,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
       await serverSignup(api, p, 'bob', alice.code);
       const { rewards } = await serverPurchase(api, p, 'bob', 'order-1', 10_000);
-      const byRule = Object.fromEntries(rewards.map((r) => [r.rule, r])) as Record<string, Reward>;
+      const byRule = Object.fromEntries(rewards.map((r) => [r.rule, r])) as Record<string, RewardResponse>;
       expect(byRule.held).toMatchObject({ status: 'pending', amount: 2000, needsReview: false });
       expect(byRule.short).toMatchObject({ status: 'pending', amount: 500, needsReview: false });
       expect(byRule.now).toMatchObject({ status: 'approved', amount: 50 });
@@ -411,7 +408,12 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
 
       // A signup from the snippet (text/plain body, as sendBeacon sends it).
-      await browserEvent(api, p, { type: 'signup', eventId: 'evt-signup-1', userId: 'bob', code: alice.code }, { textPlain: true });
+      await browserEvent(
+        api,
+        p,
+        { type: 'signup', eventId: 'evt-signup-1', userId: 'bob', vid: vidFor('bob'), code: alice.code },
+        { textPlain: true },
+      );
       const pendingSignup = await listAllRewards(api, p);
       expect(brief(pendingSignup)).toEqual([
         ['signup', 'alice', 1000, 'USD', 'pending'],
@@ -426,7 +428,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
         pendingSignup.map((r) => r.id),
       );
       await releaseDueRewards(t.db);
-      await browserEvent(api, p, { type: 'signup', eventId: 'evt-signup-1', userId: 'bob', code: alice.code });
+      await browserEvent(api, p, { type: 'signup', eventId: 'evt-signup-1', userId: 'bob', vid: vidFor('bob'), code: alice.code });
       expect((await listAllRewards(api, p)).map((r) => [r.status, r.needsReview])).toEqual([
         ['pending', true],
         ['pending', true],
@@ -453,6 +455,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
         type: 'purchase',
         eventId: 'evt-random-77',
         userId: 'bob',
+        vid: vidFor('bob'),
         order: { id: 'order-9', amount: 4321, currency: 'usd' },
       });
       const sale = (await listAllRewards(api, p)).filter((r) => r.eventId === 'order-9');
@@ -464,7 +467,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
 
       // The server confirms the purchase by the order id: hold 0 → approved; the held one waits for its hold only.
       const confirmedSale = await serverPurchase(api, p, 'bob', 'order-9', 4321, 'USD');
-      const bySaleRule = Object.fromEntries(confirmedSale.rewards.map((r) => [r.rule, r])) as Record<string, Reward>;
+      const bySaleRule = Object.fromEntries(confirmedSale.rewards.map((r) => [r.rule, r])) as Record<string, RewardResponse>;
       expect(bySaleRule.sale).toMatchObject({ status: 'approved', needsReview: false, amount: 432 });
       expect(bySaleRule['sale-held']).toMatchObject({ status: 'pending', needsReview: false });
       near(bySaleRule['sale-held']!.availableAt, Date.parse(bySaleRule['sale-held']!.createdAt) + 5 * DAY_MS);
@@ -484,10 +487,10 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
     it('someone can approve a browser reward without a server confirmation', async () => {
       const p = await program([{ id: 'signup', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 300, currency: 'USD' } }]);
       const alice = await buildParticipant(api, p, { externalId: 'alice' });
-      await browserEvent(api, p, { type: 'signup', eventId: 'evt-1', userId: 'bob', code: alice.code });
+      await browserEvent(api, p, { type: 'signup', eventId: 'evt-1', userId: 'bob', vid: vidFor('bob'), code: alice.code });
       const [reward] = await listAllRewards(api, p);
       expect(reward).toMatchObject({ status: 'pending', needsReview: true });
-      const approved = expectOk(await transition(api, p, reward!.id, 'approve', 'looked fine')).reward as Reward;
+      const approved = expectOk(await transition(api, p, reward!.id, 'approve', 'looked fine')).reward as RewardResponse;
       expect(approved).toMatchObject({ id: reward!.id, status: 'approved', needsReview: false });
       // A later server confirmation changes nothing more.
       await serverSignup(api, p, 'bob', alice.code, 'evt-1');
@@ -517,9 +520,9 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const { p, ids, actor } = await pendingRewards(3);
       const [a, b, c] = ids as [string, string, string];
 
-      const approved = expectOk(await transition(api, p, a, 'approve', 'checked by ops')).reward as Reward;
+      const approved = expectOk(await transition(api, p, a, 'approve', 'checked by ops')).reward as RewardResponse;
       expect(approved).toMatchObject({ id: a, status: 'approved', participant: 'alice', amount: 1000, rule: 'hold' });
-      const paid = expectOk(await transition(api, p, a, 'pay', 'payout 42')).reward as Reward;
+      const paid = expectOk(await transition(api, p, a, 'pay', 'payout 42')).reward as RewardResponse;
       expect(paid).toMatchObject({ id: a, status: 'paid' });
       expect(expectOk(await transition(api, p, b, 'revoke')).reward).toMatchObject({ id: b, status: 'revoked' });
       expect(expectOk(await transition(api, p, c, 'approve')).reward).toMatchObject({ id: c, status: 'approved' });
@@ -720,7 +723,7 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       ['first-purchase', 'order-f02-1', 199, 'EUR', 'pending'],
       ['first-purchase', 'order-f21-1', 200, 'USD', 'pending'],
     ];
-    const view = (rs: Reward[]) => rs.map((r) => [r.rule, r.eventId, r.amount, r.currency, r.status]).sort(byJson);
+    const view = (rs: RewardResponse[]) => rs.map((r) => [r.rule, r.eventId, r.amount, r.currency, r.status]).sort(byJson);
     const sorted = (rows: unknown[][]) => [...rows].sort(byJson);
     expect(view(aliceLedger)).toEqual(sorted(expectedAlice));
     expect(await balancesOf(api, p, 'alice')).toEqual({ pending: { USD: 2669, EUR: 199 }, approved: { USD: 110_000 }, paid: {} });

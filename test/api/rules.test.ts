@@ -10,16 +10,9 @@ import { describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
-import {
-  expectError,
-  expectOk,
-  listAllRewards,
-  serverPurchase,
-  serverSignup,
-  transition,
-  transitionsOf,
-  type Reward,
-} from '../helpers/ledger.ts';
+import { expectError, expectOk, listAllRewards, serverPurchase, serverSignup, transition } from '../helpers/steps.ts';
+import { transitionsOf } from '../helpers/rows.ts';
+import type { RewardResponse } from '../../shared/responses.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import type { Knex } from 'knex';
 
@@ -33,7 +26,7 @@ function readmeRules(): Array<Record<string, any>> {
   return JSON.parse(block) as Array<Record<string, any>>;
 }
 
-const paid = (rewards: Reward[], rule: string, who?: string) =>
+const paid = (rewards: RewardResponse[], rule: string, who?: string) =>
   rewards.filter((r) => r.rule === rule && (!who || r.participant === who) && r.status !== 'revoked');
 
 describe.each(DATABASES)('reward rules (%s)', (kind) => {
@@ -160,7 +153,7 @@ describe.each(DATABASES)('reward rules (%s)', (kind) => {
     async function heldReward(p: ProgramFixture) {
       const referrer = await buildParticipant(api, p);
       const answer = await serverSignup(api, p, uniq('c-'), referrer.code);
-      const reward = answer.rewards[0] as Reward;
+      const reward = answer.rewards[0] as RewardResponse;
       expect(reward.status).toBe('pending');
       expect(Date.parse(reward.availableAt)).toBeGreaterThan(Date.now());
       return reward;

@@ -11,7 +11,9 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp, type Suite } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { countRows } from '../helpers/rows.ts';
+import { decisions, participant, sendClick } from '../helpers/steps.ts';
 
 const ORIGIN = 'https://shop.example';
 const OTHER_ORIGIN = 'https://other.example';
@@ -43,8 +45,6 @@ function rawGet(baseUrl: string, path: string, headers: Record<string, string> =
   });
 }
 
-const vid = () => uniq('vid_');
-
 describe.each(DATABASES)('tracking (%s)', (kind) => {
   let db: Knex;
   let api: TestApp;
@@ -58,29 +58,18 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
     other = await buildProgram(api, { origins: [OTHER_ORIGIN], landingUrl: OTHER_LANDING });
   });
 
-  const click = (body: Record<string, unknown>, headers: Record<string, string> = {}, target: TestApp = api) =>
-    target.post('/v1/clicks', { key: program.publishable, ...body }, { headers });
   const clickRows = (participant: Participant) =>
     db('clicks').join('codes', 'codes.id', 'clicks.code_id').where('codes.code', participant.code).select('clicks.*').orderBy('clicks.id');
-  const clickCount = async () => Number((await db('clicks').count({ n: '*' }))[0]?.n);
-  const stats = async (participant: Participant, fixture: ProgramFixture = program) => {
-    const reply = await api.get(`/v1/participants/${encodeURIComponent(participant.externalId)}`, { auth: fixture.secret });
-    expect(reply.status, reply.text).toBe(200);
-    return reply.body.stats as { clicks: number; signups: number; purchases: number; revenue: Record<string, number> };
-  };
-  const decisions = async (fixture: ProgramFixture, query: string) => {
-    const reply = await api.get(`/v1/decisions?${query}`, { auth: fixture.secret });
-    expect(reply.status, reply.text).toBe(200);
-    return reply.body.data as Array<Record<string, unknown>>;
-  };
 
   describe('POST /v1/clicks', () => {
     it('records a click and answers 202 { valid: true }', async () => {
       const referrer = await buildParticipant(api, program);
-      const visitor = vid();
-      const reply = await click(
+      const visitor = newVid();
+      const reply = await sendClick(
+        api,
+        program,
         { code: referrer.code, vid: visitor, url: 'https://shop.example/pricing?ref=x', referrer: 'https://blog.example/post' },
-        { 'user-agent': 'TestBrowser/1.0' },
+        { headers: { 'user-agent': 'TestBrowser/1.0' } },
       );
       expect(reply.status, reply.text).toBe(202);
       expect(reply.body).toEqual({ valid: true });
@@ -95,12 +84,12 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
         user_agent: 'TestBrowser/1.0',
       });
       expect(rows[0].ip_hash).toEqual(expect.any(String));
-      expect((await stats(referrer)).clicks).toBe(1);
+      expect((await participant(api, program, referrer.externalId)).stats.clicks).toBe(1);
     });
 
     it('accepts a text/plain body holding JSON (sendBeacon)', async () => {
       const referrer = await buildParticipant(api, program);
-      const visitor = vid();
+      const visitor = newVid();
       const reply = await api.post('/v1/clicks', undefined, {
         raw: JSON.stringify({ key: program.publishable, code: referrer.code, vid: visitor }),
         headers: { 'content-type': 'text/plain;charset=UTF-8', origin: ORIGIN },
@@ -114,19 +103,19 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
 
     it('finds the code whatever its case', async () => {
       const referrer = await buildParticipant(api, program);
-      const reply = await click({ code: referrer.code.toLowerCase(), vid: vid() });
+      const reply = await sendClick(api, program, { code: referrer.code.toLowerCase(), vid: newVid() });
       expect(reply.body).toEqual({ valid: true });
       expect(await clickRows(referrer)).toHaveLength(1);
     });
 
     it('answers { valid: false } to an unknown code, explains it as unknown_code and stores no click', async () => {
-      const before = await clickCount();
+      const before = await countRows(db, 'clicks');
       const code = `NOPE${uniq()}`.toUpperCase();
-      const reply = await click({ code, vid: vid() });
+      const reply = await sendClick(api, program, { code, vid: newVid() });
       expect(reply.status, reply.text).toBe(202);
       expect(reply.body).toEqual({ valid: false });
-      expect(await clickCount()).toBe(before);
-      const found = await decisions(program, 'reason=unknown_code');
+      expect(await countRows(db, 'clicks')).toBe(before);
+      const found = await decisions(api, program, 'reason=unknown_code');
       expect(found.filter((d) => d.code === code)).toEqual([
         expect.objectContaining({ subject: 'click', outcome: 'rejected', reason: 'unknown_code', code }),
       ]);
@@ -135,70 +124,71 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
 
     it("treats another program's code as unknown, and explains that only to this program", async () => {
       const foreign = await buildParticipant(api, other);
-      const before = await clickCount();
-      const reply = await click({ code: foreign.code, vid: vid() });
+      const before = await countRows(db, 'clicks');
+      const reply = await sendClick(api, program, { code: foreign.code, vid: newVid() });
       expect(reply.body).toEqual({ valid: false });
-      expect(await clickCount()).toBe(before);
-      expect((await decisions(program, 'reason=unknown_code')).some((d) => d.code === foreign.code)).toBe(true);
-      expect((await decisions(other, 'reason=unknown_code')).some((d) => d.code === foreign.code)).toBe(false);
-      expect((await stats(foreign, other)).clicks).toBe(0);
+      expect(await countRows(db, 'clicks')).toBe(before);
+      expect((await decisions(api, program, 'reason=unknown_code')).some((d) => d.code === foreign.code)).toBe(true);
+      expect((await decisions(api, other, 'reason=unknown_code')).some((d) => d.code === foreign.code)).toBe(false);
+      expect((await participant(api, other, foreign.externalId)).stats.clicks).toBe(0);
     });
 
     it('answers { valid: false } to a disabled code, explains it as code_disabled and stores no click', async () => {
       const referrer = await buildParticipant(api, program);
       await db('codes').where({ code: referrer.code }).update({ disabled_at: new Date() });
-      const reply = await click({ code: referrer.code, vid: vid() });
+      const reply = await sendClick(api, program, { code: referrer.code, vid: newVid() });
       expect(reply.status).toBe(202);
       expect(reply.body).toEqual({ valid: false });
       expect(await clickRows(referrer)).toHaveLength(0);
-      const found = await decisions(program, 'reason=code_disabled');
+      const found = await decisions(api, program, 'reason=code_disabled');
       expect(found.filter((d) => d.code === referrer.code)).toEqual([
         expect.objectContaining({ subject: 'click', outcome: 'rejected', reason: 'code_disabled' }),
       ]);
-      expect(await decisions(program, 'reason=unknown_code')).not.toContainEqual(expect.objectContaining({ code: referrer.code }));
+      expect(await decisions(api, program, 'reason=unknown_code')).not.toContainEqual(expect.objectContaining({ code: referrer.code }));
     });
 
     it('stores the same visitor clicking the same code within an hour once', async () => {
       const referrer = await buildParticipant(api, program);
-      const visitor = vid();
-      for (let i = 0; i < 3; i++) expect((await click({ code: referrer.code, vid: visitor })).body).toEqual({ valid: true });
+      const visitor = newVid();
+      for (let i = 0; i < 3; i++)
+        expect((await sendClick(api, program, { code: referrer.code, vid: visitor })).body).toEqual({ valid: true });
       expect(await clickRows(referrer)).toHaveLength(1);
-      expect((await stats(referrer)).clicks).toBe(1);
+      expect((await participant(api, program, referrer.externalId)).stats.clicks).toBe(1);
 
       // Another visitor counts.
-      await click({ code: referrer.code, vid: vid() });
-      expect((await stats(referrer)).clicks).toBe(2);
+      await sendClick(api, program, { code: referrer.code, vid: newVid() });
+      expect((await participant(api, program, referrer.externalId)).stats.clicks).toBe(2);
 
       // After the hour, the first visitor counts again.
       await db('clicks')
         .where({ vid: visitor })
         .update({ created_at: new Date(Date.now() - 61 * 60_000) });
-      await click({ code: referrer.code, vid: visitor });
-      expect((await stats(referrer)).clicks).toBe(3);
-      await click({ code: referrer.code, vid: visitor });
-      expect((await stats(referrer)).clicks).toBe(3);
+      await sendClick(api, program, { code: referrer.code, vid: visitor });
+      expect((await participant(api, program, referrer.externalId)).stats.clicks).toBe(3);
+      await sendClick(api, program, { code: referrer.code, vid: visitor });
+      expect((await participant(api, program, referrer.externalId)).stats.clicks).toBe(3);
     });
 
     it('counts one visitor clicking two different codes twice', async () => {
       const first = await buildParticipant(api, program);
       const second = await buildParticipant(api, program);
-      const visitor = vid();
-      await click({ code: first.code, vid: visitor });
-      await click({ code: second.code, vid: visitor });
-      expect((await stats(first)).clicks).toBe(1);
-      expect((await stats(second)).clicks).toBe(1);
+      const visitor = newVid();
+      await sendClick(api, program, { code: first.code, vid: visitor });
+      await sendClick(api, program, { code: second.code, vid: visitor });
+      expect((await participant(api, program, first.externalId)).stats.clicks).toBe(1);
+      expect((await participant(api, program, second.externalId)).stats.clicks).toBe(1);
     });
 
     it('never answers 500 to a NUL byte in the code, url or referrer', async () => {
       const referrer = await buildParticipant(api, program);
       const bodies = [
-        { code: `${referrer.code}\u0000`, vid: vid() },
-        { code: '\u0000', vid: vid() },
-        { code: referrer.code, vid: vid(), url: 'https://shop.example/\u0000' },
-        { code: referrer.code, vid: vid(), referrer: '\u0000' },
+        { code: `${referrer.code}\u0000`, vid: newVid() },
+        { code: '\u0000', vid: newVid() },
+        { code: referrer.code, vid: newVid(), url: 'https://shop.example/\u0000' },
+        { code: referrer.code, vid: newVid(), referrer: '\u0000' },
       ];
       for (const body of bodies) {
-        const reply = await click(body);
+        const reply = await sendClick(api, program, body);
         expect(reply.status, `${JSON.stringify(body)}: ${reply.text}`).toBeLessThan(500);
         if (reply.status === 202 && body.code !== referrer.code) expect(reply.body).toEqual({ valid: false });
       }
@@ -206,18 +196,18 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
 
     it('answers 401 to an unknown key or a secret key in the body, and 422 to a bad body', async () => {
       const referrer = await buildParticipant(api, program);
-      const before = await clickCount();
+      const before = await countRows(db, 'clicks');
       for (const key of ['pk_unknown0000000000000000', program.secret]) {
-        const reply = await api.post('/v1/clicks', { key, code: referrer.code, vid: vid() });
+        const reply = await api.post('/v1/clicks', { key, code: referrer.code, vid: newVid() });
         expect(reply.status, reply.text).toBe(401);
         expect(reply.body.error.code).toBe('unauthorized');
       }
-      const bad = await click({ code: referrer.code, vid: 'short' });
+      const bad = await sendClick(api, program, { code: referrer.code, vid: 'short' });
       expect(bad.status).toBe(422);
       expect(bad.body.error.fields).toHaveProperty('vid');
-      const noCode = await click({ vid: vid() });
+      const noCode = await sendClick(api, program, { vid: newVid() });
       expect(noCode.status).toBe(422);
-      expect(await clickCount()).toBe(before);
+      expect(await countRows(db, 'clicks')).toBe(before);
     });
   });
 
@@ -225,7 +215,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
     it('refuses a foreign Origin with 403 origin_not_allowed and stores nothing', async () => {
       const referrer = await buildParticipant(api, program);
       for (const origin of ['https://evil.example', OTHER_ORIGIN, 'http://shop.example', 'https://shop.example.evil.example', 'null']) {
-        const reply = await click({ code: referrer.code, vid: vid() }, { origin });
+        const reply = await sendClick(api, program, { code: referrer.code, vid: newVid() }, { headers: { origin } });
         expect(reply.status, origin).toBe(403);
         expect(reply.body.error.code).toBe('origin_not_allowed');
         expect(reply.headers.get('access-control-allow-origin')).toBeNull();
@@ -236,7 +226,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
     it("answers the program's own origins with Access-Control-Allow-Origin", async () => {
       const referrer = await buildParticipant(api, program);
       for (const origin of [ORIGIN, 'https://www.shop.example']) {
-        const reply = await click({ code: referrer.code, vid: vid() }, { origin });
+        const reply = await sendClick(api, program, { code: referrer.code, vid: newVid() }, { headers: { origin } });
         expect(reply.status, reply.text).toBe(202);
         expect(reply.headers.get('access-control-allow-origin')).toBe(origin);
         expect(reply.headers.get('vary') ?? '').toMatch(/origin/i);
@@ -246,7 +236,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
 
     it('lets requests without an Origin through, without CORS headers', async () => {
       const referrer = await buildParticipant(api, program);
-      const reply = await click({ code: referrer.code, vid: vid() });
+      const reply = await sendClick(api, program, { code: referrer.code, vid: newVid() });
       expect(reply.status).toBe(202);
       expect(reply.headers.get('access-control-allow-origin')).toBeNull();
     });
@@ -256,7 +246,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const user = uniq('user-');
       const reply = await api.post(
         '/v1/events',
-        { key: program.publishable, type: 'signup', eventId: uniq('evt-'), vid: vid(), code: referrer.code, user: { id: user } },
+        { key: program.publishable, type: 'signup', eventId: uniq('evt-'), vid: newVid(), code: referrer.code, user: { id: user } },
         { headers: { origin: 'https://evil.example' } },
       );
       expect(reply.status).toBe(403);
@@ -264,7 +254,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       expect(await db('participants').where({ program_id: program.id, external_id: user }).first()).toBeUndefined();
       const allowed = await api.post(
         '/v1/events',
-        { key: program.publishable, type: 'signup', eventId: uniq('evt-'), vid: vid(), code: referrer.code, user: { id: user } },
+        { key: program.publishable, type: 'signup', eventId: uniq('evt-'), vid: newVid(), code: referrer.code, user: { id: user } },
         { headers: { origin: ORIGIN } },
       );
       expect(allowed.status, allowed.text).toBe(202);
@@ -314,7 +304,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
         referrer: 'https://blog.example/post',
         user_agent: 'Linker/2',
       });
-      expect((await stats(referrer)).clicks).toBe(1);
+      expect((await participant(api, program, referrer.externalId)).stats.clicks).toBe(1);
     });
 
     it('adds ref to a landing URL without a query, and follows the landing URL of the code’s own program', async () => {
@@ -334,24 +324,24 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
     it('answers 404 to an unknown or disabled code, recording no click', async () => {
       const referrer = await buildParticipant(api, program);
       await db('codes').where({ code: referrer.code }).update({ disabled_at: new Date() });
-      const before = await clickCount();
+      const before = await countRows(db, 'clicks');
       for (const path of [`/r/${referrer.code}`, `/r/NOSUCH${uniq()}`]) {
         const reply = await api.get(path);
         expect(reply.status, path).toBe(404);
         expect(reply.headers.get('location')).toBeNull();
         expect(reply.body.error.code).toBe('not_found');
       }
-      expect(await clickCount()).toBe(before);
+      expect(await countRows(db, 'clicks')).toBe(before);
     });
 
     it('stores a repeated redirect from the same address within the hour once, and lets the snippet claim it', async () => {
       const referrer = await buildParticipant(api, program);
       await rawGet(api.url, `/r/${referrer.code}`);
       await rawGet(api.url, `/r/${referrer.code}`);
-      expect((await stats(referrer)).clicks).toBe(1);
+      expect((await participant(api, program, referrer.externalId)).stats.clicks).toBe(1);
       // The landing page's snippet reports the same click with its visitor id.
-      const visitor = vid();
-      await click({ code: referrer.code, vid: visitor, url: `${LANDING}&ref=${referrer.code}` });
+      const visitor = newVid();
+      await sendClick(api, program, { code: referrer.code, vid: visitor, url: `${LANDING}&ref=${referrer.code}` });
       const rows = await clickRows(referrer);
       expect(rows).toHaveLength(1);
       expect(rows[0]?.vid).toBe(visitor);
@@ -492,13 +482,13 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
 
     it('stores only a keyed hash of the address: never the address, never a plain digest of it', async () => {
       const referrer = await buildParticipant(api, program);
-      await click({ code: referrer.code, vid: vid() });
+      await sendClick(api, program, { code: referrer.code, vid: newVid() });
       await rawGet(api.url, `/r/${referrer.code}`);
       await api.post('/v1/events', {
         key: program.publishable,
         type: 'signup',
         eventId: uniq('evt-'),
-        vid: vid(),
+        vid: newVid(),
         code: referrer.code,
         user: { id: uniq('u-') },
       });
@@ -531,7 +521,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const referrer = await buildParticipant(api, program);
       const hashWith = async (secret: string) => {
         const app = await startApp({ IP_HASH_SECRET: secret });
-        const visitor = vid();
+        const visitor = newVid();
         expect((await app.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: visitor })).status).toBe(202);
         return ((await db('clicks').where({ vid: visitor }).first('ip_hash')) as { ip_hash: string }).ip_hash;
       };
@@ -547,7 +537,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       const hashes: string[] = [];
       for (let i = 0; i < 2; i++) {
         const app = await startApp({ IP_HASH_SECRET: '' });
-        const visitor = vid();
+        const visitor = newVid();
         expect((await app.post('/v1/clicks', { key: program.publishable, code: referrer.code, vid: visitor })).status).toBe(202);
         hashes.push(((await db('clicks').where({ vid: visitor }).first('ip_hash')) as { ip_hash: string }).ip_hash);
       }
@@ -561,7 +551,7 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
     it('ignores X-Forwarded-For unless TRUST_PROXY is set', async () => {
       const referrer = await buildParticipant(api, program);
       const hashFor = async (app: TestApp, forwardedFor: string) => {
-        const visitor = vid();
+        const visitor = newVid();
         const reply = await app.post(
           '/v1/clicks',
           { key: program.publishable, code: referrer.code, vid: visitor },

@@ -8,16 +8,15 @@ import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
-import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
-import { expectOk, listAllRewards, type Reward } from '../helpers/ledger.ts';
+import { buildParticipant, buildProgram, newVid, uniq } from '../helpers/factories.ts';
+import { browserEvent, conversion, decisions, expectOk, listAllRewards, participant, referrals, summary } from '../helpers/steps.ts';
+import type { RewardResponse } from '../../shared/responses.ts';
 import { checkoutSession, deliverStripe, stripeEvent } from '../helpers/stripe.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
 const SHARE = { id: 'share', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 20 } };
 const WELCOME = { id: 'welcome', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 1000, currency: 'USD' } };
 const WEBHOOK_SECRET = 'whsec_trust_suite_0123456789abcdef';
-
-const vid = () => uniq('vid_');
 
 describe.each(DATABASES)('trust rules (%s)', (kind) => {
   let db: Knex;
@@ -27,43 +26,7 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
   const shop = (rules: unknown[] = [SHARE, WELCOME], settings: Record<string, unknown> = {}) =>
     buildProgram(api, { settings: { rewardRules: rules, stripe: { webhookSecret: WEBHOOK_SECRET }, ...settings } });
 
-  /** A browser event with the publishable key: what anyone can forge. */
-  async function forged(
-    p: ProgramFixture,
-    event: {
-      type: 'signup' | 'purchase';
-      userId: string;
-      code?: string;
-      vid?: string;
-      email?: string;
-      order?: { id: string; amount: number; currency: string };
-    },
-  ) {
-    const reply = await api.post('/v1/events', {
-      key: p.publishable,
-      type: event.type,
-      eventId: uniq('evt-'),
-      vid: event.vid ?? vid(),
-      ...(event.code ? { code: event.code } : {}),
-      user: { id: event.userId, ...(event.email ? { email: event.email } : {}) },
-      ...(event.order ? { order: event.order } : {}),
-    });
-    expectOk(reply, 202);
-  }
-
-  /** The host's server reporting with the secret key. */
-  async function server(p: ProgramFixture, body: Record<string, unknown>) {
-    return expectOk(await api.post('/v1/conversions', body, { auth: p.secret }));
-  }
-
-  const decisions = async (p: ProgramFixture, reason: string) =>
-    expectOk(await api.get(`/v1/decisions?limit=500&reason=${reason}`, { auth: p.secret })).data as Array<Record<string, any>>;
-  const participant = async (p: ProgramFixture, externalId: string) =>
-    expectOk(await api.get(`/v1/participants/${encodeURIComponent(externalId)}`, { auth: p.secret }));
-  const summary = async (p: ProgramFixture) => expectOk(await api.get('/v1/reports/summary', { auth: p.secret }));
-  const rewardsOf = (rewards: Reward[], who: string) => rewards.filter((reward) => reward.participant === who);
-  const referralsOf = async (p: ProgramFixture) =>
-    expectOk(await api.get('/v1/referrals?limit=500', { auth: p.secret })).data as Array<Record<string, any>>;
+  const rewardsOf = (rewards: RewardResponse[], who: string) => rewards.filter((reward) => reward.participant === who);
 
   describe('1. a forged browser purchase never sets the reward the server confirms', () => {
     it('the server’s amount and currency replace the browser’s, and the reward is computed from them', async () => {
@@ -71,9 +34,14 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const attacker = await buildParticipant(api, p);
       const buyer = uniq('buyer-');
       const orderId = uniq('order-');
-      await forged(p, { type: 'purchase', userId: buyer, code: attacker.code, order: { id: orderId, amount: 1e12, currency: 'EUR' } });
+      await browserEvent(api, p, {
+        type: 'purchase',
+        userId: buyer,
+        code: attacker.code,
+        order: { id: orderId, amount: 1e12, currency: 'EUR' },
+      });
 
-      const answer = await server(p, { type: 'purchase', eventId: orderId, externalId: buyer, amount: 4900, currency: 'USD' });
+      const answer = await conversion(api, p, { type: 'purchase', eventId: orderId, externalId: buyer, amount: 4900, currency: 'USD' });
       expect(answer.conversion).toMatchObject({ eventId: orderId, amount: 4900, currency: 'USD', verified: true });
 
       const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
@@ -83,12 +51,12 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       expect(rewards[0]?.needsReview).toBe(true);
 
       // Revenue per currency: the forged EUR nets to nothing.
-      const stats = (await participant(p, attacker.externalId)).stats;
+      const stats = (await participant(api, p, attacker.externalId)).stats;
       expect(stats.revenue).toMatchObject({ USD: 4900 });
       expect(stats.revenue.EUR ?? 0).toBe(0);
-      const report = await summary(p);
+      const report = await summary(api, p);
       expect(JSON.stringify(report)).not.toContain('1000000000000');
-      expect(await decisions(p, 'unconfirmed_referral')).toHaveLength(1);
+      expect(await decisions(api, p, 'reason=unconfirmed_referral')).toHaveLength(1);
     });
 
     it('a server report naming the same referral confirms it, with the server’s figures', async () => {
@@ -96,15 +64,15 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const referrer = await buildParticipant(api, p);
       const buyer = uniq('buyer-');
       const orderId = uniq('order-');
-      const visitor = vid();
-      await forged(p, {
+      const visitor = newVid();
+      await browserEvent(api, p, {
         type: 'purchase',
         userId: buyer,
         code: referrer.code,
         vid: visitor,
         order: { id: orderId, amount: 500_000, currency: 'USD' },
       });
-      const answer = await server(p, {
+      const answer = await conversion(api, p, {
         type: 'purchase',
         eventId: orderId,
         externalId: buyer,
@@ -114,7 +82,7 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       });
       // The browser's event made the referral; the server confirms it.
       expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
-      expect(answer.rewards.map((reward: Reward) => [reward.amount, reward.status])).toEqual([[980, 'approved']]);
+      expect(answer.rewards.map((reward: RewardResponse) => [reward.amount, reward.status])).toEqual([[980, 'approved']]);
     });
 
     it('a server report for another customer leaves the browser event unverified (mismatch) and records its own purchase', async () => {
@@ -122,22 +90,27 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const attacker = await buildParticipant(api, p);
       const orderId = uniq('order-');
       const sockPuppet = uniq('puppet-');
-      await forged(p, { type: 'purchase', userId: sockPuppet, code: attacker.code, order: { id: orderId, amount: 1e12, currency: 'USD' } });
+      await browserEvent(api, p, {
+        type: 'purchase',
+        userId: sockPuppet,
+        code: attacker.code,
+        order: { id: orderId, amount: 1e12, currency: 'USD' },
+      });
 
       const realBuyer = uniq('buyer-');
-      const answer = await server(p, { type: 'purchase', eventId: orderId, externalId: realBuyer, amount: 4900, currency: 'USD' });
+      const answer = await conversion(api, p, { type: 'purchase', eventId: orderId, externalId: realBuyer, amount: 4900, currency: 'USD' });
       expect(answer.conversion).toMatchObject({ eventId: orderId, externalId: realBuyer, amount: 4900, verified: true });
       expect(answer.attribution.status).toBe('none');
       expect(answer.rewards).toEqual([]);
 
-      const mismatch = await decisions(p, 'mismatch');
+      const mismatch = await decisions(api, p, 'reason=mismatch');
       expect(mismatch).toEqual([expect.objectContaining({ subject: 'conversion', outcome: 'rejected', participant: sockPuppet })]);
       const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
       expect(rewards.map((reward) => reward.status)).toEqual(['pending']);
       expect(rewards[0]?.needsReview).toBe(true);
 
       // The server's purchase is stored once; a retry replays it.
-      const again = await server(p, { type: 'purchase', eventId: orderId, externalId: realBuyer, amount: 4900, currency: 'USD' });
+      const again = await conversion(api, p, { type: 'purchase', eventId: orderId, externalId: realBuyer, amount: 4900, currency: 'USD' });
       expect(again.conversion.id).toBe(answer.conversion.id);
       const stored = await db('conversions').where({ program_id: p.id, type: 'purchase', event_id: orderId });
       expect(stored).toHaveLength(1);
@@ -149,7 +122,7 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const attacker = await buildParticipant(api, p);
       const session = checkoutSession({ currency: 'usd', amount: 4900, metadata: { externalId: uniq('buyer-') } });
       const buyer = (session.metadata as Record<string, string>).externalId as string;
-      await forged(p, {
+      await browserEvent(api, p, {
         type: 'purchase',
         userId: buyer,
         code: attacker.code,
@@ -164,7 +137,7 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
         ['share', 980, 'pending'],
         ['welcome', 1000, 'pending'],
       ]);
-      expect((await participant(p, attacker.externalId)).stats.revenue).toEqual({ USD: 4900 });
+      expect((await participant(api, p, attacker.externalId)).stats.revenue).toEqual({ USD: 4900 });
     });
   });
 
@@ -173,21 +146,27 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const p = await shop();
       const attacker = await buildParticipant(api, p);
       const victim = uniq('u-');
-      await forged(p, { type: 'signup', userId: victim, code: attacker.code });
+      await browserEvent(api, p, { type: 'signup', userId: victim, code: attacker.code });
 
-      const answer = await server(p, { type: 'signup', eventId: `signup-${victim}`, externalId: victim });
+      const answer = await conversion(api, p, { type: 'signup', eventId: `signup-${victim}`, externalId: victim });
       expect(answer.attribution).toMatchObject({ status: 'existing', referrer: attacker.externalId, reason: 'unconfirmed_referral' });
-      expect(answer.rewards.every((reward: Reward) => reward.status === 'pending')).toBe(true);
+      expect(answer.rewards.every((reward: RewardResponse) => reward.status === 'pending')).toBe(true);
       const rewards = rewardsOf(await listAllRewards(api, p), attacker.externalId);
       expect(rewards.map((reward) => [reward.rule, reward.status])).toEqual([['welcome', 'pending']]);
-      expect((await referralsOf(p))[0]).toMatchObject({ referrer: attacker.externalId, verified: false });
-      expect(await decisions(p, 'unconfirmed_referral')).toEqual([
+      expect((await referrals(api, p, 'limit=500')).data[0]).toMatchObject({ referrer: attacker.externalId, verified: false });
+      expect(await decisions(api, p, 'reason=unconfirmed_referral')).toEqual([
         expect.objectContaining({ participant: victim, referrer: attacker.externalId }),
       ]);
 
       // A later server purchase by that customer stays for review too.
-      const purchase = await server(p, { type: 'purchase', eventId: uniq('order-'), externalId: victim, amount: 1000, currency: 'USD' });
-      expect(purchase.rewards.map((reward: Reward) => reward.status)).toEqual(['pending']);
+      const purchase = await conversion(api, p, {
+        type: 'purchase',
+        eventId: uniq('order-'),
+        externalId: victim,
+        amount: 1000,
+        currency: 'USD',
+      });
+      expect(purchase.rewards.map((reward: RewardResponse) => reward.status)).toEqual(['pending']);
     });
 
     it('a server signup naming another referrer wins: the customer is attributed to them, the forged referral’s rewards revoked', async () => {
@@ -195,39 +174,44 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const attacker = await buildParticipant(api, p);
       const friend = await buildParticipant(api, p);
       const victim = uniq('u-');
-      await forged(p, { type: 'signup', userId: victim, code: attacker.code });
+      await browserEvent(api, p, { type: 'signup', userId: victim, code: attacker.code });
 
-      const answer = await server(p, { type: 'signup', eventId: `signup-${victim}`, externalId: victim, referral: { code: friend.code } });
+      const answer = await conversion(api, p, {
+        type: 'signup',
+        eventId: `signup-${victim}`,
+        externalId: victim,
+        referral: { code: friend.code },
+      });
       expect(answer.attribution).toMatchObject({ status: 'attributed', referrer: friend.externalId });
-      expect((await participant(p, victim)).referredBy).toBe(friend.externalId);
+      expect((await participant(api, p, victim)).referredBy).toBe(friend.externalId);
       const rewards = await listAllRewards(api, p);
       expect(rewardsOf(rewards, attacker.externalId).map((reward) => reward.status)).toEqual(['revoked']);
       expect(rewardsOf(rewards, friend.externalId).map((reward) => [reward.rule, reward.status])).toEqual([['welcome', 'approved']]);
-      expect((await participant(p, attacker.externalId)).stats.signups).toBe(0);
-      expect((await participant(p, friend.externalId)).stats.signups).toBe(1);
-      expect(await decisions(p, 'server_override')).toHaveLength(1);
+      expect((await participant(api, p, attacker.externalId)).stats.signups).toBe(0);
+      expect((await participant(api, p, friend.externalId)).stats.signups).toBe(1);
+      expect(await decisions(api, p, 'reason=server_override')).toHaveLength(1);
     });
 
     it('a server signup carrying the same code confirms the referral', async () => {
       const p = await shop();
       const referrer = await buildParticipant(api, p);
       const user = uniq('u-');
-      await forged(p, { type: 'signup', userId: user, code: referrer.code });
-      const answer = await server(p, {
+      await browserEvent(api, p, { type: 'signup', userId: user, code: referrer.code });
+      const answer = await conversion(api, p, {
         type: 'signup',
         eventId: `signup-${user}`,
         externalId: user,
         referral: { code: referrer.code.toLowerCase() },
       });
       expect(answer.attribution).toEqual({ status: 'existing', referrer: referrer.externalId });
-      expect(answer.rewards.map((reward: Reward) => reward.status)).toEqual(['approved']);
+      expect(answer.rewards.map((reward: RewardResponse) => reward.status)).toEqual(['approved']);
     });
 
     it('through Stripe: a checkout naming the customer but no referral confirms nothing', async () => {
       const p = await shop();
       const attacker = await buildParticipant(api, p);
       const victim = uniq('u-');
-      await forged(p, { type: 'signup', userId: victim, code: attacker.code });
+      await browserEvent(api, p, { type: 'signup', userId: victim, code: attacker.code });
       const session = checkoutSession({ amount: 4900, metadata: { externalId: victim } });
       const reply = await deliverStripe(api, p.slug, stripeEvent('checkout.session.completed', session), { secret: WEBHOOK_SECRET });
       expect(reply.status, reply.text).toBe(200);
@@ -243,7 +227,7 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       async (alias) => {
         const p = await shop();
         const referrer = await buildParticipant(api, p, { email: 'john.smith@gmail.com' });
-        const answer = await server(p, {
+        const answer = await conversion(api, p, {
           type: 'signup',
           eventId: uniq('evt-'),
           externalId: uniq('u-'),
@@ -257,7 +241,7 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
     it('a +tag on any domain is the same person; dots outside Gmail are not dropped', async () => {
       const p = await shop();
       const referrer = await buildParticipant(api, p, { email: 'pat.doe@example.com' });
-      const tagged = await server(p, {
+      const tagged = await conversion(api, p, {
         type: 'signup',
         eventId: uniq('evt-'),
         externalId: uniq('u-'),
@@ -265,7 +249,7 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
         referral: { code: referrer.code },
       });
       expect(tagged.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
-      const other = await server(p, {
+      const other = await conversion(api, p, {
         type: 'signup',
         eventId: uniq('evt-'),
         externalId: uniq('u-'),
@@ -282,30 +266,30 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
     it('a referrer later seen converting with the visitor id of a customer they referred: that referral is a self-referral, its rewards held', async () => {
       const p = await shop();
       const referrer = await buildParticipant(api, p);
-      const visitor = vid();
+      const visitor = newVid();
       expectOk(await api.post('/v1/clicks', { key: p.publishable, code: referrer.code, vid: visitor }), 202);
       const sock = uniq('sock-');
-      const signup = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: sock, referral: { vid: visitor } });
+      const signup = await conversion(api, p, { type: 'signup', eventId: uniq('evt-'), externalId: sock, referral: { vid: visitor } });
       expect(signup.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
 
       // The referrer buys from that same browser: the visitor id is theirs.
-      await forged(p, {
+      await browserEvent(api, p, {
         type: 'purchase',
         userId: referrer.externalId,
         vid: visitor,
         order: { id: uniq('order-'), amount: 100, currency: 'USD' },
       });
-      const referral = (await referralsOf(p)).find((row) => row.referred === sock);
+      const referral = (await referrals(api, p, 'limit=500')).data.find((row) => row.referred === sock);
       expect(referral).toMatchObject({ status: 'held', reason: 'self_referral' });
       const rewards = rewardsOf(await listAllRewards(api, p), referrer.externalId);
       expect(rewards.map((reward) => [reward.status, reward.needsReview])).toEqual([['pending', true]]);
       // (The purchase itself, from their own click, was refused as a self-referral too.)
-      expect((await decisions(p, 'self_referral')).filter((d) => d.outcome === 'held')).toEqual([
+      expect((await decisions(api, p, 'reason=self_referral')).filter((d) => d.outcome === 'held')).toEqual([
         expect.objectContaining({ subject: 'attribution', participant: sock, referrer: referrer.externalId }),
       ]);
 
       // From then on, that visitor id cannot be referred by them at all.
-      const next = await server(p, {
+      const next = await conversion(api, p, {
         type: 'signup',
         eventId: uniq('evt-'),
         externalId: uniq('u-'),
@@ -317,11 +301,21 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
     it('the visitor id the referrer was referred with counts as theirs', async () => {
       const p = await shop();
       const first = await buildParticipant(api, p);
-      const visitor = vid();
+      const visitor = newVid();
       const referrer = uniq('r-');
-      await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: referrer, referral: { code: first.code, vid: visitor } });
-      const code = (await participant(p, referrer)).code as string;
-      const answer = await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), referral: { code, vid: visitor } });
+      await conversion(api, p, {
+        type: 'signup',
+        eventId: uniq('evt-'),
+        externalId: referrer,
+        referral: { code: first.code, vid: visitor },
+      });
+      const code = (await participant(api, p, referrer)).code as string;
+      const answer = await conversion(api, p, {
+        type: 'signup',
+        eventId: uniq('evt-'),
+        externalId: uniq('u-'),
+        referral: { code, vid: visitor },
+      });
       expect(answer.attribution).toEqual({ status: 'rejected', reason: 'self_referral' });
     });
   });
@@ -334,7 +328,13 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       const answers = [];
       for (const email of emails) {
         answers.push(
-          await server(p, { type: 'signup', eventId: uniq('evt-'), externalId: uniq('u-'), email, referral: { code: referrer.code } }),
+          await conversion(api, p, {
+            type: 'signup',
+            eventId: uniq('evt-'),
+            externalId: uniq('u-'),
+            email,
+            referral: { code: referrer.code },
+          }),
         );
       }
       expect(answers.map((answer) => [answer.attribution.status, answer.attribution.held ?? false, answer.attribution.reason])).toEqual([
@@ -345,17 +345,17 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       ]);
       const rewards = rewardsOf(await listAllRewards(api, p), referrer.externalId);
       expect(rewards.filter((reward) => reward.status === 'approved')).toHaveLength(1);
-      expect(await decisions(p, 'duplicate_identity')).toHaveLength(3);
+      expect(await decisions(api, p, 'reason=duplicate_identity')).toHaveLength(3);
     });
 
     it('one visitor id producing several attributed customers', async () => {
       const p = await shop();
       const referrer = await buildParticipant(api, p);
-      const visitor = vid();
+      const visitor = newVid();
       const answers = [];
       for (let i = 0; i < 3; i++) {
         answers.push(
-          await server(p, {
+          await conversion(api, p, {
             type: 'signup',
             eventId: uniq('evt-'),
             externalId: uniq('u-'),

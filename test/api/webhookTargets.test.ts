@@ -13,7 +13,7 @@ import { deliverDueWebhooks } from '../../collector/src/domain/webhooks.ts';
 import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
-import { expectError, expectOk, serverSignup } from '../helpers/ledger.ts';
+import { deliveries, expectError, expectOk, serverSignup } from '../helpers/steps.ts';
 import { useTestApp, type Suite } from '../helpers/suite.ts';
 
 /** A receiver on 127.0.0.1 that counts TCP connections, so "refused before connecting" can be seen. */
@@ -96,8 +96,6 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
     allowing = await suite.startApp({ WEBHOOK_ALLOW_PRIVATE: '1' });
   });
 
-  const deliveries = async (p: ProgramFixture) =>
-    expectOk(await suite.api.get('/v1/webhooks/deliveries?limit=500', { auth: p.secret })).data as any[];
   /** One referral.created queued for the program. */
   const queueOne = async (api: TestApp, p: ProgramFixture) => {
     const alice = await buildParticipant(api, p);
@@ -200,7 +198,7 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
         await queueOne(allowing, p);
         await deliverDueWebhooks(suite.db, { allowPrivate: false });
         expect(receiver.connections, url).toBe(0);
-        const [delivery] = await deliveries(p);
+        const delivery = (await deliveries(suite.api, p))[0]!;
         expect(delivery, url).toMatchObject({
           type: 'referral.created',
           status: 'failed',
@@ -225,7 +223,7 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
       });
       await deliverDueWebhooks(suite.db, { allowPrivate: false });
       expect(receiver.connections).toBe(0);
-      const [delivery] = await deliveries(p);
+      const delivery = (await deliveries(suite.api, p))[0]!;
       expect(delivery).toMatchObject({ status: 'failed', attempts: 1, lastError: 'refused: 127.0.0.1 is a loopback address' });
     });
 
@@ -246,7 +244,7 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
       await deliverDueWebhooks(suite.db, { allowPrivate: false, resolve: rebinding.resolve });
       expect(rebinding.asked.length).toBeGreaterThanOrEqual(2);
       expect(receiver.connections).toBe(0);
-      const [delivery] = await deliveries(p);
+      const delivery = (await deliveries(suite.api, p))[0]!;
       expect(delivery).toMatchObject({
         status: 'failed',
         attempts: 1,
@@ -262,7 +260,7 @@ describe.each(DATABASES)('webhook targets (%s)', (kind) => {
       await deliverDueWebhooks(suite.db, { allowPrivate: true, resolve: loopback.resolve });
       expect(loopback.asked).toContain('hooks.rebinding-shop.example');
       expect(receiver.connections).toBe(before + 1);
-      expect((await deliveries(p))[0]).toMatchObject({ status: 'delivered', attempts: 1, lastStatus: 200, lastError: null });
+      expect((await deliveries(suite.api, p))[0]).toMatchObject({ status: 'delivered', attempts: 1, lastStatus: 200, lastError: null });
     });
   });
 });

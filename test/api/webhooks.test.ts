@@ -14,17 +14,18 @@ import { deliverDueWebhooks, signWebhook, verifyWebhook } from '../../collector/
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
+import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
 import {
   browserEvent,
+  deliveries,
   expectError,
   expectOk,
   listAllRewards,
-  makeDue,
   serverPurchase,
   serverSignup,
   transition,
-} from '../helpers/ledger.ts';
+} from '../helpers/steps.ts';
+import { makeDue } from '../helpers/rows.ts';
 
 interface Received {
   id: string | undefined;
@@ -90,8 +91,6 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     await receiver?.close();
   });
 
-  const deliveries = async (p: ProgramFixture, query = '') =>
-    expectOk(await api.get(`/v1/webhooks/deliveries?limit=500${query}`, { auth: p.secret })).data as any[];
   /** Skips the backoff wait: the program's pending deliveries become due now. */
   const skipBackoff = (p: ProgramFixture) =>
     t.db('webhook_outbox').where({ program_id: p.id, status: 'pending' }).update({ next_attempt_at: t.db.fn.now() });
@@ -133,6 +132,7 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
       type: 'purchase',
       eventId: 'evt-1',
       userId: 'bob',
+      vid: vidFor('bob'),
       order: { id: 'order-1', amount: 5000, currency: 'USD' },
     });
     const browserRewards = (await listAllRewards(api, p)).filter((r) => r.eventId === 'order-1');
@@ -158,9 +158,9 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     const carol = await buildParticipant(api, quiet, { externalId: 'carol' });
     await serverSignup(api, quiet, 'dave', carol.code);
     expect(Number((await t.db('webhook_outbox').where({ program_id: quiet.id }).count({ n: '*' }))[0]?.n)).toBe(0);
-    expect(await deliveries(quiet)).toEqual([]);
+    expect(await deliveries(api, quiet)).toEqual([]);
 
-    const queued = await deliveries(p);
+    const queued = await deliveries(api, p);
     expect(queued).toHaveLength(expected.length);
     for (const d of queued) expect(d).toMatchObject({ status: 'pending', attempts: 0, lastStatus: null, deliveredAt: null });
 
@@ -168,9 +168,9 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     const firstPass = Date.now();
     expect(await deliverDueWebhooks(t.db, LOCAL)).toBe(expected.length);
     expect(receiver.received).toHaveLength(expected.length);
-    for (const d of await deliveries(p)) {
+    for (const d of await deliveries(api, p)) {
       expect(d).toMatchObject({ status: 'pending', attempts: 1, lastStatus: 500, lastError: 'HTTP 500', deliveredAt: null });
-      const wait = Date.parse(d.nextAttemptAt) - firstPass;
+      const wait = Date.parse(d.nextAttemptAt!) - firstPass;
       expect(wait).toBeGreaterThan(3500);
       expect(wait).toBeLessThan(6000 + (Date.now() - firstPass));
     }
@@ -181,9 +181,9 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     await skipBackoff(p);
     const secondPass = Date.now();
     expect(await deliverDueWebhooks(t.db, LOCAL)).toBe(expected.length);
-    for (const d of await deliveries(p)) {
+    for (const d of await deliveries(api, p)) {
       expect(d).toMatchObject({ status: 'pending', attempts: 2, lastStatus: 500 });
-      const wait = Date.parse(d.nextAttemptAt) - secondPass;
+      const wait = Date.parse(d.nextAttemptAt!) - secondPass;
       expect(wait).toBeGreaterThan(7500);
       expect(wait).toBeLessThan(12_000 + (Date.now() - secondPass));
     }
@@ -192,17 +192,17 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     for (let pass = 0; pass < 5; pass++) {
       await skipBackoff(p);
       await deliverDueWebhooks(t.db, LOCAL);
-      if ((await deliveries(p, '&status=pending')).length === 0) break;
+      if ((await deliveries(api, p, 'status=pending')).length === 0) break;
     }
-    const done = await deliveries(p);
+    const done = await deliveries(api, p);
     expect(done).toHaveLength(expected.length);
     for (const d of done) {
       expect(d).toMatchObject({ status: 'delivered', attempts: 3, lastStatus: 200, lastError: null, nextAttemptAt: null });
-      expect(Date.parse(d.deliveredAt)).toBeGreaterThanOrEqual(secondPass);
+      expect(Date.parse(d.deliveredAt!)).toBeGreaterThanOrEqual(secondPass);
     }
-    expect(await deliveries(p, '&status=delivered')).toHaveLength(expected.length);
-    expect(await deliveries(p, '&status=failed')).toEqual([]);
-    expect(await deliveries(quiet, '&status=delivered')).toEqual([]);
+    expect(await deliveries(api, p, 'status=delivered')).toHaveLength(expected.length);
+    expect(await deliveries(api, p, 'status=failed')).toEqual([]);
+    expect(await deliveries(api, quiet, 'status=delivered')).toEqual([]);
 
     // What the receiver saw: three attempts per delivery, all signed, identifiable as duplicates.
     const mine = receiver.received.filter((r) => done.some((d) => d.id === r.id));
@@ -276,22 +276,22 @@ describe.each(DATABASES)('webhooks (%s)', (kind) => {
     const p = await buildProgram(api, { settings: { rewardRules: [], webhookUrl: 'http://127.0.0.1:1/unreachable' } });
     const alice = await buildParticipant(api, p, { externalId: 'alice' });
     await serverSignup(api, p, 'bob', alice.code);
-    const [queued] = await deliveries(p);
+    const [queued] = await deliveries(api, p);
     expect(queued).toMatchObject({ type: 'referral.created', status: 'pending', attempts: 0 });
     await deliverDueWebhooks(t.db, LOCAL);
-    const [failedOnce] = await deliveries(p);
+    const failedOnce = (await deliveries(api, p))[0]!;
     expect(failedOnce).toMatchObject({ status: 'pending', attempts: 1, lastStatus: null });
     expect(failedOnce.lastError).toEqual(expect.any(String));
-    expect(Date.parse(failedOnce.nextAttemptAt)).toBeGreaterThan(Date.now() + 2000);
+    expect(Date.parse(failedOnce.nextAttemptAt!)).toBeGreaterThan(Date.now() + 2000);
     // The last allowed attempt fails too: the delivery is marked failed and no longer retried.
     await t.db('webhook_outbox').where({ program_id: p.id }).update({ attempts: 11, next_attempt_at: t.db.fn.now() });
     await deliverDueWebhooks(t.db, LOCAL);
-    const [failed] = await deliveries(p);
+    const [failed] = await deliveries(api, p);
     expect(failed).toMatchObject({ status: 'failed', attempts: 12, nextAttemptAt: null, deliveredAt: null });
-    expect(await deliveries(p, '&status=failed')).toHaveLength(1);
+    expect(await deliveries(api, p, 'status=failed')).toHaveLength(1);
     await t.db('webhook_outbox').where({ program_id: p.id }).update({ next_attempt_at: t.db.fn.now() });
     await deliverDueWebhooks(t.db, LOCAL);
-    expect((await deliveries(p))[0]).toMatchObject({ status: 'failed', attempts: 12 });
+    expect((await deliveries(api, p))[0]).toMatchObject({ status: 'failed', attempts: 12 });
   });
 
   it('verifyWebhook accepts only a fresh signature of the exact body with the right secret', () => {

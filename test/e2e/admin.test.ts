@@ -9,8 +9,9 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_CSP } from '../../collector/src/routes/admin.ts';
 import type { TestApp } from '../helpers/app.ts';
-import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
-import { expectOk, serverPurchase, serverSignup, vidFor, type Reward } from '../helpers/ledger.ts';
+import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
+import { click, expectOk, serverPurchase, serverSignup } from '../helpers/steps.ts';
+import type { RewardResponse } from '../../shared/responses.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
 const CHROMIUM_ARGS = [
@@ -61,13 +62,8 @@ describe('admin dashboard (Chromium, pglite)', () => {
     alice = await buildParticipant(api, program, { externalId: 'alice', email: 'alice@example.com', name: 'Alice Archer' });
     dave = await buildParticipant(api, program, { externalId: 'dave', email: 'dave@example.com', name: 'Dave Dunn' });
 
-    const click = async (code: string, visitor: string) =>
-      expectOk(
-        await api.post('/v1/clicks', { key: program.publishable, code, vid: vidFor(visitor), url: `https://shop.example/?ref=${code}` }),
-        202,
-      );
-    for (const visitor of ['bob', 'carol', 'frank', 'gina']) await click(alice.code, visitor);
-    for (const visitor of ['erin', 'hank']) await click(dave.code, visitor);
+    for (const visitor of ['bob', 'carol', 'frank', 'gina']) await click(api, program, { code: alice.code, vid: vidFor(visitor) });
+    for (const visitor of ['erin', 'hank']) await click(api, program, { code: dave.code, vid: vidFor(visitor) });
 
     await serverSignup(api, program, 'bob', alice.code);
     await serverSignup(api, program, 'carol', alice.code);
@@ -327,11 +323,11 @@ describe('admin dashboard (Chromium, pglite)', () => {
   });
 
   it('approves a pending reward with its button, then marks it paid', async () => {
-    const pending = (expectOk(await apiGet('/v1/rewards?status=pending')) as { data: Reward[] }).data;
+    const pending = (expectOk(await apiGet('/v1/rewards?status=pending')) as { data: RewardResponse[] }).data;
     expect(pending.length).toBeGreaterThanOrEqual(3);
     const target = pending.find((reward) => reward.rule === 'purchase-share' && reward.currency === 'USD');
     expect(target, 'the 10% share of bob’s $49.00').toBeDefined();
-    const id = (target as Reward).id;
+    const id = (target as RewardResponse).id;
 
     const watched = await openPage();
     const { page } = watched;
@@ -350,12 +346,12 @@ describe('admin dashboard (Chromium, pglite)', () => {
     await row.getByTestId('reward-force-approve').click();
     await expect.poll(() => row.getAttribute('data-status')).toBe('approved');
     expect(await row.getByTestId('reward-status').textContent()).toContain('approved');
-    const approved = (expectOk(await apiGet('/v1/rewards?status=approved')) as { data: Reward[] }).data;
+    const approved = (expectOk(await apiGet('/v1/rewards?status=approved')) as { data: RewardResponse[] }).data;
     expect(approved.map((reward) => reward.id)).toContain(id);
 
     await row.getByTestId('reward-pay').click();
     await expect.poll(() => row.getAttribute('data-status')).toBe('paid');
-    const paid = (expectOk(await apiGet('/v1/rewards?status=paid')) as { data: Reward[] }).data;
+    const paid = (expectOk(await apiGet('/v1/rewards?status=paid')) as { data: RewardResponse[] }).data;
     expect(paid.map((reward) => reward.id)).toEqual([id]);
     expect(await row.getByRole('button').count()).toBe(0);
 

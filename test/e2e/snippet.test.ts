@@ -11,7 +11,8 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../collector/src/logger.ts';
 import { seedDemo } from '../../collector/src/demo.ts';
-import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
+import type { TestApp } from '../helpers/app.ts';
+import { buildParticipant, buildProgram } from '../helpers/factories.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
 const CHROMIUM_ARGS = [
@@ -37,18 +38,11 @@ describe('snippet in Chromium (pglite)', () => {
   let hostUrl: string;
   let browser: Browser;
   let publishable: string;
-  let secret: string;
   let code: string;
   /** data-* attributes the host's pages put on the snippet tag. */
   let attributes: Record<string, string> = {};
   /** An inline script the host's pages run right after the stub, before /r.js has loaded. */
   let inline = '';
-
-  const api = async (path: string, body: unknown, token: string) => {
-    const reply = await collector.post(path, body, { auth: token });
-    if (reply.status >= 300) throw new Error(`${path}: ${reply.status} ${reply.text}`);
-    return reply.body;
-  };
 
   useTestApp('pglite', (suite) => ({ db, api: collector } = suite));
   beforeAll(async () => {
@@ -65,10 +59,9 @@ describe('snippet in Chromium (pglite)', () => {
     });
     hostUrl = await listen(host, 'localhost');
 
-    const created = await api('/v1/programs', { name: 'E2E shop', origins: [hostUrl], landingUrl: `${hostUrl}/welcome` }, ADMIN_TOKEN);
-    publishable = created.keys.publishable;
-    secret = created.keys.secret;
-    code = (await api('/v1/participants', { externalId: 'alice', email: 'alice@example.com' }, secret)).code;
+    const program = await buildProgram(collector, { name: 'E2E shop', origins: [hostUrl], landingUrl: `${hostUrl}/welcome` });
+    publishable = program.publishable;
+    code = (await buildParticipant(collector, program, { externalId: 'alice', email: 'alice@example.com' })).code;
     browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
   });
 

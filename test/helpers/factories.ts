@@ -6,6 +6,16 @@ import { ADMIN_TOKEN, type TestApp } from './app.ts';
 
 export const uniq = (prefix = '') => `${prefix}${randomBytes(5).toString('hex')}`;
 
+/** A fresh visitor id. */
+export const newVid = () => uniq('vid_');
+
+/** A visitor id for a name, the same each time, that the browser schema accepts (8–64 of [A-Za-z0-9_-]). */
+export const vidFor = (name: string) =>
+  `vid_${name}`
+    .replace(/[^A-Za-z0-9_-]/g, '_')
+    .padEnd(8, '_')
+    .slice(0, 64);
+
 export interface ProgramFixture {
   id: string;
   slug: string;

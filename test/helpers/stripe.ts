@@ -10,7 +10,6 @@ import { uniq } from './factories.ts';
 /** API 2025+ (invoice subscription metadata under `parent`) and an older version (top-level `subscription_details`). */
 export const API_NEW = '2025-09-30.clover';
 export const API_OLD = '2024-06-20';
-export const DAY_MS = 86_400_000;
 
 export type Json = Record<string, unknown>;
 
