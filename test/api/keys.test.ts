@@ -4,18 +4,12 @@
  * 401 at once; the last live secret key cannot be revoked), near-miss keys refused,
  * and keys never written to the logs of the real server process.
  */
-import { spawn } from 'node:child_process';
-import { freePort } from '../helpers/net.ts';
-import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import pg from 'pg';
+import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
-import { DATABASES, type DbKind } from '../helpers/databases.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { processDatabase, startCollector, stopAll } from '../helpers/processes.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { newVid, buildParticipant, buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 
@@ -328,89 +322,27 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
 // Keys never reach the logs of the real server process.
 // ---------------------------------------------------------------------------------
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const LOG_ADMIN_TOKEN = 'keys-log-admin-token-0123456789';
-const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL;
-
-const cleanups: Array<() => Promise<void> | void> = [];
-afterAll(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
-});
-
-/** A database for one server process: a PGlite folder, or a fresh PostgreSQL database. */
-async function processDatabase(kind: DbKind): Promise<Record<string, string>> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'referral-keys-'));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
-  if (kind === 'pglite') return { DATA_DIR: dataDir };
-  const name = `keys_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: TEST_DATABASE_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  cleanups.push(async () => {
-    await admin.query(`drop database if exists ${name} with (force)`);
-    await admin.end();
-  });
-  const url = new URL(TEST_DATABASE_URL as string);
-  url.pathname = `/${name}`;
-  return { DATA_DIR: dataDir, DATABASE_URL: url.toString() };
-}
 
 describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) => {
-  it('never writes a key or the admin token to stdout or stderr, at the most verbose level', async () => {
-    const port = await freePort();
-    const env: NodeJS.ProcessEnv = { ...process.env };
-    for (const name of ['DATABASE_URL', 'DATA_DIR', 'REDIS_URL', 'TRUST_PROXY', 'PUBLIC_URL']) delete env[name];
-    const child = spawn(process.execPath, ['--import', 'tsx', 'collector/src/server.ts'], {
-      cwd: ROOT,
-      env: {
-        ...env,
-        ...(await processDatabase(kind)),
-        PORT: String(port),
-        HOST: '127.0.0.1',
-        ADMIN_TOKEN: LOG_ADMIN_TOKEN,
-        LOG_LEVEL: 'trace',
-        DEMO: 'off',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    cleanups.push(() => {
-      if (child.exitCode === null) child.kill('SIGKILL');
-    });
-    const url = `http://127.0.0.1:${port}`;
-    const deadline = Date.now() + 30_000;
-    while (
-      !(await fetch(`${url}/v1/health`)
-        .then((r) => r.ok)
-        .catch(() => false))
-    ) {
-      if (Date.now() > deadline || child.exitCode !== null) throw new Error(`the server did not start\n${output}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+  let database: Awaited<ReturnType<typeof processDatabase>> | undefined;
+  afterAll(async () => {
+    await stopAll();
+    await database?.drop();
+  });
 
-    const call = async (
+  it('never writes a key or the admin token to stdout or stderr, at the most verbose level', async () => {
+    database = await processDatabase(kind, 'keys');
+    const server = await startCollector({ ...database.env, ADMIN_TOKEN: LOG_ADMIN_TOKEN, LOG_LEVEL: 'trace', DEMO: 'off' });
+    /** JSON bodies, raw ones sent as JSON too unless a header says otherwise. */
+    const call = (
       method: string,
       route: string,
       options: { auth?: string; body?: unknown; raw?: string; headers?: Record<string, string> } = {},
     ) => {
-      const response = await fetch(url + route, {
-        method,
-        headers: {
-          ...(options.auth ? { authorization: `Bearer ${options.auth}` } : {}),
-          ...(options.body !== undefined || options.raw !== undefined ? { 'content-type': 'application/json' } : {}),
-          ...options.headers,
-        },
-        body: options.raw ?? (options.body === undefined ? undefined : JSON.stringify(options.body)),
-        redirect: 'manual',
-      });
-      const text = await response.text();
-      return {
-        status: response.status,
-        body: (response.headers.get('content-type') ?? '').includes('json') && text ? JSON.parse(text) : text,
-      };
+      const { body, ...rest } = options;
+      const headers = options.raw === undefined ? options.headers : { 'content-type': 'application/json', ...options.headers };
+      return server.request(method, route, body, { ...rest, ...(headers ? { headers } : {}) });
     };
 
     const created = await call('POST', '/v1/programs', {
@@ -469,10 +401,10 @@ describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) =
     expect((await call('DELETE', `/v1/keys/${oldId}`, { auth: newSecret.body.secret })).status).toBe(200);
     expect((await call('GET', '/v1/program', { auth: secret })).status).toBe(401);
 
-    child.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect((await server.stop('SIGTERM')).code).toBe(0);
 
     // The logs were on (one line per request), and no key is in them, whole or without its prefix.
+    const output = server.output();
     expect(output).toMatch(/"msg":"request"/);
     expect(output).toContain('"path":"/v1/keys"');
     for (const key of [...keys, LOG_ADMIN_TOKEN]) {

@@ -8,26 +8,25 @@
  * (c) rate limits in memory (per IP, per key, the unknown-code budget);
  * (d) rate limits shared through a real Redis by two processes.
  */
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { freePort } from '../helpers/net.ts';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createConnection, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
 import type { Knex } from 'knex';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { TestApp } from '../helpers/app.ts';
+import type { HttpClient, Reply, TestApp } from '../helpers/app.ts';
+import { freePort } from '../helpers/net.ts';
+import { startCollector, stopAll, type RunningCollector } from '../helpers/processes.ts';
 import { useTestApp, type Suite } from '../helpers/suite.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
 import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
 import { expectLimited, sendClick } from '../helpers/steps.ts';
 
 const run = promisify(execFile);
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const ADMIN_TOKEN = 'reliability-admin-token-0123456789';
 const REDIS_URL = 'redis://127.0.0.1:6379';
 const STACK_TRACE = /^\s+at .+\(?.+:\d+:\d+\)?$/m;
@@ -127,50 +126,10 @@ async function query<T = Record<string, unknown>>(url: string, sql: string, para
 // The real server process.
 // ---------------------------------------------------------------------------------
 
-interface Exit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-interface Collector {
-  url: string;
-  child: ChildProcess;
-  exited: Promise<Exit>;
-  /** Set once the process has exited. */
-  exit: () => Exit | undefined;
-  output: () => string;
-}
-
-const collectors = new Set<Collector>();
-
-function childEnv(env: Record<string, string>): NodeJS.ProcessEnv {
-  const base = { ...process.env };
-  for (const name of [
-    'DATABASE_URL',
-    'PORT',
-    'HOST',
-    'DATA_DIR',
-    'ADMIN_TOKEN',
-    'REDIS_URL',
-    'LOG_LEVEL',
-    'PUBLIC_URL',
-    'TRUST_PROXY',
-    'IP_HASH_SECRET',
-    'DEMO',
-  ]) {
-    delete base[name];
-  }
-  for (const name of Object.keys(base)) if (name.startsWith('RATE_LIMIT_')) delete base[name];
-  return { ...base, ...env };
-}
-
-async function startCollector(env: Record<string, string>): Promise<Collector> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', 'collector/src/server.ts'], {
-    cwd: ROOT,
-    env: childEnv({
-      PORT: String(port),
-      HOST: '127.0.0.1',
+/** This file's collector: limits far above the load unless a test sets them, errors only, its output kept bounded. */
+const launch = (env: Record<string, string>) =>
+  startCollector(
+    {
       ADMIN_TOKEN,
       DEMO: 'off',
       LOG_LEVEL: 'error',
@@ -179,90 +138,21 @@ async function startCollector(env: Record<string, string>): Promise<Collector> {
       RATE_LIMIT_SERVER_PER_MINUTE: '10000000',
       RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: '10000000',
       ...env,
-    }),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // Keep the head and the tail of the output: enough to explain a failure, bounded in memory.
-  let head = '';
-  let tail = '';
-  const collect = (chunk: string) => {
-    if (head.length < 20_000) head += chunk;
-    else tail = (tail + chunk).slice(-40_000);
-  };
-  child.stdout?.setEncoding('utf8').on('data', collect);
-  child.stderr?.setEncoding('utf8').on('data', collect);
-  let exit: Exit | undefined;
-  const exited = new Promise<Exit>((resolve) =>
-    child.once('exit', (code, signal) => {
-      exit = { code, signal };
-      resolve(exit);
-    }),
-  );
-  const collector: Collector = {
-    url: `http://127.0.0.1:${port}`,
-    child,
-    exited,
-    exit: () => exit,
-    output: () => `${head}${tail ? `\n…\n${tail}` : ''}`,
-  };
-  collectors.add(collector);
-  void exited.then(() => collectors.delete(collector));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (exit) throw new Error(`the collector exited (${exit.code ?? exit.signal}) before answering\n${collector.output()}`);
-    if (Date.now() > deadline) throw new Error(`the collector did not answer /v1/health within 30 s\n${collector.output()}`);
-    const health = await fetch(`${collector.url}/v1/health`).catch(() => undefined);
-    if (health?.status === 200) return collector;
-    await sleep(100);
-  }
-}
-
-async function stopCollector(collector: Collector): Promise<void> {
-  if (collector.exit()) return;
-  collector.child.kill('SIGKILL');
-  await collector.exited;
-}
-
-afterAll(async () => {
-  await Promise.all([...collectors].map(stopCollector));
-});
-
-interface Answer {
-  status: number;
-  body: any;
-  headers: Headers;
-}
-
-async function call(
-  url: string,
-  method: string,
-  pathname: string,
-  options: { auth?: string; body?: unknown; headers?: Record<string, string> } = {},
-): Promise<Answer> {
-  const response = await fetch(url + pathname, {
-    method,
-    headers: {
-      ...(options.auth ? { authorization: `Bearer ${options.auth}` } : {}),
-      ...(options.body === undefined ? {} : { 'content-type': 'application/json' }),
-      ...options.headers,
     },
-    body: options.body === undefined ? undefined : JSON.stringify(options.body),
-    redirect: 'manual',
-  });
-  const text = await response.text();
-  let body: unknown = text;
-  if ((response.headers.get('content-type') ?? '').includes('json') && text) body = JSON.parse(text);
-  return { status: response.status, body, headers: response.headers };
-}
+    { outputLimit: 60_000 },
+  );
 
-async function createProgram(url: string) {
-  const created = await call(url, 'POST', '/v1/programs', {
-    auth: ADMIN_TOKEN,
-    body: { name: `Reliability ${uniq()}`, origins: ['https://shop.example'], landingUrl: 'https://shop.example/welcome' },
-  });
+afterAll(stopAll);
+
+async function createProgram(collector: HttpClient) {
+  const created = await collector.post(
+    '/v1/programs',
+    { name: `Reliability ${uniq()}`, origins: ['https://shop.example'], landingUrl: 'https://shop.example/welcome' },
+    { auth: ADMIN_TOKEN },
+  );
   expect(created.status, JSON.stringify(created.body)).toBe(201);
   const keys = created.body.keys as { publishable: string; secret: string };
-  const referrer = await call(url, 'POST', '/v1/participants', { auth: keys.secret, body: { externalId: uniq('referrer-') } });
+  const referrer = await collector.post('/v1/participants', { externalId: uniq('referrer-') }, { auth: keys.secret });
   expect(referrer.status, JSON.stringify(referrer.body)).toBe(201);
   return { ...keys, id: created.body.program.id as string, code: referrer.body.code as string };
 }
@@ -387,8 +277,8 @@ async function sigtermUnderLoad(
   dbEnv: Record<string, string>,
   countClicks: (programId: string, ids: string[]) => Promise<Map<string, number>>,
 ): Promise<void> {
-  const collector = await startCollector(dbEnv);
-  const program = await createProgram(collector.url);
+  const collector = await launch(dbEnv);
+  const program = await createProgram(collector);
   const { hostname, port } = new URL(collector.url);
   const clickBody = (vid: string) => JSON.stringify({ key: program.publishable, code: program.code, vid });
   const post = (body: string) =>
@@ -477,28 +367,24 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
     await cluster?.ensureRunning();
   });
   afterAll(async () => {
-    await Promise.all([...collectors].map(stopCollector));
+    await stopAll();
     await cluster?.destroy();
   });
 
   it('survives PostgreSQL dying under load: 503 with Retry-After, reconnects by itself, every acknowledged write stored exactly once', async () => {
     const DATABASE_URL = await cluster.createDatabase('fault');
-    const collector = await startCollector({ DATABASE_URL });
-    const program = await createProgram(collector.url);
-    expect((await call(collector.url, 'GET', '/v1/ready')).status).toBe(200);
+    const collector = await launch({ DATABASE_URL });
+    const program = await createProgram(collector);
+    expect((await collector.get('/v1/ready')).status).toBe(200);
 
     // First with no traffic: the pool's idle connections are cut under it (pg emits 'error' on idle clients).
     await cluster.kill();
     await sleep(500);
     expect(collector.exit(), collector.output()).toBeUndefined();
-    expect((await call(collector.url, 'GET', '/v1/ready')).status).toBe(503);
+    expect((await collector.get('/v1/ready')).status).toBe(503);
     await cluster.start();
-    await waitFor(
-      '/v1/ready back to 200 after an idle outage',
-      20_000,
-      async () => (await call(collector.url, 'GET', '/v1/ready')).status === 200,
-    );
-    expect((await call(collector.url, 'GET', '/v1/program', { auth: program.secret })).status).toBe(200);
+    await waitFor('/v1/ready back to 200 after an idle outage', 20_000, async () => (await collector.get('/v1/ready')).status === 200);
+    expect((await collector.get('/v1/program', { auth: program.secret })).status).toBe(200);
 
     // Then under load. Time-bounded phases: the machine may be shared, so counts are targets, not requirements.
     const load = startLoad(collector.url, program, { concurrency: 20, max: 4000, conversions: true, tag: 'f' });
@@ -509,8 +395,8 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       await cluster.kill();
       const downAt = performance.now();
       // While the database is away the process answers: /v1/health 200, /v1/ready and every database-backed route 503.
-      expect((await call(collector.url, 'GET', '/v1/health')).status).toBe(200);
-      const ready = await call(collector.url, 'GET', '/v1/ready');
+      expect((await collector.get('/v1/health')).status).toBe(200);
+      const ready = await collector.get('/v1/ready');
       expect(ready.status).toBe(503);
       expect(ready.body).toEqual({ error: { code: 'unavailable', message: expect.any(String) } });
       const whileDown: Array<[string, string, unknown?, string?]> = [
@@ -528,18 +414,18 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
         ['GET', `/r/${program.code}`],
       ];
       for (const [method, pathname, body, auth] of whileDown) {
-        const reply = await call(collector.url, method, pathname, { body, ...(auth ? { auth } : {}) });
+        const reply = await collector.request(method, pathname, body, auth ? { auth } : {});
         expect(reply.status, `${method} ${pathname} while the database is down`).toBe(503);
         expect(reply.body).toEqual({ error: { code: 'unavailable', message: expect.any(String) } });
         expect(reply.headers.get('retry-after'), `${method} ${pathname}`).toMatch(/^[1-9]\d*$/);
       }
       await sleep(Math.max(0, 2000 - (performance.now() - downAt)));
-      expect((await call(collector.url, 'GET', '/v1/ready')).status).toBe(503);
+      expect((await collector.get('/v1/ready')).status).toBe(503);
       expect(collector.exit(), collector.output()).toBeUndefined();
 
       await cluster.start();
       // No restart: the same process reconnects on its own.
-      await waitFor('/v1/ready back to 200', 20_000, async () => (await call(collector.url, 'GET', '/v1/ready')).status === 200);
+      await waitFor('/v1/ready back to 200', 20_000, async () => (await collector.get('/v1/ready')).status === 200);
       const acknowledgedAtRecovery = load.acknowledged();
       await waitUntil(6_000, () => load.acknowledged() >= acknowledgedAtRecovery + 800);
       expect(load.acknowledged() - acknowledgedAtRecovery, 'too few requests acknowledged after recovery').toBeGreaterThanOrEqual(100);
@@ -550,8 +436,8 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
     const { outcomes } = load;
     const out = collector.output();
     expect(collector.exit(), out).toBeUndefined();
-    expect((await call(collector.url, 'GET', '/v1/health')).status).toBe(200);
-    expect((await call(collector.url, 'GET', '/v1/ready')).status).toBe(200);
+    expect((await collector.get('/v1/health')).status).toBe(200);
+    expect((await collector.get('/v1/ready')).status).toBe(200);
 
     // Never a 5xx other than 503, never a dropped connection.
     const unexpected = outcomes.filter(
@@ -599,10 +485,10 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
   }, 60_000);
 
   describe('rate limits shared through Redis by two processes', () => {
-    let first: Collector;
-    let second: Collector;
+    let first: RunningCollector;
+    let second: RunningCollector;
     /** Its REDIS_URL points at a port where nothing listens. */
-    let noRedis: Collector;
+    let noRedis: RunningCollector;
     let program: Awaited<ReturnType<typeof createProgram>>;
     const LIMIT = 10;
 
@@ -617,15 +503,12 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
         RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: '3',
       };
       // One starts first so that migrations do not race.
-      first = await startCollector(env);
-      [second, noRedis] = await Promise.all([
-        startCollector(env),
-        startCollector({ ...env, REDIS_URL: `redis://127.0.0.1:${await freePort()}` }),
-      ]);
-      program = await createProgram(first.url);
+      first = await launch(env);
+      [second, noRedis] = await Promise.all([launch(env), launch({ ...env, REDIS_URL: `redis://127.0.0.1:${await freePort()}` })]);
+      program = await createProgram(first);
     }, 60_000);
     afterAll(async () => {
-      await Promise.all([first, second, noRedis].filter(Boolean).map(stopCollector));
+      await stopAll();
     });
 
     /** A client address no other test (or earlier run, within the minute) has used. */
@@ -633,14 +516,15 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
 
     it('limits clicks per IP across both processes together: total 2xx equals the limit', async () => {
       const ip = freshIp();
-      const replies: Answer[] = [];
+      const replies: Reply[] = [];
       for (let i = 0; i < LIMIT * 3; i++) {
         const target = i % 2 ? second : first;
         replies.push(
-          await call(target.url, 'POST', '/v1/clicks', {
-            headers: { 'x-forwarded-for': ip },
-            body: { key: program.publishable, code: program.code, vid: uniq('redis_') },
-          }),
+          await target.post(
+            '/v1/clicks',
+            { key: program.publishable, code: program.code, vid: uniq('redis_') },
+            { headers: { 'x-forwarded-for': ip } },
+          ),
         );
       }
       const accepted = replies.filter((r) => r.status === 202);
@@ -657,21 +541,21 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       expect(replies.filter((r, i) => i % 2 === 0 && r.status === 429).length).toBeGreaterThan(0);
       expect(replies.filter((r, i) => i % 2 === 1 && r.status === 429).length).toBeGreaterThan(0);
       // Another IP has its own budget.
-      const other = await call(second.url, 'POST', '/v1/clicks', {
-        headers: { 'x-forwarded-for': freshIp() },
-        body: { key: program.publishable, code: program.code, vid: uniq('redis_') },
-      });
+      const other = await second.post(
+        '/v1/clicks',
+        { key: program.publishable, code: program.code, vid: uniq('redis_') },
+        { headers: { 'x-forwarded-for': freshIp() } },
+      );
       expect(other.status).toBe(202);
     });
 
     it('limits the server API per key across both processes', async () => {
       // A fresh key, so the budget starts at zero whatever ran before.
-      const created = await call(first.url, 'POST', '/v1/keys', { auth: program.secret, body: { kind: 'secret' } });
+      const created = await first.post('/v1/keys', { kind: 'secret' }, { auth: program.secret });
       expect(created.status).toBe(201);
       const key = created.body.secret as string;
       const statuses: number[] = [];
-      for (let i = 0; i < LIMIT * 2; i++)
-        statuses.push((await call(i % 2 ? second.url : first.url, 'GET', '/v1/program', { auth: key })).status);
+      for (let i = 0; i < LIMIT * 2; i++) statuses.push((await (i % 2 ? second : first).get('/v1/program', { auth: key })).status);
       expect(statuses.filter((s) => s === 200).length).toBe(LIMIT);
       expect(statuses.filter((s) => s === 429).length).toBe(LIMIT);
     });
@@ -680,24 +564,22 @@ describe.runIf(PG_BIN)('the collector process on a private PostgreSQL cluster', 
       const ip = freshIp();
       const statuses: number[] = [];
       for (let i = 0; i < LIMIT + 3; i++) {
-        const reply = await call(noRedis.url, 'POST', '/v1/clicks', {
-          headers: { 'x-forwarded-for': ip },
-          body: { key: program.publishable, code: program.code, vid: uniq('noredis_') },
-        });
+        const reply = await noRedis.post(
+          '/v1/clicks',
+          { key: program.publishable, code: program.code, vid: uniq('noredis_') },
+          { headers: { 'x-forwarded-for': ip } },
+        );
         statuses.push(reply.status);
       }
       expect(statuses).toEqual([...Array(LIMIT).fill(202), 429, 429, 429]);
-      expect((await call(noRedis.url, 'GET', '/v1/program', { auth: program.secret })).status).toBe(200);
+      expect((await noRedis.get('/v1/program', { auth: program.secret })).status).toBe(200);
       expect(noRedis.exit(), noRedis.output()).toBeUndefined();
     });
 
     it('shares the unknown-code budget too: after it, unknown codes from that IP are refused on either process, live ones still accepted', async () => {
       const ip = freshIp();
-      const click = (target: Collector, code: string) =>
-        call(target.url, 'POST', '/v1/clicks', {
-          headers: { 'x-forwarded-for': ip },
-          body: { key: program.publishable, code, vid: uniq('enum_') },
-        });
+      const click = (target: RunningCollector, code: string) =>
+        target.post('/v1/clicks', { key: program.publishable, code, vid: uniq('enum_') }, { headers: { 'x-forwarded-for': ip } });
       expect((await click(first, 'NOPE0001')).body).toEqual({ valid: false });
       expect((await click(second, 'NOPE0002')).body).toEqual({ valid: false });
       expect((await click(first, 'NOPE0003')).body).toEqual({ valid: false });

@@ -4,13 +4,11 @@
  * server's confirmation, status transitions with their audit trail, the rewards
  * list, balances, and the DESIGN "Done means" program end to end.
  */
-import { execFile } from 'node:child_process';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
+import { runCli } from '../helpers/processes.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
 import {
@@ -26,10 +24,6 @@ import {
 import { DAY_MS, backdateReferral, makeDue, secretKeyId, transitionsOf } from '../helpers/rows.ts';
 import type { RewardResponse } from '../../shared/responses.ts';
 
-const run = promisify(execFile);
-const ROOT = path.resolve(import.meta.dirname, '../..');
-const CLI = path.join(ROOT, 'collector/bin/referral.js');
-
 type Rule = Record<string, unknown>;
 
 /** Compact view of rewards for exact comparisons: [rule, participant, amount, currency, status]. */
@@ -43,16 +37,6 @@ const brief = (rewards: RewardResponse[]) =>
 const near = (iso: string, expectedMs: number, toleranceMs = 60_000) => {
   expect(Math.abs(Date.parse(iso) - expectedMs), `${iso} vs ${new Date(expectedMs).toISOString()}`).toBeLessThan(toleranceMs);
 };
-
-/** Spawns the `referral` CLI with only the variables it needs. */
-async function cli(args: string[], env: Record<string, string>) {
-  const { stdout } = await run(process.execPath, [CLI, ...args], {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'silent', ...env },
-    timeout: 60_000,
-  });
-  return stdout;
-}
 
 describe.each(DATABASES)('rewards (%s)', (kind) => {
   let t: TestDb;
@@ -387,8 +371,9 @@ describe.each(DATABASES)('rewards (%s)', (kind) => {
       const schema = ((await t.db.raw('select current_schema() as s')).rows[0] as { s: string }).s;
       const url = new URL(process.env.TEST_DATABASE_URL as string);
       url.searchParams.set('options', `-c search_path=${schema}`);
-      const out = await cli(['rewards', 'release'], { DATABASE_URL: url.toString() });
-      expect(out).toMatch(/^Released [1-9]\d* reward\(s\)$/m);
+      const released = await runCli(['rewards', 'release'], { DATABASE_URL: url.toString(), LOG_LEVEL: 'silent' }, 60_000);
+      expect(released.code, released.stderr).toBe(0);
+      expect(released.stdout).toMatch(/^Released [1-9]\d* reward\(s\)$/m);
       const statuses = Object.fromEntries((await listAllRewards(api, p)).map((r) => [r.id, r.status]));
       expect(statuses).toEqual({ [due.id]: 'approved', [notDue.id]: 'pending' });
       expect(await transitionsOf(t.db, due.id)).toMatchObject([

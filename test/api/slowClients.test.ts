@@ -1,21 +1,9 @@
-/**
- * Slow clients against the real server (`start(config)` from server.ts, on every
- * database): a socket that sends half its headers, or its headers and half a body,
- * then stalls, is closed by the server (HTTP_HEADERS_TIMEOUT_MS,
- * HTTP_REQUEST_TIMEOUT_MS), so a few of them cannot hold connections for minutes,
- * while normal requests are served. Nothing here measures time: a socket the
- * server never closes fails the test by its timeout.
- */
-import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../collector/src/config.ts';
 import { start } from '../../collector/src/server.ts';
-import { DATABASES, type DbKind } from '../helpers/databases.ts';
+import { DATABASES } from '../helpers/databases.ts';
+import { processDatabase } from '../helpers/processes.ts';
 
 const ADMIN_TOKEN = 'slow-clients-admin-token-0123456789';
 /** Far below the defaults, so a stalled socket is closed while the test waits. */
@@ -45,34 +33,13 @@ function expectClosedOrTimedOut(received: string) {
   if (received) expect(received).toMatch(/^HTTP\/1\.1 408 /);
 }
 
-/** A database for `start(config)`: a fresh DATA_DIR, or a fresh PostgreSQL database (dropped after). */
-async function databaseEnv(kind: DbKind): Promise<{ env: Record<string, string>; drop: () => Promise<void> }> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'referral-slow-'));
-  const removeDir = async () => rmSync(dataDir, { recursive: true, force: true });
-  if (kind === 'pglite') return { env: { DATA_DIR: dataDir }, drop: removeDir };
-  const name = `slow_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  const url = new URL(process.env.TEST_DATABASE_URL as string);
-  url.pathname = `/${name}`;
-  return {
-    env: { DATA_DIR: dataDir, DATABASE_URL: url.toString() },
-    drop: async () => {
-      await admin.query(`drop database if exists ${name} with (force)`);
-      await admin.end();
-      await removeDir();
-    },
-  };
-}
-
 describe.each(DATABASES)('slow clients (%s)', (kind) => {
   let running: Awaited<ReturnType<typeof start>>;
   let drop: () => Promise<void>;
   let url: string;
 
   beforeAll(async () => {
-    const database = await databaseEnv(kind);
+    const database = await processDatabase(kind, 'slow');
     drop = database.drop;
     const config = loadConfig({
       ...database.env,

@@ -10,15 +10,15 @@
  * BENCH_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/test) names a server;
  * the bench creates and drops its own database there. BENCH_SECONDS sets each load's length.
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
-import { npmStartCommand } from '../helpers/start.ts';
+import { freePort } from '../helpers/net.ts';
+import { npmStartCommand, spawnProcess, waitForHealth } from '../helpers/processes.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 8);
 const CONNECTIONS = 50;
@@ -37,17 +37,7 @@ interface Load {
   errors: number;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 interface Proc {
-  child: ChildProcess;
   url: string;
   peakRssMb: () => number;
   stop: () => Promise<number | null>;
@@ -56,51 +46,36 @@ interface Proc {
 async function startProcess(args: string[], env: Record<string, string>): Promise<Proc> {
   const port = await freePort();
   // Both sides run as plain Node; the collector exactly as `npm start` runs it.
-  const child = spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      // One load generator on 127.0.0.1 is not abuse: measure throughput, not the rate limiter.
-      RATE_LIMIT_PUBLIC_PER_MINUTE: '0',
-      RATE_LIMIT_SERVER_PER_MINUTE: '0',
-      RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: '0',
-      ...env,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'error',
-      DEMO: 'off',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
+  const spawned = spawnProcess([process.execPath, args], {
+    ...process.env,
+    // One load generator on 127.0.0.1 is not abuse: measure throughput, not the rate limiter.
+    RATE_LIMIT_PUBLIC_PER_MINUTE: '0',
+    RATE_LIMIT_SERVER_PER_MINUTE: '0',
+    RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: '0',
+    ...env,
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'error',
+    DEMO: 'off',
   });
-  child.stdout?.resume();
   const url = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`${args.join(' ')} exited with ${child.exitCode}`);
-    try {
-      const response = await fetch(`${url}/v1/health`);
-      if (response.status < 500) break;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  // The bare server has no health route: any answer below 500 means it serves.
+  await waitForHealth(spawned, url, 30_000, (status) => status < 500);
   return {
-    child,
     url,
     peakRssMb: () => {
       try {
-        const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? 0);
+        const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${spawned.child.pid}/status`, 'utf8'))?.[1] ?? 0);
         return Math.round(kb / 1024);
       } catch {
         return 0;
       }
     },
-    stop: () =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null) return resolve(child.exitCode);
-        child.once('exit', (code) => resolve(code));
-        child.kill('SIGTERM');
-      }),
+    stop: async () => {
+      const exit = spawned.exit() ?? (await spawned.stop('SIGTERM'));
+      if (exit.code !== 0) process.stderr.write(spawned.stderr());
+      return exit.code;
+    },
   };
 }
 
