@@ -6,7 +6,7 @@
  *
  * Fields may be added, never renamed (DESIGN.md, "HTTP API (v1)").
  */
-import type { ProgramSettings } from './schemas.ts';
+import type { PayoutDetails, PayoutMethod, ProgramSettings } from './schemas.ts';
 import type { AttributionStatus, ConversionType, MoneyByCurrency, RewardStatus } from './types.ts';
 
 /** A list read newest first; pass `nextCursor` back as `cursor` for the next page (null: no more). */
@@ -80,6 +80,8 @@ export interface ParticipantDetailsResponse {
   referredBy: string | null;
   stats: ParticipantStatsResponse;
   rewards: RewardBalances;
+  /** How and where they are paid; null until given. */
+  payout: PayoutDetails | null;
 }
 
 /** A reward ledger entry (`GET /v1/rewards`, and inside conversion, refund and webhook answers). */
@@ -301,4 +303,49 @@ export interface ClickResponse {
 /** `POST /v1/events`. */
 export interface EventResponse {
   accepted: true;
+}
+
+/** One referrer and currency in a payout run. */
+export interface PayoutItemResponse {
+  id: string;
+  /** The referrer's externalId. */
+  participant: string;
+  currency: string;
+  /** Integer minor units: approved cash rewards less unrecovered clawbacks. */
+  amount: number;
+  method: PayoutMethod;
+  destination: { email?: string; stripeAccount?: string };
+  /** The rewards this item pays. */
+  rewards: string[];
+  status: 'pending' | 'paid' | 'failed';
+  reference: string | null;
+  transferId: string | null;
+  failure: string | null;
+}
+
+/** A payout run (`POST /v1/payouts`, `GET /v1/payouts/:id`). */
+export interface PayoutResponse {
+  id: string;
+  status: 'created' | 'paid' | 'failed';
+  currency: string | null;
+  /** Per currency, items not failed. */
+  totals: MoneyByCurrency;
+  items: PayoutItemResponse[];
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** A referrer and currency a run left out, and why. */
+export interface PayoutSkippedResponse {
+  participant: string;
+  currency: string;
+  amount: number;
+  reason: 'below_minimum' | 'nothing_to_pay' | 'no_payout_details' | 'erased';
+}
+
+/** `POST /v1/payouts { dryRun: true }`: what a run would hold, written nowhere. */
+export interface PayoutPreviewResponse {
+  dryRun: true;
+  items: Array<Omit<PayoutItemResponse, 'id' | 'status' | 'reference' | 'transferId' | 'failure'>>;
+  skipped: PayoutSkippedResponse[];
 }

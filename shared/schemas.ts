@@ -170,6 +170,52 @@ export const FraudSettingsSchema = z.object({
     .default([]),
 });
 
+/** How a referrer is paid: by hand, a PayPal or Wise bulk file, or Stripe Connect transfers. */
+export const PayoutMethodSchema = z.enum(['manual', 'paypal', 'wise', 'stripe_connect']);
+export type PayoutMethod = z.infer<typeof PayoutMethodSchema>;
+
+/** A participant's payout details; PayPal and Wise need an email, Stripe Connect a connected account. */
+export const PayoutDetailsSchema = z
+  .object({
+    method: PayoutMethodSchema,
+    /** Where PayPal or Wise sends the money. */
+    email: z
+      .string()
+      .trim()
+      .toLowerCase()
+      .pipe(z.email({ error: 'must be an email address' }).max(320))
+      .optional(),
+    /** The referrer's Stripe connected account, `acct_…`. */
+    stripeAccount: z
+      .string()
+      .regex(/^acct_[A-Za-z0-9]{1,64}$/, 'must be a Stripe connected account id (acct_…)')
+      .optional(),
+  })
+  .strict()
+  .superRefine((details, ctx) => {
+    if ((details.method === 'paypal' || details.method === 'wise') && !details.email) {
+      ctx.addIssue({ code: 'custom', path: ['email'], message: `${details.method} payouts need the email address to pay` });
+    }
+    if (details.method === 'stripe_connect' && !details.stripeAccount) {
+      ctx.addIssue({ code: 'custom', path: ['stripeAccount'], message: 'Stripe Connect payouts need the connected account id (acct_…)' });
+    }
+  });
+export type PayoutDetails = z.infer<typeof PayoutDetailsSchema>;
+
+/** PATCH /v1/participants/:externalId: payout details (null clears them). */
+export const ParticipantUpdateSchema = z.object({ payout: PayoutDetailsSchema.nullable() }).strict();
+export type ParticipantUpdate = z.infer<typeof ParticipantUpdateSchema>;
+
+/** A program's payout rules. */
+export const PayoutSettingsSchema = z
+  .object({
+    /** Per currency, in integer minor units: smaller items wait for a later run. */
+    minimum: z.record(CurrencySchema, minorUnits).optional(),
+    /** For referrers who gave no method of their own. */
+    method: PayoutMethodSchema.optional(),
+  })
+  .strict();
+
 export const ProgramSettingsSchema = z
   .object({
     origins: z.array(origin).max(LIMITS.maxOrigins),
@@ -181,7 +227,17 @@ export const ProgramSettingsSchema = z
     fraud: FraudSettingsSchema.default({ velocityMax: 3, velocityMinutes: 60, disposableDomains: [] }),
     /** Where reward and referral webhooks are POSTed. */
     webhookUrl: httpUrl.optional(),
-    stripe: z.object({ webhookSecret: z.string().min(1).max(500) }).optional(),
+    stripe: z
+      .object({
+        webhookSecret: z.string().min(1).max(500).optional(),
+        /** A restricted or secret API key, for Stripe Connect payouts (never shown back). */
+        secretKey: z
+          .string()
+          .regex(/^(sk|rk)_(test|live)_[A-Za-z0-9]{8,255}$/, 'must be a Stripe secret or restricted key (sk_… or rk_…)')
+          .optional(),
+      })
+      .optional(),
+    payouts: PayoutSettingsSchema.optional(),
   })
   .superRefine((settings, ctx) => {
     const seen = new Set<string>();
@@ -207,6 +263,7 @@ export const ProgramSettingsPatchSchema = z
     fraud: z.record(z.string(), z.unknown()),
     webhookUrl: z.unknown(),
     stripe: z.unknown(),
+    payouts: z.unknown(),
   })
   .partial()
   .strict();
@@ -425,3 +482,31 @@ export const RewardTransitionSchema = z
   .refine((body) => !body.force || body.reason, { path: ['reason'], message: 'a forced approval needs a reason' })
   .optional();
 export type RewardTransition = z.infer<typeof RewardTransitionSchema>;
+
+/** POST /v1/payouts: a run for every currency or one; `dryRun` shows it without making it. */
+export const PayoutCreateSchema = z
+  .object({
+    currency: CurrencySchema.optional(),
+    dryRun: z.boolean().optional(),
+  })
+  .strict();
+export type PayoutCreate = z.infer<typeof PayoutCreateSchema>;
+
+/** POST /v1/payouts/:id/paid|failed: some items (all when absent), with the payment reference or the reason. */
+export const PayoutItemsUpdateSchema = z
+  .object({
+    items: z.array(z.uuid()).min(1).max(5000).optional(),
+    /** The bank, PayPal or Wise reference of the payment (or, for /failed, why it failed). */
+    reference: z.string().trim().min(1).max(500).optional(),
+    reason: z.string().trim().min(1).max(500).optional(),
+  })
+  .strict();
+export type PayoutItemsUpdate = z.infer<typeof PayoutItemsUpdateSchema>;
+
+/** GET /v1/payouts/:id/export.csv */
+export const PayoutExportQuerySchema = z.object({
+  format: z.enum(['paypal', 'wise', 'generic']).default('generic'),
+  /** PayPal takes one currency per file. */
+  currency: CurrencySchema.optional(),
+});
+export type PayoutExportQuery = z.infer<typeof PayoutExportQuerySchema>;

@@ -16,6 +16,7 @@ import { snippetRoutes } from './routes/snippet.ts';
 import { demoRoutes } from './demo.ts';
 import { reportRoutes } from './routes/reports.ts';
 import { rewardRoutes } from './routes/rewards.ts';
+import { payoutRoutes } from './routes/payouts.ts';
 import { stripeRoutes } from './routes/stripe.ts';
 import { trackingRoutes } from './routes/tracking.ts';
 import { createIpHasher } from './domain/privacy.ts';
@@ -52,6 +53,7 @@ export function buildApp(input: AppInput): Koa {
     participantRoutes(deps),
     referralRoutes(deps),
     rewardRoutes(deps),
+    payoutRoutes(deps),
     reportRoutes(deps),
     keyRoutes(deps),
     stripeRoutes(deps),

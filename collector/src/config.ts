@@ -20,6 +20,8 @@ const ConfigSchema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Trust X-Forwarded-For (only behind a proxy you run). */
     TRUST_PROXY: flag,
+    /** Where the Stripe SDK sends API calls (default Stripe's own); for a proxy or a local stand-in. */
+    STRIPE_API_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
     /** Secret for hashing IP addresses; one is generated and stored when unset. */
     IP_HASH_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
     /** Base URL used in referral links; defaults to http://localhost:PORT. */
@@ -52,6 +54,7 @@ const ConfigSchema = z
     redisUrl: env.REDIS_URL,
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,
+    stripeApiUrl: env.STRIPE_API_URL,
     ipHashSecret: env.IP_HASH_SECRET,
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     demo: env.DEMO,

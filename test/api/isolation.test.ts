@@ -39,6 +39,8 @@ interface ProgramA {
   rewardIds: string[];
   keyIds: string[];
   vid: string;
+  /** A payout run of A's, still pending. */
+  payoutId: string;
 }
 
 describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
@@ -66,6 +68,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       '/v1/reports/summary',
       '/v1/reports/referrers',
       '/v1/keys',
+      '/v1/payouts',
       '/v1/exports/referrals.csv',
       '/v1/exports/rewards.csv',
       '/v1/exports/clicks.csv',
@@ -128,6 +131,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     const rewards = expectOk(await api.get('/v1/rewards', { auth: fixture.secret })).data as Array<{ id: string }>;
     expect(rewards.length).toBeGreaterThanOrEqual(3);
     const keys = expectOk(await api.get('/v1/keys', { auth: fixture.secret })).data as Array<{ id: string }>;
+    const payout = expectOk(await api.post('/v1/payouts', {}, { auth: fixture.secret }), 201) as { id: string };
     a = {
       fixture,
       referrer,
@@ -138,6 +142,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       rewardIds: rewards.map((r) => r.id),
       keyIds: keys.map((k) => k.id),
       vid,
+      payoutId: payout.id,
     };
 
     aBefore = await snapshotA();
@@ -281,6 +286,29 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
         externalId: a.referrer.externalId,
       });
     },
+    'PATCH /v1/participants/{externalId}': async () => {
+      const reply = await api.patch(
+        `/v1/participants/${encodeURIComponent(a.referrer.externalId)}`,
+        { payout: { method: 'paypal', email: 'thief@b.example' } },
+        { auth: b.secret },
+      );
+      expect(reply.status, reply.text).toBe(404);
+      expect(reply.body.error.code).toBe('not_found');
+    },
+    'POST /v1/payouts': async () => {
+      // B's run pays nothing of A's: B has no rewards at all.
+      const reply = await api.post('/v1/payouts', {}, { auth: b.secret });
+      expect(reply.status, reply.text).toBe(422);
+      expect(reply.body.error.code).toBe('nothing_to_pay');
+    },
+    'GET /v1/payouts': async () => {
+      expect(expectOk(await asB('/v1/payouts')).data).toEqual([]);
+    },
+    'GET /v1/payouts/{id}': async () => expectPayoutHidden('GET', ''),
+    'GET /v1/payouts/{id}/export.csv': async () => expectPayoutHidden('GET', '/export.csv?format=generic'),
+    'POST /v1/payouts/{id}/paid': async () => expectPayoutHidden('POST', '/paid'),
+    'POST /v1/payouts/{id}/failed': async () => expectPayoutHidden('POST', '/failed'),
+    'POST /v1/payouts/{id}/transfer': async () => expectPayoutHidden('POST', '/transfer'),
     'DELETE /v1/keys/{id}': async () => {
       for (const id of a.keyIds) {
         const reply = await api.request('DELETE', `/v1/keys/${id}`, undefined, { auth: b.secret });
@@ -301,6 +329,12 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       expect(reply.body.error.code).toBe('not_found');
     }
     expect(expectOk(await asA('/v1/rewards'))).toEqual(aBefore['/v1/rewards']);
+  }
+
+  async function expectPayoutHidden(method: string, suffix: string) {
+    const reply = await api.request(method, `/v1/payouts/${a.payoutId}${suffix}`, method === 'POST' ? {} : undefined, { auth: b.secret });
+    expect(reply.status, reply.text).toBe(404);
+    expect(reply.body.error.code).toBe('not_found');
   }
 
   async function expectHeaderOnly(path: string) {

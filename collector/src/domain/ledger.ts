@@ -89,6 +89,8 @@ export async function transitionReward(
       );
     }
     const recorded = early ? `forced before the hold ended (${reward.available_at.toISOString()}): ${reason}` : (reason ?? null);
+    // The override ends the hold: the reward is due now (a payout run may pay it).
+    if (early) await trx('rewards').where({ id: reward.id }).update({ available_at: trx.fn.now() });
     return presentReward(await moveReward(trx, program, reward, rule.to, actor, recorded, rule.webhook));
   });
 }

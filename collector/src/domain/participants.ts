@@ -9,7 +9,7 @@ import type {
   ParticipantStatsResponse,
   RewardBalances,
 } from '../../../shared/responses.ts';
-import type { ParticipantCreate } from '../../../shared/schemas.ts';
+import type { ParticipantCreate, PayoutDetails } from '../../../shared/schemas.ts';
 import type { MoneyByCurrency } from '../../../shared/types.ts';
 import { conflict, notFound } from '../errors.ts';
 import { assignCode, primaryCode, referralLink } from './codes.ts';
@@ -23,6 +23,8 @@ export interface ParticipantRow {
   email_key: string | null;
   name: string | null;
   referred_by: string | null;
+  /** How and where they are paid (domain/payoutDetails.ts). */
+  payout?: PayoutDetails | null;
   created_at: Date;
 }
 
@@ -124,6 +126,7 @@ export async function participantDetails(
     link: code ? referralLink(publicUrl, code.code) : null,
     referredBy: referrer?.external_id ?? null,
     ...summary,
+    payout: participant.payout ?? null,
   };
 }
 

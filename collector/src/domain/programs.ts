@@ -83,6 +83,8 @@ export async function updateProgram(
         ...program.settings,
         ...patch.settings,
         ...(patch.settings.fraud ? { fraud: { ...program.settings.fraud, ...patch.settings.fraud } } : {}),
+        // Secrets are never shown back, so a patch of one Stripe key keeps the other.
+        ...(isObject(patch.settings.stripe) ? { stripe: { ...program.settings.stripe, ...patch.settings.stripe } } : {}),
       })
     : program.settings;
   if (patch.settings?.webhookUrl !== undefined) await checkWebhookUrl(settings.webhookUrl, targets);
@@ -108,9 +110,15 @@ export function presentProgram(program: ProgramRow): ProgramResponse {
     id: program.id,
     slug: program.slug,
     name: program.name,
-    settings: { ...settings, ...(stripe ? { stripe: { webhookSecret: `${stripe.webhookSecret.slice(0, 6)}…` } } : {}) },
+    settings: { ...settings, ...(stripe ? { stripe: maskSecrets(stripe) } : {}) },
     webhookSecret: program.webhook_secret,
     createdAt: program.created_at.toISOString(),
     updatedAt: program.updated_at.toISOString(),
   };
 }
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Secrets shown as their first characters only. */
+const maskSecrets = (stripe: NonNullable<ProgramSettings['stripe']>) =>
+  Object.fromEntries(Object.entries(stripe).map(([name, value]) => [name, typeof value === 'string' ? `${value.slice(0, 6)}…` : value]));

@@ -1,5 +1,5 @@
 import Router from '@koa/router';
-import { ExternalIdSchema, ParticipantCreateSchema } from '../../../shared/schemas.ts';
+import { ExternalIdSchema, ParticipantCreateSchema, ParticipantUpdateSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { idempotency } from '../http/idempotency.ts';
@@ -8,6 +8,7 @@ import { AppError, notFound } from '../errors.ts';
 import { checkUnknownCodeBudget, spendUnknownCode } from '../http/rateLimit.ts';
 import { createParticipant, participantDetails } from '../domain/participants.ts';
 import { eraseParticipant } from '../domain/erasure.ts';
+import { setPayoutDetails } from '../domain/payoutDetails.ts';
 
 export function participantRoutes({ db, config, limits }: Deps) {
   const router = new Router<AppState>();
@@ -29,6 +30,14 @@ export function participantRoutes({ db, config, limits }: Deps) {
 
   router.get('/v1/participants/:externalId', async (ctx) => {
     const externalId = parse(ExternalIdSchema, ctx.params.externalId, 'externalId');
+    ctx.body = await participantDetails(db, ctx.state.program.id, externalId, config.publicUrl);
+  });
+
+  /** Payout details (how and where the referrer is paid); the referrer can set them in the portal too. */
+  router.patch('/v1/participants/:externalId', async (ctx) => {
+    const externalId = parse(ExternalIdSchema, ctx.params.externalId, 'externalId');
+    const input = parse(ParticipantUpdateSchema, ctx.request.body);
+    await setPayoutDetails(db, ctx.state.program.id, externalId, input.payout);
     ctx.body = await participantDetails(db, ctx.state.program.id, externalId, config.publicUrl);
   });
 

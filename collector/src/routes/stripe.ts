@@ -4,10 +4,8 @@ import type { Deps } from '../deps.ts';
 import { badRequest, notFound, unprocessable } from '../errors.ts';
 import { findProgramBySlug } from '../domain/programs.ts';
 import { handleStripeEvent } from '../domain/stripe.ts';
+import { loadStripe } from '../stripeClient.ts';
 
-/** The Stripe SDK, loaded on the first webhook (installs that never use Stripe do not carry it). */
-let stripeSdk: Promise<typeof import('stripe').default> | undefined;
-const loadStripe = () => (stripeSdk ??= import('stripe').then((module) => module.default));
 
 /** Signatures older than this, or dated further ahead, are refused (Stripe's own default). */
 const TOLERANCE_SECONDS = 300;
