@@ -16,6 +16,17 @@ export const vidFor = (name: string) =>
     .padEnd(8, '_')
     .slice(0, 64);
 
+/** The settings a program gets when it is created without any. */
+export const DEFAULT_SETTINGS = {
+  origins: ['https://shop.example'],
+  landingUrl: 'https://shop.example/welcome',
+  cookieDays: 60,
+  attribution: 'first',
+  windowDays: 60,
+  rewardRules: [],
+  fraud: { velocityMax: 3, velocityMinutes: 60, disposableDomains: [] },
+};
+
 export interface ProgramFixture {
   id: string;
   slug: string;
