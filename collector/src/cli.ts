@@ -1,99 +1,133 @@
 /**
- * `npx referral …`: operator commands that work on DATABASE_URL, or on the embedded
- * database while the server is stopped (PGlite allows one process at a time).
+ * `npx referral …`: operator commands (cli/commands.ts) on DATABASE_URL, or on the
+ * embedded database under DATA_DIR. The embedded database has one writer: the command
+ * holds DATA_DIR's lock while it runs, and when a collector holds it, the command goes
+ * through that collector or is refused (cli/throughCollector.ts). Errors are said in
+ * the CLI's terms: flags, not request fields; a paragraph, not a stack.
  */
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from './config.ts';
-import { createProgram, presentProgram } from './domain/programs.ts';
-import { releaseDueRewards } from './domain/rewards.ts';
 import { AppError } from './errors.ts';
-import { parse } from './http/validate.ts';
-import { ProgramCreateSchema } from '../../shared/schemas.ts';
+import { connectionReason, describeDatabaseUrl, StartupError } from './startupErrors.ts';
+import { connectDatabase } from './storage/connect.ts';
+import { acquireDataDirLock, DataDirLocked } from './storage/dataDirLock.ts';
 import { createDb } from './storage/db.ts';
 import { migrateLatest } from './storage/migrate.ts';
+import { COMMANDS, type Command, flagProblems, type Out, type Values } from './cli/commands.ts';
+import { CliError, runThroughCollector } from './cli/throughCollector.ts';
 
 const USAGE = `Usage: referral <command>
 
 Commands:
-  migrate                                   bring the database schema up to date
-  program create --name NAME --origin URL [--origin URL…] --landing URL [--json]
-                                            create a program and print its keys (shown once)
-  rewards release                           approve pending rewards whose hold period is over (for cron)
+${COMMANDS.map((command) => `  ${command.usage}`).join('\n')}
 
-The database is DATABASE_URL when set, else the embedded one under DATA_DIR (./data).`;
+The database is DATABASE_URL when set, else the embedded one under DATA_DIR (./data).
+While a collector runs on DATA_DIR, program create and keys create go through it
+(set ADMIN_TOKEN to its token); the other commands wait for it to stop.`;
 
-type Out = { log: (line: string) => void; error: (line: string) => void };
+/** Wrong command line: said with the usage. */
+class UsageError extends Error {}
+
+interface Invocation {
+  command: Command;
+  values: Values;
+  line: string;
+}
 
 export async function main(argv: string[], out: Out = { log: console.log, error: console.error }): Promise<number> {
-  const [command, sub, ...rest] = argv;
-  if (!command || command === 'help' || command === '--help') {
-    out.log(USAGE);
-    return command ? 0 : 1;
-  }
-  let config: Config;
+  let invocation: Invocation | undefined;
   try {
-    config = loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) {
-      out.error(error.message);
-      return 1;
+    if (!argv.length || argv[0] === 'help' || argv[0] === '--help' || argv[0] === '-h') {
+      out.log(USAGE);
+      return argv.length ? 0 : 1;
     }
+    invocation = parseCommandLine(argv);
+    if (invocation.values.help) {
+      out.log(`Usage: referral ${invocation.command.usage}`);
+      return 0;
+    }
+    await execute(invocation, loadConfig(), out);
+    return 0;
+  } catch (error) {
+    const message = explain(error, invocation);
+    if (message === undefined) throw error;
+    out.error(message);
+    return 1;
+  }
+}
+
+function parseCommandLine(argv: string[]): Invocation {
+  const command = COMMANDS.find((candidate) => candidate.name === argv.slice(0, candidate.name.split(' ').length).join(' '));
+  if (!command) throw new UsageError(`Unknown command: ${argv.join(' ')}`);
+  const args = argv.slice(command.name.split(' ').length);
+  let values: Values;
+  try {
+    values = parseArgs({ args, options: { ...command.options, help: { type: 'boolean' } }, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    // ERR_PARSE_ARGS_UNKNOWN_OPTION, …_INVALID_OPTION_VALUE (a flag without its value), …_UNEXPECTED_POSITIONAL
+    if ((error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS'))
+      throw new UsageError(`${(error as Error).message}`, { cause: command });
     throw error;
   }
+  const problems = values.help ? [] : (command.check?.(values) ?? []);
+  if (problems.length) throw new UsageError(problems.join('\n'), { cause: command });
+  return { command, values, line: [command.name, ...args].join(' ') };
+}
+
+async function execute({ command, values, line }: Invocation, config: Config, out: Out): Promise<void> {
+  if (config.databaseUrl) return onDatabase(command, values, config, out);
+  let lock: Awaited<ReturnType<typeof acquireDataDirLock>>;
+  try {
+    lock = await acquireDataDirLock(config.dataDir, {
+      role: 'cli',
+      command: line,
+      onTakeover: (previous, reason) => out.error(`Took over a stale lock on ${config.dataDir} (pid ${previous?.pid ?? '?'}: ${reason}).`),
+    });
+  } catch (error) {
+    if (error instanceof DataDirLocked) return runThroughCollector(command, values, error, config.adminToken, out);
+    throw error;
+  }
+  try {
+    await onDatabase(command, values, config, out);
+  } finally {
+    lock.release();
+  }
+}
+
+async function onDatabase(command: Command, values: Values, config: Config, out: Out): Promise<void> {
   const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   try {
-    const ran = await migrateLatest(db);
-    if (command === 'migrate') {
-      out.log(ran.length ? `Ran ${ran.length} migration(s): ${ran.join(', ')}` : 'Already up to date');
-      return 0;
-    }
-    if (command === 'rewards' && sub === 'release') {
-      out.log(`Released ${await releaseDueRewards(db)} reward(s)`);
-      return 0;
-    }
-    if (command === 'program' && sub === 'create') {
-      const { values } = parseArgs({
-        args: rest,
-        options: {
-          name: { type: 'string' },
-          origin: { type: 'string', multiple: true },
-          landing: { type: 'string' },
-          json: { type: 'boolean' },
-        },
+    if (config.databaseUrl) {
+      const { host, port } = describeDatabaseUrl(config.databaseUrl);
+      await connectDatabase(db, {
+        databaseUrl: config.databaseUrl,
+        timeoutS: config.databaseConnectTimeoutS,
+        onRetry: ({ error, delayMs }) =>
+          out.error(
+            `PostgreSQL at ${host}:${port} is not reachable yet (${connectionReason(error, host)}); retrying in ${Math.ceil(delayMs / 1000)} s…`,
+          ),
       });
-      const input = parse(ProgramCreateSchema, { name: values.name ?? '', origins: values.origin ?? [], landingUrl: values.landing ?? '' });
-      const { program, keys } = await createProgram(db, input);
-      if (values.json) {
-        out.log(JSON.stringify({ program: presentProgram(program), keys }, null, 2));
-      } else {
-        out.log(`Program "${program.name}" (${program.slug}) created.`);
-        out.log(`  publishable key: ${keys.publishable}`);
-        out.log(`  secret key:      ${keys.secret}`);
-        out.log('Keep the secret key safe: it is shown only this once.');
-      }
-      return 0;
     }
-    out.error(`Unknown command: ${argv.join(' ')}\n\n${USAGE}`);
-    return 1;
-  } catch (error) {
-    if (error instanceof AppError) {
-      out.error(
-        `${error.message}${
-          error.fields
-            ? `\n${Object.entries(error.fields)
-                .map(([k, v]) => `  ${k}: ${v}`)
-                .join('\n')}`
-            : ''
-        }`,
-      );
-      return 1;
-    }
-    if (error instanceof Error && 'code' in error && error.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') {
-      out.error(`${error.message}\n\n${USAGE}`);
-      return 1;
-    }
-    throw error;
+    if (command.name !== 'migrate') await migrateLatest(db);
+    await command.run(db, values, out);
   } finally {
     await db.destroy();
   }
+}
+
+/** What to tell the operator about `error`; undefined for a bug (thrown on, with its stack). */
+function explain(error: unknown, invocation: Invocation | undefined): string | undefined {
+  if (error instanceof UsageError) {
+    const command = error.cause as Command | undefined;
+    return `${error.message}\n\n${command ? `Usage: referral ${command.usage}` : USAGE}`;
+  }
+  if (error instanceof ConfigError || error instanceof StartupError || error instanceof CliError) return error.message;
+  if (error instanceof AppError) {
+    if (error.code === 'validation_failed' && error.fields && invocation) {
+      const problems = flagProblems(invocation.command, invocation.values, error.fields);
+      return `Invalid options for \`referral ${invocation.command.name}\`:\n${problems.map((problem) => `  ${problem}`).join('\n')}\n\nUsage: referral ${invocation.command.usage}`;
+    }
+    return error.message;
+  }
+  return undefined;
 }

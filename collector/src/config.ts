@@ -15,6 +15,8 @@ const ConfigSchema = z
     HOST: z.string().min(1).default('0.0.0.0'),
     DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: 'must be a postgres:// URL' }).optional(),
     DATA_DIR: z.string().min(1).default('./data'),
+    /** Seconds to keep retrying a PostgreSQL server that does not answer at start (0: try once). */
+    DATABASE_CONNECT_TIMEOUT_S: z.coerce.number().int().min(0).max(3600).default(30),
     ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     REDIS_URL: z.url({ protocol: /^rediss?$/, error: 'must be a redis:// URL' }).optional(),
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -50,6 +52,7 @@ const ConfigSchema = z
     host: env.HOST,
     databaseUrl: env.DATABASE_URL,
     dataDir: env.DATA_DIR,
+    databaseConnectTimeoutS: env.DATABASE_CONNECT_TIMEOUT_S,
     adminToken: env.ADMIN_TOKEN,
     redisUrl: env.REDIS_URL,
     logLevel: env.LOG_LEVEL,

@@ -1,7 +1,9 @@
 /**
- * Runs the collector: reads config, opens the database, migrates, listens, and
- * shuts down gracefully on SIGTERM/SIGINT (stop accepting, finish in-flight
- * requests, close the database so PGlite files reopen cleanly).
+ * Runs the collector: reads config, locks DATA_DIR (embedded database) or waits for
+ * PostgreSQL, migrates, listens, and shuts down gracefully on SIGTERM/SIGINT (stop
+ * accepting, finish in-flight requests, close the database so PGlite files reopen
+ * cleanly, release the lock). What stops a start is said in one paragraph
+ * (startupErrors.ts), without a stack.
  */
 import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
@@ -9,8 +11,11 @@ import type Koa from 'koa';
 import { buildApp } from './app.ts';
 import { createIngest } from './ingest.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
-import { createLogger } from './logger.ts';
+import { createLogger, type Logger } from './logger.ts';
+import { connectDatabase, type ConnectOptions } from './storage/connect.ts';
+import { acquireDataDirLock, DataDirLocked, type DataDirLock } from './storage/dataDirLock.ts';
 import { createDb } from './storage/db.ts';
+import { connectionReason, describeDatabaseUrl, explainDataDirLocked, explainListenError, StartupError } from './startupErrors.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
 import { seedDemo, wantsDemo } from './demo.ts';
@@ -21,19 +26,34 @@ const SHUTDOWN_GRACE_MS = 4000;
 
 export async function start(config: Config) {
   const logger = createLogger(config.logLevel);
+  const lock = config.databaseUrl ? undefined : await lockDataDir(config, logger);
   const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
-  const ran = await migrateLatest(db);
-  if (ran.length) logger.info({ migrations: ran }, 'migrated');
-  if (wantsDemo(config)) await seedDemo(db, config, logger);
+  try {
+    if (config.databaseUrl) await connectDatabase(db, databaseConnectOptions(config.databaseUrl, config.databaseConnectTimeoutS, logger));
+    const ran = await migrateLatest(db);
+    if (ran.length) logger.info({ migrations: ran }, 'migrated');
+    if (wantsDemo(config)) await seedDemo(db, config, logger);
+  } catch (error) {
+    await db.destroy();
+    lock?.release();
+    throw error;
+  }
   const ingest = createIngest(db, logger);
   const lifecycle = new Lifecycle();
   const limits = createRateLimits(config, logger);
   const app = buildApp({ db, config, logger, ingest, limits, lifecycle });
   const server = createHttpServer(app, config);
-  server.listen(config.port, config.host);
-  await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+  try {
+    await listen(server, config);
+  } catch (error) {
+    await limits.close();
+    await db.destroy();
+    lock?.release();
+    throw error;
+  }
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
+  lock?.update({ port, host: config.host, url: localUrl(config.host, port) });
   logger.info({ port, database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'collector listening');
 
   const workers = startWorkers(db, logger, { webhookAllowPrivate: config.webhookAllowPrivate });
@@ -53,9 +73,62 @@ export async function start(config: Config) {
       await workers.stop();
       await limits.close();
       await db.destroy();
+      lock?.release();
       logger.info('stopped');
     })());
-  return { server, port, db, logger, stop };
+  return { server, port, db, logger, lock, stop };
+}
+
+/**
+ * The embedded database has one writer: hold DATA_DIR's lock before PGlite opens the
+ * files (storage/dataDirLock.ts), or say who holds it.
+ */
+async function lockDataDir(config: Config, logger: Logger): Promise<DataDirLock> {
+  try {
+    return await acquireDataDirLock(config.dataDir, {
+      role: 'collector',
+      onTakeover: (previous, reason) =>
+        logger.warn(
+          { dataDir: config.dataDir, previousPid: previous?.pid, reason },
+          'took over a stale DATA_DIR lock (its holder is gone)',
+        ),
+    });
+  } catch (error) {
+    if (error instanceof DataDirLocked) throw explainDataDirLocked(error);
+    throw error;
+  }
+}
+
+function databaseConnectOptions(databaseUrl: string, timeoutS: number, logger: Logger): ConnectOptions {
+  const { host, port, database } = describeDatabaseUrl(databaseUrl);
+  return {
+    databaseUrl,
+    timeoutS,
+    onRetry: ({ attempt, error, delayMs }) =>
+      logger.warn(
+        { database: `${host}:${port}/${database}`, attempt, reason: connectionReason(error, host), retryInMs: delayMs },
+        'PostgreSQL not reachable yet; retrying',
+      ),
+  };
+}
+
+/** Listens on HOST:PORT; a port in use (and the like) becomes a StartupError that says what to do. */
+async function listen(server: Server, config: Config): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  }).catch((error: unknown) => {
+    throw explainListenError(error, config.host, config.port);
+  });
+}
+
+/** Where this machine reaches a server listening on `host` (the CLI goes through it). */
+function localUrl(host: string, port: number): string {
+  const reachable = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  return `http://${reachable.includes(':') ? `[${reachable}]` : reachable}:${port}`;
 }
 
 /**
@@ -81,20 +154,20 @@ function createHttpServer(app: Koa, config: Config): Server {
 
 const isMain = process.argv[1] && import.meta.url.endsWith(process.argv[1].replace(/\\/g, '/').split('/').pop() ?? '');
 if (isMain) {
-  let config: Config;
   try {
-    config = loadConfig();
+    const config = loadConfig();
+    if (cluster.isPrimary && config.workers > 1) {
+      await runPrimary(config);
+    } else {
+      await runWorker(config);
+    }
   } catch (error) {
-    if (error instanceof ConfigError) {
+    // What the operator can fix is said in a paragraph; anything else is a bug, with its stack.
+    if (error instanceof ConfigError || error instanceof StartupError) {
       console.error(error.message);
       process.exit(1);
     }
     throw error;
-  }
-  if (cluster.isPrimary && config.workers > 1) {
-    await runPrimary(config);
-  } else {
-    await runWorker(config);
   }
 }
 
@@ -102,6 +175,11 @@ if (isMain) {
 async function runWorker(config: Config) {
   // A signal during start-up ends the process at once (it has accepted nothing yet).
   const running = await start(config);
+  running.lock?.onLost(() => {
+    // Another process judged this one gone and took DATA_DIR: stop writing at once.
+    running.logger.fatal({ dataDir: config.dataDir }, 'the DATA_DIR lock was taken over by another process; exiting');
+    process.exit(1);
+  });
   // A stray rejection (a dropped connection, say) is logged, never fatal: the request
   // that hit it has already been answered through the error middleware.
   process.on('unhandledRejection', (reason) => running.logger.error({ err: reason }, 'unhandled rejection'));
@@ -123,9 +201,13 @@ async function runWorker(config: Config) {
 async function runPrimary(config: Config) {
   const logger = createLogger(config.logLevel);
   const db = createDb({ databaseUrl: config.databaseUrl, dataDir: config.dataDir, poolMax: 1 });
-  await migrateLatest(db);
-  if (wantsDemo(config)) await seedDemo(db, config, logger);
-  await db.destroy();
+  try {
+    if (config.databaseUrl) await connectDatabase(db, databaseConnectOptions(config.databaseUrl, config.databaseConnectTimeoutS, logger));
+    await migrateLatest(db);
+    if (wantsDemo(config)) await seedDemo(db, config, logger);
+  } finally {
+    await db.destroy();
+  }
   const workers = Array.from({ length: config.workers }, () => cluster.fork({ DEMO: 'off' }));
   let stopping = false;
   let failed = false;

@@ -60,6 +60,16 @@ export async function createApiKey(trx: Knex, programId: string, kind: KeyKind):
   return { row: row as ApiKeyRow, key };
 }
 
+/**
+ * A new key for the program with this slug, for the operator (ADMIN_TOKEN, or the CLI
+ * on the database): the way back in when a program's secret key is lost.
+ */
+export async function createApiKeyForSlug(db: Knex, slug: string, kind: KeyKind): Promise<{ row: ApiKeyRow; key: string }> {
+  const program = (await db('programs').where({ slug }).first('id')) as { id: string } | undefined;
+  if (!program) throw notFound(`Program "${slug}"`);
+  return createApiKey(db, program.id, kind);
+}
+
 /** The program's keys, live and revoked, oldest first. */
 export async function listApiKeys(db: Knex, programId: string): Promise<ApiKeyRow[]> {
   return (await db('api_keys').where({ program_id: programId }).orderBy('created_at')) as ApiKeyRow[];

@@ -26,14 +26,7 @@ export interface RateLimits {
 }
 
 export function createRateLimits(config: Config, logger: Logger): RateLimits {
-  // ioredis is loaded only when Redis is configured (about 10 MB of memory otherwise unused).
-  const Redis = config.redisUrl ? (createRequire(import.meta.url)('ioredis') as typeof import('ioredis')).Redis : undefined;
-  const redis: RedisClient | undefined =
-    Redis && config.redisUrl
-      ? new Redis(config.redisUrl, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false })
-      : undefined;
-  // A Redis outage must never crash the collector: the insurance limiter takes over.
-  redis?.on('error', (error) => logger.warn({ err: error }, 'redis unavailable; rate limits fall back to memory'));
+  const redis = config.redisUrl ? createRedisClient(config.redisUrl, logger) : undefined;
   const make = (keyPrefix: string, points: number, duration: number): RateLimiterAbstract | undefined => {
     if (points <= 0) return undefined;
     const memory = new RateLimiterMemory({ keyPrefix, points, duration });
@@ -55,6 +48,41 @@ export function createRateLimits(config: Config, logger: Logger): RateLimits {
       if (redis) await redis.quit().catch(() => redis.disconnect());
     },
   };
+}
+
+/**
+ * The Redis client for shared limits. It retries for ever in the background; while
+ * Redis is unreachable each limiter's in-memory insurance stands in. That is said
+ * once when Redis goes down and once when it is back (each change of state), not at
+ * every failed retry.
+ */
+export function createRedisClient(url: string, logger: Logger): RedisClient {
+  // ioredis is loaded only when Redis is configured (about 10 MB of memory otherwise unused).
+  const { Redis } = createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
+  const redis = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 1, connectTimeout: 2000, lazyConnect: false });
+  const where = redisAddress(url);
+  let down = false;
+  // A listener is needed anyway: an 'error' without one would crash the collector.
+  redis.on('error', (error: NodeJS.ErrnoException) => {
+    if (down) return;
+    down = true;
+    logger.warn(
+      { redis: where, reason: error.code ?? error.message },
+      'redis unreachable; rate limits fall back to memory (per process) until it is back',
+    );
+  });
+  redis.on('ready', () => {
+    if (!down) return;
+    down = false;
+    logger.info({ redis: where }, 'redis reachable again; rate limits are shared again');
+  });
+  return redis;
+}
+
+/** host:port of a redis:// URL, without its password. */
+function redisAddress(url: string): string {
+  const parsed = new URL(url);
+  return `${parsed.hostname}:${parsed.port || '6379'}`;
 }
 
 function retryAfter(error: unknown): never {

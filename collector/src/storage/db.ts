@@ -48,6 +48,7 @@ export function createDb(options: DbOptions): Db {
       pool: { min: 0, max: options.poolMax ?? 10 },
       searchPath,
       acquireConnectionTimeout: 5_000,
+      log: { warn: warnUnlessConnectFailure },
     });
   }
   const dir = options.dataDir === null ? undefined : path.resolve(options.dataDir ?? './data', 'pglite');
@@ -62,6 +63,15 @@ export function createDb(options: DbOptions): Db {
     connection: () => ({ pglite }) as object,
     searchPath,
   } as Knex.Config);
+}
+
+/**
+ * Knex prints every failed connection attempt with its stack on stdout; the same
+ * error also reaches the caller, which says it better (at start, startupErrors.ts;
+ * later, the error middleware's 503). Its other warnings still show.
+ */
+function warnUnlessConnectFailure(message: string): void {
+  if (!message.startsWith('Acquire connection error')) console.warn(message);
 }
 
 /**
