@@ -28,6 +28,16 @@ export interface RewardBalances {
   paid: MoneyByCurrency;
 }
 
+/**
+ * Reward sums apart by kind: cash and store credit per status and currency (minor
+ * units), coupons as counts of coupons granted. Cash and credit never add up together.
+ */
+export interface RewardsByKind {
+  cash: RewardBalances;
+  credit: RewardBalances;
+  coupon: { pending: number; approved: number; paid: number };
+}
+
 /** `GET /v1/program`, and inside other answers: a program, its secrets masked. */
 export interface ProgramResponse {
   id: string;
@@ -206,11 +216,15 @@ export interface ReportFigures {
   /** Distinct visitors who clicked. */
   visitors: number;
   signups: number;
+  /** Of `signups`, those whose visitor id had clicked one of the program's codes (a signup by code alone has no click behind it). */
+  clickedSignups: number;
   purchases: number;
   revenue: MoneyByCurrency;
-  /** Referred signups among visitors who clicked, 0–1. */
+  /** Referred signups among visitors who clicked, 0–1: `clickedSignups / visitors`, at most 1. */
   conversionRate: number;
+  /** Every kind of reward added together per currency: see `rewardsByKind` for cash and credit apart. */
   rewards: RewardBalances;
+  rewardsByKind: RewardsByKind;
 }
 
 /** `GET /v1/reports/summary`. */
@@ -251,6 +265,53 @@ export interface ReportTimeseriesResponse {
   from: string;
   to: string;
   points: TimeseriesPointResponse[];
+}
+
+/** One rule's outcome for a sample conversion in `POST /v1/program/rules/preview`. */
+export interface RulePreviewOutcome {
+  applies: boolean;
+  /** When it does not apply: a stable code (e.g. `below_min_amount`) and a sentence. */
+  reason?: string;
+  message?: string;
+  /** One per beneficiary: what a grant would be. */
+  rewards: Array<{
+    to: 'referrer' | 'referee';
+    kind: 'credit' | 'cash' | 'coupon';
+    /** Minor units. */
+    amount: number;
+    currency: string | null;
+    coupon?: string;
+    holdDays: number;
+    /** For a conversion the host's server reported; a browser-only one waits for review (pending). */
+    status: 'approved' | 'pending';
+  }>;
+}
+
+/** `POST /v1/program/rules/preview`. */
+export interface RulePreviewResponse {
+  /** The sample, defaults filled in. */
+  sample: { purchaseAmount: number; currency: string; referralNumber: number; firstPurchase: boolean; daysSinceReferral: number };
+  rules: Array<{
+    rule: string;
+    signup: RulePreviewOutcome;
+    purchase: RulePreviewOutcome;
+    /** The rule's cap per referrer, if any: the preview does not count a referrer's earlier grants. */
+    capPerReferrer?: number;
+  }>;
+}
+
+/** A page whose origin is not in the program's `origins`: its clicks and events were refused. */
+export interface RefusedOriginResponse {
+  origin: string;
+  /** Requests refused (written at most once a minute, so up to a minute's worth may be missing). */
+  count: number;
+  firstSeen: string;
+  lastSeen: string;
+}
+
+/** `GET /v1/program/refused-origins`: most recently seen first. */
+export interface RefusedOriginListResponse {
+  data: RefusedOriginResponse[];
 }
 
 /** `GET /v1/webhooks/deliveries` items. */

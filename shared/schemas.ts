@@ -510,3 +510,24 @@ export const PayoutExportQuerySchema = z.object({
   currency: CurrencySchema.optional(),
 });
 export type PayoutExportQuery = z.infer<typeof PayoutExportQuerySchema>;
+
+/**
+ * POST /v1/program/rules/preview: what each rule pays for a sample signup and a sample
+ * purchase, by the same rule logic as a real grant. `rules` are the ones to try (the
+ * program's saved rules when absent), so a settings form can preview before saving.
+ */
+export const RulePreviewSchema = z.object({
+  rules: z.array(RewardRuleSchema).max(LIMITS.maxRules).optional(),
+  sample: z.object({
+    /** The sample purchase's amount in integer minor units: 4900 is $49.00. */
+    purchaseAmount: minorUnits,
+    currency: CurrencySchema,
+    /** The referral is the referrer's Nth (tiers and milestones); 1 unless told. */
+    referralNumber: z.number().int().min(1).max(100_000).default(1),
+    /** The purchase is the customer's first; true unless told. */
+    firstPurchase: z.boolean().default(true),
+    /** Days from the referral to the purchase (withinDays); 0 unless told. */
+    daysSinceReferral: z.number().int().min(0).max(36_500).default(0),
+  }),
+});
+export type RulePreview = z.infer<typeof RulePreviewSchema>;

@@ -36,10 +36,12 @@ interface LeaderRow {
   clicks: number;
   visitors: number;
   signups: number;
+  clickedSignups: number;
   purchases: number;
   revenue: Money;
   conversionRate: number;
   rewards: Rewards;
+  rewardsByKind: { cash: Rewards; credit: Rewards; coupon: { pending: number; approved: number; paid: number } };
 }
 interface Leaderboard {
   from: string;
@@ -63,6 +65,8 @@ interface Series {
 }
 
 const NO_REWARDS: Rewards = { pending: {}, approved: {}, paid: {} };
+/** Rewards apart by kind (here no coupons). */
+const byKind = (cash: Rewards, credit: Rewards) => ({ cash, credit, coupon: { pending: 0, approved: 0, paid: 0 } });
 const zeroPoint = (date: string): Point => ({ date, clicks: 0, visitors: 0, signups: 0, purchases: 0, revenue: {} });
 
 const RULES = [
@@ -196,10 +200,12 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         clicks: 3,
         visitors: 3,
         signups: 2,
+        clickedSignups: 2,
         purchases: 2,
         revenue: { USD: 7500, EUR: 5000 },
         conversionRate: 0.6667,
         rewards: { pending: { USD: 1000 }, approved: { USD: 750 }, paid: { EUR: 500 } },
+        rewardsByKind: byKind({ ...NO_REWARDS, pending: { USD: 1000 } }, { pending: {}, approved: { USD: 750 }, paid: { EUR: 500 } }),
       },
       B: {
         participant: B.externalId,
@@ -209,10 +215,12 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         clicks: 5,
         visitors: 4,
         signups: 1,
+        clickedSignups: 1,
         purchases: 1,
         revenue: {}, // 2000 bought, 2000 refunded
         conversionRate: 0.25,
         rewards: { pending: { USD: 500 }, approved: { USD: -200 }, paid: { USD: 200 } },
+        rewardsByKind: byKind({ ...NO_REWARDS, pending: { USD: 500 } }, { pending: {}, approved: { USD: -200 }, paid: { USD: 200 } }),
       },
       D: {
         participant: D.externalId,
@@ -222,10 +230,12 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         clicks: 1,
         visitors: 1,
         signups: 0,
+        clickedSignups: 0,
         purchases: 0,
         revenue: {},
         conversionRate: 0,
         rewards: NO_REWARDS,
+        rewardsByKind: byKind(NO_REWARDS, NO_REWARDS),
       },
     };
   });
@@ -239,8 +249,13 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         from: fx.day,
         to: fx.day,
         ...TODAY_TOTALS,
+        clickedSignups: 3, // every attributed signup came from a visitor who clicked
         conversionRate: 0.375, // 3 attributed signups / 8 unique clicking visitors
         rewards: { pending: { USD: 1500 }, approved: { USD: 550 }, paid: { USD: 200, EUR: 500 } },
+        rewardsByKind: byKind(
+          { ...NO_REWARDS, pending: { USD: 1500 } },
+          { pending: {}, approved: { USD: 550 }, paid: { USD: 200, EUR: 500 } },
+        ),
       });
     });
 
@@ -459,10 +474,12 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         clicks: 0,
         visitors: 0,
         signups: 0,
+        clickedSignups: 0,
         purchases: 0,
         revenue: {},
         conversionRate: 0,
         rewards: NO_REWARDS,
+        rewardsByKind: byKind(NO_REWARDS, NO_REWARDS),
       });
       expect(await leaderboard(other, range)).toEqual({ from: fx.day, to: fx.day, data: [], nextOffset: null });
       expect((await series(other, range)).points).toEqual([zeroPoint(fx.day)]);
@@ -503,6 +520,8 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         clicks,
         visitors,
         signups,
+        // Every signup here from a visitor who clicked: the conversion rate's numerator.
+        clickedSignups: signups,
         purchases,
       });
       const money = (participant: { id: string }, day: string, currency: string, amount: number): StatsDelta => ({
@@ -546,10 +565,12 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         clicks: 23,
         visitors: 21,
         signups: 4,
+        clickedSignups: 4,
         purchases: 2,
         revenue: { USD: 800, EUR: 300 },
         conversionRate: 0.1905, // 4 / 21
         rewards: NO_REWARDS,
+        rewardsByKind: byKind(NO_REWARDS, NO_REWARDS),
       });
       expect(await summary(api, program, '?from=2025-03-03&to=2025-03-09')).toMatchObject({
         clicks: 12,

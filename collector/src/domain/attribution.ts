@@ -246,7 +246,8 @@ export async function attribute(
      ), d as (
        insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id, details)
        select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
-     ) select * from r`,
+     ) -- whether this visitor had clicked one of the program's codes: the conversion rate counts only those
+     select r.*, exists (select 1 from clicks k where k.program_id = r.program_id and k.vid = r.vid) as clicked from r`,
     [
       program.id,
       referrer.id,
@@ -270,13 +271,14 @@ export async function attribute(
       hint.vid ? JSON.stringify({ vid: hint.vid }) : null,
     ],
   );
-  const referral = inserted.rows[0] as ReferralRow | undefined;
-  if (!referral) {
+  const row = inserted.rows[0] as (ReferralRow & { clicked: boolean }) | undefined;
+  if (!row) {
     const winner = (await referralOf(trx, participant.id)) as ReferralRow;
     await decide('rejected', 'already_attributed', { referrerId: winner.referrer_id });
     return existing(trx, winner);
   }
-  work.count({ programId: program.id, participantId: referrer.id, at: referral.created_at, signups: 1 });
+  const { clicked, ...referral } = row;
+  work.count({ programId: program.id, participantId: referrer.id, at: referral.created_at, signups: 1, clickedSignups: clicked ? 1 : 0 });
   await enqueueWebhook(trx, program, 'referral.created', {
     referral: {
       id: referral.id,

@@ -78,8 +78,10 @@ async function movedCounts(
         created_at: Date;
       }>)
     : [];
+  // Counted as a clicked signup when it was made if its visitor had clicked (attribution.ts); the same test moves it.
+  const clicked = current.vid ? Boolean(await trx('clicks').where({ program_id: programId, vid: current.vid }).first('id')) : false;
   const moved: Array<Omit<StatsDelta, 'programId' | 'participantId'>> = [
-    { at: current.created_at, signups: 1 },
+    { at: current.created_at, signups: 1, clickedSignups: clicked ? 1 : 0 },
     ...purchases.map((row) => ({
       at: row.created_at,
       purchases: 1,
@@ -90,6 +92,7 @@ async function movedCounts(
   const negate = (delta: (typeof moved)[number]) => ({
     ...delta,
     signups: -(delta.signups ?? 0),
+    clickedSignups: -(delta.clickedSignups ?? 0),
     purchases: -(delta.purchases ?? 0),
     ...(delta.revenue ? { revenue: { ...delta.revenue, amount: -delta.revenue.amount } } : {}),
   });

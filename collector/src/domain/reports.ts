@@ -5,6 +5,7 @@
 import type { Knex } from 'knex';
 import type {
   RewardBalances,
+  RewardsByKind,
   ReportReferrersResponse,
   ReportSummaryResponse,
   ReportTimeseriesResponse,
@@ -39,18 +40,52 @@ export function resolveRange(range: ReportRange, today = new Date()): DayRange {
 const timeBounds = (range: DayRange) =>
   [new Date(`${range.from}T00:00:00Z`), new Date(Date.parse(`${range.to}T00:00:00Z`) + DAY_MS)] as const;
 
-const rate = (signups: number, visitors: number) => (visitors > 0 ? Math.round((signups / visitors) * 10_000) / 10_000 : 0);
+/**
+ * The conversion rate (DESIGN): referred signups whose visitor had clicked, over the
+ * visitors who clicked, a share 0–1. A visitor who clicked before the range and
+ * signed up inside it counts above and not below: hence the cap.
+ */
+const rate = (clickedSignups: number, visitors: number) =>
+  visitors > 0 ? Math.min(1, Math.round((clickedSignups / visitors) * 10_000) / 10_000) : 0;
+
+/** The same rate in SQL, for sorting the leaderboard. */
+const RATE_SQL = 'case when sum(visitors) > 0 then least(1, sum(clicked_signups)::float8 / sum(visitors)) else 0 end';
 
 type MoneyRow = { currency: string | null; total: number };
-const toMoney = (rows: MoneyRow[]): MoneyByCurrency =>
-  Object.fromEntries(
-    rows.filter((row) => row.currency && Number(row.total) !== 0).map((row) => [row.currency as string, Number(row.total)]),
-  );
+const toMoney = (rows: MoneyRow[]): MoneyByCurrency => {
+  const sums: MoneyByCurrency = {};
+  for (const row of rows) if (row.currency) sums[row.currency] = (sums[row.currency] ?? 0) + Number(row.total);
+  return Object.fromEntries(Object.entries(sums).filter(([, total]) => total !== 0));
+};
 
-function rewardSums(rows: Array<MoneyRow & { status: string }>): RewardBalances {
+/** Reward sums per status, kind and currency; `grants` counts entries that are not clawbacks. */
+type RewardRow = MoneyRow & { status: string; kind: string; grants: number };
+const STATUSES = ['pending', 'approved', 'paid'] as const;
+
+function rewardSums(rows: RewardRow[]): RewardBalances {
   const pick = (status: string) => toMoney(rows.filter((row) => row.status === status));
   return { pending: pick('pending'), approved: pick('approved'), paid: pick('paid') };
 }
+
+/** Cash and store credit apart, per currency; coupons as counts (a coupon is no sum of money). */
+function rewardsByKind(rows: RewardRow[]): RewardsByKind {
+  const ofKind = (kind: string) => rows.filter((row) => row.kind === kind);
+  const coupons = ofKind('coupon');
+  const count = (status: string) => coupons.filter((row) => row.status === status).reduce((n, row) => n + Number(row.grants), 0);
+  return {
+    cash: rewardSums(ofKind('cash')),
+    credit: rewardSums(ofKind('credit')),
+    coupon: Object.fromEntries(STATUSES.map((status) => [status, count(status)])) as RewardsByKind['coupon'],
+  };
+}
+
+/** Groups a rewards query by status, kind and currency. */
+const rewardTotals = (db: Knex, query: Knex.QueryBuilder, ...groupBy: string[]) =>
+  query
+    .select(...groupBy, 'status', 'kind', 'currency')
+    .sum({ total: 'amount' })
+    .select(db.raw('(count(*) filter (where reverses is null))::int as grants'))
+    .groupBy(...groupBy, 'status', 'kind', 'currency');
 
 export async function summaryReport(db: Knex, programId: string, range: DayRange): Promise<ReportSummaryResponse> {
   const inRange = (table: string) => db(table).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
@@ -58,17 +93,15 @@ export async function summaryReport(db: Knex, programId: string, range: DayRange
     clicks: 'clicks',
     visitors: 'visitors',
     signups: 'signups',
+    clicked_signups: 'clicked_signups',
     purchases: 'purchases',
   })) as Array<Record<string, number | null>>;
   const revenue = (await inRange('daily_revenue').select('currency').sum({ total: 'amount' }).groupBy('currency')) as MoneyRow[];
   const [start, end] = timeBounds(range);
-  const rewards = (await db('rewards')
-    .where({ program_id: programId })
-    .where('created_at', '>=', start)
-    .where('created_at', '<', end)
-    .select('status', 'currency')
-    .sum({ total: 'amount' })
-    .groupBy('status', 'currency')) as Array<MoneyRow & { status: string }>;
+  const rewards = (await rewardTotals(
+    db,
+    db('rewards').where({ program_id: programId }).where('created_at', '>=', start).where('created_at', '<', end),
+  )) as RewardRow[];
   const n = (key: string) => Number(totals?.[key] ?? 0);
   return {
     from: range.from,
@@ -76,10 +109,12 @@ export async function summaryReport(db: Knex, programId: string, range: DayRange
     clicks: n('clicks'),
     visitors: n('visitors'),
     signups: n('signups'),
+    clickedSignups: n('clicked_signups'),
     purchases: n('purchases'),
     revenue: toMoney(revenue),
-    conversionRate: rate(n('signups'), n('visitors')),
+    conversionRate: rate(n('clicked_signups'), n('visitors')),
     rewards: rewardSums(rewards),
+    rewardsByKind: rewardsByKind(rewards),
   };
 }
 
@@ -96,7 +131,7 @@ const nextMonth = (day: string) => {
  * partial months at either edge from daily_stats.
  */
 function perReferrerCounts(db: Knex, programId: string, range: DayRange) {
-  const columns = ['participant_id', 'clicks', 'visitors', 'signups', 'purchases'];
+  const columns = ['participant_id', 'clicks', 'visitors', 'signups', 'clicked_signups', 'purchases'];
   const fullStart = range.from === firstOfMonth(range.from) ? range.from : nextMonth(range.from);
   // Exclusive end: through `to`'s month when `to` is its last day, else up to its first.
   const after = addDays(range.to, 1);
@@ -120,7 +155,15 @@ const SORT_SQL: Record<string, string> = {
   conversionRate: 'conversion_rate',
 };
 
-type LeaderRow = { participant_id: string; clicks: number; visitors: number; signups: number; purchases: number; conversion_rate: number };
+type LeaderRow = {
+  participant_id: string;
+  clicks: number;
+  visitors: number;
+  signups: number;
+  clicked_signups: number;
+  purchases: number;
+  conversion_rate: number;
+};
 
 export async function referrersReport(
   db: Knex,
@@ -132,8 +175,8 @@ export async function referrersReport(
     .from(perReferrerCounts(db, programId, range).as('t'))
     .groupBy('participant_id')
     .select('participant_id')
-    .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' })
-    .select(db.raw('case when sum(visitors) > 0 then sum(signups)::float8 / sum(visitors) else 0 end as conversion_rate'))
+    .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', clicked_signups: 'clicked_signups', purchases: 'purchases' })
+    .select(db.raw(`${RATE_SQL} as conversion_rate`))
     .orderByRaw(`${SORT_SQL[page.sort] ?? 'signups'} ${page.order === 'asc' ? 'asc' : 'desc'}, participant_id`)
     .limit(page.limit + 1)
     .offset(page.offset)) as LeaderRow[];
@@ -164,20 +207,22 @@ export async function referrersReport(
       .select('participant_id', 'currency')
       .sum({ total: 'amount' })
       .groupBy('participant_id', 'currency') as Promise<Array<MoneyRow & { participant_id: string }>>,
-    db('rewards')
-      .where({ program_id: programId })
-      .whereIn('beneficiary_id', ids)
-      .where('created_at', '>=', timeBounds(range)[0])
-      .where('created_at', '<', timeBounds(range)[1])
-      .select('beneficiary_id as participant_id', 'status', 'currency')
-      .sum({ total: 'amount' })
-      .groupBy('beneficiary_id', 'status', 'currency') as Promise<Array<MoneyRow & { participant_id: string; status: string }>>,
+    rewardTotals(
+      db,
+      db('rewards')
+        .where({ program_id: programId })
+        .whereIn('beneficiary_id', ids)
+        .where('created_at', '>=', timeBounds(range)[0])
+        .where('created_at', '<', timeBounds(range)[1]),
+      'beneficiary_id',
+    ) as Promise<Array<RewardRow & { beneficiary_id: string }>>,
   ]);
   return {
     from: range.from,
     to: range.to,
     data: pageRows.map((row) => {
       const person = people.find((p) => p.id === row.participant_id);
+      const theirs = rewards.filter((r) => r.beneficiary_id === row.participant_id);
       return {
         participant: person?.external_id ?? null,
         email: person?.email ?? null,
@@ -186,10 +231,12 @@ export async function referrersReport(
         clicks: Number(row.clicks),
         visitors: Number(row.visitors),
         signups: Number(row.signups),
+        clickedSignups: Number(row.clicked_signups),
         purchases: Number(row.purchases),
         revenue: toMoney(revenue.filter((r) => r.participant_id === row.participant_id)),
-        conversionRate: rate(Number(row.signups), Number(row.visitors)),
-        rewards: rewardSums(rewards.filter((r) => r.participant_id === row.participant_id)),
+        conversionRate: rate(Number(row.clicked_signups), Number(row.visitors)),
+        rewards: rewardSums(theirs),
+        rewardsByKind: rewardsByKind(theirs),
       };
     }),
     nextOffset: more ? page.offset + page.limit : null,

@@ -12,6 +12,7 @@ import type { ReferralRow } from './attribution.ts';
 import type { ConversionRow } from './conversions.ts';
 import { recordDecision } from './decisions.ts';
 import type { ProgramRow } from './programs.ts';
+import { factsNeeded, type RuleFacts, rewardValue, ruleMiss } from './rules.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
 
 export interface RewardRow {
@@ -104,28 +105,29 @@ async function announce(trx: Knex, program: ProgramRow, type: WebhookType, rewar
   for (const reward of rewards) await enqueueWebhook(trx, program, type, { reward: presentReward(reward) });
 }
 
-/** Does the rule apply to this conversion? (The cap is checked separately.) */
+/**
+ * Does the rule apply to this conversion? (The cap is checked separately.) The rule
+ * itself is `ruleMiss` (rules.ts); this reads the facts it needs, and only those: the
+ * conversion's own first, then the customer's purchases and the referrer's referrals
+ * if the rule looks at them and is still in the running.
+ */
 async function ruleApplies(trx: Knex, rule: RewardRule, conversion: ConversionRow, referral: ReferralRow): Promise<boolean> {
-  if (rule.on !== conversion.type) return false;
-  const when = rule.when ?? {};
-  if (when.minAmount !== undefined && (conversion.amount ?? 0) < when.minAmount) return false;
-  if (when.withinDays !== undefined && conversion.created_at.getTime() - referral.created_at.getTime() > when.withinDays * DAY_MS)
-    return false;
-  if (when.firstPurchaseOnly || when.repeatPurchasesOnly) {
-    const repeat = await hasEarlierPurchase(trx, conversion);
-    if (when.firstPurchaseOnly ? repeat : !repeat) return false;
+  const facts: RuleFacts = {
+    type: conversion.type,
+    amount: conversion.amount,
+    currency: conversion.currency,
+    sinceReferralMs: conversion.created_at.getTime() - referral.created_at.getTime(),
+  };
+  if (ruleMiss(rule, facts)) return false;
+  const needed = factsNeeded(rule);
+  if (!needed.purchaseHistory && !needed.referralNumber) return true;
+  if (needed.purchaseHistory) facts.firstPurchase = !(await hasEarlierPurchase(trx, conversion));
+  if (needed.referralNumber) {
+    facts.referralNumber = await referralNumber(trx, referral);
+    if (facts.referralNumber === rule.when?.atReferrals)
+      facts.milestonePaid = (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) > 0;
   }
-  if (when.afterReferrals !== undefined || when.atReferrals !== undefined) {
-    const nth = await referralNumber(trx, referral);
-    if (when.afterReferrals !== undefined && nth < when.afterReferrals) return false;
-    // A milestone pays once: at the Nth referral, for its first conversion the rule applies to.
-    if (
-      when.atReferrals !== undefined &&
-      (nth !== when.atReferrals || (await grantsForReferrer(trx, rule.id, referral.referrer_id, conversion.id)) > 0)
-    )
-      return false;
-  }
-  return true;
+  return ruleMiss(rule, facts) === null;
 }
 
 /** The customer bought before this purchase (or earlier in this same transaction). */
@@ -159,13 +161,6 @@ async function grantsForReferrer(trx: Knex, ruleId: string, referrerId: string, 
     .whereNot('w.status', 'revoked')
     .countDistinct({ n: 'w.conversion_id' });
   return Number(row?.n ?? 0);
-}
-
-function rewardValue(rule: RewardRule, conversion: ConversionRow): { amount: number; currency: string | null } {
-  if (rule.reward.percent !== undefined) {
-    return { amount: Math.floor(((conversion.amount ?? 0) * rule.reward.percent) / 100), currency: conversion.currency };
-  }
-  return { amount: rule.reward.amount ?? 0, currency: rule.reward.currency ?? conversion.currency ?? null };
 }
 
 /**

@@ -20,6 +20,8 @@ export interface StatsDelta {
   clicks?: number;
   visitors?: number;
   signups?: number;
+  /** Of `signups`, those whose visitor id had clicked one of the program's codes (the conversion rate's numerator). */
+  clickedSignups?: number;
   purchases?: number;
   revenue?: { currency: string; amount: number };
 }
@@ -27,8 +29,11 @@ export interface StatsDelta {
 /** The UTC day of a timestamp, as YYYY-MM-DD. */
 export const dayOf = (at: Date) => at.toISOString().slice(0, 10);
 
-type Counts = { clicks: number; visitors: number; signups: number; purchases: number };
-const COUNT_COLUMNS = ['clicks', 'visitors', 'signups', 'purchases'] as const;
+type Counts = { clicks: number; visitors: number; signups: number; purchases: number; clicked_signups: number };
+/** What a click batch adds (clicks.ts writes these through `addCounts`). */
+const CLICK_COLUMNS = ['clicks', 'visitors', 'signups', 'purchases'] as const;
+const COUNT_COLUMNS = [...CLICK_COLUMNS, 'clicked_signups'] as const;
+type CountColumn = (typeof COUNT_COLUMNS)[number];
 
 /** Adds `delta` into the row under `key`, creating it from `base`. */
 function accumulate<R extends Counts>(into: Map<string, R>, key: string, base: () => R, delta: StatsDelta) {
@@ -37,6 +42,7 @@ function accumulate<R extends Counts>(into: Map<string, R>, key: string, base: (
   row.visitors += delta.visitors ?? 0;
   row.signups += delta.signups ?? 0;
   row.purchases += delta.purchases ?? 0;
+  row.clicked_signups += delta.clickedSignups ?? 0;
   into.set(key, row);
 }
 
@@ -55,17 +61,23 @@ const ROLLUP_KEYS = {
 
 /**
  * An upsert adding the counts that `source` selects: the table's key columns, then
- * clicks, visitors, signups and purchases, ordered by key (lock order).
+ * `columns` (clicks, visitors, signups and purchases unless told), ordered by key
+ * (lock order).
  */
 export const addCounts = (
   table: keyof typeof ROLLUP_KEYS,
   source: string,
-) => `insert into ${table} (${[...ROLLUP_KEYS[table], ...COUNT_COLUMNS].join(', ')})
+  columns: readonly CountColumn[] = CLICK_COLUMNS,
+) => `insert into ${table} (${[...ROLLUP_KEYS[table], ...columns].join(', ')})
     ${source}
-    on conflict (${ROLLUP_KEYS[table].join(', ')}) do update set ${adding(table, COUNT_COLUMNS)}`;
+    on conflict (${ROLLUP_KEYS[table].join(', ')}) do update set ${adding(table, columns)}`;
 
 const countsUpsert = (table: keyof typeof ROLLUP_KEYS, keyTypes: string[]) =>
-  addCounts(table, `select * from unnest(${[...keyTypes, 'int[]', 'int[]', 'int[]', 'int[]'].map((type) => `?::${type}`).join(', ')})`);
+  addCounts(
+    table,
+    `select * from unnest(${[...keyTypes, ...COUNT_COLUMNS.map(() => 'int[]')].map((type) => `?::${type}`).join(', ')})`,
+    COUNT_COLUMNS,
+  );
 
 /**
  * Every rollup's upsert as CTEs of one statement whose text never changes (arrays, not
@@ -92,12 +104,12 @@ export function rollupParams(deltas: StatsDelta[]): unknown[][] {
   const shard = randomInt(PROGRAM_DAILY_SHARDS);
   const monthly = new Map<string, Counts & { program_id: string; participant_id: string; month: string }>();
   const revenue = new Map<string, { program_id: string; participant_id: string; day: string; currency: string; amount: number }>();
-  const zero = () => ({ clicks: 0, visitors: 0, signups: 0, purchases: 0 });
+  const zero = () => ({ clicks: 0, visitors: 0, signups: 0, purchases: 0, clicked_signups: 0 });
   for (const delta of deltas) {
     const day = dayOf(delta.at);
     const month = `${day.slice(0, 7)}-01`;
     const { programId: program_id, participantId: participant_id } = delta;
-    if (delta.clicks || delta.visitors || delta.signups || delta.purchases) {
+    if (delta.clicks || delta.visitors || delta.signups || delta.purchases || delta.clickedSignups) {
       accumulate(daily, `${program_id}|${participant_id}|${day}`, () => ({ program_id, participant_id, day, ...zero() }), delta);
       accumulate(programDaily, `${program_id}|${day}`, () => ({ program_id, day, shard, ...zero() }), delta);
       accumulate(monthly, `${program_id}|${participant_id}|${month}`, () => ({ program_id, participant_id, month, ...zero() }), delta);

@@ -7,7 +7,9 @@
 import type { Context, Next } from 'koa';
 import type { Knex } from 'knex';
 import { AppError } from '../errors.ts';
+import type { Logger } from '../logger.ts';
 import type { ProgramRow } from '../domain/programs.ts';
+import { OriginRefusals } from '../domain/refusedOrigins.ts';
 import { TtlCache } from './keyCache.ts';
 
 const PREFLIGHT_MAX_AGE = '600';
@@ -44,26 +46,39 @@ export function preflight(db: Knex) {
   };
 }
 
+/** A request from a page whose origin the program does not list; `corsOnErrors` records it. */
+export class OriginNotAllowed extends AppError {
+  constructor(
+    readonly program: ProgramRow,
+    readonly origin: string,
+  ) {
+    super(403, 'origin_not_allowed', `The origin ${origin} is not allowed for this program`);
+  }
+}
+
 /** Requests without an Origin (servers, same-origin navigations) pass; a foreign origin is refused. */
 export function checkOrigin(ctx: Context, program: ProgramRow) {
   const origin = ctx.get('origin');
   if (!origin) return;
-  if (!program.settings.origins.includes(origin)) {
-    throw new AppError(403, 'origin_not_allowed', `The origin ${origin} is not allowed for this program`);
-  }
+  if (!program.settings.origins.includes(origin)) throw new OriginNotAllowed(program, origin);
   allow(ctx, origin);
 }
 
 /**
  * Error answers on the browser endpoints carry CORS headers for known origins too,
  * so the snippet can read a 4xx and drop the event instead of retrying it for days.
+ * Given the logger, a refused foreign origin is logged and recorded for the dashboard
+ * (at most once a minute per program and origin: domain/refusedOrigins.ts).
  */
-export function corsOnErrors(db: Knex) {
+export function corsOnErrors(db: Knex, logger?: Logger) {
+  // Without a logger (routes that only pass the database), refusals are not recorded.
+  const refusals = logger ? new OriginRefusals(db, logger) : undefined;
   return async function browserErrors(ctx: Context, next: Next) {
     try {
       await next();
     } catch (error) {
       const origin = ctx.get('origin');
+      if (error instanceof OriginNotAllowed) await refusals?.note(error.program, error.origin);
       const foreign = error instanceof AppError && error.code === 'origin_not_allowed';
       if (origin && !foreign && !ctx.response.get('Access-Control-Allow-Origin') && (await knownOrigin(db, origin).catch(() => false)))
         allow(ctx, origin);

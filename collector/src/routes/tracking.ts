@@ -13,11 +13,11 @@ import { notFound } from '../errors.ts';
 import { isUsableCode, resolveLink } from '../domain/links.ts';
 import type { IpHasher } from '../domain/privacy.ts';
 
-export function trackingRoutes({ db, ingest, limits }: Deps, ipHash: IpHasher) {
+export function trackingRoutes({ db, ingest, limits, logger }: Deps, ipHash: IpHasher) {
   const router = new Router();
   const programForPublishableKey = publishableKeys(db);
   const perIp = limitByIp(limits.public);
-  const cors = corsOnErrors(db);
+  const cors = corsOnErrors(db, logger);
   const visitor = async (ctx: Context) => ({ ipHash: await ipHash(ctx.ip), userAgent: ctx.get('user-agent') || undefined });
 
   // Preflights spend the same per-IP budget as the requests they announce.
