@@ -117,11 +117,11 @@ describe('snippet in Chromium (pglite)', () => {
     await page.goto(`${hostUrl}/?ref=${code}`);
     inline = '';
     await ready(page);
-    await expect.poll(() => db('participants').where({ external_id: 'bob' }).first('referred_by')).toBeTruthy();
-    const [bob, alice] = await Promise.all([
-      db('participants').where({ external_id: 'bob' }).first(),
-      db('participants').where({ external_id: 'alice' }).first(),
-    ]);
+    const alice = await db('participants').where({ external_id: 'alice' }).first();
+    // Until bob is referred by alice: a row for bob alone (referred_by null) is not enough.
+    const referrerOfBob = async () => (await db('participants').where({ external_id: 'bob' }).first('referred_by'))?.referred_by;
+    await expect.poll(referrerOfBob).toBe(alice.id);
+    const bob = await db('participants').where({ external_id: 'bob' }).first();
     expect(bob.referred_by).toBe(alice.id);
     expect(bob.email).toBe('bob@example.com');
 

@@ -1,5 +1,6 @@
 /**
- * The size budget of /r.js (DESIGN.md, "Snippet API"): gzip -9, js-cookie included.
+ * The size budget of /r.js (DESIGN.md, "Snippet API"): gzip -9, js-cookie included,
+ * measured here on the bundle the collector serves.
  */
 import { gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
@@ -8,19 +9,40 @@ import { buildSnippetBundle } from '../../collector/src/snippet-bundle.ts';
 import { snippetBuildOptions } from '../../snippet/esbuild.mjs';
 
 /**
- * DESIGN.md asks for at most 1300 bytes gzip -9, js-cookie included, and, when
- * everything is in and the bundle is still over, for the measured size (never above
- * 1500). Everything is in: this is the measured size of /r.js, rounded up to the byte.
- * A change that grows it has to earn its bytes.
+ * DESIGN.md asks for at most 1300 bytes gzip -9, js-cookie included, and, when every
+ * listed feature is in and the bundle is still over, for the measured size, never
+ * above 1500. Everything is in (snippet/ARCHITECTURE.md, "Size"): this is the measured
+ * size of /r.js, rounded up to the byte. A change that grows it has to earn its bytes.
  */
-const GZIP_BUDGET_BYTES = 1489;
+const GZIP_LIMIT_BYTES = 1489;
+
+/** /r.js as the collector builds it, and the same build with what esbuild says went into it. */
+async function builtSnippet() {
+  const served = await buildSnippetBundle();
+  const result = await build({ ...snippetBuildOptions('iife'), metafile: true });
+  const code = result.outputFiles[0]?.text ?? '';
+  const inputs = Object.values(result.metafile.outputs)[0]?.inputs ?? {};
+  return { served, code, inputs };
+}
 
 describe('/r.js size', () => {
-  it(`is at most ${GZIP_BUDGET_BYTES} bytes gzip -9`, async () => {
-    const { code, gzip } = await buildSnippetBundle();
-    expect(gzip.length).toBe(gzipSync(code, { level: 9 }).length);
-    expect(gzip.length, `/r.js is ${gzip.length} B gzip -9 (${Buffer.byteLength(code)} B minified)`).toBeLessThanOrEqual(GZIP_BUDGET_BYTES);
-    expect(GZIP_BUDGET_BYTES).toBeLessThanOrEqual(1500);
+  it(`is at most ${GZIP_LIMIT_BYTES} bytes once compressed with gzip -9`, async () => {
+    const { served } = await builtSnippet();
+    const gzipBytes = gzipSync(served.code, { level: 9 }).length;
+    expect(gzipBytes, `/r.js is ${gzipBytes} B gzip -9 (${Buffer.byteLength(served.code)} B minified)`).toBeLessThanOrEqual(
+      GZIP_LIMIT_BYTES,
+    );
+    // What the collector sends to a client accepting gzip is that many bytes too.
+    expect(served.gzip.length).toBe(gzipBytes);
+  });
+
+  it('counts js-cookie: the library is bundled into the bytes measured, not left outside', async () => {
+    const { served, code, inputs } = await builtSnippet();
+    // The measured build and the one esbuild describes are the same bytes.
+    expect(code).toBe(served.code);
+    const jsCookie = Object.entries(inputs).filter(([file]) => /node_modules\/js-cookie\//.test(file));
+    expect(jsCookie.map(([file]) => file)).toEqual([expect.stringMatching(/js-cookie\/dist\/js\.cookie\.mjs$/)]);
+    expect(jsCookie[0]?.[1].bytesInOutput).toBeGreaterThan(0);
   });
 
   it('includes js-cookie (its cookie-name encoder, value converter, get and set) and no zod', async () => {
