@@ -410,3 +410,70 @@ export interface PayoutPreviewResponse {
   items: Array<Omit<PayoutItemResponse, 'id' | 'status' | 'reference' | 'transferId' | 'failure'>>;
   skipped: PayoutSkippedResponse[];
 }
+
+/** `POST /v1/participants/:externalId/portal`: a link to the referrer's own page. */
+export interface PortalTokenResponse {
+  /** `PUBLIC_URL/portal/<token>`: open it, or put it in an iframe on one of the program's origins. */
+  url: string;
+  /** For `Authorization: Portal <token>` on `/v1/portal/me`, or `referral('portal', { token })`. */
+  token: string;
+  expiresAt: string;
+}
+/** Links that open a share dialog with the referral link filled in. */
+export interface PortalShareLinks {
+  email: string;
+  x: string;
+  linkedin: string;
+  whatsapp: string;
+}
+
+/** A day of the referrer's figures (UTC). */
+export interface PortalDayResponse {
+  /** YYYY-MM-DD. */
+  date: string;
+  clicks: number;
+  signups: number;
+  purchases: number;
+}
+
+/** A coupon reward of the referrer's. */
+export interface PortalCouponResponse {
+  /** The coupon code, once the reward is approved (null while pending). */
+  coupon: string | null;
+  status: 'pending' | 'approved' | 'paid';
+  createdAt: string;
+}
+
+/** Someone the referrer brought in; only a masked email says who. */
+export interface PortalReferralResponse {
+  /** e.g. `j***@gmail.com`; null when unknown or erased. */
+  email: string | null;
+  /** `attributed`, or `held` while it is being reviewed. */
+  status: string;
+  createdAt: string;
+}
+
+/** `GET /v1/portal/me` and `PATCH /v1/portal/me`: everything the referrer's page shows. */
+export interface PortalResponse {
+  program: { name: string };
+  referrer: { name: string | null; email: string | null };
+  /** Null when every code of theirs is disabled. */
+  code: string | null;
+  link: string | null;
+  /** The link as a QR code, SVG markup (null with no link). */
+  qrSvg: string | null;
+  share: PortalShareLinks | null;
+  /** Lifetime figures, as `GET /v1/participants/:externalId` has them. */
+  stats: ParticipantStatsResponse;
+  /** The last 30 days, zero-filled, oldest first. */
+  days: PortalDayResponse[];
+  /** Rewards by status per currency, cash and credit apart (clawbacks included, revoked left out). */
+  rewards: { cash: RewardBalances; credit: RewardBalances; coupons: PortalCouponResponse[] };
+  /** Newest first, at most 100; `total` counts them all. */
+  referrals: { total: number; data: PortalReferralResponse[] };
+  payout: PayoutDetails | null;
+  /** Every email is on unless turned off. */
+  emails: { referral: boolean; rewardApproved: boolean; payoutPaid: boolean };
+  /** When this token stops working. */
+  expiresAt: string;
+}

@@ -531,3 +531,40 @@ export const RulePreviewSchema = z.object({
   }),
 });
 export type RulePreview = z.infer<typeof RulePreviewSchema>;
+
+/** Portal links: an hour unless told, at most a week (a link in an email may wait a few days). */
+export const PORTAL_TTL_SECONDS = { default: 3600, min: 60, max: 7 * 86_400 } as const;
+
+/** POST /v1/participants/:externalId/portal (the body is optional). */
+export const PortalTokenCreateSchema = z
+  .object({
+    /** How long the link works, in seconds (default 3600, 60 to 604800). */
+    ttlSeconds: z.number().int().min(PORTAL_TTL_SECONDS.min).max(PORTAL_TTL_SECONDS.max).optional(),
+  })
+  .strict()
+  .optional();
+export type PortalTokenCreate = z.infer<typeof PortalTokenCreateSchema>;
+
+/** The emails a referrer chose: each one is sent unless turned off here (false). */
+export const EmailPreferencesSchema = z
+  .object({
+    /** Someone signed up through their link. */
+    referral: z.boolean(),
+    /** A reward of theirs was approved. */
+    rewardApproved: z.boolean(),
+    /** A payout to them was paid. */
+    payoutPaid: z.boolean(),
+  })
+  .partial()
+  .strict();
+export type EmailPreferences = z.infer<typeof EmailPreferencesSchema>;
+
+/** PATCH /v1/portal/me: the referrer's own payout details (null clears them) and email choices. */
+export const PortalUpdateSchema = z
+  .object({
+    payout: PayoutDetailsSchema.nullable().optional(),
+    emails: EmailPreferencesSchema.optional(),
+  })
+  .strict()
+  .refine((body) => body.payout !== undefined || body.emails !== undefined, { message: 'send "payout", "emails" or both' });
+export type PortalUpdate = z.infer<typeof PortalUpdateSchema>;

@@ -89,3 +89,23 @@ export function snippetBuildOptions(format) {
     logLevel: 'silent',
   };
 }
+
+/**
+ * The portal embed, served as /portal.js: a script of its own, loaded only by the
+ * pages that show a referrer their portal, so /r.js does not grow by a byte.
+ */
+export function portalEmbedBuildOptions() {
+  return {
+    absWorkingDir: here,
+    entryPoints: ['src/portal.ts'],
+    bundle: true,
+    minify: true,
+    format: 'iife',
+    target: 'es2017',
+    platform: 'browser',
+    legalComments: 'none',
+    tsconfigRaw: { compilerOptions: { alwaysStrict: false } },
+    write: false,
+    logLevel: 'silent',
+  };
+}

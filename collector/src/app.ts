@@ -24,6 +24,9 @@ import { createIngest } from './ingest.ts';
 import { createRateLimits } from './http/rateLimit.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { portalRoutes } from './routes/portal.ts';
+import { portalPageRoutes } from './routes/portalPage.ts';
+import { createPortalTokens } from './domain/portalTokens.ts';
 
 export function buildApp(input: AppInput): Koa {
   const deps: Deps = {
@@ -39,6 +42,7 @@ export function buildApp(input: AppInput): Koa {
   app.use(refuseWhileDraining(deps.lifecycle));
   app.use(parseBody);
   const ipHash = createIpHasher(deps.db, deps.config.ipHashSecret);
+  const portalTokens = createPortalTokens(deps.db);
   // Matched in turn: the hottest routes first (every visitor's clicks and events, then
   // every customer's conversions).
   const routers = [
@@ -51,6 +55,7 @@ export function buildApp(input: AppInput): Koa {
     operatorRoutes(deps),
     programRoutes(deps),
     participantRoutes(deps),
+    portalRoutes(deps, portalTokens),
     referralRoutes(deps),
     rewardRoutes(deps),
     payoutRoutes(deps),
@@ -58,6 +63,7 @@ export function buildApp(input: AppInput): Koa {
     keyRoutes(deps),
     stripeRoutes(deps),
     adminRoutes(deps),
+    portalPageRoutes(deps, portalTokens),
   ];
   for (const router of routers) {
     app.use(router.routes());

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import * as schemas from '../../shared/schemas.ts';
 
-type Auth = 'admin' | 'secret' | 'publishable' | 'none';
+type Auth = 'admin' | 'secret' | 'publishable' | 'portal' | 'none';
 interface Operation {
   method: 'get' | 'post' | 'patch' | 'delete';
   path: string;
@@ -60,6 +60,36 @@ export const OPERATIONS: Operation[] = [
     auth: 'secret',
     status: 204,
   },
+  {
+    method: 'post',
+    path: '/v1/participants/{externalId}/portal',
+    summary:
+      "A link to the referrer's own page: { url, token, expiresAt }; the token (1 h by default, ttlSeconds up to 7 days) also reads /v1/portal/me",
+    auth: 'secret',
+    body: schemas.PortalTokenCreateSchema,
+    status: 201,
+  },
+  {
+    method: 'get',
+    path: '/v1/portal/me',
+    summary:
+      "The referrer's own data: link, QR code (SVG), share links, figures (totals and 30 days), rewards (cash and credit by status and currency, coupons), referrals (emails masked), payout details, email choices",
+    auth: 'portal',
+  },
+  {
+    method: 'patch',
+    path: '/v1/portal/me',
+    summary: "The referrer's payout details and email choices; answers as GET does",
+    auth: 'portal',
+    body: schemas.PortalUpdateSchema,
+  },
+  {
+    method: 'get',
+    path: '/portal/{token}',
+    summary: "The referrer's page (HTML; framed only by the program's origins); 401 page for an expired or invalid token",
+    auth: 'none',
+  },
+  { method: 'get', path: '/portal.js', summary: "The portal embed for host pages: referral('portal', { element, token })", auth: 'none' },
   {
     method: 'post',
     path: '/v1/clicks',
@@ -241,6 +271,7 @@ const SECURITY: Record<Auth, Array<Record<string, string[]>> | undefined> = {
   admin: [{ adminToken: [] }],
   secret: [{ secretKey: [] }],
   publishable: [],
+  portal: [{ portalToken: [] }],
   none: [],
 };
 
@@ -272,6 +303,12 @@ export function buildOpenApi(serverUrl: string) {
       securitySchemes: {
         adminToken: { type: 'http', scheme: 'bearer', description: 'ADMIN_TOKEN' },
         secretKey: { type: 'http', scheme: 'bearer', description: "A program's secret key (sk_…)" },
+        portalToken: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'Authorization',
+          description: '"Portal <token>", the token of POST /v1/participants/{externalId}/portal',
+        },
       },
       schemas: {
         Error: jsonSchema(schemas.ErrorBodySchema),

@@ -286,6 +286,12 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
         externalId: a.referrer.externalId,
       });
     },
+    'POST /v1/participants/{externalId}/portal': async () => {
+      // B gets no portal link to A's people (a link would read their figures and rewards).
+      const reply = await api.post(`/v1/participants/${encodeURIComponent(a.referrer.externalId)}/portal`, undefined, { auth: b.secret });
+      expect(reply.status, reply.text).toBe(404);
+      expect(reply.body).toEqual({ error: { code: 'not_found', message: expect.any(String) } });
+    },
     'PATCH /v1/participants/{externalId}': async () => {
       const reply = await api.patch(
         `/v1/participants/${encodeURIComponent(a.referrer.externalId)}`,

@@ -32,7 +32,8 @@ function knownOrigin(db: Knex, origin: string): Promise<boolean> {
   );
 }
 
-export function preflight(db: Knex) {
+/** Answers a preflight; `allowed` names the methods and request headers of the endpoint (the browser endpoints' by default). */
+export function preflight(db: Knex, allowed = { methods: 'POST, OPTIONS', headers: 'Content-Type' }) {
   return async function corsPreflight(ctx: Context) {
     const origin = ctx.get('origin');
     ctx.status = 204;
@@ -40,8 +41,8 @@ export function preflight(db: Knex) {
     if (!origin) return;
     if (!(await knownOrigin(db, origin))) return;
     allow(ctx, origin);
-    ctx.set('Access-Control-Allow-Methods', 'POST, OPTIONS');
-    ctx.set('Access-Control-Allow-Headers', 'Content-Type');
+    ctx.set('Access-Control-Allow-Methods', allowed.methods);
+    ctx.set('Access-Control-Allow-Headers', allowed.headers);
     ctx.set('Access-Control-Max-Age', PREFLIGHT_MAX_AGE);
   };
 }

@@ -22,9 +22,12 @@ export function handleErrors(logger: Logger) {
       const appError = toAppError(error);
       if (appError.status === 503) {
         // Expected during an outage or a restart: one line, no stack.
-        logger.warn({ method: ctx.method, path: ctx.path, reason: (error as Error)?.message }, 'request refused: unavailable');
+        logger.warn(
+          { method: ctx.method, path: loggablePath(ctx.path), reason: (error as Error)?.message },
+          'request refused: unavailable',
+        );
       } else if (appError.status >= 500) {
-        logger.error({ err: error, method: ctx.method, path: ctx.path }, 'request failed');
+        logger.error({ err: error, method: ctx.method, path: loggablePath(ctx.path) }, 'request failed');
       }
       ctx.status = appError.status;
       ctx.body = appError.toBody();
@@ -53,7 +56,10 @@ function toAppError(error: unknown): AppError {
   return new AppError(500, 'internal_error', 'Something went wrong on our side');
 }
 
-/** One log line per request; the query string is left out (it may carry codes or keys). */
+/** A portal link's token is a credential: `/portal/<token>` is logged as `/portal/[redacted]`. */
+export const loggablePath = (path: string) => path.replace(/^\/portal\/(?!app\.(?:js|css)$)[^/]+/, '/portal/[redacted]');
+
+/** One log line per request; the query string is left out (it may carry codes or keys), and so are portal tokens. */
 export function logRequests(logger: Logger) {
   return async function requestLog(ctx: Context, next: Next) {
     const started = performance.now();
@@ -61,7 +67,10 @@ export function logRequests(logger: Logger) {
       await next();
     } finally {
       if (logger.isLevelEnabled('info')) {
-        logger.info({ method: ctx.method, path: ctx.path, status: ctx.status, ms: Math.round(performance.now() - started) }, 'request');
+        logger.info(
+          { method: ctx.method, path: loggablePath(ctx.path), status: ctx.status, ms: Math.round(performance.now() - started) },
+          'request',
+        );
       }
     }
   };
