@@ -39,6 +39,7 @@ interface Load {
 
 interface Proc {
   url: string;
+  pid: number;
   peakRssMb: () => number;
   stop: () => Promise<number | null>;
 }
@@ -63,6 +64,7 @@ async function startProcess(args: string[], env: Record<string, string>): Promis
   await waitForHealth(spawned, url, 30_000, (status) => status < 500);
   return {
     url,
+    pid: spawned.child.pid as number,
     peakRssMb: () => {
       try {
         const kb = Number(/VmHWM:\s+(\d+)/.exec(readFileSync(`/proc/${spawned.child.pid}/status`, 'utf8'))?.[1] ?? 0);
@@ -127,6 +129,55 @@ async function setupProgram(url: string, codes: number) {
   return { keys, program, codes: list };
 }
 
+// ---- CPU accounting: /proc time of each process over a load, so the figures do not
+// depend on who else shares the cores.
+
+const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim() || 100);
+
+/** User + system CPU of a process so far, in µs (all its threads). */
+function cpuUs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) * TICK_US;
+  } catch {
+    return 0;
+  }
+}
+
+/** PostgreSQL's backends serving `database`, and their CPU so far. */
+async function backendCpu(connectionString: string, database: string): Promise<Map<number, number>> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    const rows = (await client.query(`select pid from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()`, [database]))
+      .rows as Array<{ pid: number }>;
+    return new Map(rows.map((row) => [row.pid, cpuUs(row.pid)]));
+  } finally {
+    await client.end();
+  }
+}
+
+/** CPU spent over `run` by each process (µs), PostgreSQL's backends of `database` summed, and this process (the load generator). */
+async function measureCpu<T>(pids: Record<string, number>, pgDatabase: { url: string; name: string } | undefined, run: () => Promise<T>) {
+  const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, cpuUs(pid)]));
+  const pgBefore = pgDatabase ? await backendCpu(pgDatabase.url, pgDatabase.name) : new Map<number, number>();
+  const self = process.cpuUsage();
+  const result = await run();
+  const generator = process.cpuUsage(self);
+  const cpu: Record<string, number> = Object.fromEntries(
+    Object.entries(pids).map(([name, pid]) => [name, cpuUs(pid) - (before[name] ?? 0)]),
+  );
+  if (pgDatabase) {
+    const pgAfter = await backendCpu(pgDatabase.url, pgDatabase.name);
+    let total = 0;
+    for (const [pid, after] of pgAfter) total += after - (pgBefore.get(pid) ?? 0);
+    cpu.postgres = total;
+  }
+  cpu.generator = generator.user + generator.system;
+  return { result, cpu };
+}
+
 let counter = 0;
 const uniqueId = (prefix: string) => `${prefix}${process.pid.toString(36)}x${(counter++).toString(36)}x${randomBytes(3).toString('hex')}`;
 const pick = <T>(items: T[]) => items[Math.floor(Math.random() * items.length)] as T;
@@ -171,26 +222,55 @@ async function main() {
     // A B A B: bare Koa, collector on PostgreSQL.
     const bareRuns: Load[] = [];
     const pgRuns: Load[] = [];
+    const pgDb = { url: databaseUrl, name: dbName };
+    let bareCpu = 0;
+    let collectorClickCpu = 0;
+    let pgClickCpu = 0;
+    const storedBefore = await countRows(databaseUrl, 'select count(*) as n from clicks');
     for (let round = 0; round < 2; round++) {
-      bareRuns.push(await load(bare.url, '/v1/clicks', clickBody('pk_x', ['X']), plain));
-      console.log(fmt(`bare koa #${round + 1}`, bareRuns.at(-1) as Load));
-      pgRuns.push(await load(collector.url, '/v1/clicks', clickBody(pgSetup.keys.publishable, pgSetup.codes), plain));
-      console.log(fmt(`clicks postgres #${round + 1}`, pgRuns.at(-1) as Load));
+      const bareLoad = await measureCpu({ bare: bare.pid }, undefined, () => load(bare.url, '/v1/clicks', clickBody('pk_x', ['X']), plain));
+      bareRuns.push(bareLoad.result);
+      bareCpu += bareLoad.cpu.bare ?? 0;
+      console.log(
+        fmt(`bare koa #${round + 1}`, bareLoad.result),
+        `cpu ${Math.round((bareLoad.cpu.bare ?? 0) / 1000)} ms, generator ${Math.round((bareLoad.cpu.generator ?? 0) / 1000)} ms`,
+      );
+      const pgLoad = await measureCpu({ collector: collector.pid }, pgDb, () =>
+        load(collector.url, '/v1/clicks', clickBody(pgSetup.keys.publishable, pgSetup.codes), plain),
+      );
+      pgRuns.push(pgLoad.result);
+      collectorClickCpu += pgLoad.cpu.collector ?? 0;
+      pgClickCpu += pgLoad.cpu.postgres ?? 0;
+      console.log(
+        fmt(`clicks postgres #${round + 1}`, pgLoad.result),
+        `cpu collector ${Math.round((pgLoad.cpu.collector ?? 0) / 1000)} ms, postgres ${Math.round((pgLoad.cpu.postgres ?? 0) / 1000)} ms, generator ${Math.round((pgLoad.cpu.generator ?? 0) / 1000)} ms`,
+      );
     }
     const avg = (runs: Load[], key: keyof Load) => runs.reduce((sum, run) => sum + run[key], 0) / runs.length;
     const bareRps = avg(bareRuns, 'rps');
     const ackedPg = pgRuns.reduce((sum, run) => sum + run.ok, 0);
     const storedPg = await countRows(databaseUrl, 'select count(*) as n from clicks');
+    const bareRequests = bareRuns.reduce((sum, run) => sum + run.ok + run.non2xx, 0);
+    const clicksStored = storedPg - storedBefore;
 
     // Server signups (attribution + rewards, one transaction each).
-    const signups = await load(
-      collector.url,
-      '/v1/conversions',
-      () => JSON.stringify({ type: 'signup', eventId: uniqueId('e'), externalId: uniqueId('u'), referral: { code: pick(pgSetup.codes) } }),
-      { 'content-type': 'application/json', authorization: `Bearer ${pgSetup.keys.secret}` },
+    const referralsBefore = await countRows(databaseUrl, `select count(*) as n from referrals`);
+    const signupLoad = await measureCpu({ collector: collector.pid }, pgDb, () =>
+      load(
+        collector.url,
+        '/v1/conversions',
+        () =>
+          JSON.stringify({ type: 'signup', eventId: uniqueId('e'), externalId: uniqueId('u'), referral: { code: pick(pgSetup.codes) } }),
+        { 'content-type': 'application/json', authorization: `Bearer ${pgSetup.keys.secret}` },
+      ),
     );
-    console.log(fmt('signups postgres', signups));
+    const signups = signupLoad.result;
+    console.log(
+      fmt('signups postgres', signups),
+      `cpu collector ${Math.round((signupLoad.cpu.collector ?? 0) / 1000)} ms, postgres ${Math.round((signupLoad.cpu.postgres ?? 0) / 1000)} ms`,
+    );
     const referralsPg = await countRows(databaseUrl, `select count(*) as n from referrals`);
+    const signupsStored = referralsPg - referralsBefore;
 
     // Scale-out: a second process on the same database; one user, many codes, both processes.
     const second = await startProcess(COLLECTOR, { DATABASE_URL: databaseUrl, ADMIN_TOKEN });
@@ -231,7 +311,17 @@ async function main() {
     await bare.stop();
 
     const pgRps = avg(pgRuns, 'rps');
+    const perUnit = (us: number, units: number) => (units > 0 ? Math.round(us / units) : 0);
+    const bareCpuUs = perUnit(bareCpu, bareRequests);
+    const clickCpuUsPg = perUnit(collectorClickCpu, clicksStored);
     Object.assign(summary, {
+      bareCpuUs,
+      clickCpuUsPg,
+      pgCpuUsPerClick: perUnit(pgClickCpu, clicksStored),
+      clickCpuRatioPg: clickCpuUsPg > 0 ? Number((bareCpuUs / clickCpuUsPg).toFixed(3)) : 0,
+      signupCpuUsPg: perUnit((signupLoad.cpu.collector ?? 0) + (signupLoad.cpu.postgres ?? 0), signupsStored),
+      signupCollectorCpuUsPg: perUnit(signupLoad.cpu.collector ?? 0, signupsStored),
+      signupPgCpuUsPg: perUnit(signupLoad.cpu.postgres ?? 0, signupsStored),
       bareRps: Math.round(bareRps),
       clickRpsPg: Math.round(pgRps),
       clickRatioPg: Number((pgRps / bareRps).toFixed(3)),
