@@ -6,7 +6,7 @@
  *
  * Fields may be added, never renamed (DESIGN.md, "HTTP API (v1)").
  */
-import type { PayoutDetails, PayoutMethod, ProgramSettings } from './schemas.ts';
+import type { EmailKind, PayoutDetails, PayoutMethod, ProgramSettings } from './schemas.ts';
 import type { AttributionStatus, ConversionType, MoneyByCurrency, RewardStatus } from './types.ts';
 
 /** A list read newest first; pass `nextCursor` back as `cursor` for the next page (null: no more). */
@@ -476,4 +476,18 @@ export interface PortalResponse {
   emails: { referral: boolean; rewardApproved: boolean; payoutPaid: boolean };
   /** When this token stops working. */
   expiresAt: string;
+}
+
+/** `GET /v1/emails`: can the server send (SMTP_URL set), who emails come from, which are on. */
+export interface EmailsResponse {
+  smtpConfigured: boolean;
+  from: string | null;
+  templates: Array<{ template: EmailKind; on: boolean }>;
+}
+
+/** `GET /v1/emails/preview/:template`: the email with sample facts and the program's name. */
+export interface EmailPreviewResponse {
+  subject: string;
+  text: string;
+  html: string;
 }

@@ -216,6 +216,46 @@ export const PayoutSettingsSchema = z
   })
   .strict();
 
+/** The emails the collector sends to referrers. */
+export const EmailKindSchema = z.enum(['referral', 'rewardApproved', 'payoutPaid']);
+export type EmailKind = z.infer<typeof EmailKindSchema>;
+
+/** `team@shop.example` or `Shop Team <team@shop.example>`: one sender, no line breaks. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+const MAILBOX = /^(?:([^<>\r\n\u0000-\u001f\u007f]{1,200}?)\s*<([^<>\s]+)>|([^<>\s]+))$/;
+
+/** A sender as name and address (null when `value` is not one). */
+export function parseMailbox(value: string): { name: string | null; address: string } | null {
+  const match = MAILBOX.exec(value.trim());
+  if (!match) return null;
+  const address = (match[2] ?? match[3] ?? '').trim();
+  if (!z.email().max(320).safeParse(address).success) return null;
+  const name = match[1]?.trim().replace(/^"(.*)"$/, '$1') || null;
+  return { name, address };
+}
+
+/** `settings.emails`: who emails come from and which ones go out (SMTP_URL must be set too). */
+export const EmailSettingsSchema = z
+  .object({
+    /** The sender: an email address or `Name <email>`. */
+    from: z
+      .string()
+      .trim()
+      .max(600)
+      .refine((value) => parseMailbox(value) !== null, 'must be an email address or "Name <email>"'),
+    /** Each email goes out only when true here: a new referral (to the referrer), a reward approved, a payout paid. */
+    on: z.object({ referral: z.boolean(), rewardApproved: z.boolean(), payoutPaid: z.boolean() }).partial().strict().default({}),
+  })
+  .strict();
+export type EmailSettings = z.infer<typeof EmailSettingsSchema>;
+
+/** GET and POST /v1/emails/unsubscribe: the signed token from the email's link. */
+export const EmailUnsubscribeQuerySchema = z.object({
+  /** The token in the email's unsubscribe link (signed; names one participant and which emails). */
+  token: z.string().min(1).max(200),
+});
+export type EmailUnsubscribeQuery = z.infer<typeof EmailUnsubscribeQuerySchema>;
+
 export const ProgramSettingsSchema = z
   .object({
     origins: z.array(origin).max(LIMITS.maxOrigins),
@@ -227,6 +267,8 @@ export const ProgramSettingsSchema = z
     fraud: FraudSettingsSchema.default({ velocityMax: 3, velocityMinutes: 60, disposableDomains: [] }),
     /** Where reward and referral webhooks are POSTed. */
     webhookUrl: httpUrl.optional(),
+    /** Emails to referrers: the sender and which events send one (only with SMTP_URL set). */
+    emails: EmailSettingsSchema.optional(),
     stripe: z
       .object({
         webhookSecret: z.string().min(1).max(500).optional(),
@@ -262,6 +304,7 @@ export const ProgramSettingsPatchSchema = z
     rewardRules: z.array(z.unknown()),
     fraud: z.record(z.string(), z.unknown()),
     webhookUrl: z.unknown(),
+    emails: z.unknown(),
     stripe: z.unknown(),
     payouts: z.unknown(),
   })

@@ -24,6 +24,7 @@ import { createIngest } from './ingest.ts';
 import { createRateLimits } from './http/rateLimit.ts';
 import { operatorRoutes, programRoutes } from './routes/programs.ts';
 import { adminRoutes } from './routes/admin.ts';
+import { emailRoutes } from './routes/emails.ts';
 import { portalRoutes } from './routes/portal.ts';
 import { portalPageRoutes } from './routes/portalPage.ts';
 import { createPortalTokens } from './domain/portalTokens.ts';
@@ -40,6 +41,10 @@ export function buildApp(input: AppInput): Koa {
   app.use(logRequests(deps.logger));
   app.use(handleErrors(deps.logger));
   app.use(refuseWhileDraining(deps.lifecycle));
+  // Unsubscribe links take form posts (RFC 8058 one-click), not JSON: ahead of the body parser.
+  const emails = emailRoutes(deps);
+  app.use(emails.routes());
+  app.use(emails.allowedMethods({ throw: false }));
   app.use(parseBody);
   const ipHash = createIpHasher(deps.db, deps.config.ipHashSecret);
   const portalTokens = createPortalTokens(deps.db);

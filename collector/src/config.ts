@@ -46,6 +46,8 @@ const ConfigSchema = z
     DEMO: z.enum(['auto', 'on', 'off']).default('auto'),
     /** Let outgoing webhooks reach this machine and private networks (local development only). */
     WEBHOOK_ALLOW_PRIVATE: flag,
+    /** Where emails to referrers are sent through: smtp:// or smtps://, credentials in the URL. Unset: no emails. */
+    SMTP_URL: z.url({ protocol: /^smtps?$/, error: 'must be an smtp:// or smtps:// URL' }).optional(),
   })
   .transform((env) => ({
     port: env.PORT,
@@ -68,6 +70,7 @@ const ConfigSchema = z
       keepAliveTimeoutMs: env.HTTP_KEEP_ALIVE_TIMEOUT_MS,
     },
     webhookAllowPrivate: env.WEBHOOK_ALLOW_PRIVATE,
+    smtpUrl: env.SMTP_URL,
     rateLimits: {
       publicPerMinute: env.RATE_LIMIT_PUBLIC_PER_MINUTE,
       serverPerMinute: env.RATE_LIMIT_SERVER_PER_MINUTE,

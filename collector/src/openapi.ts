@@ -196,6 +196,32 @@ export const OPERATIONS: Operation[] = [
     query: schemas.DeliveryQuerySchema,
   },
   {
+    method: 'get',
+    path: '/v1/emails',
+    summary: 'Emails to referrers: whether the server can send (SMTP_URL), the sender, and which emails are on',
+    auth: 'secret',
+  },
+  {
+    method: 'get',
+    path: '/v1/emails/preview/{template}',
+    summary: 'One email (referral, rewardApproved, payoutPaid) with sample data and the program name: { subject, text, html }',
+    auth: 'secret',
+  },
+  {
+    method: 'get',
+    path: '/v1/emails/unsubscribe',
+    summary: 'The unsubscribe link in every email: an HTML page asking to confirm (nothing changes on GET); 400 page for a changed token',
+    auth: 'none',
+    query: schemas.EmailUnsubscribeQuerySchema,
+  },
+  {
+    method: 'post',
+    path: '/v1/emails/unsubscribe',
+    summary: "Unsubscribes (the page's button, or a mail client's one-click POST, RFC 8058); 400 page for a changed token",
+    auth: 'none',
+    query: schemas.EmailUnsubscribeQuerySchema,
+  },
+  {
     method: 'post',
     path: '/v1/integrations/stripe/{programSlug}',
     summary: 'Stripe webhooks (Stripe-Signature verified): checkout.session.completed, invoice.paid, charge.refunded',

@@ -56,7 +56,11 @@ export async function start(config: Config) {
   lock?.update({ port, host: config.host, url: localUrl(config.host, port) });
   logger.info({ port, database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'collector listening');
 
-  const workers = startWorkers(db, logger, { webhookAllowPrivate: config.webhookAllowPrivate });
+  const workers = startWorkers(db, logger, {
+    webhookAllowPrivate: config.webhookAllowPrivate,
+    smtpUrl: config.smtpUrl,
+    publicUrl: config.publicUrl,
+  });
 
   let stopping: Promise<void> | undefined;
   const stop = () =>

@@ -6,9 +6,12 @@ import type { Knex } from 'knex';
 import type { Logger } from './logger.ts';
 import { releaseDueRewards } from './domain/rewards.ts';
 import { deliverDueWebhooks } from './domain/webhooks.ts';
+import { createMailTransport, deliverDueEmails } from './domain/emailDelivery.ts';
+import { createUnsubscribeTokens } from './domain/unsubscribeTokens.ts';
 
 export const RELEASE_INTERVAL_MS = 60_000;
 export const WEBHOOK_INTERVAL_MS = 1_000;
+export const EMAIL_INTERVAL_MS = 5_000;
 
 function every(intervalMs: number, pass: () => Promise<unknown>, onError: (error: unknown) => void) {
   let timer: NodeJS.Timeout | undefined;
@@ -33,9 +36,18 @@ function every(intervalMs: number, pass: () => Promise<unknown>, onError: (error
 export interface WorkerOptions {
   /** WEBHOOK_ALLOW_PRIVATE: deliver webhooks to this machine and private networks too. */
   webhookAllowPrivate: boolean;
+  /** SMTP_URL: emails to referrers go out through it; without it, queued emails are skipped. */
+  smtpUrl?: string | undefined;
+  /** Base of the links in emails. */
+  publicUrl: string;
 }
 
 export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
+  const mailer = {
+    transport: options.smtpUrl ? createMailTransport(options.smtpUrl) : null,
+    publicUrl: options.publicUrl,
+    tokens: createUnsubscribeTokens(db),
+  };
   const stops = [
     every(
       RELEASE_INTERVAL_MS,
@@ -49,6 +61,11 @@ export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
       WEBHOOK_INTERVAL_MS,
       () => deliverDueWebhooks(db, { allowPrivate: options.webhookAllowPrivate }),
       (error) => logger.warn({ err: error }, 'webhook delivery failed'),
+    ),
+    every(
+      EMAIL_INTERVAL_MS,
+      () => deliverDueEmails(db, mailer),
+      (error) => logger.warn({ err: error }, 'email delivery failed'),
     ),
   ];
   return { stop: async () => void (await Promise.all(stops.map((stop) => stop()))) };

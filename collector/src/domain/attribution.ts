@@ -15,6 +15,7 @@ import type { ProgramRow } from './programs.ts';
 import { reattribute } from './reattribution.ts';
 import type { Work } from './work.ts';
 import { enqueueWebhook } from './webhooks.ts';
+import { enqueueEmail } from './emails.ts';
 
 export interface ReferralRow {
   id: string;
@@ -291,6 +292,8 @@ export async function attribute(
       createdAt: referral.created_at.toISOString(),
     },
   });
+  if (!holdReason)
+    await enqueueEmail(trx, program, 'referral', { to: referrer.id, about: referral.id, data: { referred: participant.id } });
   return {
     status: 'attributed',
     referrer: referrer.external_id,

@@ -12,6 +12,7 @@ import type { ProgramRow } from './programs.ts';
 import { presentReward, rewardQuery, type RewardRow } from './rewards.ts';
 import { applyStats } from './rollups.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
+import { emailApprovedRewards } from './emails.ts';
 
 export type RewardAction = 'approve' | 'revoke' | 'pay';
 
@@ -49,6 +50,7 @@ async function moveReward(
   );
   const moved = await loadReward(trx, reward.id);
   if (webhook) await enqueueWebhook(trx, program, webhook, { reward: presentReward(moved), reason });
+  if (to === 'approved') await emailApprovedRewards(trx, program, [moved]);
   return moved;
 }
 

@@ -8,6 +8,7 @@ import type { ProgramResponse } from '../../../shared/responses.ts';
 import { ProgramSettingsSchema, type ProgramCreate, type ProgramSettings, type ProgramUpdate } from '../../../shared/schemas.ts';
 import { fieldsFromZod, unprocessable, validationFailed } from '../errors.ts';
 import { createApiKey } from './keys.ts';
+import { mergeEmailSettings } from './emails.ts';
 import { checkWebhookUrl, type WebhookTargetPolicy } from './webhookTargets.ts';
 
 export interface ProgramRow {
@@ -83,6 +84,7 @@ export async function updateProgram(
         ...program.settings,
         ...patch.settings,
         ...(patch.settings.fraud ? { fraud: { ...program.settings.fraud, ...patch.settings.fraud } } : {}),
+        ...(patch.settings.emails !== undefined ? { emails: mergeEmailSettings(program.settings.emails, patch.settings.emails) } : {}),
         // Secrets are never shown back, so a patch of one Stripe key keeps the other.
         ...(isObject(patch.settings.stripe) ? { stripe: { ...program.settings.stripe, ...patch.settings.stripe } } : {}),
       })

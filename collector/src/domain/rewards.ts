@@ -14,6 +14,7 @@ import { recordDecision } from './decisions.ts';
 import type { ProgramRow } from './programs.ts';
 import { factsNeeded, type RuleFacts, rewardValue, ruleMiss } from './rules.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
+import { emailApprovedRewards } from './emails.ts';
 
 export interface RewardRow {
   id: string;
@@ -246,6 +247,7 @@ export async function grantRewards(
     await revokeGrantsExcept(trx, program, conversion.id, [...granted, ...kept], 'no rule applies to the reported figures');
   const rewards = await loadRewards(trx, granted);
   await announce(trx, program, 'reward.created', rewards);
+  await emailApprovedRewards(trx, program, rewards); // granted approved at once
   return rewards;
 }
 
@@ -366,6 +368,7 @@ async function approveDue(
     'reward.approved',
     approved.filter((reward) => !reward.reverses),
   );
+  await emailApprovedRewards(trx, program, approved);
   return approved;
 }
 

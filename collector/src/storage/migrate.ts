@@ -13,6 +13,7 @@ import * as eventLookup from './migrations/20261126000600_event_lookup.ts';
 import * as trust from './migrations/20261204000000_trust.ts';
 import * as erasure from './migrations/20261204000100_erasure.ts';
 import * as portal from './migrations/20261204000400_portal.ts';
+import * as emails from './migrations/20261204000500_emails.ts';
 import * as clickedSignups from './migrations/20261204000300_clicked_signups.ts';
 import * as refusedOrigins from './migrations/20261204000310_refused_origins.ts';
 import * as payouts from './migrations/20261204000600_payouts.ts';
@@ -30,6 +31,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261204000000_trust': trust,
   '20261204000100_erasure': erasure,
   '20261204000400_portal': portal,
+  '20261204000500_emails': emails,
   '20261204000300_clicked_signups': clickedSignups,
   '20261204000310_refused_origins': refusedOrigins,
   '20261204000600_payouts': payouts,
