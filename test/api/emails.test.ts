@@ -357,6 +357,37 @@ describe.each(DATABASES)('emails to referrers (%s)', (kind) => {
     expectProgramIn(mails[0]!, p.program.name);
   });
 
+  it('a payout marked paid through the API: one email to the referrer, however often it is marked', async () => {
+    const p = await emailProgram(
+      { payoutPaid: true },
+      {
+        settings: {
+          emails: { from: FROM, on: { payoutPaid: true } },
+          rewardRules: [{ id: 'cash', on: 'signup', to: 'referrer', reward: { kind: 'cash', amount: 1000, currency: 'USD' } }],
+        },
+      },
+    );
+    const aliceAddress = email('alice');
+    const alice = await buildParticipant(api, p, { name: 'Alice', email: aliceAddress });
+    expectOk(
+      await api.patch(`/v1/participants/${alice.externalId}`, { payout: { method: 'paypal', email: aliceAddress } }, { auth: p.secret }),
+    );
+    await referral(p, alice);
+    await referral(p, alice, 'Bea');
+    const payout = expectOk(await api.post('/v1/payouts', {}, { auth: p.secret }), 201);
+    expect(payout.items).toHaveLength(1);
+    expect(await outbox(p)).toEqual([]);
+    expectOk(await api.post(`/v1/payouts/${payout.id}/paid`, { reference: 'PP-123' }, { auth: p.secret }));
+    expectOk(await api.post(`/v1/payouts/${payout.id}/paid`, {}, { auth: p.secret }));
+    expect(await outbox(p)).toMatchObject([
+      { kind: 'payoutPaid', participant_id: alice.id, event_key: `payoutPaid:${payout.items[0].id}` },
+    ]);
+    await deliverDueEmails(db, mailer);
+    const mails = smtp.to(aliceAddress);
+    expect(mails.map((mail) => mail.parsed.subject)).toEqual([`${p.program.name}: We paid you $20.00`]);
+    expect(mails[0]!.parsed.text).toContain('(reference PP-123)');
+  });
+
   it('settings.emails is validated and merged; GET /v1/emails and the previews', async () => {
     const p = await buildProgram(api, { name: `Preview ${uniq()}` });
     for (const from of ['not an address', 'Acme <no-at-sign>', 'Acme\r\nBcc: x@y.example <a@b.example>', 'a@b.example, c@d.example']) {

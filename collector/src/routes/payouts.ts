@@ -12,10 +12,23 @@ import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { idempotency } from '../http/idempotency.ts';
 import { parse, parseQuery } from '../http/validate.ts';
 import { payoutFile } from '../domain/payoutFiles.ts';
-import { createPayout, findPayout, listPayouts, markItemsFailed, markItemsPaid, payoutItems, presentPayout } from '../domain/payouts.ts';
+import {
+  createPayout,
+  findPayout,
+  listPayouts,
+  markItemsFailed,
+  markItemsPaid,
+  type PayoutHooks,
+  payoutItems,
+  presentPayout,
+} from '../domain/payouts.ts';
 import type { ProgramRow } from '../domain/programs.ts';
 import { transferPendingItems } from '../domain/stripeTransfers.ts';
+import { emailPayoutPaid } from '../domain/emails.ts';
 import { stripeClient } from '../stripeClient.ts';
+
+/** What paying an item also does: the referrer's "we paid you" email (when the program sends it). */
+const HOOKS: PayoutHooks = { onItemPaid: emailPayoutPaid };
 
 export function payoutRoutes({ db, config, limits }: Deps) {
   const router = new Router<AppState>();
@@ -35,7 +48,7 @@ export function payoutRoutes({ db, config, limits }: Deps) {
         'stripe_not_configured',
         'Stripe Connect items need settings.stripe.secretKey; set it, then POST /v1/payouts/:id/transfer',
       );
-    return transferPendingItems(db, program, id, await stripeClient(key, config.stripeApiUrl), actor);
+    return transferPendingItems(db, program, id, await stripeClient(key, config.stripeApiUrl), actor, HOOKS);
   };
 
   router.post('/v1/payouts', idempotency(db), async (ctx) => {
@@ -75,7 +88,7 @@ export function payoutRoutes({ db, config, limits }: Deps) {
 
   router.post('/v1/payouts/:id/paid', async (ctx) => {
     const input = parse(PayoutItemsUpdateSchema, ctx.request.body ?? {});
-    ctx.body = await markItemsPaid(db, ctx.state.program, payoutId(ctx), input, actorOf(ctx));
+    ctx.body = await markItemsPaid(db, ctx.state.program, payoutId(ctx), input, actorOf(ctx), HOOKS);
   });
 
   router.post('/v1/payouts/:id/failed', async (ctx) => {
