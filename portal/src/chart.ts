@@ -1,7 +1,8 @@
 /**
- * The last 30 days as grouped bars (clicks, signups, purchases per day), drawn as
- * SVG with presentation attributes only, so it needs no inline style and scales
- * with the card's width through its viewBox.
+ * The last 30 days as bars: per day a light bar for clicks, and over it, side by side,
+ * the signups and purchases (each half the day's width, so they stay visible on a
+ * phone). SVG with presentation attributes only, so it needs no inline style, and it
+ * scales with the card's width through its viewBox.
  */
 import type { PortalDayResponse } from '../../shared/responses.ts';
 import { el, svg } from './dom.ts';
@@ -9,8 +10,9 @@ import { formatCount, formatDay } from './format.ts';
 
 const WIDTH = 600;
 const HEIGHT = 180;
-const TOP = 14;
-const BOTTOM = 22;
+/** Room above and below the plot, so the scale's labels line up with its top and zero lines. */
+const TOP = 7;
+const BOTTOM = 7;
 const SERIES = [
   { key: 'clicks', label: 'Clicks', color: '#93b4f5' },
   { key: 'signups', label: 'Signups', color: '#16a34a' },
@@ -29,7 +31,7 @@ export function drawChart(container: HTMLElement, days: PortalDayResponse[]): vo
   const top = niceMax(Math.max(0, ...days.map((day) => Math.max(day.clicks, day.signups, day.purchases))));
   const plotHeight = HEIGHT - TOP - BOTTOM;
   const slot = WIDTH / Math.max(1, days.length);
-  const bar = Math.max(1, (slot - 2) / SERIES.length);
+  const gap = Math.min(2, slot / 5);
   const y = (value: number) => TOP + plotHeight - (value / top) * plotHeight;
 
   const chart = svg('svg', { viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img', preserveAspectRatio: 'none', class: 'chart-svg' });
@@ -49,14 +51,17 @@ export function drawChart(container: HTMLElement, days: PortalDayResponse[]): vo
     group.append(tip);
     // The whole slot answers the pointer, so a day with nothing still shows its tooltip.
     group.append(svg('rect', { x: index * slot, y: TOP, width: slot, height: plotHeight, fill: 'transparent' }));
-    SERIES.forEach((series, n) => {
-      const value = day[series.key];
+    const bar = (value: number, x: number, width: number, color: string) => {
       if (!value) return;
       const height = Math.max(2, TOP + plotHeight - y(value));
-      group.append(
-        svg('rect', { x: index * slot + 1 + n * bar, y: TOP + plotHeight - height, width: bar, height, rx: 1, fill: series.color }),
-      );
-    });
+      group.append(svg('rect', { x, y: TOP + plotHeight - height, width, height, rx: 1, fill: color }));
+    };
+    const [clicks, signups, purchases] = SERIES;
+    const left = index * slot + gap / 2;
+    const width = slot - gap;
+    bar(day.clicks, left, width, clicks.color);
+    bar(day.signups, left, width / 2, signups.color);
+    bar(day.purchases, left + width / 2, width / 2, purchases.color);
     chart.append(group);
   });
 

@@ -102,9 +102,13 @@ function balanceTable(kind: string, balances: RewardBalances, testId: string): H
         currencies.map((currency) =>
           el('tr', { 'data-currency': currency }, [
             el('th', { scope: 'row' }, [currency]),
-            ...STATUSES.map((status) =>
-              el('td', { class: 'num', 'data-status': status }, [formatMoney(balances[status][currency] ?? 0, currency)]),
-            ),
+            ...STATUSES.map((status) => {
+              const amount = balances[status][currency] ?? 0;
+              // A dash for nothing, so the amounts stand out.
+              return el('td', { class: amount ? 'num' : 'num muted', 'data-status': status }, [
+                amount ? formatMoney(amount, currency) : '—',
+              ]);
+            }),
           ]),
         ),
       ),
