@@ -1,6 +1,7 @@
 /**
- * Builds the snippet into snippet/dist: referral.js (the IIFE served as /r.js) and
- * referral.mjs (the ES module, package export "./snippet"), and prints their sizes:
+ * Builds the snippet into snippet/dist: referral.js (the IIFE served as /r.js),
+ * referral.mjs (the ES module, package export "./snippet") and portal.js (the portal
+ * embed served as /portal.js), and prints their sizes:
  * minified, gzip -9 and brotli bytes. Then bundles the collector into
  * collector/dist/server.mjs, what `npm start` runs: plain Node, no TypeScript loader
  * (about half the memory of running the sources through tsx, and faster).
@@ -9,18 +10,19 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
-import { snippetBuildOptions } from '../snippet/esbuild.mjs';
+import { portalEmbedBuildOptions, snippetBuildOptions } from '../snippet/esbuild.mjs';
 
 const dist = fileURLToPath(new URL('../snippet/dist/', import.meta.url));
 await mkdir(dist, { recursive: true });
 
 const outputs = [
-  ['referral.js', 'iife'],
-  ['referral.mjs', 'esm'],
+  ['referral.js', snippetBuildOptions('iife')],
+  ['referral.mjs', snippetBuildOptions('esm')],
+  ['portal.js', portalEmbedBuildOptions()],
 ];
 const rows = [];
-for (const [file, format] of outputs) {
-  const result = await build(snippetBuildOptions(format));
+for (const [file, options] of outputs) {
+  const result = await build(options);
   // The options keep esbuild silent; a warning here means the js-cookie trimming did not apply.
   for (const warning of result.warnings) console.warn(`${file}: ${warning.text}`);
   const code = result.outputFiles[0].contents;
