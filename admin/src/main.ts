@@ -7,6 +7,7 @@ import type { DateRange, View, ViewContext } from './context.ts';
 import { byId, show } from './dom.ts';
 import { exportsView } from './exports.ts';
 import { addDays, isDay, isoDay } from './format.ts';
+import { emailsView } from './emails.ts';
 import { leaderboardView } from './leaderboard.ts';
 import { overviewView } from './overview.ts';
 import { referralsView } from './referrals.ts';
@@ -15,7 +16,7 @@ import { settingsView } from './settings.ts';
 import { clearKey, readKey, saveKey } from './session.ts';
 import type { Program } from './types.ts';
 
-const TABS = ['overview', 'leaderboard', 'referrals', 'rewards', 'settings', 'exports'] as const;
+const TABS = ['overview', 'leaderboard', 'referrals', 'rewards', 'settings', 'emails', 'exports'] as const;
 type Tab = (typeof TABS)[number];
 /** Sections that read the date range. */
 const RANGED: ReadonlySet<Tab> = new Set<Tab>(['overview', 'leaderboard']);
@@ -91,6 +92,7 @@ function start() {
     settings: settingsView(ctx, (program: Program) => {
       programName.textContent = program.name;
     }),
+    emails: emailsView(ctx),
     exports: exportsView(ctx),
   };
 

@@ -6,6 +6,8 @@
  */
 import type {
   DecisionResponse,
+  EmailPreviewResponse,
+  EmailsResponse,
   LeaderboardRowResponse,
   OffsetPage,
   Page,
@@ -33,6 +35,8 @@ export type Referral = ReferralResponse;
 export type Decision = DecisionResponse;
 export type Reward = RewardResponse;
 export type Program = ProgramResponse;
+export type Emails = EmailsResponse;
+export type EmailPreview = EmailPreviewResponse;
 
 /** The leaderboard columns a person can sort by. */
 export type LeaderboardSort = 'clicks' | 'signups' | 'purchases' | 'conversionRate';

@@ -8,6 +8,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_CSP } from '../../collector/src/routes/admin.ts';
+import { EMAIL_STYLE_SOURCES, EMAIL_STYLES } from '../../collector/src/domain/emailTemplates.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
 import { click, expectOk, serverPurchase, serverSignup } from '../helpers/steps.ts';
@@ -142,9 +143,11 @@ describe('admin dashboard (Chromium, pglite)', () => {
       expect(reply.headers.get('referrer-policy'), path).toBe('no-referrer');
       expect(reply.headers.get('x-frame-options'), path).toBe('DENY');
     }
+    // Inline styles only as the emails' previews use them, each by its hash (EMAIL_STYLE_SOURCES).
     expect(ADMIN_CSP).toBe(
-      "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+      `default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-hashes' ${EMAIL_STYLE_SOURCES.join(' ')}; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'`,
     );
+    expect(EMAIL_STYLE_SOURCES).toHaveLength(Object.keys(EMAIL_STYLES).length);
 
     const html = await api.get('/admin');
     expect(html.status).toBe(200);

@@ -13,6 +13,7 @@ import type { Context, Next } from 'koa';
 import { build } from 'esbuild';
 import type { Deps } from '../deps.ts';
 import { notFound } from '../errors.ts';
+import { EMAIL_STYLE_SOURCES } from '../domain/emailTemplates.ts';
 import { packagePath } from '../paths.ts';
 
 const ADMIN_DIR = packagePath('admin/');
@@ -21,7 +22,9 @@ const UPLOT_CSS = createRequire(import.meta.url).resolve('uplot/dist/uPlot.min.c
 export const ADMIN_CSP = [
   "default-src 'self'",
   "script-src 'self'",
-  "style-src 'self'",
+  // The Emails panel previews each email in a sandboxed srcdoc iframe, which runs under
+  // this policy: the emails' own style attributes are allowed by hash, and no others.
+  `style-src 'self' 'unsafe-hashes' ${EMAIL_STYLE_SOURCES.join(' ')}`,
   "img-src 'self' data:",
   "connect-src 'self'",
   "frame-ancestors 'none'",
