@@ -89,7 +89,7 @@ export async function seedDemo(db: Knex, config: Config, logger: Logger, out: De
       `    demo shop        ${landingUrl}`,
       `    dashboard        ${seed.dashboardUrl}  (sign in with the secret key)`,
       `    publishable key  ${keys.publishable}`,
-      ...(out.isTTY ? [`    secret key       ${keys.secret}  (shown once)`] : SECRET_KEY_NOT_PRINTED),
+      ...(out.isTTY ? [`    secret key       ${keys.secret}  (shown once)`] : secretKeyNotPrinted(program.slug)),
       '',
       '',
     ].join('\n'),
@@ -98,14 +98,15 @@ export async function seedDemo(db: Knex, config: Config, logger: Logger, out: De
 }
 
 /**
- * Said instead of the secret key off a terminal. Keys are shown only when made, and
- * making another takes a secret key (POST /v1/keys, the dashboard), so the way to
- * one is a program of your own.
+ * Said instead of the secret key off a terminal. Keys are shown only when made, so
+ * the way to one is a new key for the demo (`keys create`: on the stopped DATA_DIR,
+ * or through the running collector with its ADMIN_TOKEN) or a program of your own.
  */
-const SECRET_KEY_NOT_PRINTED = [
+const secretKeyNotPrinted = (slug: string) => [
   '    secret key       not printed: this output is not a terminal, and logs keep what they are given.',
-  '                     To sign in, run the first start from a terminal, or create a program',
-  '                     with keys of your own: npx referral program create --name … --origin … --landing …',
+  `                     To sign in, make one: npx referral keys create --program ${slug}`,
+  "                     (with the collector stopped, or with the collector's ADMIN_TOKEN set: it then goes through it),",
+  '                     or create a program of your own: npx referral program create --name … --origin … --landing …',
 ];
 
 /** The demo referrer, with the vanity code DEMO unless another program took it. */

@@ -29,6 +29,14 @@ export const OPERATIONS: Operation[] = [
     body: schemas.ProgramCreateSchema,
     status: 201,
   },
+  {
+    method: 'post',
+    path: '/v1/programs/{slug}/keys',
+    summary: "A new key for the program with this slug (shown once): the operator's way back in when its secret key is lost",
+    auth: 'admin',
+    body: schemas.ApiKeyCreateSchema,
+    status: 201,
+  },
   { method: 'get', path: '/v1/program', summary: "The calling key's program", auth: 'secret' },
   {
     method: 'patch',
