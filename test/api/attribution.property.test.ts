@@ -15,6 +15,7 @@
 import fc from 'fast-check';
 import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
+import type { AttributionResponse } from '../../shared/responses.ts';
 import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -203,7 +204,7 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
     };
 
     const recordAnswer = (who: number, reply: Reply) => {
-      const attribution = reply.body.attribution as { status: string; referrer?: string; reason?: string };
+      const attribution = reply.body.attribution as AttributionResponse;
       expect(['attributed', 'existing', 'none', 'rejected']).toContain(attribution.status);
       if (attribution.status === 'attributed' || attribution.status === 'existing') {
         expect(attribution.referrer).toEqual(expect.any(String));

@@ -7,6 +7,7 @@
  */
 import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
+import type { ErrorBody } from '../../shared/schemas.ts';
 import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -895,7 +896,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
       const before = await counts(fixture);
       const reply = await sendConversion(api, fixture, { type: 'purchase', externalId: uniq('user-') });
       expect(reply.status).toBe(422);
-      const error = (reply.body as unknown as { error: { code: string; fields?: Record<string, string> } }).error;
+      const error = (reply.body as ErrorBody).error;
       expect(error.code).toBe('validation_failed');
       expect(Object.keys(error.fields ?? {}).sort()).toEqual(['amount', 'currency']);
       const event = await api.post('/v1/events', {

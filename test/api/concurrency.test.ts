@@ -6,6 +6,8 @@
  */
 import type { Knex } from 'knex';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { ErrorBody } from '../../shared/schemas.ts';
+import type { ConversionResultResponse } from '../../shared/responses.ts';
 import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -14,11 +16,6 @@ import { countRows } from '../helpers/rows.ts';
 
 const REFERRERS = 50;
 const POOL_MAX = 10;
-
-interface ConversionAnswer {
-  conversion: { id: string; type: string; eventId: string; externalId: string; verified: boolean };
-  attribution: { status: string; reason?: string; referrer?: string; held?: boolean };
-}
 
 describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () => {
   let db: Knex;
@@ -40,7 +37,7 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     ((await db('participants').where({ program_id: program.id, external_id: externalId }).first('id')) as { id: string } | undefined)?.id;
 
   /** Exactly one attributed answer, the rest existing, all 200 and naming the same referrer; returns it. */
-  function expectOneWinner(replies: Array<Reply<ConversionAnswer>>): string {
+  function expectOneWinner(replies: Array<Reply<ConversionResultResponse>>): string {
     for (const reply of replies) expect(reply.status, reply.text).toBe(200);
     const statuses = replies.map((reply) => reply.body.attribution.status);
     expect(statuses.filter((status) => status === 'attributed')).toHaveLength(1);
@@ -74,7 +71,7 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
       const referralsBefore = await count('referrals');
       const replies = await Promise.all(
         referrers.map((referrer, i) =>
-          api.post<ConversionAnswer>(
+          api.post<ConversionResultResponse>(
             '/v1/conversions',
             { type: 'signup', eventId: `${user}-evt-${i}`, externalId: user, referral: { code: referrer.code } },
             { auth: program.secret },
@@ -97,7 +94,7 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     const user = uniq('buyer-');
     const replies = await Promise.all(
       referrers.map((referrer, i) =>
-        api.post<ConversionAnswer>(
+        api.post<ConversionResultResponse>(
           '/v1/conversions',
           {
             type: 'purchase',
@@ -142,7 +139,7 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     const user = uniq('retry-');
     const body = { type: 'signup', eventId: `${user}-evt`, externalId: user, referral: { code: referrers[0]?.code } };
     const replies = await Promise.all(
-      Array.from({ length: 20 }, () => api.post<ConversionAnswer>('/v1/conversions', body, { auth: program.secret })),
+      Array.from({ length: 20 }, () => api.post<ConversionResultResponse>('/v1/conversions', body, { auth: program.secret })),
     );
     for (const reply of replies) expect(reply.status, reply.text).toBe(200);
     const first = replies[0]?.body;
@@ -157,7 +154,7 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     const body = { type: 'signup', eventId: `${user}-evt`, externalId: user, referral: { code: referrers[1]?.code } };
     const replies = await Promise.all(
       Array.from({ length: 10 }, () =>
-        api.post<ConversionAnswer>('/v1/conversions', body, { auth: program.secret, headers: { 'idempotency-key': user } }),
+        api.post<ConversionResultResponse>('/v1/conversions', body, { auth: program.secret, headers: { 'idempotency-key': user } }),
       ),
     );
     const fresh = replies.filter((reply) => reply.status === 200 && reply.headers.get('idempotent-replayed') === null);
@@ -169,12 +166,15 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
         expect(reply.body).toEqual(fresh[0]?.body);
       } else {
         expect(reply.status).toBe(409);
-        expect((reply.body as unknown as { error: { code: string } }).error.code).toBe('idempotency_in_progress');
+        expect((reply.body as unknown as ErrorBody).error.code).toBe('idempotency_in_progress');
       }
     }
     expect(await count('conversions', { event_id: `${user}-evt` })).toBe(1);
     // Once the first has finished, the key replays.
-    const later = await api.post<ConversionAnswer>('/v1/conversions', body, { auth: program.secret, headers: { 'idempotency-key': user } });
+    const later = await api.post<ConversionResultResponse>('/v1/conversions', body, {
+      auth: program.secret,
+      headers: { 'idempotency-key': user },
+    });
     expect(later.status).toBe(200);
     expect(later.headers.get('idempotent-replayed')).toBe('true');
     expect(later.body).toEqual(fresh[0]?.body);
@@ -186,12 +186,12 @@ describe.skipIf(!DATABASES.includes('postgres'))('concurrency (postgres)', () =>
     );
     const replies = await Promise.all(
       pairs.flatMap(([a, b]) => [
-        api.post<ConversionAnswer>(
+        api.post<ConversionResultResponse>(
           '/v1/conversions',
           { type: 'signup', eventId: uniq('x-'), externalId: a.externalId, referral: { code: b.code } },
           { auth: program.secret },
         ),
-        api.post<ConversionAnswer>(
+        api.post<ConversionResultResponse>(
           '/v1/conversions',
           { type: 'signup', eventId: uniq('y-'), externalId: b.externalId, referral: { code: a.code } },
           { auth: program.secret },

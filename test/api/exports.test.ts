@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { RewardResponse } from '../../shared/responses.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -120,21 +121,6 @@ const REWARDS_HEADER = [
 ];
 const CLICKS_HEADER = ['code', 'referrer_external_id', 'visitor_id', 'url', 'referrer_url', 'created_at'];
 
-interface RewardView {
-  id: string;
-  participant: string;
-  rule: string;
-  kind: string;
-  amount: number;
-  currency: string | null;
-  coupon?: string;
-  status: string;
-  availableAt: string;
-  eventId: string;
-  reverses?: string;
-  createdAt: string;
-}
-
 describe.each(DATABASES)('exports (%s)', (kind) => {
   let t: TestDb;
   let api: TestApp;
@@ -173,7 +159,7 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
 
   let program: ProgramFixture;
   let codes: { R1: string; R2: string; R3: string };
-  const rewards: RewardView[] = [];
+  const rewards: RewardResponse[] = [];
   let fixtureStart: number;
   let fixtureEnd: number;
   const vids = { v1: `-vid-${run}`, v2: `vid2${run}`, v3: `vid3${run}`, old1: `old1${run}`, old2: `old2${run}`, old3: `old3${run}` };
@@ -220,14 +206,14 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       amount: 10_000,
       currency: 'USD',
     });
-    const grant = purchase.rewards[0] as RewardView;
+    const grant = purchase.rewards[0] as RewardResponse;
     expect(grant).toMatchObject({ amount: 1000, currency: 'USD', status: 'approved' });
-    const paid = expectOk(await transition(api, program, grant.id, 'pay')).reward as RewardView;
+    const paid = expectOk(await transition(api, program, grant.id, 'pay')).reward as RewardResponse;
     rewards.push(paid);
     const refunded = await refund(api, program, { eventId: `-refund-${run}`, purchaseEventId: `=1+2-${run}` });
-    const clawback = (refunded.rewards as RewardView[]).find((reward) => reward.reverses === grant.id);
+    const clawback = (refunded.rewards as RewardResponse[]).find((reward) => reward.reverses === grant.id);
     expect(clawback).toMatchObject({ amount: -1000, status: 'approved' });
-    rewards.push(clawback as RewardView);
+    rewards.push(clawback as RewardResponse);
     fixtureEnd = Date.now() + 1000;
 
     // Move three clicks, U4's referral and U4's coupon to March 2025 (exports filter on raw times).
@@ -250,7 +236,7 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
         .where({ referred_id: u4.id })
         .update({ created_at: new Date('2025-03-11T12:00:00Z') }),
     ).toBe(1);
-    const coupon = rewards.find((reward) => reward.participant === U4.externalId) as RewardView;
+    const coupon = rewards.find((reward) => reward.participant === U4.externalId) as RewardResponse;
     expect(
       await t
         .db('rewards')
@@ -403,7 +389,7 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
 
     it('filters on from/to', async () => {
       const ids = async (query: string) => (await rowsOf(program, 'rewards.csv', query)).map((row) => row[0]);
-      const coupon = rewards.find((reward) => reward.participant === U4.externalId) as RewardView;
+      const coupon = rewards.find((reward) => reward.participant === U4.externalId) as RewardResponse;
       expect(await ids('?from=2025-03-11&to=2025-03-11')).toEqual([coupon.id]);
       expect((await ids(`?from=${today()}&to=${today()}`)).sort()).toEqual(
         rewards

@@ -7,6 +7,7 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ApiKeyCreateResponse, ApiKeyResponse, ProgramCreateResponse } from '../../shared/responses.ts';
 import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { processDatabase, startCollector, stopAll } from '../helpers/processes.ts';
@@ -16,14 +17,6 @@ import { newVid, buildParticipant, buildProgram, uniq, type ProgramFixture } fro
 const SECRET_KEY = /^sk_[A-Za-z0-9_-]{32}$/;
 const PUBLISHABLE_KEY = /^pk_[A-Za-z0-9_-]{32}$/;
 
-interface KeyView {
-  id: string;
-  kind: 'publishable' | 'secret';
-  prefix: string;
-  createdAt: string;
-  revokedAt: string | null;
-}
-
 describe.each(DATABASES)('API keys (%s)', (kind) => {
   let db: Knex;
   let api: TestApp;
@@ -32,12 +25,12 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
   const listKeys = async (secret: string) => {
     const reply = await api.get('/v1/keys', { auth: secret });
     expect(reply.status, reply.text).toBe(200);
-    return reply.body.data as KeyView[];
+    return reply.body.data as ApiKeyResponse[];
   };
   const createKey = async (secret: string, keyKind: 'publishable' | 'secret') => {
     const reply = await api.post('/v1/keys', { kind: keyKind }, { auth: secret });
     expect(reply.status, reply.text).toBe(201);
-    return reply.body as { key: KeyView; secret: string };
+    return reply.body as ApiKeyCreateResponse;
   };
   const revoke = (id: string, secret: string) => api.request('DELETE', `/v1/keys/${id}`, undefined, { auth: secret });
   const programOf = (secret: string) => api.get('/v1/program', { auth: secret });
@@ -45,7 +38,7 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
     const keys = await listKeys(program.secret);
     const found = keys.find((k) => key.startsWith(k.prefix) && k.revokedAt === null);
     expect(found, `no listed key for ${key.slice(0, 10)}`).toBeDefined();
-    return (found as KeyView).id;
+    return (found as ApiKeyResponse).id;
   };
 
   describe('POST /v1/keys', () => {
@@ -127,7 +120,7 @@ describe.each(DATABASES)('API keys (%s)', (kind) => {
       const extra = await createKey(program.secret, 'secret');
       const reply = await api.get('/v1/keys', { auth: program.secret });
       expect(reply.status).toBe(200);
-      const keys = reply.body.data as KeyView[];
+      const keys = reply.body.data as ApiKeyResponse[];
       expect(keys.map((k) => k.kind)).toEqual(['publishable', 'secret', 'secret']);
       const full = [program.publishable, program.secret, extra.secret];
       keys.forEach((key, index) => {
@@ -350,7 +343,7 @@ describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) =
       body: { name: 'Logs', origins: ['https://logs.example'], landingUrl: 'https://logs.example/' },
     });
     expect(created.status).toBe(201);
-    const { publishable, secret } = created.body.keys as { publishable: string; secret: string };
+    const { publishable, secret } = (created.body as ProgramCreateResponse).keys;
     const participant = await call('POST', '/v1/participants', {
       auth: secret,
       body: { externalId: 'log-user' },
@@ -397,7 +390,7 @@ describe.each(DATABASES)('keys in the logs of the server process (%s)', (kind) =
     });
     await call('POST', '/v1/participants', { auth: secret, raw: '{"externalId": ', headers: { cookie: `session=${secret}` } });
     const listed = await call('GET', '/v1/keys', { auth: secret });
-    const oldId = (listed.body.data as Array<{ id: string; prefix: string }>).find((k) => secret.startsWith(k.prefix))?.id;
+    const oldId = (listed.body.data as ApiKeyResponse[]).find((k) => secret.startsWith(k.prefix))?.id;
     expect((await call('DELETE', `/v1/keys/${oldId}`, { auth: newSecret.body.secret })).status).toBe(200);
     expect((await call('GET', '/v1/program', { auth: secret })).status).toBe(401);
 

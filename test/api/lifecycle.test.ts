@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import type { ProgramCreateResponse } from '../../shared/responses.ts';
 import {
   npmStartCommand,
   runCli,
@@ -77,7 +78,7 @@ describe.concurrent('the server process (PGlite under DATA_DIR)', () => {
         { auth: ADMIN_TOKEN },
       );
       expect(created.status).toBe(201);
-      const { secret, publishable } = created.body.keys as { secret: string; publishable: string };
+      const { secret, publishable } = (created.body as ProgramCreateResponse).keys;
       const participant = await first.post('/v1/participants', { externalId: 'survivor', code: 'Survivor_1' }, { auth: secret });
       expect(participant.status).toBe(201);
 

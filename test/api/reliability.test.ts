@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import type { Knex } from 'knex';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { ProgramCreateResponse } from '../../shared/responses.ts';
 import type { HttpClient, Reply, TestApp } from '../helpers/app.ts';
 import { freePort } from '../helpers/net.ts';
 import { startCollector, stopAll, type RunningCollector } from '../helpers/processes.ts';
@@ -151,10 +152,10 @@ async function createProgram(collector: HttpClient) {
     { auth: ADMIN_TOKEN },
   );
   expect(created.status, JSON.stringify(created.body)).toBe(201);
-  const keys = created.body.keys as { publishable: string; secret: string };
+  const { program, keys } = created.body as ProgramCreateResponse;
   const referrer = await collector.post('/v1/participants', { externalId: uniq('referrer-') }, { auth: keys.secret });
   expect(referrer.status, JSON.stringify(referrer.body)).toBe(201);
-  return { ...keys, id: created.body.program.id as string, code: referrer.body.code as string };
+  return { ...keys, id: program.id, code: referrer.body.code as string };
 }
 
 /** Waits until `probe` is true, polling; throws after `ms`. */

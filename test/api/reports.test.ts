@@ -10,6 +10,13 @@
 import { randomBytes } from 'node:crypto';
 import { applyStats, type StatsDelta } from '../../collector/src/domain/rollups.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type {
+  LeaderboardRowResponse,
+  ReportReferrersResponse,
+  ReportTimeseriesResponse,
+  RewardBalances,
+  TimeseriesPointResponse,
+} from '../../shared/responses.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -22,52 +29,10 @@ const addDays = (day: string, days: number) => new Date(Date.parse(`${day}T00:00
 /** The Monday on or before `day` (weeks start on Monday). */
 const mondayOf = (day: string) => addDays(day, -((new Date(`${day}T00:00:00Z`).getUTCDay() + 6) % 7));
 
-type Money = Record<string, number>;
-interface Rewards {
-  pending: Money;
-  approved: Money;
-  paid: Money;
-}
-interface LeaderRow {
-  participant: string | null;
-  email: string | null;
-  name: string | null;
-  code: string | null;
-  clicks: number;
-  visitors: number;
-  signups: number;
-  clickedSignups: number;
-  purchases: number;
-  revenue: Money;
-  conversionRate: number;
-  rewards: Rewards;
-  rewardsByKind: { cash: Rewards; credit: Rewards; coupon: { pending: number; approved: number; paid: number } };
-}
-interface Leaderboard {
-  from: string;
-  to: string;
-  data: LeaderRow[];
-  nextOffset: number | null;
-}
-interface Point {
-  date: string;
-  clicks: number;
-  visitors: number;
-  signups: number;
-  purchases: number;
-  revenue: Money;
-}
-interface Series {
-  interval: 'day' | 'week';
-  from: string;
-  to: string;
-  points: Point[];
-}
-
-const NO_REWARDS: Rewards = { pending: {}, approved: {}, paid: {} };
+const NO_REWARDS: RewardBalances = { pending: {}, approved: {}, paid: {} };
 /** Rewards apart by kind (here no coupons). */
-const byKind = (cash: Rewards, credit: Rewards) => ({ cash, credit, coupon: { pending: 0, approved: 0, paid: 0 } });
-const zeroPoint = (date: string): Point => ({ date, clicks: 0, visitors: 0, signups: 0, purchases: 0, revenue: {} });
+const byKind = (cash: RewardBalances, credit: RewardBalances) => ({ cash, credit, coupon: { pending: 0, approved: 0, paid: 0 } });
+const zeroPoint = (date: string): TimeseriesPointResponse => ({ date, clicks: 0, visitors: 0, signups: 0, purchases: 0, revenue: {} });
 
 const RULES = [
   // Pending for two weeks: shows up under rewards.pending.
@@ -86,8 +51,9 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
 
   const get = <T>(program: ProgramFixture, path: string) => api.get<T>(path, { auth: program.secret });
   const leaderboard = async (program: ProgramFixture, query = '') =>
-    expectOk(await get<Leaderboard>(program, `/v1/reports/referrers${query}`));
-  const series = async (program: ProgramFixture, query = '') => expectOk(await get<Series>(program, `/v1/reports/timeseries${query}`));
+    expectOk(await get<ReportReferrersResponse>(program, `/v1/reports/referrers${query}`));
+  const series = async (program: ProgramFixture, query = '') =>
+    expectOk(await get<ReportTimeseriesResponse>(program, `/v1/reports/timeseries${query}`));
 
   /**
    * The hand-built fixture. Referrers A, B, D (and C, who does nothing):
@@ -186,7 +152,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
   }
 
   let fx: Awaited<ReturnType<typeof buildFixture>>;
-  let expected: { A: LeaderRow; B: LeaderRow; D: LeaderRow };
+  let expected: { A: LeaderboardRowResponse; B: LeaderboardRowResponse; D: LeaderboardRowResponse };
 
   beforeAll(async () => {
     fx = await buildFixture();
@@ -371,8 +337,8 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
 
     it('sorts by each column, both ways', async () => {
       const { A, B, D } = expected;
-      const order = (rows: LeaderRow[]) => rows.map((row) => row.participant);
-      const cases: Array<[string, LeaderRow[]]> = [
+      const order = (rows: LeaderboardRowResponse[]) => rows.map((row) => row.participant);
+      const cases: Array<[string, LeaderboardRowResponse[]]> = [
         ['clicks', [B, A, D]],
         ['visitors', [B, A, D]],
         ['signups', [A, B, D]],

@@ -12,7 +12,7 @@ import { EMAIL_STYLE_SOURCES, EMAIL_STYLES } from '../../collector/src/domain/em
 import type { TestApp } from '../helpers/app.ts';
 import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
 import { click, expectOk, serverPurchase, serverSignup } from '../helpers/steps.ts';
-import type { RewardResponse } from '../../shared/responses.ts';
+import type { ProgramResponse, ReportSummaryResponse, RewardResponse } from '../../shared/responses.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
 const CHROMIUM_ARGS = [
@@ -37,18 +37,6 @@ interface Watched {
   /** Every URL the page requested. */
   requests: string[];
 }
-
-type Summary = {
-  from: string;
-  to: string;
-  clicks: number;
-  visitors: number;
-  signups: number;
-  purchases: number;
-  revenue: Record<string, number>;
-  conversionRate: number;
-  rewards: { pending: Record<string, number>; approved: Record<string, number>; paid: Record<string, number> };
-};
 
 describe('admin dashboard (Chromium, pglite)', () => {
   let api: TestApp;
@@ -227,7 +215,7 @@ describe('admin dashboard (Chromium, pglite)', () => {
 
     const from = await page.getByTestId('range-from').inputValue();
     const to = await page.getByTestId('range-to').inputValue();
-    const summary = expectOk(await apiGet(`/v1/reports/summary?from=${from}&to=${to}`)) as Summary;
+    const summary = expectOk(await apiGet(`/v1/reports/summary?from=${from}&to=${to}`)) as ReportSummaryResponse;
     // The seed is visible in the report, so the comparison below compares something.
     expect(summary.clicks).toBe(6);
     expect(summary.signups).toBeGreaterThanOrEqual(3);
@@ -379,7 +367,7 @@ describe('admin dashboard (Chromium, pglite)', () => {
     const error = page.getByTestId('settings-field-error');
     await error.first().waitFor();
     expect(await error.allTextContents()).toContain('settings.rewardRules.0.reward.currency: a fixed amount needs a currency');
-    const stored = expectOk(await apiGet('/v1/program')) as { program: { settings: { rewardRules: unknown[]; cookieDays: number } } };
+    const stored = expectOk(await apiGet('/v1/program')) as { program: ProgramResponse };
     expect(stored.program.settings.rewardRules).toEqual(RULES);
 
     // Not JSON at all: refused in the page, nothing sent.
@@ -391,7 +379,7 @@ describe('admin dashboard (Chromium, pglite)', () => {
     await page.getByTestId('settings-save').click();
     await expect.poll(() => page.getByTestId('settings-status').textContent()).toContain('Saved');
     expect(await page.getByTestId('settings-errors').isHidden()).toBe(true);
-    const saved = expectOk(await apiGet('/v1/program')) as { program: { settings: { rewardRules: unknown[]; cookieDays: number } } };
+    const saved = expectOk(await apiGet('/v1/program')) as { program: ProgramResponse };
     expect(saved.program.settings.cookieDays).toBe(45);
     expect(saved.program.settings.rewardRules).toEqual(RULES);
 

@@ -2,6 +2,7 @@
  * Test data through the real API, with `buildX(overrides)` factories.
  */
 import { randomBytes } from 'node:crypto';
+import type { ParticipantResponse, ProgramCreateResponse, ProgramResponse } from '../../shared/responses.ts';
 import { ADMIN_TOKEN, type TestApp } from './app.ts';
 
 export const uniq = (prefix = '') => `${prefix}${randomBytes(5).toString('hex')}`;
@@ -32,11 +33,11 @@ export interface ProgramFixture {
   slug: string;
   publishable: string;
   secret: string;
-  program: any;
+  program: ProgramResponse;
 }
 
 export async function buildProgram(api: TestApp, overrides: Record<string, unknown> = {}): Promise<ProgramFixture> {
-  const reply = await api.post(
+  const reply = await api.post<ProgramCreateResponse>(
     '/v1/programs',
     { name: `Program ${uniq()}`, origins: ['https://shop.example'], landingUrl: 'https://shop.example/welcome', ...overrides },
     { auth: ADMIN_TOKEN },
@@ -48,5 +49,5 @@ export async function buildProgram(api: TestApp, overrides: Record<string, unkno
 export async function buildParticipant(api: TestApp, program: ProgramFixture, overrides: Record<string, unknown> = {}) {
   const reply = await api.post('/v1/participants', { externalId: uniq('user-'), ...overrides }, { auth: program.secret });
   if (reply.status !== 201 && reply.status !== 200) throw new Error(`buildParticipant: ${reply.status} ${reply.text}`);
-  return reply.body as { id: string; externalId: string; code: string; link: string };
+  return reply.body as ParticipantResponse;
 }
