@@ -22,8 +22,12 @@ const ConfigSchema = z
     LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** Trust X-Forwarded-For (only behind a proxy you run). */
     TRUST_PROXY: flag,
+    /** Days raw clicks are kept (whole monthly partitions are dropped); unset keeps them. Rollups, referrals and reports stay. */
+    CLICK_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).optional(),
     /** Where the Stripe SDK sends API calls (default Stripe's own); for a proxy or a local stand-in. */
     STRIPE_API_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+    /** Where Lemon Squeezy API calls go (default https://api.lemonsqueezy.com); for a proxy or a local stand-in. */
+    LEMONSQUEEZY_API_URL: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).default('https://api.lemonsqueezy.com'),
     /** Secret for hashing IP addresses; one is generated and stored when unset. */
     IP_HASH_SECRET: z.string().min(16, 'must be at least 16 characters').optional(),
     /** Base URL used in referral links; defaults to http://localhost:PORT. */
@@ -59,7 +63,9 @@ const ConfigSchema = z
     redisUrl: env.REDIS_URL,
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,
+    clickRetentionDays: env.CLICK_RETENTION_DAYS,
     stripeApiUrl: env.STRIPE_API_URL,
+    lemonSqueezyApiUrl: env.LEMONSQUEEZY_API_URL.replace(/\/+$/, ''),
     ipHashSecret: env.IP_HASH_SECRET,
     publicUrl: (env.PUBLIC_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
     demo: env.DEMO,

@@ -8,6 +8,7 @@
 import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import type Koa from 'koa';
+import type { Knex } from 'knex';
 import { buildApp } from './app.ts';
 import { createIngest } from './ingest.ts';
 import { ConfigError, loadConfig, type Config } from './config.ts';
@@ -18,6 +19,7 @@ import { createDb } from './storage/db.ts';
 import { connectionReason, describeDatabaseUrl, explainDataDirLocked, explainListenError, StartupError } from './startupErrors.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
+import { longestWindowDays, maintainClicks } from './storage/clickPartitions.ts';
 import { seedDemo, wantsDemo } from './demo.ts';
 import { createRateLimits } from './http/rateLimit.ts';
 import { Lifecycle } from './http/middleware.ts';
@@ -33,6 +35,7 @@ export async function start(config: Config) {
     const ran = await migrateLatest(db);
     if (ran.length) logger.info({ migrations: ran }, 'migrated');
     if (wantsDemo(config)) await seedDemo(db, config, logger);
+    await prepareClicks(db, config.clickRetentionDays);
   } catch (error) {
     await db.destroy();
     lock?.release();
@@ -57,6 +60,7 @@ export async function start(config: Config) {
   logger.info({ port, database: config.databaseUrl ? 'postgresql' : `pglite (${config.dataDir})` }, 'collector listening');
 
   const workers = startWorkers(db, logger, {
+    clickRetentionDays: config.clickRetentionDays,
     webhookAllowPrivate: config.webhookAllowPrivate,
     smtpUrl: config.smtpUrl,
     publicUrl: config.publicUrl,
@@ -239,4 +243,22 @@ async function runPrimary(config: Config) {
       for (const worker of workers) worker.process.kill('SIGTERM');
     });
   }
+}
+
+/**
+ * Click partitions for this month and the next ones, and a retention that covers
+ * every program's attribution window (else the collector would drop clicks attribution
+ * still needs: refuse to start, saying what to change).
+ */
+async function prepareClicks(db: Knex, retentionDays: number | undefined): Promise<void> {
+  if (retentionDays !== undefined) {
+    const window = await longestWindowDays(db);
+    if (window > retentionDays) {
+      throw new StartupError(
+        `CLICK_RETENTION_DAYS=${retentionDays} is shorter than the longest attribution window of a program (${window} days): ` +
+          `clicks would be dropped while they can still attribute. Set CLICK_RETENTION_DAYS to ${window} or more, or lower that program's windowDays.`,
+      );
+    }
+  }
+  await maintainClicks(db, retentionDays);
 }

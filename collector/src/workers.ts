@@ -4,6 +4,7 @@
  */
 import type { Knex } from 'knex';
 import type { Logger } from './logger.ts';
+import { maintainClicks } from './storage/clickPartitions.ts';
 import { releaseDueRewards } from './domain/rewards.ts';
 import { deliverDueWebhooks } from './domain/webhooks.ts';
 import { createMailTransport, deliverDueEmails } from './domain/emailDelivery.ts';
@@ -33,7 +34,11 @@ function every(intervalMs: number, pass: () => Promise<unknown>, onError: (error
   };
 }
 
+export const CLICK_UPKEEP_INTERVAL_MS = 60 * 60_000;
+
 export interface WorkerOptions {
+  /** CLICK_RETENTION_DAYS: click partitions wholly older than this are dropped. */
+  clickRetentionDays?: number | undefined;
   /** WEBHOOK_ALLOW_PRIVATE: deliver webhooks to this machine and private networks too. */
   webhookAllowPrivate: boolean;
   /** SMTP_URL: emails to referrers go out through it; without it, queued emails are skipped. */
@@ -49,6 +54,14 @@ export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
     tokens: createUnsubscribeTokens(db),
   };
   const stops = [
+    every(
+      CLICK_UPKEEP_INTERVAL_MS,
+      async () => {
+        const { made, dropped } = await maintainClicks(db, options.clickRetentionDays);
+        if (made.length || dropped.length) logger.info({ made, dropped }, 'click partitions');
+      },
+      (error) => logger.warn({ err: error }, 'click partition upkeep failed'),
+    ),
     every(
       RELEASE_INTERVAL_MS,
       async () => {

@@ -161,8 +161,9 @@ async function claimRedirectClicks(db: Knex, claims: Decided[], inputs: ClickInp
   for (const claim of claims) {
     const input = inputs[claim.i] as ClickInput;
     const participantId = claim.participant_id as string;
+    // Through the unclaimed-clicks index (clicks have no primary key: see the partitions migration).
     const updated = await db('clicks')
-      .where({ id: claim.unclaimed_id })
+      .where({ program_id: claim.program_id, code_id: claim.code_id, ip_hash: input.ipHash ?? null, id: claim.unclaimed_id })
       .whereNull('vid')
       .update({ vid: input.vid, url: clip(input.url, 2048), referrer: clip(input.referrer, 2048) });
     if (updated) {

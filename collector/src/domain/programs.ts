@@ -40,7 +40,7 @@ export function validateSettings(input: unknown): ProgramSettings {
 }
 
 /** Creates a program and both its keys; the keys are returned in clear once. */
-export async function createProgram(db: Knex, input: ProgramCreate, targets: WebhookTargetPolicy = { allowPrivate: false }) {
+export async function createProgram(db: Knex, input: ProgramCreate, targets: ProgramPolicy = { allowPrivate: false }) {
   const result = ProgramSettingsSchema.safeParse({ ...input.settings, origins: input.origins, landingUrl: input.landingUrl });
   if (!result.success) {
     // origins and landingUrl sit at the top of the request, the rest under settings.
@@ -54,6 +54,7 @@ export async function createProgram(db: Knex, input: ProgramCreate, targets: Web
   }
   const settings = result.data;
   await checkWebhookUrl(settings.webhookUrl, targets);
+  checkWindowAgainstRetention(settings, targets.clickRetentionDays);
   return db.transaction(async (trx) => {
     const base = slugify(input.name);
     let program: ProgramRow | undefined;
@@ -76,7 +77,7 @@ export async function updateProgram(
   db: Knex,
   program: ProgramRow,
   patch: ProgramUpdate,
-  targets: WebhookTargetPolicy = { allowPrivate: false },
+  targets: ProgramPolicy = { allowPrivate: false },
 ): Promise<ProgramRow> {
   // Nested objects merge too: patching fraud.disposableDomains keeps the velocity settings.
   const settings = patch.settings
@@ -90,6 +91,7 @@ export async function updateProgram(
       })
     : program.settings;
   if (patch.settings?.webhookUrl !== undefined) await checkWebhookUrl(settings.webhookUrl, targets);
+  checkWindowAgainstRetention(settings, targets.clickRetentionDays);
   const [row] = await db('programs')
     .where({ id: program.id })
     .update({ name: patch.name ?? program.name, settings: JSON.stringify(settings), updated_at: db.fn.now() })
@@ -124,3 +126,17 @@ const isObject = (value: unknown): value is Record<string, unknown> => typeof va
 /** Secrets shown as their first characters only. */
 const maskSecrets = (stripe: NonNullable<ProgramSettings['stripe']>) =>
   Object.fromEntries(Object.entries(stripe).map(([name, value]) => [name, typeof value === 'string' ? `${value.slice(0, 6)}…` : value]));
+
+/** What the collector's configuration asks of every program's settings. */
+export type ProgramPolicy = WebhookTargetPolicy & {
+  /** CLICK_RETENTION_DAYS: attribution by a visitor's clicks needs them kept as long as the window. */
+  clickRetentionDays?: number | undefined;
+};
+
+function checkWindowAgainstRetention(settings: ProgramSettings, retentionDays: number | undefined): void {
+  if (retentionDays !== undefined && settings.windowDays > retentionDays) {
+    throw unprocessable('validation_failed', 'The request is not valid; see fields', {
+      'settings.windowDays': `must be at most ${retentionDays}: clicks are kept ${retentionDays} days (CLICK_RETENTION_DAYS), and attribution by a visitor's clicks needs them for the whole window`,
+    });
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Click partitions: one per calendar month (UTC), named `clicks_mYYYYMM`, made ahead
+ * of time, and dropped whole once older than the retention (no DELETE, no bloat).
+ * A DEFAULT partition holds any row outside them (a clock far off, a backdated row);
+ * when a month's partition is made, its rows move out of the default first, so making
+ * one never fails.
+ */
+import type { Knex } from 'knex';
+
+/** The indexes the hot paths need (every partition gets them). */
+export const CLICK_INDEXES = [
+  // "Did this visitor click this code within the hour?", "is this visitor known?", attribution by visitor.
+  'create index if not exists clicks_visitor_code on clicks (program_id, vid, code_id, created_at)',
+  // Redirect-link clicks (no visitor id yet): the same IP and code within the hour.
+  'create index if not exists clicks_code_ip on clicks (program_id, code_id, ip_hash, created_at)',
+  // A redirect click still waiting for its visitor id.
+  'create index if not exists clicks_unclaimed on clicks (program_id, code_id, ip_hash, created_at) where vid is null',
+  // Time ranges (exports, retention) at almost no cost per row.
+  'create index if not exists clicks_created_brin on clicks using brin (created_at)',
+];
+
+const MONTHS_AHEAD = 2;
+
+const monthStart = (at: Date) => new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1));
+const nextMonth = (at: Date) => new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
+const partitionName = (at: Date) => `clicks_m${at.getUTCFullYear()}${String(at.getUTCMonth() + 1).padStart(2, '0')}`;
+
+/** The month partitions that exist, by name. */
+async function monthPartitions(db: Knex): Promise<string[]> {
+  const result = await db.raw(
+    `select c.relname as name from pg_inherits i join pg_class c on c.oid = i.inhrelid
+     where i.inhparent = 'clicks'::regclass and c.relname like 'clicks_m%'`,
+  );
+  return (result.rows as Array<{ name: string }>).map((row) => row.name);
+}
+
+/**
+ * Makes the month partitions from `from` (default: this month) to two months ahead.
+ * Rows of a new month waiting in the default partition move into it.
+ */
+export async function ensureClickPartitions(db: Knex, options: { from?: Date; now?: Date } = {}): Promise<string[]> {
+  const now = options.now ?? new Date();
+  const existing = new Set(await monthPartitions(db));
+  const made: string[] = [];
+  const last = monthStart(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + MONTHS_AHEAD, 1)));
+  for (let month = monthStart(options.from ?? now); month <= last; month = nextMonth(month)) {
+    const name = partitionName(month);
+    if (existing.has(name)) continue;
+    const [lower, upper] = [month.toISOString(), nextMonth(month).toISOString()];
+    await db.transaction(async (trx) => {
+      await trx.raw(`create table ${name} (like clicks including defaults)`);
+      await trx.raw(
+        `with moved as (delete from clicks_default where created_at >= ? and created_at < ? returning *) insert into ${name} select * from moved`,
+        [lower, upper],
+      );
+      await trx.raw(`alter table clicks attach partition ${name} for values from ('${lower}') to ('${upper}')`);
+    });
+    made.push(name);
+  }
+  return made;
+}
+
+/**
+ * Drops the month partitions wholly older than `retentionDays` (and the default
+ * partition's rows that old). Rollups, referrals and reports never read raw clicks, so
+ * they stay as they were.
+ */
+export async function dropExpiredClicks(db: Knex, retentionDays: number, now = new Date()): Promise<string[]> {
+  const cutoff = new Date(now.getTime() - retentionDays * 86_400_000);
+  const dropped: string[] = [];
+  for (const name of await monthPartitions(db)) {
+    const match = /^clicks_m(\d{4})(\d{2})$/.exec(name);
+    if (!match) continue;
+    const end = new Date(Date.UTC(Number(match[1]), Number(match[2]), 1));
+    if (end <= cutoff) {
+      await db.raw(`drop table ${name}`);
+      dropped.push(name);
+    }
+  }
+  await db.raw('delete from clicks_default where created_at < ?', [cutoff.toISOString()]);
+  return dropped;
+}
+
+/**
+ * The longest attribution window of any program, in days: CLICK_RETENTION_DAYS must
+ * be at least this, or attribution by a visitor's clicks would lose them too early.
+ */
+export async function longestWindowDays(db: Knex): Promise<number> {
+  const [row] = (await db('programs').max({ days: db.raw(`(settings->>'windowDays')::int`) })) as Array<{ days: number | null }>;
+  return Number(row?.days ?? 0);
+}
+
+/** The hourly upkeep: partitions made ahead, and (with a retention) old ones dropped. */
+export async function maintainClicks(db: Knex, retentionDays: number | undefined): Promise<{ made: string[]; dropped: string[] }> {
+  const made = await ensureClickPartitions(db);
+  const dropped = retentionDays === undefined ? [] : await dropExpiredClicks(db, retentionDays);
+  return { made, dropped };
+}
