@@ -92,6 +92,21 @@ export interface ParticipantDetailsResponse {
   rewards: RewardBalances;
   /** How and where they are paid; null until given. */
   payout: PayoutDetails | null;
+  /** Provider discounts that attribute paid events to them. */
+  promoCodes: PromoCodeResponse[];
+}
+
+/** A provider's discount owned by a participant (`/v1/participants/:externalId/promo-codes`). */
+export interface PromoCodeResponse {
+  id: string;
+  /** The owner's externalId. */
+  participant: string;
+  provider: 'stripe' | 'paddle' | 'lemonsqueezy';
+  /** The provider's id of the discount, when known. */
+  discountId: string | null;
+  /** The text typed at checkout, when known. */
+  code: string | null;
+  createdAt: string;
 }
 
 /** A reward ledger entry (`GET /v1/rewards`, and inside conversion, refund and webhook answers). */
@@ -124,7 +139,7 @@ export interface RewardTransitionResponse {
 }
 
 /** Where a conversion was reported from. */
-export type ConversionSource = 'browser' | 'server' | 'stripe';
+export type ConversionSource = 'browser' | 'server' | 'stripe' | 'paddle' | 'lemonsqueezy';
 
 /** A stored conversion. */
 export interface ConversionResponse {

@@ -279,6 +279,12 @@ export const ProgramSettingsSchema = z
           .optional(),
       })
       .optional(),
+    /** Paddle Billing: the notification destination's secret key (never shown back). */
+    paddle: z.object({ webhookSecret: z.string().min(1).max(500).optional() }).optional(),
+    /** Lemon Squeezy: the webhook's signing secret, and an API key to read which discount code an order used (never shown back). */
+    lemonsqueezy: z
+      .object({ webhookSecret: z.string().min(6).max(500).optional(), apiKey: z.string().min(1).max(2000).optional() })
+      .optional(),
     payouts: PayoutSettingsSchema.optional(),
   })
   .superRefine((settings, ctx) => {
@@ -306,6 +312,8 @@ export const ProgramSettingsPatchSchema = z
     webhookUrl: z.unknown(),
     emails: z.unknown(),
     stripe: z.unknown(),
+    paddle: z.unknown(),
+    lemonsqueezy: z.unknown(),
     payouts: z.unknown(),
   })
   .partial()
@@ -447,6 +455,47 @@ export const DeliveryQuerySchema = PageQuerySchema.extend({
   status: z.enum(['pending', 'delivered', 'failed']).optional(),
 });
 export type DeliveryQuery = z.infer<typeof DeliveryQuerySchema>;
+
+/** The payment providers whose webhooks the collector reads. */
+export const PaymentProviderSchema = z.enum(['stripe', 'paddle', 'lemonsqueezy']);
+export type PaymentProvider = z.infer<typeof PaymentProviderSchema>;
+
+/**
+ * POST /v1/participants/:externalId/promo-codes: a provider's discount that attributes
+ * the paid events carrying it to this participant.
+ */
+export const PromoCodeCreateSchema = z
+  .object({
+    provider: PaymentProviderSchema,
+    /** The provider's id of the discount: a Stripe promotion code (`promo_…`), a Paddle discount (`dsc_…`), a Lemon Squeezy discount id. */
+    id: z.string().trim().min(1).max(255).regex(NO_NUL, 'must not contain NUL characters').optional(),
+    /** The text a customer types at checkout (matched case-insensitively). */
+    code: z.string().trim().min(1).max(100).regex(NO_NUL, 'must not contain NUL characters'),
+    /** Stripe only: create the promotion code in Stripe (settings.stripe.secretKey) for this coupon; its id is then stored. */
+    create: z.boolean().optional(),
+    /** Stripe only, with `create`: the coupon the promotion code applies. */
+    coupon: z.string().trim().min(1).max(255).optional(),
+  })
+  .strict()
+  .superRefine((input, ctx) => {
+    if (input.create && input.provider !== 'stripe')
+      ctx.addIssue({ code: 'custom', path: ['create'], message: 'only Stripe promotion codes can be created here' });
+    if (input.create && !input.coupon)
+      ctx.addIssue({ code: 'custom', path: ['coupon'], message: 'creating a Stripe promotion code needs the coupon id it applies' });
+    if (input.create && input.id)
+      ctx.addIssue({ code: 'custom', path: ['id'], message: 'a promotion code created here gets its id from Stripe' });
+    // Stripe and Paddle name a discount by its id only in their webhooks.
+    if (!input.id && !input.create && input.provider !== 'lemonsqueezy')
+      ctx.addIssue({
+        code: 'custom',
+        path: ['id'],
+        message:
+          input.provider === 'stripe'
+            ? 'Stripe webhooks name the promotion code by its id (promo_…): give it, or create: true with a coupon'
+            : 'Paddle transactions name the discount by its id (dsc_…): give it',
+      });
+  });
+export type PromoCodeCreate = z.infer<typeof PromoCodeCreateSchema>;
 
 /**
  * A verified Stripe webhook event: the envelope we read. Payloads carry many more

@@ -17,7 +17,8 @@ import { demoRoutes } from './demo.ts';
 import { reportRoutes } from './routes/reports.ts';
 import { rewardRoutes } from './routes/rewards.ts';
 import { payoutRoutes } from './routes/payouts.ts';
-import { stripeRoutes } from './routes/stripe.ts';
+import { integrationRoutes } from './routes/integrations.ts';
+import { promoCodeRoutes } from './routes/promoCodes.ts';
 import { trackingRoutes } from './routes/tracking.ts';
 import { createIpHasher } from './domain/privacy.ts';
 import { createIngest } from './ingest.ts';
@@ -59,6 +60,7 @@ export function buildApp(input: AppInput): Koa {
     openApiRoutes(deps),
     operatorRoutes(deps),
     programRoutes(deps),
+    promoCodeRoutes(deps),
     participantRoutes(deps),
     portalRoutes(deps, portalTokens),
     referralRoutes(deps),
@@ -66,7 +68,7 @@ export function buildApp(input: AppInput): Koa {
     payoutRoutes(deps),
     reportRoutes(deps),
     keyRoutes(deps),
-    stripeRoutes(deps),
+    integrationRoutes(deps),
     adminRoutes(deps),
     portalPageRoutes(deps, portalTokens),
   ];

@@ -16,6 +16,7 @@ import { reattribute } from './reattribution.ts';
 import type { Work } from './work.ts';
 import { enqueueWebhook } from './webhooks.ts';
 import { enqueueEmail } from './emails.ts';
+import type { PromoCodeMatch } from './promoCodes.ts';
 
 export interface ReferralRow {
   id: string;
@@ -40,6 +41,21 @@ export interface AttributionHint {
   newParticipant?: boolean;
   /** `code` already looked up, with its owner (null: no such code), by the caller's own statement. */
   codeWithOwner?: CodeWithOwner | null;
+  /** A provider's discount the customer paid with, owned by a participant: it names the referrer, before any code or click. */
+  promoCode?: PromoCodeMatch | undefined;
+}
+
+/** What the customer came with, as decisions record it: the promo code's text (else its id), or the referral code. */
+const hintCode = (hint: AttributionHint) => (hint.promoCode ? (hint.promoCode.promo.code ?? hint.promoCode.promo.discount_id) : hint.code);
+
+/** A decision's details: the visitor id, and the promo code it came through. */
+function hintDetails(hint: AttributionHint): Record<string, unknown> | undefined {
+  const promo = hint.promoCode?.promo;
+  if (!hint.vid && !promo) return undefined;
+  return {
+    ...(hint.vid ? { vid: hint.vid } : {}),
+    ...(promo ? { promoCode: { id: promo.id, provider: promo.provider, discountId: promo.discount_id, code: promo.code } } : {}),
+  };
 }
 
 export type CodeWithOwner = { code: CodeRow; owner: ParticipantRow };
@@ -90,6 +106,8 @@ export async function referralOf(trx: Knex, participantId: string): Promise<Refe
 
 /** Finds the referrer from the code given, else from the visitor's clicks inside the window. */
 async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHint): Promise<Candidate> {
+  // A promo code was typed at a verified payment: its owner is the candidate, whatever the cookie says.
+  if (hint.promoCode) return { referrer: hint.promoCode.owner, code: null };
   const windowStart = new Date(Date.now() - program.settings.windowDays * DAY_MS);
   if (hint.code) {
     const found = hint.codeWithOwner !== undefined ? (hint.codeWithOwner ?? undefined) : await findCodeWithOwner(trx, hint.code);
@@ -209,9 +227,9 @@ export async function attribute(
       reason,
       participantId: participant.id,
       referrerId: extra.referrerId ?? null,
-      code: extra.code ?? hint.code ?? null,
+      code: extra.code ?? hintCode(hint) ?? null,
       conversionId,
-      details: extra.details ?? (hint.vid ? { vid: hint.vid } : undefined),
+      details: extra.details ?? hintDetails(hint),
     });
 
   // A customer created in this transaction cannot have been referred yet.
@@ -219,7 +237,8 @@ export async function attribute(
   if (current) {
     // Only the server can confirm (or overrule) a referral the browser made.
     if (hint.verified && !current.verified) return settleReferral(work, program, participant, current, hint, decide);
-    if (hint.code || hint.vid) await decide('rejected', 'already_attributed', { referrerId: current.referrer_id });
+    const promoElsewhere = hint.promoCode && hint.promoCode.owner.id !== current.referrer_id;
+    if (hint.code || hint.vid || promoElsewhere) await decide('rejected', 'already_attributed', { referrerId: current.referrer_id });
     return existing(trx, current);
   }
 
@@ -264,12 +283,12 @@ export async function attribute(
       participant.id,
       program.id,
       holdReason ? 'held' : 'accepted',
-      holdReason ?? 'attributed',
+      holdReason ?? (hint.promoCode ? 'promo_code' : 'attributed'),
       participant.id,
       referrer.id,
-      code?.code ?? hint.code ?? null,
+      code?.code ?? hintCode(hint) ?? null,
       conversionId,
-      hint.vid ? JSON.stringify({ vid: hint.vid }) : null,
+      hintDetails(hint) ? JSON.stringify(hintDetails(hint)) : null,
     ],
   );
   const row = inserted.rows[0] as (ReferralRow & { clicked: boolean }) | undefined;
@@ -298,7 +317,7 @@ export async function attribute(
     status: 'attributed',
     referrer: referrer.external_id,
     referral,
-    ...(holdReason ? { held: true, reason: holdReason } : {}),
+    ...(holdReason ? { held: true, reason: holdReason } : hint.promoCode ? { reason: 'promo_code' as const } : {}),
   };
 }
 
@@ -322,7 +341,7 @@ async function settleReferral(
   };
   const confirm = async () =>
     existing(trx, (await trx('referrals').where({ id: current.id }).update({ verified: true }).returning('*'))[0] as ReferralRow);
-  if (!hint.code && !hint.vid) return unconfirmed();
+  if (!hint.code && !hint.vid && !hint.promoCode) return unconfirmed();
   if (hint.vid && hint.vid === current.vid) return confirm();
   if (hint.code && current.code_id) {
     const code = (await trx('codes').where({ id: current.code_id }).first('code')) as { code: string };

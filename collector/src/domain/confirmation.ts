@@ -39,7 +39,7 @@ export async function confirmConversion(
     work,
     program,
     participant,
-    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: true },
+    { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: true, promoCode: input.promoCode },
     stored.id,
   );
   const attribution = sameEventMadeIt(work, stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;

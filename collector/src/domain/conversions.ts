@@ -17,6 +17,7 @@ import { inWork, type Work } from './work.ts';
 import { confirmConversion } from './confirmation.ts';
 import { revealSelfReferrals } from './fraud.ts';
 import { grantRewards, presentReward, type RewardView } from './rewards.ts';
+import type { PromoCodeMatch } from './promoCodes.ts';
 
 export interface ConversionRow {
   id: string;
@@ -35,7 +36,7 @@ export interface ConversionRow {
   created_at: Date;
 }
 
-export type ConversionSource = 'browser' | 'server' | 'stripe';
+export type ConversionSource = 'browser' | 'server' | 'stripe' | 'paddle' | 'lemonsqueezy';
 
 export interface ConversionInput {
   type: ConversionType;
@@ -51,6 +52,8 @@ export interface ConversionInput {
   source: ConversionSource;
   ipHash?: string | undefined;
   userAgent?: string | undefined;
+  /** The promo code a verified payment carried (providers/commands.ts): it names the referrer. */
+  promoCode?: PromoCodeMatch | undefined;
 }
 
 export interface ConversionResult {
@@ -251,6 +254,7 @@ async function convert(work: Work, program: ProgramRow, input: ConversionInput):
       verified: input.verified,
       newParticipant: created,
       codeWithOwner: opened.codeWithOwner,
+      promoCode: input.promoCode,
     },
     conversion.id,
   );

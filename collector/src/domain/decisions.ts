@@ -14,6 +14,8 @@ export type DecisionOutcome = 'accepted' | 'rejected' | 'held';
 export type DecisionReason =
   /** A referral was made (attribution.ts `attribute`). */
   | 'attributed'
+  /** A referral was made by a promo code the customer paid with: a provider's discount mapped to the referrer (attribution.ts `findCandidate`, promoCodes.ts `findPromoCode`). */
+  | 'promo_code'
   /** The referrer is the customer: same participant, normalized email or visitor id (fraud.ts `isSelfReferral`, `revealSelfReferrals`). */
   | 'self_referral'
   /** The customer already has a referrer: one-time attribution (attribution.ts `attribute`). */

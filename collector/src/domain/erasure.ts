@@ -42,7 +42,8 @@ export async function eraseParticipant(db: Knex, programId: string, externalId: 
       .where({ id: person.id })
       .update({ external_id: person.pseudonym, email: null, name: null, erased_at: trx.fn.now() });
     await trx('codes').where({ participant_id: person.id }).whereNull('disabled_at').update({ disabled_at: trx.fn.now() });
-    await trx('stripe_customers').where({ program_id: programId, participant_id: person.id }).del();
+    await trx('provider_customers').where({ program_id: programId, participant_id: person.id }).del();
+    await trx('promo_codes').where({ program_id: programId, participant_id: person.id }).del();
     await rewriteStoredJson(trx, programId, person);
     return true;
   });

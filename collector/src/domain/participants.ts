@@ -13,6 +13,7 @@ import type { ParticipantCreate, PayoutDetails } from '../../../shared/schemas.t
 import type { MoneyByCurrency } from '../../../shared/types.ts';
 import { conflict, notFound } from '../errors.ts';
 import { assignCode, primaryCode, referralLink } from './codes.ts';
+import { listPromoCodes } from './promoCodes.ts';
 
 export interface ParticipantRow {
   id: string;
@@ -110,12 +111,13 @@ export async function participantDetails(
 ): Promise<ParticipantDetailsResponse> {
   const participant = await findParticipant(db, programId, externalId);
   if (!participant) throw notFound('Participant');
-  const [code, referrer, summary] = await Promise.all([
+  const [code, referrer, summary, promoCodes] = await Promise.all([
     primaryCode(db, participant.id),
     participant.referred_by
       ? (db('participants').where({ id: participant.referred_by }).first('external_id') as Promise<{ external_id: string } | undefined>)
       : undefined,
     participantStats(db, participant),
+    listPromoCodes(db, programId, participant.id, participant.external_id),
   ]);
   return {
     id: participant.id,
@@ -127,6 +129,7 @@ export async function participantDetails(
     referredBy: referrer?.external_id ?? null,
     ...summary,
     payout: participant.payout ?? null,
+    promoCodes,
   };
 }
 

@@ -86,8 +86,12 @@ export async function updateProgram(
         ...patch.settings,
         ...(patch.settings.fraud ? { fraud: { ...program.settings.fraud, ...patch.settings.fraud } } : {}),
         ...(patch.settings.emails !== undefined ? { emails: mergeEmailSettings(program.settings.emails, patch.settings.emails) } : {}),
-        // Secrets are never shown back, so a patch of one Stripe key keeps the other.
+        // Secrets are never shown back, so a patch of one provider key keeps the other.
         ...(isObject(patch.settings.stripe) ? { stripe: { ...program.settings.stripe, ...patch.settings.stripe } } : {}),
+        ...(isObject(patch.settings.paddle) ? { paddle: { ...program.settings.paddle, ...patch.settings.paddle } } : {}),
+        ...(isObject(patch.settings.lemonsqueezy)
+          ? { lemonsqueezy: { ...program.settings.lemonsqueezy, ...patch.settings.lemonsqueezy } }
+          : {}),
       })
     : program.settings;
   if (patch.settings?.webhookUrl !== undefined) await checkWebhookUrl(settings.webhookUrl, targets);
@@ -109,12 +113,17 @@ export async function findProgramBySlug(db: Knex, slug: string): Promise<Program
 
 /** The program as the API shows it; secrets inside settings are masked. */
 export function presentProgram(program: ProgramRow): ProgramResponse {
-  const { stripe, ...settings } = program.settings;
+  const { stripe, paddle, lemonsqueezy, ...settings } = program.settings;
   return {
     id: program.id,
     slug: program.slug,
     name: program.name,
-    settings: { ...settings, ...(stripe ? { stripe: maskSecrets(stripe) } : {}) },
+    settings: {
+      ...settings,
+      ...(stripe ? { stripe: maskSecrets(stripe) } : {}),
+      ...(paddle ? { paddle: maskSecrets(paddle) } : {}),
+      ...(lemonsqueezy ? { lemonsqueezy: maskSecrets(lemonsqueezy) } : {}),
+    },
     webhookSecret: program.webhook_secret,
     createdAt: program.created_at.toISOString(),
     updatedAt: program.updated_at.toISOString(),
@@ -124,8 +133,8 @@ export function presentProgram(program: ProgramRow): ProgramResponse {
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Secrets shown as their first characters only. */
-const maskSecrets = (stripe: NonNullable<ProgramSettings['stripe']>) =>
-  Object.fromEntries(Object.entries(stripe).map(([name, value]) => [name, typeof value === 'string' ? `${value.slice(0, 6)}…` : value]));
+const maskSecrets = (secrets: Record<string, string | undefined>) =>
+  Object.fromEntries(Object.entries(secrets).map(([name, value]) => [name, typeof value === 'string' ? `${value.slice(0, 6)}…` : value]));
 
 /** What the collector's configuration asks of every program's settings. */
 export type ProgramPolicy = WebhookTargetPolicy & {

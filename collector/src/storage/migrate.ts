@@ -17,6 +17,7 @@ import * as emails from './migrations/20261204000500_emails.ts';
 import * as clickedSignups from './migrations/20261204000300_clicked_signups.ts';
 import * as refusedOrigins from './migrations/20261204000310_refused_origins.ts';
 import * as payouts from './migrations/20261204000600_payouts.ts';
+import * as providers from './migrations/20261204000700_providers.ts';
 import * as clickPartitions from './migrations/20261204000800_click_partitions.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
@@ -36,6 +37,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261204000300_clicked_signups': clickedSignups,
   '20261204000310_refused_origins': refusedOrigins,
   '20261204000600_payouts': payouts,
+  '20261204000700_providers': providers,
   '20261204000800_click_partitions': clickPartitions,
 };
 
