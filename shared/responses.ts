@@ -468,6 +468,19 @@ export interface PortalReferralResponse {
   createdAt: string;
 }
 
+/** A payout to the referrer (one item of a payout run). */
+export interface PortalPayoutResponse {
+  currency: string;
+  /** Minor units. */
+  amount: number;
+  method: PayoutMethod;
+  /** `pending` until the program marks it paid (or failed, when its rewards wait for the next run). */
+  status: 'pending' | 'paid' | 'failed';
+  createdAt: string;
+  /** When it was last changed: for a paid one, when it was marked paid. */
+  updatedAt: string;
+}
+
 /** `GET /v1/portal/me` and `PATCH /v1/portal/me`: everything the referrer's page shows. */
 export interface PortalResponse {
   program: { name: string };
@@ -487,6 +500,8 @@ export interface PortalResponse {
   /** Newest first, at most 100; `total` counts them all. */
   referrals: { total: number; data: PortalReferralResponse[] };
   payout: PayoutDetails | null;
+  /** Payouts to them, newest first (at most 100). */
+  payouts: PortalPayoutResponse[];
   /** Every email is on unless turned off. */
   emails: { referral: boolean; rewardApproved: boolean; payoutPaid: boolean };
   /** When this token stops working. */

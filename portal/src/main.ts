@@ -3,7 +3,7 @@
  * shows the link (copy, QR code, share links), figures, rewards and referrals, and
  * saves payout details and email choices.
  */
-import type { PortalResponse, RewardBalances } from '../../shared/responses.ts';
+import type { PortalPayoutResponse, PortalResponse, RewardBalances } from '../../shared/responses.ts';
 import type { PayoutDetails } from '../../shared/schemas.ts';
 import { ApiError, loadPortal, savePortal, tokenFromLocation } from './api.ts';
 import { drawChart } from './chart.ts';
@@ -159,6 +159,28 @@ function renderReferrals(data: PortalResponse): void {
   );
 }
 
+const METHOD_LABELS = { paypal: 'PayPal', wise: 'Wise', stripe_connect: 'Stripe', manual: 'By hand' } as const;
+const PAYOUT_STATUS = { pending: ['On its way', 'pending'], paid: ['Paid', 'paid'], failed: ['Failed', 'failed'] } as const;
+
+function renderPayouts(payouts: PortalPayoutResponse[]): void {
+  const list = byId('payouts');
+  list.hidden = !payouts.length;
+  list.replaceChildren(
+    ...payouts.map((payout) => {
+      const [label, badge] = PAYOUT_STATUS[payout.status];
+      const when = payout.status === 'paid' ? payout.updatedAt : payout.createdAt;
+      return el('li', { 'data-testid': 'payout', 'data-status': payout.status }, [
+        el('span', { class: 'person' }, [formatMoney(payout.amount, payout.currency)]),
+        el('span', { class: 'person-meta' }, [
+          el('span', { class: 'muted' }, [METHOD_LABELS[payout.method]]),
+          el('span', { class: `badge badge-${badge}` }, [label]),
+          el('time', { datetime: when, class: 'muted' }, [formatDate(when)]),
+        ]),
+      ]);
+    }),
+  );
+}
+
 function syncPayoutFields(): void {
   const method = byId<HTMLSelectElement>('payout-method').value;
   byId('payout-email-row').hidden = method !== 'paypal' && method !== 'wise';
@@ -186,6 +208,7 @@ function render(data: PortalResponse): void {
   renderRewards(data);
   renderReferrals(data);
   renderPayout(data.payout);
+  renderPayouts(data.payouts);
   const emails = byId<HTMLFormElement>('emails-form');
   for (const name of ['referral', 'rewardApproved', 'payoutPaid'] as const) {
     (emails.elements.namedItem(name) as HTMLInputElement).checked = data.emails[name];

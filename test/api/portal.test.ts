@@ -316,6 +316,41 @@ describe.each(DATABASES)('referrer portal (%s)', (kind) => {
     });
   });
 
+  describe('payouts', () => {
+    it("lists the referrer's payouts: pending when the run is made, paid when the program marks them", async () => {
+      // A program of its own: a run pays every referrer of the program.
+      const paying = await buildProgram(api, { origins: [SHOP], settings: { rewardRules: RULES } });
+      const pat = await buildParticipant(api, paying, { externalId: 'pat-paid' });
+      await serverSignup(api, paying, 'pat-buyer', pat.code);
+      await serverPurchase(api, paying, 'pat-buyer', 'order-pat-1', 10_000, 'USD');
+      const token = expectOk(await issue(paying, 'pat-paid'), 201).token;
+      expect(expectOk(await me(token)).payouts).toEqual([]);
+      expectOk(await patchMe(token, { payout: { method: 'paypal', email: 'pat@example.com' } }));
+
+      const run = expectOk(await api.post('/v1/payouts', {}, { auth: paying.secret }), 201);
+      const pending = expectOk(await me(token));
+      expect(pending.payouts).toEqual([
+        {
+          currency: 'USD',
+          amount: 1000,
+          method: 'paypal',
+          status: 'pending',
+          createdAt: expect.any(String),
+          updatedAt: expect.any(String),
+        },
+      ]);
+      expect(pending.rewards.cash.approved).toEqual({ USD: 1000 });
+
+      expectOk(await api.post(`/v1/payouts/${run.id}/paid`, {}, { auth: paying.secret }));
+      const paid = expectOk(await me(token));
+      expect(paid.payouts.map((payout) => payout.status)).toEqual(['paid']);
+      expect(paid.rewards.cash).toEqual({ pending: {}, approved: {}, paid: { USD: 1000 } });
+      // Nobody else's payouts: the namesake in another program has none.
+      await buildParticipant(api, shop, { externalId: 'pat-paid' });
+      expect(expectOk(await me(await tokenFor(shop, 'pat-paid'))).payouts).toEqual([]);
+    });
+  });
+
   describe('payout details and email choices', () => {
     let token: string;
     beforeAll(async () => {

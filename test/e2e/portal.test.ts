@@ -12,22 +12,15 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import jsQRModule from 'jsqr';
-import { chromium, type Browser, type BrowserContext, type Frame, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PortalTokenResponse } from '../../shared/responses.ts';
 import type { TestApp } from '../helpers/app.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { buildParticipant, buildProgram, newVid, type ProgramFixture } from '../helpers/factories.ts';
 import { click, expectOk, participant, serverPurchase, serverSignup } from '../helpers/steps.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-];
 const LOADER_STUB = 'window.referral=window.referral||function(){(referral.q=referral.q||[]).push(arguments)}';
 const SCREENS = 'test-results/screens';
 /** jsqr is CommonJS: under NodeNext its typed default export is `.default` (at run time both are the function). */
@@ -89,7 +82,7 @@ describe('referrer portal in Chromium (pglite)', () => {
     await serverSignup(api, program, 'bob', alice.code);
     await serverPurchase(api, program, 'jane', 'order-jane-1', 4900, 'USD');
     await serverPurchase(api, program, 'bob', 'order-bob-1', 2500, 'EUR');
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     await mkdir(SCREENS, { recursive: true });
   });
 
@@ -293,9 +286,18 @@ referral('ready', function () { window.readyRan = true; });</script>
     const again = await api.get(`/v1/portal/me`, { headers: { authorization: `Portal ${await token()}` } });
     expect(again.body.payout).toEqual({ method: 'paypal', email: 'alice.pay@example.com' });
 
+    // A payout run pays her USD cash reward (approved early, with a reason): the page lists it.
+    const rewards = expectOk(await api.get(`/v1/rewards?participant=alice&status=pending`, { auth: program.secret }));
+    const cash = (rewards.data as Array<{ id: string; kind: string; currency: string }>).find(
+      (r) => r.kind === 'cash' && r.currency === 'USD',
+    );
+    expectOk(await api.post(`/v1/rewards/${cash?.id}/approve`, { force: true, reason: 'portal e2e' }, { auth: program.secret }));
+    expectOk(await api.post('/v1/payouts', { currency: 'USD' }, { auth: program.secret }), 201);
+
     await page.reload();
     await page.waitForFunction(() => (document.querySelector('#link') as HTMLInputElement).value !== '');
     expect(await page.locator('[data-testid="payout-email"]').inputValue()).toBe('alice.pay@example.com');
+    expect(await page.locator('[data-testid="payout"]').innerText()).toMatch(/\$4\.90[\s\S]*PayPal[\s\S]*On its way/);
     // Nothing on a phone is wider than the screen.
     expect(await page.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(PHONE.width);
     await screenshot(page, 'portal-phone');

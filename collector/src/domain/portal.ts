@@ -9,6 +9,7 @@ import QRCode from 'qrcode';
 import type {
   PortalCouponResponse,
   PortalDayResponse,
+  PortalPayoutResponse,
   PortalReferralResponse,
   PortalResponse,
   PortalShareLinks,
@@ -87,12 +88,13 @@ export async function portalView(db: Knex, session: PortalSession, publicUrl: st
   const { participant, program } = session;
   const code = await primaryCode(db, participant.id);
   const link = code ? referralLink(publicUrl, code.code) : null;
-  const [summary, days, rewards, referrals, payout, emails, qrSvg] = await Promise.all([
+  const [summary, days, rewards, referrals, payout, payouts, emails, qrSvg] = await Promise.all([
     participantStats(db, participant),
     dailyFigures(db, participant),
     rewardsByKind(db, participant),
     referralsOf(db, participant),
     payoutDetailsOf(db, participant.id),
+    payoutsTo(db, participant),
     emailPreferencesOf(db, participant.id),
     link ? QRCode.toString(link, { type: 'svg', margin: 2, errorCorrectionLevel: 'M' }) : null,
   ]);
@@ -108,6 +110,7 @@ export async function portalView(db: Knex, session: PortalSession, publicUrl: st
     rewards,
     referrals,
     payout,
+    payouts,
     emails,
     expiresAt: session.expiresAt.toISOString(),
   };
@@ -225,4 +228,28 @@ async function referralsOf(db: Knex, participant: ParticipantRow): Promise<Porta
     createdAt: row.created_at.toISOString(),
   }));
   return { total: Number(count?.n ?? 0), data };
+}
+
+/** The payout items made out to them, newest first. */
+async function payoutsTo(db: Knex, participant: ParticipantRow): Promise<PortalPayoutResponse[]> {
+  const rows = (await db('payout_items')
+    .where({ program_id: participant.program_id, participant_id: participant.id })
+    .orderBy('created_at', 'desc')
+    .limit(LIST_LIMIT)
+    .select('currency', 'amount', 'method', 'status', 'created_at', 'updated_at')) as Array<{
+    currency: string;
+    amount: number;
+    method: PortalPayoutResponse['method'];
+    status: PortalPayoutResponse['status'];
+    created_at: Date;
+    updated_at: Date;
+  }>;
+  return rows.map((row) => ({
+    currency: row.currency,
+    amount: Number(row.amount),
+    method: row.method,
+    status: row.status,
+    createdAt: row.created_at.toISOString(),
+    updatedAt: row.updated_at.toISOString(),
+  }));
 }
