@@ -5,24 +5,17 @@
  * ends by asserting there were none beyond the failures it provoked itself.
  */
 import { mkdir, readFile } from 'node:fs/promises';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_CSP } from '../../collector/src/routes/admin.ts';
 import { EMAIL_STYLE_SOURCES, EMAIL_STYLES } from '../../collector/src/domain/emailTemplates.ts';
 import type { TestApp } from '../helpers/app.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
 import { click, expectOk, serverPurchase, serverSignup } from '../helpers/steps.ts';
 import type { ProgramResponse, ReportSummaryResponse, RewardResponse } from '../../shared/responses.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-];
 const SCREENSHOT = 'test-results/admin-overview.png';
 
 const RULES = [
@@ -62,7 +55,7 @@ describe('admin dashboard (Chromium, pglite)', () => {
     // Alice using her own code: rejected as a self-referral, recorded as a decision.
     await serverSignup(api, program, 'alice', alice.code);
 
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {

@@ -7,16 +7,15 @@
  * are kept in test-results/.
  */
 import { mkdir } from 'node:fs/promises';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Knex } from 'knex';
 import { createUnsubscribeTokens } from '../../collector/src/domain/unsubscribeTokens.ts';
 import type { TestApp } from '../helpers/app.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import { expectOk } from '../helpers/steps.ts';
 import { useTestApp } from '../helpers/suite.ts';
-
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'];
 
 describe('emails in Chromium: the dashboard previews and the unsubscribe page (pglite)', () => {
   let api: TestApp;
@@ -30,7 +29,7 @@ describe('emails in Chromium: the dashboard previews and the unsubscribe page (p
       name: 'Acme <Referrals> & Co',
       settings: { emails: { from: 'Acme <rewards@acme.example>', on: { referral: true, payoutPaid: true } } },
     });
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

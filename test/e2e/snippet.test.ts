@@ -7,22 +7,15 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Knex } from 'knex';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../collector/src/logger.ts';
 import { seedDemo } from '../../collector/src/demo.ts';
 import type { TestApp } from '../helpers/app.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { buildParticipant, buildProgram } from '../helpers/factories.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-];
 const LOADER_STUB = 'window.referral=window.referral||function(){(referral.q=referral.q||[]).push(arguments)}';
 
 async function listen(server: Server, host: string): Promise<string> {
@@ -62,7 +55,7 @@ describe('snippet in Chromium (pglite)', () => {
     const program = await buildProgram(collector, { name: 'E2E shop', origins: [hostUrl], landingUrl: `${hostUrl}/welcome` });
     publishable = program.publishable;
     code = (await buildParticipant(collector, program, { externalId: 'alice', email: 'alice@example.com' })).code;
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
@@ -253,7 +246,7 @@ describe('demo shop in Chromium (pglite)', () => {
     } finally {
       process.stdout.write = write;
     }
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
   });
 
   afterAll(async () => {
