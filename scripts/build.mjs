@@ -4,9 +4,10 @@
  * embed served as /portal.js), and prints their sizes:
  * minified, gzip -9 and brotli bytes. Then bundles the collector into
  * collector/dist/server.mjs, what `npm start` runs: plain Node, no TypeScript loader
- * (about half the memory of running the sources through tsx, and faster).
+ * (about half the memory of running the sources through tsx, and faster), and the
+ * CLI into collector/dist/cli.mjs.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rename, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { brotliCompressSync, constants, gzipSync } from 'node:zlib';
 import { build } from 'esbuild';
@@ -41,18 +42,31 @@ for (const row of rows) {
 }
 
 // The collector: our code in one file, dependencies left in node_modules. The snippet's
-// build options stay a separate file (they find js-cookie relative to themselves).
-const collector = fileURLToPath(new URL('../collector/dist/server.mjs', import.meta.url));
-await build({
-  entryPoints: [fileURLToPath(new URL('../collector/src/server.ts', import.meta.url))],
-  outfile: collector,
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  packages: 'external',
-  external: ['../../snippet/esbuild.mjs'],
-  sourcemap: 'linked',
-  logLevel: 'warning',
-});
-console.log('collector/dist/server.mjs built (npm start runs it)');
+// build options stay a separate file (they find js-cookie relative to themselves). The
+// CLI too: `referral` runs its bundle while it is newer than the sources (tsx starts
+// slower), else the sources through tsx.
+for (const [entry, done] of [
+  ['server', 'collector/dist/server.mjs built (npm start runs it)'],
+  ['cli', 'collector/dist/cli.mjs built (the referral command runs it)'],
+]) {
+  const result = await build({
+    entryPoints: [fileURLToPath(new URL(`../collector/src/${entry}.ts`, import.meta.url))],
+    outfile: fileURLToPath(new URL(`../collector/dist/${entry}.mjs`, import.meta.url)),
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    external: ['../../snippet/esbuild.mjs'],
+    sourcemap: 'linked',
+    logLevel: 'warning',
+    write: false,
+  });
+  // Written aside and renamed into place: a process starting meanwhile reads the old file or the new one, never half.
+  await mkdir(fileURLToPath(new URL('../collector/dist/', import.meta.url)), { recursive: true });
+  for (const file of result.outputFiles) {
+    await writeFile(`${file.path}.${process.pid}.tmp`, file.contents);
+    await rename(`${file.path}.${process.pid}.tmp`, file.path);
+  }
+  console.log(done);
+}

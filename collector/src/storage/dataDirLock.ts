@@ -14,21 +14,12 @@
  * re-reading the file first, so two processes never both remove and recreate it.
  */
 import { randomBytes } from 'node:crypto';
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readlinkSync,
-  renameSync,
-  statSync,
-  unlinkSync,
-  utimesSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, statSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { isSeenFromHere, isStillRunning, type MachineIdentity, machineIdentity } from './processIdentity.ts';
+
+export { isSeenFromHere };
 
 export const LOCK_FILE = 'collector.lock';
 const HEARTBEAT_MS = 10_000;
@@ -55,12 +46,6 @@ export interface LockHolder {
   url?: string;
   /** This acquisition: only its holder removes or rewrites the file. */
   token: string;
-}
-
-interface MachineIdentity {
-  bootId?: string;
-  pidNamespace?: string;
-  processStart?: string;
 }
 
 /** DATA_DIR is held by a live process. */
@@ -201,29 +186,10 @@ function judge(file: string, found: FoundLock): Verdict {
   return { state: 'live', holder: found.holder };
 }
 
-/** Whether the holder's process can be looked up from here: same machine, same boot, same PID namespace (not another container). */
-export function isSeenFromHere(holder: LockHolder): boolean {
-  if (holder.hostname !== os.hostname()) return false;
-  const here = machineIdentity(process.pid);
-  if (holder.machine.bootId && here.bootId && holder.machine.bootId !== here.bootId) return true; // rebooted since: certainly gone
-  return !(holder.machine.pidNamespace && here.pidNamespace && holder.machine.pidNamespace !== here.pidNamespace);
-}
-
 /** Whether the holder's process still runs; undefined when it cannot be seen from here (another machine or container). */
 function isRunningHere(file: string, holder: LockHolder): boolean | undefined {
-  if (!isSeenFromHere(holder)) return undefined;
-  const here = machineIdentity(process.pid);
-  if (holder.machine.bootId && here.bootId && holder.machine.bootId !== here.bootId) return false; // rebooted since
-  if (holder.pid === process.pid) return heldHere.has(file);
-  try {
-    process.kill(holder.pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-    // EPERM: a process with that pid exists (someone else's).
-  }
-  const started = processStart(holder.pid);
-  if (holder.machine.processStart && started && started !== holder.machine.processStart) return false; // the pid was reused
-  return true;
+  if (isSeenFromHere(holder) && holder.pid === process.pid) return heldHere.has(file);
+  return isStillRunning(holder);
 }
 
 /**
@@ -293,32 +259,6 @@ function writeFileDurably(file: string, flags: 'w' | 'wx', content: string): voi
     fsyncSync(fd);
   } finally {
     closeSync(fd);
-  }
-}
-
-function machineIdentity(pid: number): MachineIdentity {
-  const identity: MachineIdentity = {};
-  const bootId = readQuietly(() => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
-  const pidNamespace = readQuietly(() => readlinkSync('/proc/self/ns/pid'));
-  const started = processStart(pid);
-  if (bootId) identity.bootId = bootId;
-  if (pidNamespace) identity.pidNamespace = pidNamespace;
-  if (started) identity.processStart = started;
-  return identity;
-}
-
-/** Linux: the process's start time in clock ticks since boot (field 22 of /proc/PID/stat). */
-function processStart(pid: number): string | undefined {
-  const stat = readQuietly(() => readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
-  return stat?.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-}
-
-function readQuietly(read: () => string): string | undefined {
-  try {
-    return read();
-  } catch {
-    return undefined;
   }
 }
 
