@@ -12,22 +12,15 @@ import { mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import jsQRModule from 'jsqr';
-import { chromium, type Browser, type BrowserContext, type Frame, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Frame, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { PortalTokenResponse } from '../../shared/responses.ts';
 import type { TestApp } from '../helpers/app.ts';
+import { launchChromium } from '../helpers/chromium.ts';
 import { buildParticipant, buildProgram, newVid, type ProgramFixture } from '../helpers/factories.ts';
 import { click, expectOk, participant, serverPurchase, serverSignup } from '../helpers/steps.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--no-first-run',
-];
 const LOADER_STUB = 'window.referral=window.referral||function(){(referral.q=referral.q||[]).push(arguments)}';
 const SCREENS = 'test-results/screens';
 /** jsqr is CommonJS: under NodeNext its typed default export is `.default` (at run time both are the function). */
@@ -89,7 +82,7 @@ describe('referrer portal in Chromium (pglite)', () => {
     await serverSignup(api, program, 'bob', alice.code);
     await serverPurchase(api, program, 'jane', 'order-jane-1', 4900, 'USD');
     await serverPurchase(api, program, 'bob', 'order-bob-1', 2500, 'EUR');
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     await mkdir(SCREENS, { recursive: true });
   });
 
