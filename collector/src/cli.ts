@@ -8,7 +8,7 @@
 import { parseArgs } from 'node:util';
 import { type Config, ConfigError, loadConfig } from './config.ts';
 import { AppError } from './errors.ts';
-import { connectionReason, describeDatabaseUrl, StartupError } from './startupErrors.ts';
+import { connectionReason, describeDatabaseUrl, explainDataDirError, StartupError } from './startupErrors.ts';
 import { connectDatabase } from './storage/connect.ts';
 import { acquireDataDirLock, DataDirLocked } from './storage/dataDirLock.ts';
 import { createDb } from './storage/db.ts';
@@ -85,7 +85,7 @@ async function execute({ command, values, line }: Invocation, config: Config, ou
     });
   } catch (error) {
     if (error instanceof DataDirLocked) return runThroughCollector(command, values, error, config.adminToken, out);
-    throw error;
+    throw explainDataDirError(error, config.dataDir);
   }
   try {
     await onDatabase(command, values, config, out);

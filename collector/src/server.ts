@@ -16,7 +16,14 @@ import { createLogger, type Logger } from './logger.ts';
 import { connectDatabase, type ConnectOptions } from './storage/connect.ts';
 import { acquireDataDirLock, DataDirLocked, type DataDirLock } from './storage/dataDirLock.ts';
 import { createDb } from './storage/db.ts';
-import { connectionReason, describeDatabaseUrl, explainDataDirLocked, explainListenError, StartupError } from './startupErrors.ts';
+import {
+  connectionReason,
+  describeDatabaseUrl,
+  explainDataDirError,
+  explainDataDirLocked,
+  explainListenError,
+  StartupError,
+} from './startupErrors.ts';
 import { migrateLatest } from './storage/migrate.ts';
 import { startWorkers } from './workers.ts';
 import { longestWindowDays, maintainClicks } from './storage/clickPartitions.ts';
@@ -103,7 +110,7 @@ async function lockDataDir(config: Config, logger: Logger): Promise<DataDirLock>
     });
   } catch (error) {
     if (error instanceof DataDirLocked) throw explainDataDirLocked(error);
-    throw error;
+    throw explainDataDirError(error, config.dataDir);
   }
 }
 

@@ -58,6 +58,20 @@ export function explainDataDirLocked(error: DataDirLocked): StartupError {
   );
 }
 
+/** DATA_DIR cannot be created or written (a file system error taking its lock) as a StartupError; other errors unchanged. */
+export function explainDataDirError(error: unknown, dataDir: string): unknown {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
+    return new StartupError(
+      `DATA_DIR ${dataDir} is not writable by this user (${code}). Give it write access, or set DATA_DIR to a directory it can write.`,
+    );
+  }
+  if (code === 'ENOTDIR' || code === 'EEXIST') {
+    return new StartupError(`DATA_DIR ${dataDir} is not a directory (${code}). Set DATA_DIR to a directory (it is created when missing).`);
+  }
+  return error;
+}
+
 const AUTH_FAILED = new Set(['28P01', '28000']);
 
 /** A failed first connection to DATABASE_URL as a StartupError (after `waitedS` seconds of retries, if any). */

@@ -3,12 +3,12 @@
  * a holder only ever removes or rewrites its own lock. (Several processes racing for
  * it: test/api/dataDirLock.test.ts.)
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import os, { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { acquireDataDirLock, DataDirLocked, LOCK_FILE, type LockHolder, readDataDirLock } from '../../collector/src/storage/dataDirLock.ts';
-import { explainDataDirLocked } from '../../collector/src/startupErrors.ts';
+import { explainDataDirError, explainDataDirLocked, StartupError } from '../../collector/src/startupErrors.ts';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -148,4 +148,39 @@ describe('the DATA_DIR lock', () => {
     lock.release();
     expect(readDataDirLock(dir)).toMatchObject({ token: 'theirs' });
   });
+
+  it('is written again if deleted by hand while held, and its holder is told once another process has it', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, LOCK_FILE);
+    const lock = await acquireDataDirLock(dir, { role: 'collector', heartbeatMs: 10 });
+    let lost = 0;
+    lock.onLost(() => lost++);
+    unlinkSync(file);
+    await until('the lock to be written again', () => readDataDirLock(dir)?.token === lock.holder.token);
+    expect(lost).toBe(0);
+
+    writeLock(dir, { pid: deadPid(), token: 'theirs' });
+    await until('the holder to be told', () => lost > 0);
+    expect(lost).toBe(1);
+    expect(readDataDirLock(dir)).toMatchObject({ token: 'theirs' });
+    lock.release();
+  });
+
+  it('on a DATA_DIR that is a file: a StartupError saying so', async () => {
+    const file = path.join(tempDir(), 'a-file');
+    writeFileSync(file, '');
+    const error = await acquireDataDirLock(file, { role: 'collector' }).catch((thrown: unknown) => thrown);
+    const explained = explainDataDirError(error, file);
+    expect(explained).toBeInstanceOf(StartupError);
+    expect((explained as StartupError).message).toMatch(new RegExp(`^DATA_DIR ${file} is not a directory \\((EEXIST|ENOTDIR)\\)`));
+  });
 });
+
+/** Waits for `condition` (a guard against a hang, not a measure). */
+async function until(what: string, condition: () => boolean) {
+  const deadline = Date.now() + 20_000;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}

@@ -86,6 +86,8 @@ export interface AcquireOptions {
   command?: string;
   /** Told when a stale lock is taken over, with the holder it had. */
   onTakeover?: (previous: LockHolder | undefined, reason: string) => void;
+  /** How often the holder refreshes the lock (HEARTBEAT_MS; shorter in tests). */
+  heartbeatMs?: number;
 }
 
 /** Takes the lock on `dataDir` (created if missing), or throws DataDirLocked naming the live holder. */
@@ -102,7 +104,7 @@ export async function acquireDataDirLock(dataDir: string, options: AcquireOption
     token: randomBytes(12).toString('hex'),
   };
   for (let attempt = 0; attempt < 200; attempt++) {
-    if (createExclusive(file, JSON.stringify(holder, null, 2))) return holdLock(file, holder);
+    if (createExclusive(file, JSON.stringify(holder, null, 2))) return holdLock(file, holder, options.heartbeatMs ?? HEARTBEAT_MS);
     const found = readLock(file);
     if (!found) continue; // released meanwhile
     const verdict = judge(file, found);
@@ -122,24 +124,29 @@ export function readDataDirLock(dataDir: string): LockHolder | undefined {
   return readLock(path.resolve(dataDir, LOCK_FILE))?.holder;
 }
 
-function holdLock(file: string, holder: LockHolder): DataDirLock {
+function holdLock(file: string, holder: LockHolder, heartbeatMs: number): DataDirLock {
   heldHere.add(file);
   const lost: Array<() => void> = [];
   let current = holder;
   const stillOurs = () => readLock(file)?.holder?.token === holder.token;
-  const heartbeat = setInterval(() => {
+  const beat = () => {
+    // Deleted by hand (or with its directory): written again, or the collector would lose its guard.
+    if (!readLock(file)) createExclusive(file, JSON.stringify(current, null, 2));
     if (!stillOurs()) {
       clearInterval(heartbeat);
       for (const listener of lost) listener();
       return;
     }
     const now = new Date();
+    utimesSync(file, now, now);
+  };
+  const heartbeat = setInterval(() => {
     try {
-      utimesSync(file, now, now);
+      beat();
     } catch {
-      // Checked again at the next beat.
+      // The directory is unreachable for now: tried again at the next beat.
     }
-  }, HEARTBEAT_MS);
+  }, heartbeatMs);
   heartbeat.unref();
   let released = false;
   const release = () => {
