@@ -5,7 +5,9 @@
  * from that button or from a mail client's one-click button (RFC 8058, the body
  * `List-Unsubscribe=One-Click`, never read: the token says it all).
  *
- * Mounted before the JSON body parser (app.ts): those POSTs are form-encoded.
+ * Mounted before the JSON body parser (app.ts): those POSTs are form-encoded. Not
+ * rate-limited per IP: a token cannot be guessed (HMAC), and mail providers send the
+ * one-click POSTs of many people from few addresses.
  */
 import { createHash } from 'node:crypto';
 import Router from '@koa/router';
