@@ -53,7 +53,11 @@ export async function confirmConversion(
       revenue: revenueOf(conversion),
     });
   }
-  if (referral) await grantRewards(trx, program, conversion, referral, { recompute: true });
+  // A referral made after this conversion (by a later event) earns nothing for it;
+  // one made by this very report does.
+  if (referral && (counted || attribution.status === 'attributed')) {
+    await grantRewards(trx, program, conversion, referral, { recompute: true });
+  }
   const rewards = await confirmRewards(trx, program, conversion.id);
   await recordDecision(trx, {
     programId: program.id,
