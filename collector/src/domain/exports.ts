@@ -152,8 +152,13 @@ export async function* streamExport(
     const query = spec.query(db, programId).select(db.raw(`${a}.created_at::text as cursor_at`), db.raw(`${a}.id::text as cursor_id`));
     if (range.from) query.where(`${a}.created_at`, '>=', new Date(`${range.from}T00:00:00Z`));
     if (range.to) query.where(`${a}.created_at`, '<', new Date(Date.parse(`${range.to}T00:00:00Z`) + DAY_MS));
-    if (cursor) query.whereRaw(`(${a}.created_at, ${a}.id::text) > (?::timestamptz, ?)`, [cursor.at, cursor.id]);
-    const rows = (await query.orderByRaw(`${a}.created_at, ${a}.id::text`).limit(BATCH)) as Array<Record<string, unknown>>;
+    if (cursor) {
+      // The plain bound on created_at lets the index start at the cursor; the row
+      // comparison then skips the rows of the cursor's own instant already sent.
+      query.where(`${a}.created_at`, '>=', db.raw('?::timestamptz', [cursor.at]));
+      query.whereRaw(`(${a}.created_at, ${a}.id) > (?::timestamptz, ?)`, [cursor.at, cursor.id]);
+    }
+    const rows = (await query.orderByRaw(`${a}.created_at, ${a}.id`).limit(BATCH)) as Array<Record<string, unknown>>;
     if (!rows.length) return;
     yield rows.map((row) => csvRow(spec.row(row))).join('');
     const last = rows[rows.length - 1] as { cursor_at: string; cursor_id: string };
