@@ -82,10 +82,16 @@ function adjustment(event: AdjustmentCreatedEvent | AdjustmentUpdatedEvent): Com
   return { kind: 'refund', eventId: data.id, payments: [data.transactionId], purchaseEventId: data.transactionId, amount: amount.data };
 }
 
+/** The events turned into commands; the others are acknowledged and ignored. */
+const HANDLED = new Set(['transaction.completed', 'adjustment.created', 'adjustment.updated']);
+
+/** A verified notification: the SDK's typed event for those handled, the bare envelope for the rest. */
+export type PaddleEvent = EventEntity | { eventId: string; eventType: string; data: object };
+
 /** The `ts` of a `Paddle-Signature` header (`ts=…;h1=…`), or NaN. */
 const signedAt = (header: string) => Number(/(?:^|;)ts=(\d+)(?:;|$)/.exec(header)?.[1] ?? Number.NaN);
 
-export const paddleProvider: ProviderAdapter<EventEntity> = {
+export const paddleProvider: ProviderAdapter<PaddleEvent> = {
   name: 'paddle',
 
   async verify(rawBody, header, secret) {
@@ -97,10 +103,23 @@ export const paddleProvider: ProviderAdapter<EventEntity> = {
     if (!valid) throw badRequest('invalid_signature', 'The Paddle signature does not match this payload (or is too old)');
     if (signedAt(signature) - Date.now() / 1000 > FUTURE_TOLERANCE_SECONDS)
       throw badRequest('invalid_signature', "The Paddle signature is dated in the future; check the sender's clock");
+    let envelope: { event_id?: unknown; event_type?: unknown; data?: unknown };
     try {
-      const event = fromJson(JSON.parse(rawBody));
-      if (!event.eventId || !event.eventType || typeof event.data !== 'object' || event.data === null) throw new Error('no envelope');
-      return event;
+      envelope = JSON.parse(rawBody);
+    } catch {
+      throw invalidPayload('paddle', 'The Paddle notification is not JSON');
+    }
+    if (
+      typeof envelope?.event_id !== 'string' ||
+      typeof envelope.event_type !== 'string' ||
+      typeof envelope.data !== 'object' ||
+      !envelope.data
+    )
+      throw invalidPayload('paddle', 'The Paddle notification has no event_id, event_type or data');
+    // Only the events read here go through the SDK's typed entities; any other is acknowledged as it is.
+    if (!HANDLED.has(envelope.event_type)) return { eventId: envelope.event_id, eventType: envelope.event_type, data: envelope.data };
+    try {
+      return fromJson(envelope as Parameters<typeof fromJson>[0]);
     } catch {
       throw invalidPayload('paddle', 'The Paddle notification is missing fields we need');
     }
