@@ -29,6 +29,7 @@ import { emailRoutes } from './routes/emails.ts';
 import { portalRoutes } from './routes/portal.ts';
 import { portalPageRoutes } from './routes/portalPage.ts';
 import { createPortalTokens } from './domain/portalTokens.ts';
+import { homeRoutes } from './routes/home.ts';
 
 export function buildApp(input: AppInput): Koa {
   const deps: Deps = {
@@ -71,6 +72,7 @@ export function buildApp(input: AppInput): Koa {
     integrationRoutes(deps),
     adminRoutes(deps),
     portalPageRoutes(deps, portalTokens),
+    homeRoutes(deps),
   ];
   for (const router of routers) {
     app.use(router.routes());

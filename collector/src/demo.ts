@@ -129,6 +129,12 @@ async function createDemoReferrer(db: Knex, programId: string): Promise<string> 
   }
 }
 
+/** The demo program's publishable key; undefined when this collector has no demo. */
+export async function demoPublishableKey(db: Knex): Promise<string | undefined> {
+  const row = (await db('server_secrets').where({ name: DEMO_KEY_NAME }).first('value')) as { value: string } | undefined;
+  return row?.value;
+}
+
 /** The only files served under /demo/: a fixed list, so no path can reach anything else. */
 const DEMO_FILES: Record<string, string> = {
   '': 'text/html; charset=utf-8', // index.html
@@ -153,10 +159,10 @@ export function demoRoutes({ db }: Pick<Deps, 'db'>) {
     ctx.redirect('/demo/');
   });
   router.get('/demo/config.json', async (ctx) => {
-    const row = (await db('server_secrets').where({ name: DEMO_KEY_NAME }).first('value')) as { value: string } | undefined;
-    if (!row) throw notFound('Demo program');
+    const key = await demoPublishableKey(db);
+    if (!key) throw notFound('Demo program');
     ctx.set('Cache-Control', 'no-store');
-    ctx.body = { key: row.value };
+    ctx.body = { key };
   });
   router.get('/demo/{:file}', async (ctx) => {
     const file = ctx.params.file ?? '';

@@ -106,7 +106,7 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
       const { id, code } = await buildParticipant(api, program);
       await db('codes').where({ participant_id: id }).update({ disabled_at: new Date() });
       const ip = freshIp();
-      for (let i = 0; i < UNKNOWN_BUDGET; i++) expect((await follow(code, ip)).status).toBe(404);
+      for (let i = 0; i < UNKNOWN_BUDGET; i++) expect((await follow(code, ip)).status).toBe(302);
       expectLimited(await follow(code, ip));
       expectLimited(await sendClick(api, program, { code, vid: newVid() }, from(ip)));
     });

@@ -54,7 +54,7 @@ describe.each(DATABASES)('the code rule (%s)', (kind) => {
     const reasons = async (p: ProgramFixture) => (await decisions(api, p)).map((d) => `${d.reason}:${d.code}`).sort();
 
     for (const code of [codes.disabled, codes.foreign]) await click(api, home, { code, vid: newVid() }, { valid: false });
-    expect((await api.get(`/r/${codes.disabled}`)).status).toBe(404);
+    expect((await api.get(`/r/${codes.disabled}`)).status).toBe(302);
     for (const code of [codes.disabled, codes.foreign]) {
       const answer = await conversion(api, home, { type: 'signup', eventId: uniq('e-'), externalId: uniq('u-'), referral: { code } });
       expect(answer.attribution.status).toBe('rejected');

@@ -23,13 +23,14 @@ const RULES = [
 
 /** Every table of the schema whose rows (as text, every column) contain `needle`, with the count. */
 async function tablesHolding(db: Knex, needle: string): Promise<Record<string, number>> {
-  const tables = (
+  const tables =
     // Tables, and a partitioned table once (its partitions are read through it).
-    await db.raw(
-      `select c.relname as table_name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    (
+      await db.raw(
+        `select c.relname as table_name from pg_class c join pg_namespace n on n.oid = c.relnamespace
        where n.nspname = current_schema() and c.relkind in ('r', 'p') and not c.relispartition`,
-    )
-  ).rows as Array<{ table_name: string }>;
+      )
+    ).rows as Array<{ table_name: string }>;
   const found: Record<string, number> = {};
   for (const { table_name: table } of tables) {
     const [row] = (await db.raw(`select count(*)::int as n from ?? as t where strpos(t::text, ?) > 0`, [table, needle])).rows as Array<{

@@ -335,6 +335,10 @@ function checkReply(req: FuzzRequest, reply: FuzzReply): void {
   const type = String(reply.headers['content-type'] ?? '');
   // An unsubscribe link is followed by people: a changed token is a 400 HTML page, not JSON.
   if (reply.status === 400 && req.path.startsWith('/v1/emails/unsubscribe') && type.startsWith('text/html')) return;
+  // People follow referral links: an unknown code is a 404 HTML page, not JSON.
+  if (reply.status === 404 && req.path.startsWith('/r/') && type.startsWith('text/html')) return;
+  // The portal page is read by people too: an expired or forged link is a 401 HTML page.
+  if (reply.status === 401 && req.path.startsWith('/portal/') && type.startsWith('text/html')) return;
   if (reply.status >= 400) {
     if (!type.includes('application/json')) fail(`a ${reply.status} that is not JSON (${type})`);
     let body: any;

@@ -321,16 +321,17 @@ describe.each(DATABASES)('tracking (%s)', (kind) => {
       expect(reply.headers.location).toBe(expectedLocation(referrer.code));
     });
 
-    it('answers 404 to an unknown or disabled code, recording no click', async () => {
+    it('answers an unknown code with a 404 page and a disabled one with the landing URL without ref, recording no click', async () => {
       const referrer = await buildParticipant(api, program);
       await db('codes').where({ code: referrer.code }).update({ disabled_at: new Date() });
       const before = await countRows(db, 'clicks');
-      for (const path of [`/r/${referrer.code}`, `/r/NOSUCH${uniq()}`]) {
-        const reply = await api.get(path);
-        expect(reply.status, path).toBe(404);
-        expect(reply.headers.get('location')).toBeNull();
-        expect(reply.body.error.code).toBe('not_found');
-      }
+      const disabled = await api.get(`/r/${referrer.code}`);
+      expect(disabled.status).toBe(302);
+      expect(disabled.headers.get('location')).toBe(LANDING);
+      const unknown = await api.get(`/r/NOSUCH${uniq()}`);
+      expect(unknown.status).toBe(404);
+      expect(unknown.headers.get('location')).toBeNull();
+      expect(unknown.text).toContain('This referral link is not valid');
       expect(await countRows(db, 'clicks')).toBe(before);
     });
 

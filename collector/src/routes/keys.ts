@@ -23,7 +23,8 @@ export function keyRoutes({ db, limits }: Deps) {
   });
 
   router.post('/v1/keys', auth, async (ctx) => {
-    const { kind } = parse(ApiKeyCreateSchema, ctx.request.body);
+    // No body at all reads as {}: the answer then names the missing field, `kind`.
+    const { kind } = parse(ApiKeyCreateSchema, ctx.request.body ?? {});
     const { row, key } = await createApiKey(db, ctx.state.program.id, kind);
     ctx.status = 201;
     ctx.body = { key: presentApiKey(row), secret: key } satisfies ApiKeyCreateResponse;

@@ -9,9 +9,17 @@ import { consume, limitByIp, spendUnknownCode, unknownCodeRefusal } from '../htt
 import { publishableKeys } from '../http/auth.ts';
 import { checkOrigin, corsOnErrors, preflight } from '../http/cors.ts';
 import { parse } from '../http/validate.ts';
-import { notFound } from '../errors.ts';
+import { sendPage, type Page } from '../http/page.ts';
 import { isUsableCode, resolveLink } from '../domain/links.ts';
 import type { IpHasher } from '../domain/privacy.ts';
+
+/** The answer to a link whose code does not exist (the code itself is not echoed). */
+const INVALID_LINK_PAGE: Page = {
+  title: 'This referral link is not valid',
+  body: `<h1>This referral link is not valid</h1>
+<p>The code in this link does not exist: it may have been mistyped or cut short.</p>
+<p class="muted">Check the link you were given, or ask the person who shared it for a new one.</p>`,
+};
 
 export function trackingRoutes({ db, ingest, limits, logger }: Deps, ipHash: IpHasher) {
   const router = new Router();
@@ -71,14 +79,27 @@ export function trackingRoutes({ db, ingest, limits, logger }: Deps, ipHash: IpH
     ctx.body = { accepted: true };
   });
 
-  /** Redirect links: record the click, then 302 to the program's own landing URL, never elsewhere. */
+  /**
+   * Redirect links: record the click, then 302 to the program's own landing URL, never
+   * elsewhere. People follow these links, so a bad one answers a page, not JSON.
+   */
   router.get('/r/:code', perIp, async (ctx) => {
     const parsed = CodeLookupSchema.safeParse(ctx.params.code);
     const link = parsed.success ? await resolveLink(db, parsed.data) : ({ refusal: 'unknown_code' } as const);
-    if (link.refusal) {
-      // Only unknown (and disabled) codes spend the budget: live links keep working for that IP.
-      await consume(limits.unknownCode, ctx.ip);
-      throw notFound('Referral code');
+    ctx.set('Cache-Control', 'no-store');
+    // Only unknown and disabled codes spend the budget (429 past it), as clicks on them
+    // do: live links keep working for that IP.
+    if (link.refusal) await consume(limits.unknownCode, ctx.ip);
+    if (link.refusal === 'unknown_code') {
+      sendPage(ctx, 404, INVALID_LINK_PAGE);
+      return;
+    }
+    ctx.set('Referrer-Policy', 'no-referrer-when-downgrade');
+    ctx.status = 302;
+    if (link.refusal === 'code_disabled') {
+      // The visitor still reaches the site, without a referral (resolveLink recorded the rejected click).
+      ctx.redirect(link.landingUrl);
+      return;
     }
     await ingest.clicks.add({
       programId: link.programId,
@@ -86,9 +107,6 @@ export function trackingRoutes({ db, ingest, limits, logger }: Deps, ipHash: IpH
       ...(await visitor(ctx)),
       referrer: ctx.get('referer') || undefined,
     });
-    ctx.set('Cache-Control', 'no-store');
-    ctx.set('Referrer-Policy', 'no-referrer-when-downgrade');
-    ctx.status = 302;
     ctx.redirect(link.destination);
   });
   return router;
