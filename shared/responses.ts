@@ -315,6 +315,27 @@ export interface RulePreviewResponse {
   }>;
 }
 
+/** What one participant is owed (or was paid) for a rewards filter: cash and credit apart per currency, coupons counted. */
+export interface RewardTotalsRow {
+  /** The beneficiary's externalId. */
+  participant: string;
+  /** Ledger entries, clawbacks included. */
+  rewards: number;
+  cash: MoneyByCurrency;
+  credit: MoneyByCurrency;
+  coupons: number;
+}
+
+/** `GET /v1/rewards/totals?status=&participant=`: those with the most rewards first. */
+export interface RewardTotalsResponse {
+  status: RewardStatus | null;
+  data: RewardTotalsRow[];
+  /** The whole filter, every participant included. */
+  total: Omit<RewardTotalsRow, 'participant'> & { participants: number };
+  /** More participants than `data` lists (500 at most). */
+  truncated: boolean;
+}
+
 /** A page whose origin is not in the program's `origins`: its clicks and events were refused. */
 export interface RefusedOriginResponse {
   origin: string;
@@ -434,6 +455,7 @@ export interface PortalTokenResponse {
   token: string;
   expiresAt: string;
 }
+
 /** Links that open a share dialog with the referral link filled in. */
 export interface PortalShareLinks {
   email: string;

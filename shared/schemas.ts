@@ -30,8 +30,17 @@ export const CurrencySchema = z
   .refine((value) => ISO_4217.has(value.toUpperCase()), 'must be an ISO 4217 currency code such as USD or EUR')
   .transform((value) => value.toUpperCase());
 
-/** Money in integer minor units (cents). */
-const minorUnits = z.number().int('must be an integer amount in minor units').min(0).max(1e12);
+/**
+ * Money in integer minor units (cents): 4900 is $49.00. `49.00` in JSON is the number
+ * 49, i.e. 49 cents, and nothing can tell the two apart, hence the words everywhere.
+ */
+const MINOR_UNITS = 'integer minor units, e.g. 4900 = $49.00';
+const minorUnits = z
+  .number({ error: `must be a number in ${MINOR_UNITS}` })
+  .int(`must be an integer: amounts are ${MINOR_UNITS} (not 49.00)`)
+  .min(0)
+  .max(1e12)
+  .describe(`Money in ${MINOR_UNITS} (cents for USD and EUR; whole yen for JPY). Not 49.00: JSON reads that as 49, i.e. $0.49.`);
 
 /** Normalised email: trimmed and lower-cased before it is checked. */
 export const EmailSchema = z
@@ -399,7 +408,7 @@ export const RefundCreateSchema = z.object({
   eventId: EventIdSchema,
   purchaseEventId: EventIdSchema,
   /** Refunded amount in minor units; the whole purchase when absent. */
-  amount: minorUnits.optional(),
+  amount: minorUnits.optional().describe(`The refunded amount in ${MINOR_UNITS}; the whole purchase when absent.`),
 });
 export type RefundCreate = z.infer<typeof RefundCreateSchema>;
 
@@ -558,7 +567,19 @@ export const ReportTimeseriesQuerySchema = ReportRangeSchema.extend({
 export type ReportTimeseriesQuery = z.infer<typeof ReportTimeseriesQuerySchema>;
 
 /** POST /v1/keys: a new key for the calling program (shown once). */
-export const ApiKeyCreateSchema = z.object({ kind: z.enum(['publishable', 'secret']) });
+export const ApiKeyCreateSchema = z.object(
+  {
+    kind: z
+      .enum(['publishable', 'secret'], {
+        error: (issue) =>
+          issue.input === undefined
+            ? 'required: send { "kind": "secret" } or { "kind": "publishable" }'
+            : 'must be "secret" or "publishable"',
+      })
+      .describe('"secret" (sk_…: your server and the dashboard) or "publishable" (pk_…: the script tag)'),
+  },
+  { error: 'send a JSON object: { "kind": "secret" | "publishable" }' },
+);
 export type ApiKeyCreate = z.infer<typeof ApiKeyCreateSchema>;
 
 /**
@@ -603,27 +624,6 @@ export const PayoutExportQuerySchema = z.object({
 });
 export type PayoutExportQuery = z.infer<typeof PayoutExportQuerySchema>;
 
-/**
- * POST /v1/program/rules/preview: what each rule pays for a sample signup and a sample
- * purchase, by the same rule logic as a real grant. `rules` are the ones to try (the
- * program's saved rules when absent), so a settings form can preview before saving.
- */
-export const RulePreviewSchema = z.object({
-  rules: z.array(RewardRuleSchema).max(LIMITS.maxRules).optional(),
-  sample: z.object({
-    /** The sample purchase's amount in integer minor units: 4900 is $49.00. */
-    purchaseAmount: minorUnits,
-    currency: CurrencySchema,
-    /** The referral is the referrer's Nth (tiers and milestones); 1 unless told. */
-    referralNumber: z.number().int().min(1).max(100_000).default(1),
-    /** The purchase is the customer's first; true unless told. */
-    firstPurchase: z.boolean().default(true),
-    /** Days from the referral to the purchase (withinDays); 0 unless told. */
-    daysSinceReferral: z.number().int().min(0).max(36_500).default(0),
-  }),
-});
-export type RulePreview = z.infer<typeof RulePreviewSchema>;
-
 /** Portal links: an hour unless told, at most a week (a link in an email may wait a few days). */
 export const PORTAL_TTL_SECONDS = { default: 3600, min: 60, max: 7 * 86_400 } as const;
 
@@ -660,3 +660,28 @@ export const PortalUpdateSchema = z
   .strict()
   .refine((body) => body.payout !== undefined || body.emails !== undefined, { message: 'send "payout", "emails" or both' });
 export type PortalUpdate = z.infer<typeof PortalUpdateSchema>;
+
+/**
+ * POST /v1/program/rules/preview: what each rule pays for a sample signup and a sample
+ * purchase, by the same rule logic as a real grant. `rules` are the ones to try (the
+ * program's saved rules when absent), so a settings form can preview before saving.
+ */
+export const RulePreviewSchema = z.object({
+  rules: z.array(RewardRuleSchema).max(LIMITS.maxRules).optional(),
+  sample: z.object({
+    /** The sample purchase's amount in integer minor units: 4900 is $49.00. */
+    purchaseAmount: minorUnits,
+    currency: CurrencySchema,
+    /** The referral is the referrer's Nth (tiers and milestones); 1 unless told. */
+    referralNumber: z.number().int().min(1).max(100_000).default(1),
+    /** The purchase is the customer's first; true unless told. */
+    firstPurchase: z.boolean().default(true),
+    /** Days from the referral to the purchase (withinDays); 0 unless told. */
+    daysSinceReferral: z.number().int().min(0).max(36_500).default(0),
+  }),
+});
+export type RulePreview = z.infer<typeof RulePreviewSchema>;
+
+/** GET /v1/rewards/totals: the rewards queue's sums per participant, for the same filter as GET /v1/rewards. */
+export const RewardTotalsQuerySchema = RewardQuerySchema.pick({ status: true, participant: true });
+export type RewardTotalsQuery = z.infer<typeof RewardTotalsQuerySchema>;

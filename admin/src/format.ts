@@ -28,13 +28,23 @@ function moneyFormat(currency: string): Intl.NumberFormat | null {
   return moneyFormats.get(currency) ?? null;
 }
 
+/** How many minor units a currency's major unit has, as a power of ten (USD 2, JPY 0). */
+export function minorDigits(currency: string): number {
+  return moneyFormat(currency)?.resolvedOptions().maximumFractionDigits ?? 2;
+}
+
 /** Integer minor units in a currency (`1234`, `USD` → `$12.34`; JPY has no minor unit). */
 export function formatMoney(amount: number, currency: string | null): string {
   if (!currency) return formatCount(amount);
   const format = moneyFormat(currency);
   if (!format) return `${formatCount(amount)} ${currency}`;
-  const digits = format.resolvedOptions().maximumFractionDigits ?? 2;
-  return format.format(amount / 10 ** digits);
+  return format.format(amount / 10 ** minorDigits(currency));
+}
+
+/** An amount already in major units (`12.5`, `USD` → `$12.50`), for chart axes. */
+export function formatMajor(value: number, currency: string): string {
+  const format = moneyFormat(currency);
+  return format ? format.format(value) : `${formatCount(value)} ${currency}`;
 }
 
 /** Per-currency sums, largest first; empty when there is nothing. */

@@ -11,6 +11,7 @@ import { emailsView } from './emails.ts';
 import { leaderboardView } from './leaderboard.ts';
 import { overviewView } from './overview.ts';
 import { referralsView } from './referrals.ts';
+import { refusedOriginsBanner } from './refusedOrigins.ts';
 import { rewardsView } from './rewards.ts';
 import { settingsView } from './settings.ts';
 import { clearKey, readKey, saveKey } from './session.ts';
@@ -67,6 +68,7 @@ function start() {
 
   function showSignin(message?: string) {
     for (const view of Object.values(views)) view.reset();
+    refused.reset();
     show(app, false);
     show(signin, true);
     signinError.textContent = message ?? '';
@@ -95,6 +97,11 @@ function start() {
     emails: emailsView(ctx),
     exports: exportsView(ctx),
   };
+  // An origin added from the banner shows in the settings at once.
+  const refused = refusedOriginsBanner(ctx, (program) => {
+    programName.textContent = program.name;
+    if (active === 'settings') void views.settings.load();
+  });
 
   function activate(tab: Tab) {
     active = tab;
@@ -109,6 +116,7 @@ function start() {
     show(notice, false);
     if (location.hash !== `#${tab}`) history.replaceState(null, '', `#${tab}`);
     views[tab].load().catch(fail);
+    void refused.load();
   }
 
   async function enter() {

@@ -2,7 +2,7 @@
  * Referrals and decisions: who referred whom, and why each attribution,
  * conversion or reward was accepted, rejected or held.
  */
-import { badge } from './badges.ts';
+import { badge, decisionBadge } from './badges.ts';
 import type { View, ViewContext } from './context.ts';
 import { byId, el } from './dom.ts';
 import { formatDateTime } from './format.ts';
@@ -35,17 +35,27 @@ function referralRow(referral: Referral): HTMLTableRowElement {
 
 function decisionRow(decision: Decision): HTMLTableRowElement {
   const details = detailsText(decision.details);
-  return el('tr', { 'data-testid': 'decision-row', 'data-reason': decision.reason, 'data-outcome': decision.outcome }, [
-    el('td', { class: 'nowrap' }, formatDateTime(decision.createdAt)),
-    el('td', {}, decision.subject),
-    el('td', {}, badge(decision.outcome)),
-    el('td', {}, el('code', {}, decision.reason)),
-    el('td', {}, orDash(decision.participant)),
-    el('td', {}, orDash(decision.referrer)),
-    el('td', {}, decision.code ? el('code', {}, decision.code) : '—'),
-    el('td', { class: 'truncate', title: decision.eventId ?? undefined }, orDash(decision.eventId)),
-    el('td', { class: 'details', title: details || undefined }, details || '—'),
-  ]);
+  const outcome = decisionBadge(decision);
+  return el(
+    'tr',
+    {
+      'data-testid': 'decision-row',
+      'data-reason': decision.reason,
+      'data-outcome': decision.outcome,
+      'data-weight': outcome.dataset.weight,
+    },
+    [
+      el('td', { class: 'nowrap' }, formatDateTime(decision.createdAt)),
+      el('td', {}, decision.subject),
+      el('td', { 'data-testid': 'decision-outcome' }, outcome),
+      el('td', {}, el('code', {}, decision.reason)),
+      el('td', {}, orDash(decision.participant)),
+      el('td', {}, orDash(decision.referrer)),
+      el('td', {}, decision.code ? el('code', {}, decision.code) : '—'),
+      el('td', { class: 'truncate', title: decision.eventId ?? undefined }, orDash(decision.eventId)),
+      el('td', { class: 'details', title: details || undefined }, details || '—'),
+    ],
+  );
 }
 
 export function referralsView(ctx: ViewContext): View {

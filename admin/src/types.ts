@@ -13,6 +13,11 @@ import type {
   Page,
   ProgramResponse,
   ReferralResponse,
+  RefusedOriginResponse,
+  RewardTotalsResponse,
+  RulePreviewOutcome,
+  RulePreviewResponse,
+  RewardTotalsRow as RewardTotalsRowResponse,
   ReportFigures,
   ReportSummaryResponse,
   ReportTimeseriesResponse,
@@ -35,6 +40,11 @@ export type Referral = ReferralResponse;
 export type Decision = DecisionResponse;
 export type Reward = RewardResponse;
 export type Program = ProgramResponse;
+export type RefusedOrigin = RefusedOriginResponse;
+export type RewardTotals = RewardTotalsResponse;
+export type RewardTotalsRow = RewardTotalsRowResponse;
+export type RulePreview = RulePreviewResponse;
+export type { RulePreviewOutcome };
 export type Emails = EmailsResponse;
 export type EmailPreview = EmailPreviewResponse;
 

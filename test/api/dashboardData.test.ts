@@ -12,6 +12,7 @@ import type {
   RefusedOriginListResponse,
   ReportReferrersResponse,
   RewardResponse,
+  RewardTotalsResponse,
   RulePreviewResponse,
 } from '../../shared/responses.ts';
 import type { TestApp } from '../helpers/app.ts';
@@ -150,6 +151,62 @@ describe.each(DATABASES)('dashboard numbers (%s)', (kind) => {
       }
       const [row] = await leaderboard(program);
       expect(row?.rewardsByKind).toEqual({ ...body.rewardsByKind, coupon: { pending: 0, approved: 0, paid: 0 } });
+    });
+  });
+
+  describe('GET /v1/rewards/totals', () => {
+    it('sums the queue per participant for the filter: cash and credit apart per currency, coupons counted', async () => {
+      const program = await buildProgram(api, {
+        settings: {
+          rewardRules: [
+            { id: 'credit', on: 'signup', to: 'referrer', reward: { kind: 'credit', amount: 500, currency: 'USD' } },
+            { id: 'share', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 10 }, holdDays: 30 },
+            { id: 'welcome', on: 'signup', to: 'referee', reward: { kind: 'coupon', coupon: 'HELLO' } },
+          ],
+        },
+      });
+      const P = await buildParticipant(api, program, { externalId: uniq('p-') });
+      const Q = await buildParticipant(api, program, { externalId: uniq('q-') });
+      const customers: string[] = [];
+      for (const [referrer, n] of [
+        [P, 3],
+        [Q, 1],
+      ] as const) {
+        for (let i = 0; i < n; i++) {
+          const externalId = uniq('c-');
+          customers.push(externalId);
+          await conversion(api, program, { type: 'signup', externalId, referral: { code: referrer.code } });
+        }
+      }
+      const buy = (externalId: string, amount: number, currency: string) =>
+        conversion(api, program, { type: 'purchase', externalId, amount, currency });
+      await buy(customers[0] as string, 4900, 'USD');
+      await buy(customers[1] as string, 2000, 'EUR');
+      await buy(customers[3] as string, 1000, 'USD');
+      const totals = async (query: string) =>
+        expectOk(await api.get<RewardTotalsResponse>(`/v1/rewards/totals?${query}`, { auth: program.secret }));
+
+      const pending = await totals('status=pending');
+      expect(pending).toEqual({
+        status: 'pending',
+        data: [
+          { participant: P.externalId, rewards: 2, cash: { USD: 490, EUR: 200 }, credit: {}, coupons: 0 },
+          { participant: Q.externalId, rewards: 1, cash: { USD: 100 }, credit: {}, coupons: 0 },
+        ],
+        total: { participants: 2, rewards: 3, cash: { USD: 590, EUR: 200 }, credit: {}, coupons: 0 },
+        truncated: false,
+      });
+      const approved = await totals('status=approved');
+      expect(approved.data[0]).toEqual({ participant: P.externalId, rewards: 3, cash: {}, credit: { USD: 1500 }, coupons: 0 });
+      expect(approved.total).toEqual({ participants: 6, rewards: 8, cash: {}, credit: { USD: 2000 }, coupons: 4 });
+      // The same numbers as the queue itself.
+      const queue = await listAllRewards(api, program, { status: 'approved' });
+      expect(queue).toHaveLength(approved.total.rewards);
+      expect(await totals(`status=approved&participant=${Q.externalId}`)).toMatchObject({
+        data: [{ participant: Q.externalId, rewards: 1, credit: { USD: 500 } }],
+        total: { participants: 1, rewards: 1 },
+      });
+      expectError(await api.get('/v1/rewards/totals?status=lost', { auth: program.secret }), 400, 'invalid_query');
     });
   });
 

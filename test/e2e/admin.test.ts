@@ -12,7 +12,10 @@ import { EMAIL_STYLE_SOURCES, EMAIL_STYLES } from '../../collector/src/domain/em
 import type { TestApp } from '../helpers/app.ts';
 import { launchChromium } from '../helpers/chromium.ts';
 import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
-import { click, expectOk, serverPurchase, serverSignup } from '../helpers/steps.ts';
+import { click, conversion, expectOk, serverPurchase, serverSignup } from '../helpers/steps.ts';
+import { transitionsOf } from '../helpers/rows.ts';
+import { NARROW, screenshot } from './dashboardPage.ts';
+import type { Knex } from 'knex';
 import type { ProgramResponse, ReportSummaryResponse, RewardResponse } from '../../shared/responses.ts';
 import { useTestApp } from '../helpers/suite.ts';
 
@@ -33,12 +36,13 @@ interface Watched {
 
 describe('admin dashboard (Chromium, pglite)', () => {
   let api: TestApp;
+  let db: Knex;
   let program: ProgramFixture;
   let browser: Browser;
   let alice: { externalId: string; code: string };
   let dave: { externalId: string; code: string };
 
-  useTestApp('pglite', (suite) => ({ api } = suite));
+  useTestApp('pglite', (suite) => ({ api, db } = suite));
   beforeAll(async () => {
     program = await buildProgram(api, { name: 'Acme Referrals', settings: { rewardRules: RULES } });
     alice = await buildParticipant(api, program, { externalId: 'alice', email: 'alice@example.com', name: 'Alice Archer' });
@@ -47,11 +51,19 @@ describe('admin dashboard (Chromium, pglite)', () => {
     for (const visitor of ['bob', 'carol', 'frank', 'gina']) await click(api, program, { code: alice.code, vid: vidFor(visitor) });
     for (const visitor of ['erin', 'hank']) await click(api, program, { code: dave.code, vid: vidFor(visitor) });
 
-    await serverSignup(api, program, 'bob', alice.code);
-    await serverSignup(api, program, 'carol', alice.code);
+    // Bob with the code and his visitor id, Carol with her visitor id only (first touch), Erin by code alone.
+    await conversion(api, program, {
+      type: 'signup',
+      eventId: 'signup-bob',
+      externalId: 'bob',
+      referral: { code: alice.code, vid: vidFor('bob') },
+    });
+    await conversion(api, program, { type: 'signup', eventId: 'signup-carol', externalId: 'carol', referral: { vid: vidFor('carol') } });
     await serverSignup(api, program, 'erin', dave.code);
     await serverPurchase(api, program, 'bob', 'order-bob-1', 4900, 'USD');
     await serverPurchase(api, program, 'carol', 'order-carol-1', 2500, 'EUR');
+    // A repeat purchase still naming the code: Carol keeps her referrer (an informational already_attributed).
+    await serverPurchase(api, program, 'carol', 'order-carol-2', 1000, 'EUR', alice.code);
     // Alice using her own code: rejected as a self-referral, recorded as a decision.
     await serverSignup(api, program, 'alice', alice.code);
 
@@ -211,8 +223,8 @@ describe('admin dashboard (Chromium, pglite)', () => {
     const summary = expectOk(await apiGet(`/v1/reports/summary?from=${from}&to=${to}`)) as ReportSummaryResponse;
     // The seed is visible in the report, so the comparison below compares something.
     expect(summary.clicks).toBe(6);
-    expect(summary.signups).toBeGreaterThanOrEqual(3);
-    expect(summary.purchases).toBe(2);
+    expect(summary.signups).toBe(3);
+    expect(summary.purchases).toBe(3);
 
     const value = (id: string) => page.getByTestId(`card-${id}-value`);
     expect(await value('clicks').getAttribute('data-value')).toBe(String(summary.clicks));
@@ -220,11 +232,11 @@ describe('admin dashboard (Chromium, pglite)', () => {
     expect(await value('signups').textContent()).toBe(summary.signups.toLocaleString('en-US'));
     expect(await value('purchases').textContent()).toBe(summary.purchases.toLocaleString('en-US'));
     expect(await page.getByTestId('card-clicks').textContent()).toContain(`${summary.visitors} unique visitors`);
-    expect(await value('conversion').textContent()).toBe(
-      new Intl.NumberFormat('en-US', { style: 'percent', minimumFractionDigits: 1, maximumFractionDigits: 1 }).format(
-        summary.conversionRate,
-      ),
-    );
+    // Bob and Carol signed up after clicking; Erin by code alone: 2 of the 6 visitors who clicked.
+    expect(summary).toMatchObject({ visitors: 6, clickedSignups: 2, conversionRate: 0.3333 });
+    expect(await value('conversion').textContent()).toBe('33.3%');
+    expect(await page.getByTestId('card-conversion-note').textContent()).toContain('Visitors who clicked and then signed up: 2 of 6');
+    expect(await page.getByTestId('card-signups-note').textContent()).toBe('referred customers, 1 by code without a click');
 
     const money = async (id: string) =>
       Object.fromEntries(
@@ -233,19 +245,40 @@ describe('admin dashboard (Chromium, pglite)', () => {
           .evaluateAll((nodes) => nodes.map((node) => [node.getAttribute('data-currency'), Number(node.getAttribute('data-amount'))])),
       );
     expect(await money('revenue')).toEqual(summary.revenue);
-    expect(summary.revenue).toEqual({ USD: 4900, EUR: 2500 });
+    expect(summary.revenue).toEqual({ USD: 4900, EUR: 3500 });
     expect(await value('revenue').textContent()).toContain('$49.00');
-    expect(await value('revenue').textContent()).toContain('€25.00');
-    expect(await money('rewards-pending')).toEqual(summary.rewards.pending);
-    expect(await money('rewards-approved')).toEqual(summary.rewards.approved);
-    expect(await money('rewards-paid')).toEqual(summary.rewards.paid);
+    expect(await value('revenue').textContent()).toContain('€35.00');
 
-    // The chart has one line per measure, labelled in its legend.
-    const legend = await page.locator('#chart .u-legend').textContent();
-    for (const label of ['Clicks', 'Signups', 'Purchases']) expect(legend).toContain(label);
+    // Rewards: cash and store credit apart, per currency, never one sum.
+    const byKind = async (id: string, kind: string) =>
+      Object.fromEntries(
+        await value(id)
+          .locator(`[data-kind="${kind}"][data-currency]`)
+          .evaluateAll((nodes) => nodes.map((node) => [node.getAttribute('data-currency'), Number(node.getAttribute('data-amount'))])),
+      );
+    for (const stage of ['pending', 'approved', 'paid'] as const) {
+      for (const kind of ['cash', 'credit'] as const) {
+        expect(await byKind(`rewards-${stage}`, kind), `${kind} ${stage}`).toEqual(summary.rewardsByKind[kind][stage]);
+      }
+    }
+    expect(summary.rewardsByKind.cash.pending).toEqual({ USD: 490, EUR: 350 });
+    expect(summary.rewardsByKind.credit.pending).toEqual({ USD: 1500 });
+    expect(await value('rewards-pending').locator('.kind-line').allTextContents()).toEqual(['Cash$4.90', 'Cash€3.50', 'Credit$15.00']);
+
+    // Both charts' legends show the range's totals without hovering.
+    const legendValue = (chart: string, key: string) => page.getByTestId(`${chart}-legend-${key}`).getByTestId(`${chart}-legend-value`);
+    for (const key of ['clicks', 'signups', 'purchases'] as const) {
+      expect(await legendValue('chart', key).getAttribute('data-value'), key).toBe(String(summary[key]));
+      expect(await legendValue('chart', key).isVisible()).toBe(true);
+    }
+    expect(await legendValue('revenue-chart', 'revenue-USD').textContent()).toBe('$49.00');
+    expect(await legendValue('revenue-chart', 'revenue-EUR').textContent()).toBe('€35.00');
+    expect(await page.getByTestId('chart-legend-title').textContent()).toMatch(/^Total, /);
+    await page.locator('#revenue-chart canvas').first().waitFor();
 
     await mkdir('test-results', { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
+    await screenshot(page, 'overview-desktop');
 
     expectCleanRequests(watched);
     expect(unexpected(watched)).toEqual([]);
@@ -268,8 +301,11 @@ describe('admin dashboard (Chromium, pglite)', () => {
     await page.getByTestId('sort-conversionRate').click();
     await sorted;
     expect(await page.getByTestId('sort-conversionRate').getAttribute('aria-sort')).toBe('descending');
-    // dave: 1 signup from 2 visitors; alice: 2 from 4 → a tie broken by id, so only check both are listed.
-    await expect.poll(async () => (await participants()).sort()).toEqual(['alice', 'dave']);
+    // alice: 2 of her 4 visitors signed up (50%); dave's one signup came by code alone, without a click (0%).
+    await expect.poll(participants).toEqual(['alice', 'dave']);
+    const rate = (who: string) => page.locator(`[data-testid="leaderboard-row"][data-participant="${who}"] [data-col="conversionRate"]`);
+    expect(await rate('alice').textContent()).toBe('50.0%');
+    expect(await rate('dave').textContent()).toBe('0.0%');
 
     const aliceRow = page.locator('[data-testid="leaderboard-row"][data-participant="alice"]');
     expect(await aliceRow.locator('[data-col="clicks"]').textContent()).toBe('4');
@@ -289,6 +325,16 @@ describe('admin dashboard (Chromium, pglite)', () => {
     await page.getByTestId('referral-row').first().waitFor();
     expect(await page.getByTestId('referral-row').count()).toBe(3);
     await page.getByTestId('decision-row').first().waitFor();
+    // A repeat purchase keeping its referrer is information, not a red rejection; a self-referral is.
+    const decision = (reason: string) => page.locator(`[data-testid="decision-row"][data-reason="${reason}"]`);
+    expect(await decision('already_attributed').getAttribute('data-outcome')).toBe('rejected');
+    expect(await decision('already_attributed').getAttribute('data-weight')).toBe('info');
+    expect(await decision('already_attributed').getByTestId('decision-outcome').textContent()).toBe('info');
+    expect(await decision('already_attributed').locator('.badge').getAttribute('class')).toBe('badge badge-gray');
+    expect(await decision('self_referral').getByTestId('decision-outcome').textContent()).toBe('rejected');
+    expect(await decision('self_referral').locator('.badge').getAttribute('class')).toBe('badge badge-red');
+    expect(await decision('attributed').first().locator('.badge').getAttribute('class')).toBe('badge badge-green');
+    await screenshot(page, 'decisions-desktop');
 
     await page.getByTestId('decisions-reason').fill('self_referral');
     const filtered = page.waitForResponse(
@@ -333,8 +379,14 @@ describe('admin dashboard (Chromium, pglite)', () => {
     const approved = (expectOk(await apiGet('/v1/rewards?status=approved')) as { data: RewardResponse[] }).data;
     expect(approved.map((reward) => reward.id)).toContain(id);
 
+    // Paying asks for the payment reference, recorded with the transition.
     await row.getByTestId('reward-pay').click();
+    await row.getByTestId('reward-pay-confirm').click();
+    expect(await row.getAttribute('data-status')).toBe('approved');
+    await row.getByTestId('reward-pay-reference').fill('Wise transfer 48213');
+    await row.getByTestId('reward-pay-confirm').click();
     await expect.poll(() => row.getAttribute('data-status')).toBe('paid');
+    expect((await transitionsOf(db, id)).at(-1)).toMatchObject({ to_status: 'paid', reason: 'paid: Wise transfer 48213' });
     const paid = (expectOk(await apiGet('/v1/rewards?status=paid')) as { data: RewardResponse[] }).data;
     expect(paid.map((reward) => reward.id)).toEqual([id]);
     expect(await row.getByRole('button').count()).toBe(0);
@@ -349,6 +401,8 @@ describe('admin dashboard (Chromium, pglite)', () => {
     const { page } = watched;
     await signIn(watched);
     await openTab(page, 'settings');
+    // The JSON view, for power users (the form is the default).
+    await page.getByTestId('settings-mode-json').click();
     const editor = page.getByTestId('settings-editor');
     await expect.poll(() => editor.inputValue()).toContain('signup-bonus');
     const settings = JSON.parse(await editor.inputValue()) as Record<string, unknown>;
@@ -417,8 +471,38 @@ describe('admin dashboard (Chromium, pglite)', () => {
     await page.waitForLoadState('networkidle');
     await page.locator('#chart canvas').first().waitFor();
     expect(await page.getByTestId('notice').isHidden()).toBe(true);
+    // Weeks are labelled as weeks: the legend names the week under the cursor, and the range's total without it.
+    const title = page.getByTestId('chart-legend-title');
+    await expect.poll(() => title.textContent()).toMatch(/^Total, /);
+    const plot = page.locator('#chart .u-over');
+    const box = await plot.boundingBox();
+    if (!box) throw new Error('the chart has no plot area');
+    await page.mouse.move(box.x + box.width - 2, box.y + box.height / 2);
+    const now = new Date();
+    const monday = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() - ((now.getUTCDay() + 6) % 7)));
+    const week = new Intl.DateTimeFormat('en-US', { day: 'numeric', month: 'short', year: 'numeric', timeZone: 'UTC' }).format(monday);
+    await expect.poll(() => title.textContent()).toBe(`Week of ${week}`);
+    await page.locator('#chart').screenshot({ path: 'test-results/screens/chart-week-hover.png' });
+    await page.mouse.move(0, 0);
+    await expect.poll(() => title.textContent()).toMatch(/^Total, /);
+    await screenshot(page, 'overview-week');
     expectCleanRequests(watched);
     expect(watched.problems).toEqual([]);
+    await page.context().close();
+  });
+
+  it('reads well at a narrow width: cards, both charts and their legends inside the screen', async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await page.setViewportSize(NARROW);
+    await signIn(watched);
+    await page.locator('#revenue-chart canvas').first().waitFor();
+    await screenshot(page, 'overview-narrow');
+    expect(await page.evaluate(() => document.documentElement.scrollWidth), 'nothing wider than the screen').toBeLessThanOrEqual(
+      NARROW.width,
+    );
+    expect(await page.getByTestId('chart-legend-clicks').isVisible()).toBe(true);
+    expect(unexpected(watched)).toEqual([]);
     await page.context().close();
   });
 });

@@ -3,6 +3,7 @@
  * so every outcome can be explained.
  */
 import type { Knex } from 'knex';
+import { DECISION_WEIGHTS, type DecisionWeight } from '../../../shared/decisions.ts';
 
 export type DecisionSubject = 'click' | 'attribution' | 'conversion' | 'reward';
 export type DecisionOutcome = 'accepted' | 'rejected' | 'held';
@@ -48,6 +49,12 @@ export type DecisionReason =
   | 'server_override'
   /** A rule's per-referrer cap was reached (rewards.ts `grantRewards`). */
   | 'cap_reached';
+
+/**
+ * What each reason weighs for a person reading the log (shared/decisions.ts, where the
+ * dashboard reads it): a reason added above without its weight there fails to compile.
+ */
+export const DECISION_WEIGHT: Record<DecisionReason, DecisionWeight> = DECISION_WEIGHTS;
 
 export interface DecisionInput {
   programId: string;

@@ -16,7 +16,14 @@ import { pageQuery, toPage } from '../storage/paging.ts';
 import type { ProgramRow } from './programs.ts';
 import { guardedLookup, RefusedWebhookTarget, type Resolve, type WebhookTargetPolicy } from './webhookTargets.ts';
 
-export type WebhookType = 'referral.created' | 'reward.created' | 'reward.approved' | 'reward.revoked' | 'reward.paid' | 'payout.created' | 'payout.paid';
+export type WebhookType =
+  | 'referral.created'
+  | 'reward.created'
+  | 'reward.approved'
+  | 'reward.revoked'
+  | 'reward.paid'
+  | 'payout.created'
+  | 'payout.paid';
 
 export const SIGNATURE_HEADER = 'Referral-Signature';
 export const ID_HEADER = 'Referral-Webhook-Id';

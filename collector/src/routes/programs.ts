@@ -1,22 +1,33 @@
 import Router from '@koa/router';
-import type { RefusedOriginListResponse, RulePreviewResponse } from '../../../shared/responses.ts';
-import { ProgramCreateSchema, ProgramUpdateSchema, RulePreviewSchema } from '../../../shared/schemas.ts';
+import type { ApiKeyCreateResponse, RefusedOriginListResponse, RulePreviewResponse } from '../../../shared/responses.ts';
+import { ApiKeyCreateSchema, ProgramCreateSchema, ProgramUpdateSchema, RulePreviewSchema } from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireAdmin, requireSecretKey, type AppState } from '../http/auth.ts';
 import { invalidateKeyCaches } from '../http/keyCache.ts';
 import { parse } from '../http/validate.ts';
+import { createApiKeyForSlug, presentApiKey } from '../domain/keys.ts';
 import { createProgram, presentProgram, updateProgram } from '../domain/programs.ts';
 import { forgetAllowedOrigins, listRefusedOrigins } from '../domain/refusedOrigins.ts';
 import { previewRules } from '../domain/rules.ts';
 
-/** Operator API: creating programs (ADMIN_TOKEN). */
+/** Operator API (ADMIN_TOKEN): creating programs, and a new key for a program whose secret key is lost. */
 export function operatorRoutes({ db, config }: Deps) {
   const router = new Router();
-  router.post('/v1/programs', requireAdmin(config.adminToken), async (ctx) => {
+  const admin = requireAdmin(config.adminToken);
+  router.post('/v1/programs', admin, async (ctx) => {
     const input = parse(ProgramCreateSchema, ctx.request.body);
-    const { program, keys } = await createProgram(db, input, { allowPrivate: config.webhookAllowPrivate, clickRetentionDays: config.clickRetentionDays });
+    const { program, keys } = await createProgram(db, input, {
+      allowPrivate: config.webhookAllowPrivate,
+      clickRetentionDays: config.clickRetentionDays,
+    });
     ctx.status = 201;
     ctx.body = { program: presentProgram(program), keys };
+  });
+  router.post('/v1/programs/:slug/keys', admin, async (ctx) => {
+    const { kind } = parse(ApiKeyCreateSchema, ctx.request.body ?? {});
+    const { row, key } = await createApiKeyForSlug(db, ctx.params.slug as string, kind);
+    ctx.status = 201;
+    ctx.body = { key: presentApiKey(row), secret: key } satisfies ApiKeyCreateResponse;
   });
   return router;
 }
@@ -30,7 +41,10 @@ export function programRoutes({ db, config, limits }: Deps) {
   });
   router.patch('/v1/program', async (ctx) => {
     const patch = parse(ProgramUpdateSchema, ctx.request.body);
-    const program = await updateProgram(db, ctx.state.program, patch, { allowPrivate: config.webhookAllowPrivate, clickRetentionDays: config.clickRetentionDays });
+    const program = await updateProgram(db, ctx.state.program, patch, {
+      allowPrivate: config.webhookAllowPrivate,
+      clickRetentionDays: config.clickRetentionDays,
+    });
     invalidateKeyCaches();
     // An origin added to the settings is no longer refused: its warning goes.
     await forgetAllowedOrigins(db, program);

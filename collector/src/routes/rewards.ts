@@ -1,7 +1,13 @@
 import Router from '@koa/router';
 import { z } from 'zod';
 import type { RewardTransitionResponse } from '../../../shared/responses.ts';
-import { DeliveryQuerySchema, RefundCreateSchema, RewardQuerySchema, RewardTransitionSchema } from '../../../shared/schemas.ts';
+import {
+  DeliveryQuerySchema,
+  RefundCreateSchema,
+  RewardQuerySchema,
+  RewardTotalsQuerySchema,
+  RewardTransitionSchema,
+} from '../../../shared/schemas.ts';
 import type { Deps } from '../deps.ts';
 import { requireSecretKey, type AppState } from '../http/auth.ts';
 import { idempotency } from '../http/idempotency.ts';
@@ -9,6 +15,7 @@ import { parse, parseQuery } from '../http/validate.ts';
 import { notFound } from '../errors.ts';
 import { recordRefund, transitionReward, type RewardAction } from '../domain/ledger.ts';
 import { listRewards } from '../domain/rewards.ts';
+import { rewardTotals } from '../domain/rewardTotals.ts';
 import { listDeliveries } from '../domain/webhooks.ts';
 
 export function rewardRoutes({ db, limits }: Deps) {
@@ -17,6 +24,10 @@ export function rewardRoutes({ db, limits }: Deps) {
 
   router.get('/v1/rewards', auth, async (ctx) => {
     ctx.body = await listRewards(db, ctx.state.program.id, parseQuery(RewardQuerySchema, ctx.query));
+  });
+
+  router.get('/v1/rewards/totals', auth, async (ctx) => {
+    ctx.body = await rewardTotals(db, ctx.state.program.id, parseQuery(RewardTotalsQuerySchema, ctx.query));
   });
 
   router.post('/v1/rewards/:id/:action', auth, async (ctx) => {
