@@ -19,6 +19,12 @@ interface Operation {
 
 /** Every endpoint; routes added by later work are listed here too. */
 export const OPERATIONS: Operation[] = [
+  {
+    method: 'get',
+    path: '/',
+    summary: 'Home page (HTML): links to the demo, the dashboard, this document and the health checks',
+    auth: 'none',
+  },
   { method: 'get', path: '/v1/health', summary: 'Liveness', auth: 'none' },
   { method: 'get', path: '/v1/ready', summary: 'Readiness (database reachable)', auth: 'none' },
   {
@@ -54,6 +60,29 @@ export const OPERATIONS: Operation[] = [
     status: 201,
   },
   { method: 'get', path: '/v1/participants/{externalId}', summary: 'A participant with stats and reward balances', auth: 'secret' },
+  {
+    method: 'get',
+    path: '/v1/program/refused-origins',
+    summary: "Origins whose clicks and events were refused (not in the program's origins), with counts: add them in PATCH /v1/program",
+    auth: 'secret',
+  },
+  {
+    method: 'post',
+    path: '/v1/program/rules/preview',
+    summary: 'What each rule (the saved ones, or those sent) pays for a sample signup and purchase',
+    auth: 'secret',
+    body: schemas.RulePreviewSchema,
+  },
+  {
+    method: 'post',
+    path: '/v1/participants/{externalId}/promo-codes',
+    summary: "Map a provider's discount (id and/or the code typed at checkout) to this participant; Stripe can create it",
+    auth: 'secret',
+    body: schemas.PromoCodeCreateSchema,
+    status: 201,
+  },
+  { method: 'get', path: '/v1/participants/{externalId}/promo-codes', summary: "The participant's promo codes", auth: 'secret' },
+  { method: 'delete', path: '/v1/participants/{externalId}/promo-codes/{id}', summary: 'Remove a promo code', auth: 'secret', status: 204 },
   {
     method: 'patch',
     path: '/v1/participants/{externalId}',
@@ -117,7 +146,8 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'get',
     path: '/r/{code}',
-    summary: "Redirect link: records the click, 302 to the program's landing URL",
+    summary:
+      "Redirect link: records the click, 302 to the program's landing URL with ?ref=CODE; a disabled code 302s there without ?ref; an unknown code is a 404 HTML page",
     auth: 'none',
     status: 302,
   },
@@ -155,6 +185,13 @@ export const OPERATIONS: Operation[] = [
     summary: 'The reward ledger',
     auth: 'secret',
     query: schemas.RewardQuerySchema,
+  },
+  {
+    method: 'get',
+    path: '/v1/rewards/totals',
+    summary: 'Reward totals per participant (most rewards first) and overall, cash and credit per currency',
+    auth: 'secret',
+    query: schemas.RewardTotalsQuerySchema,
   },
   { method: 'post', path: '/v1/rewards/{id}/approve', summary: 'pending → approved', auth: 'secret', body: schemas.RewardTransitionSchema },
   { method: 'post', path: '/v1/rewards/{id}/revoke', summary: 'pending|approved → revoked', auth: 'secret' },
@@ -236,6 +273,20 @@ export const OPERATIONS: Operation[] = [
     auth: 'none',
   },
   {
+    method: 'post',
+    path: '/v1/integrations/paddle/{programSlug}',
+    summary:
+      'Paddle Billing webhooks (Paddle-Signature verified): transaction.completed, adjustment.created/updated (refunds), customData and discount_id',
+    auth: 'none',
+  },
+  {
+    method: 'post',
+    path: '/v1/integrations/lemonsqueezy/{programSlug}',
+    summary:
+      'Lemon Squeezy webhooks (X-Signature verified): order_created, subscription_payment_success, order_refunded, meta.custom_data, discount codes',
+    auth: 'none',
+  },
+  {
     method: 'get',
     path: '/v1/reports/summary',
     summary: 'Clicks, signups, purchases, revenue, conversion rate and rewards over a range',
@@ -281,7 +332,7 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'post',
     path: '/v1/keys',
-    summary: 'Create a key (shown once): rotate without downtime',
+    summary: 'Create a key (shown once): rotate without downtime. Body: { "kind": "secret" | "publishable" }',
     auth: 'secret',
     body: schemas.ApiKeyCreateSchema,
     status: 201,

@@ -18,6 +18,8 @@ import { expectOk } from '../helpers/steps.ts';
 
 const ORIGIN_A = 'https://a-shop.example';
 const ORIGIN_B = 'https://b-shop.example';
+/** A page of A's that is not in A's origins: its click is refused and recorded for A. */
+const STRAY_A = 'https://stray.a-shop.example';
 
 /** Every operation of the served document that takes a secret key. */
 const SECRET_OPERATIONS = Object.entries(buildOpenApi('http://collector.test').paths).flatMap(([path, operations]) =>
@@ -41,6 +43,8 @@ interface ProgramA {
   vid: string;
   /** A payout run of A's, still pending. */
   payoutId: string;
+  /** A promo code of A's referrer. */
+  promoCodeId: string;
 }
 
 describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
@@ -72,6 +76,10 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       '/v1/exports/referrals.csv',
       '/v1/exports/rewards.csv',
       '/v1/exports/clicks.csv',
+      '/v1/program/refused-origins',
+      '/v1/rewards/totals',
+      '/v1/emails',
+      `/v1/participants/${encodeURIComponent(a.referrer.externalId)}/promo-codes`,
     ];
     const out: Record<string, unknown> = {};
     for (const path of paths) out[path] = expectOk(await asA(path));
@@ -87,6 +95,7 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       ],
       webhookUrl: 'https://hooks.a-shop.example/referrals',
       stripe: { webhookSecret: 'whsec_program_a_secret' },
+      emails: { from: 'A Shop <hello@a-shop.example>', on: { referral: true } },
     };
     const fixture = await buildProgram(api, { origins: [ORIGIN_A], landingUrl: `${ORIGIN_A}/join`, settings });
     b = await buildProgram(api, {
@@ -132,6 +141,17 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     expect(rewards.length).toBeGreaterThanOrEqual(3);
     const keys = expectOk(await api.get('/v1/keys', { auth: fixture.secret })).data as Array<{ id: string }>;
     const payout = expectOk(await api.post('/v1/payouts', {}, { auth: fixture.secret }), 201) as { id: string };
+    // A click from a page of A's outside its origins is refused and recorded for A.
+    const stray = await api.post('/v1/clicks', { key: fixture.publishable, code: referrer.code, vid }, { headers: { origin: STRAY_A } });
+    expect(stray.status, stray.text).toBeGreaterThanOrEqual(400);
+    const promo = expectOk(
+      await api.post(
+        `/v1/participants/${encodeURIComponent(referrer.externalId)}/promo-codes`,
+        { provider: 'paddle', id: 'dsc_a_isolation', code: 'ANNA10' },
+        { auth: fixture.secret },
+      ),
+      201,
+    ) as { id: string };
     a = {
       fixture,
       referrer,
@@ -143,11 +163,14 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
       keyIds: keys.map((k) => k.id),
       vid,
       payoutId: payout.id,
+      promoCodeId: promo.id,
     };
 
     aBefore = await snapshotA();
     // A really has data everywhere B will look.
     expect((aBefore['/v1/referrals'] as { data: unknown[] }).data.length).toBe(1);
+    expect(JSON.stringify(aBefore['/v1/program/refused-origins'])).toContain(STRAY_A);
+    expect((aBefore['/v1/rewards/totals'] as { data: unknown[] }).data.length).toBeGreaterThan(0);
     expect((aBefore['/v1/webhooks/deliveries'] as { data: unknown[] }).data.length).toBeGreaterThan(0);
     expect((aBefore['/v1/reports/summary'] as { clicks: number; signups: number }).signups).toBe(1);
     for (const csv of ['/v1/exports/referrals.csv', '/v1/exports/rewards.csv', '/v1/exports/clicks.csv'])
@@ -315,6 +338,57 @@ describe.each(DATABASES)('tenant isolation (%s)', (kind) => {
     'POST /v1/payouts/{id}/paid': async () => expectPayoutHidden('POST', '/paid'),
     'POST /v1/payouts/{id}/failed': async () => expectPayoutHidden('POST', '/failed'),
     'POST /v1/payouts/{id}/transfer': async () => expectPayoutHidden('POST', '/transfer'),
+    'GET /v1/program/refused-origins': async () => {
+      expect(expectOk(await asB('/v1/program/refused-origins')).data).toEqual([]);
+    },
+    'POST /v1/program/rules/preview': async () => {
+      // B's saved rules are previewed, never A's.
+      const reply = expectOk(
+        await api.post('/v1/program/rules/preview', { sample: { purchaseAmount: 10_000, currency: 'USD' } }, { auth: b.secret }),
+      );
+      const text = JSON.stringify(reply);
+      expect(text).not.toContain('purchase-cash');
+      expect(text).not.toContain('signup-credit');
+    },
+    'GET /v1/rewards/totals': async () => {
+      const totals = expectOk(await asB('/v1/rewards/totals'));
+      expect(totals.data).toEqual([]);
+      expect(totals.total.participants).toBe(0);
+      expect(expectOk(await asB(`/v1/rewards/totals?participant=${encodeURIComponent(a.referrer.externalId)}`)).data).toEqual([]);
+    },
+    'GET /v1/emails': async () => {
+      const emails = expectOk(await asB('/v1/emails'));
+      expect(emails.from).toBeNull();
+      expect(JSON.stringify(emails)).not.toContain('a-shop.example');
+    },
+    'GET /v1/emails/preview/{template}': async () => {
+      const preview = expectOk(await asB('/v1/emails/preview/referral'));
+      expect(preview.text).toContain(b.program.name);
+      expect(JSON.stringify(preview)).not.toContain(a.fixture.program.name);
+    },
+    'POST /v1/participants/{externalId}/promo-codes': async () => {
+      // B cannot hang a promo code on A's referrer (it would win A's paid events' attribution).
+      const reply = await api.post(
+        `/v1/participants/${encodeURIComponent(a.referrer.externalId)}/promo-codes`,
+        { provider: 'paddle', id: 'dsc_stolen', code: 'STOLEN10' },
+        { auth: b.secret },
+      );
+      expect(reply.status, reply.text).toBe(404);
+      expect(reply.body.error.code).toBe('not_found');
+    },
+    'GET /v1/participants/{externalId}/promo-codes': async () => {
+      const reply = await asB(`/v1/participants/${encodeURIComponent(a.referrer.externalId)}/promo-codes`);
+      expect(reply.status, reply.text).toBe(404);
+      expect(reply.text).not.toContain('ANNA10');
+    },
+    'DELETE /v1/participants/{externalId}/promo-codes/{id}': async () => {
+      // By A's referrer's externalId, and by B's own participant: A's promo code stays.
+      for (const externalId of [a.referrer.externalId, bParticipant.externalId]) {
+        const path = `/v1/participants/${encodeURIComponent(externalId)}/promo-codes/${a.promoCodeId}`;
+        const reply = await api.request('DELETE', path, undefined, { auth: b.secret });
+        expect(reply.status, reply.text).toBe(404);
+      }
+    },
     'DELETE /v1/keys/{id}': async () => {
       for (const id of a.keyIds) {
         const reply = await api.request('DELETE', `/v1/keys/${id}`, undefined, { auth: b.secret });

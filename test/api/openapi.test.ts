@@ -2,7 +2,9 @@
  * The OpenAPI document through the real app, on every database: served without a key,
  * OpenAPI 3.1.0, every path, and request schemas derived from the zod schemas.
  */
+import type Router from '@koa/router';
 import { describe, expect, it } from 'vitest';
+import { OPERATIONS } from '../../collector/src/openapi.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -57,5 +59,28 @@ describe.each(DATABASES)('openapi (%s)', (kind) => {
       expect(schemas.ProgramSettings.properties.cookieDays).toMatchObject({ type: 'integer', minimum: 1, default: 60 });
       expect(schemas.RewardRule.properties.on.enum).toEqual(['signup', 'purchase']);
     });
+  });
+
+  it('documents every route the app serves, and serves every documented one', () => {
+    const served = api.app.middleware
+      .flatMap((middleware) => (middleware as { router?: Router }).router?.stack ?? [])
+      // The API, the redirect link, the portal page and the home page; not the static
+      // bundles (/r.js, /admin, /demo) nor CORS preflights or catch-all redirects.
+      .filter((layer) => /^\/(v1\/|r\/|portal\/:|portal\.js$|$)/.test(String(layer.path)) && layer.methods.length <= 2)
+      .flatMap((layer) =>
+        layer.methods.filter((method) => method !== 'HEAD' && method !== 'OPTIONS').map((method) => ({ method, path: String(layer.path) })),
+      );
+    expect(served.length).toBeGreaterThan(50);
+    // A route template matches a documented path when its parameters stand for any one segment.
+    const matches = (template: string, path: string) =>
+      new RegExp(`^${template.replace(/[.]/g, '\\.').replace(/:\w+|\{\w+\}/g, '[^/]+')}$`).test(path.replace(/\{\w+\}/g, 'x'));
+    const undocumented = served
+      .filter((route) => !OPERATIONS.some((op) => op.method.toUpperCase() === route.method && matches(route.path, op.path)))
+      .map((route) => `${route.method} ${route.path}`);
+    expect(undocumented).toEqual([]);
+    const unserved = OPERATIONS.filter(
+      (op) => !served.some((route) => route.method === op.method.toUpperCase() && matches(route.path, op.path)),
+    ).map((op) => `${op.method.toUpperCase()} ${op.path}`);
+    expect(unserved).toEqual([]);
   });
 });

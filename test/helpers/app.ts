@@ -38,6 +38,8 @@ export interface HttpClient {
 
 export interface TestApp extends HttpClient {
   config: Config;
+  /** The Koa app itself (its routers, for tests that read the routing table). */
+  app: ReturnType<typeof buildApp>;
   server: Server;
   close: () => Promise<void>;
 }
@@ -91,6 +93,7 @@ export async function startTestApp(db: Knex, env: Record<string, string> = {}): 
   return {
     ...httpClient(url),
     config,
+    app,
     server,
     close: () =>
       new Promise<void>((resolve) => {
