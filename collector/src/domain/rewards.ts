@@ -186,7 +186,7 @@ export async function grantRewards(
   referral: ReferralRow,
   options: { recompute?: boolean } = {},
 ): Promise<RewardRow[]> {
-  const granted: string[] = [];
+  const granted: RewardRow[] = [];
   const kept: string[] = [];
   const review = needsReview(conversion, referral);
   for (const rule of program.settings.rewardRules) {
@@ -215,9 +215,18 @@ export async function grantRewards(
     const holdDays = rule.holdDays ?? 0;
     const status: RewardStatus = holdDays === 0 && !review ? 'approved' : 'pending';
     for (const beneficiary of beneficiaries) {
+      // The grant, its first transition and its row as rewardQuery reads it, in one
+      // statement: one round trip per grant.
       const result = await trx.raw(
-        `insert into rewards (program_id, conversion_id, rule_id, beneficiary_id, referral_id, kind, amount, currency, coupon, percent, status, needs_review, available_at)
-         values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning id, program_id, status`,
+        `with granted as (
+           insert into rewards (program_id, conversion_id, rule_id, beneficiary_id, referral_id, kind, amount, currency, coupon, percent, status, needs_review, available_at)
+           values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning *
+         ), logged as (
+           insert into reward_transitions (program_id, reward_id, from_status, to_status, actor, reason)
+           select program_id, id, null, status, 'system', ? from granted
+         )
+         select w.*, p.external_id as participant, c.event_id
+           from granted w join participants p on p.id = w.beneficiary_id join conversions c on c.id = w.conversion_id`,
         [
           program.id,
           conversion.id,
@@ -232,20 +241,27 @@ export async function grantRewards(
           status,
           review,
           new Date(Date.now() + holdDays * DAY_MS),
+          `rule ${rule.id}`,
         ],
       );
-      const row = result.rows[0] as { id: string; program_id: string } | undefined;
+      const row = result.rows[0] as RewardRow | undefined;
       if (row) {
-        await logTransition(trx, row, null, status, 'system', `rule ${rule.id}`);
-        granted.push(row.id);
+        granted.push(row);
       } else if (options.recompute) {
         kept.push(...(await correctGrant(trx, conversion.id, rule.id, beneficiary, amount, currency)));
       }
     }
   }
   if (options.recompute)
-    await revokeGrantsExcept(trx, program, conversion.id, [...granted, ...kept], 'no rule applies to the reported figures');
-  const rewards = await loadRewards(trx, granted);
+    await revokeGrantsExcept(
+      trx,
+      program,
+      conversion.id,
+      [...granted.map((row) => row.id), ...kept],
+      'no rule applies to the reported figures',
+    );
+  // In ledger order, as rewardQuery lists them.
+  const rewards = granted.sort((x, y) => x.created_at.getTime() - y.created_at.getTime() || (x.id < y.id ? -1 : 1));
   await announce(trx, program, 'reward.created', rewards);
   await emailApprovedRewards(trx, program, rewards); // granted approved at once
   return rewards;
