@@ -44,3 +44,11 @@ export function show(node: HTMLElement, visible: boolean): void {
 export function setText(node: HTMLElement, text: string): void {
   node.textContent = text;
 }
+
+/** A message inside a panel, coloured by kind (`data-kind`); an empty one hides it. */
+export function showMessage(node: HTMLElement, text: string, kind: 'error' | 'info' = 'info'): void {
+  node.textContent = text;
+  node.dataset.kind = kind;
+  node.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  node.hidden = !text;
+}

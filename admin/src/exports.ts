@@ -8,7 +8,8 @@ import { formatCount } from './format.ts';
 
 const EXPORTS = new Set(['referrals.csv', 'rewards.csv', 'clicks.csv']);
 
-function saveBlob(blob: Blob, filename: string) {
+/** Saves a downloaded Blob as a file (through a short-lived blob: URL, never the API's). */
+export function saveBlob(blob: Blob, filename: string) {
   const url = URL.createObjectURL(blob);
   const link = document.createElement('a');
   link.href = url;

@@ -10,6 +10,7 @@ import { addDays, isDay, isoDay } from './format.ts';
 import { emailsView } from './emails.ts';
 import { leaderboardView } from './leaderboard.ts';
 import { overviewView } from './overview.ts';
+import { payoutsView } from './payouts.ts';
 import { referralsView } from './referrals.ts';
 import { refusedOriginsBanner } from './refusedOrigins.ts';
 import { rewardsView } from './rewards.ts';
@@ -17,7 +18,7 @@ import { settingsView } from './settings.ts';
 import { clearKey, readKey, saveKey } from './session.ts';
 import type { Program } from './types.ts';
 
-const TABS = ['overview', 'leaderboard', 'referrals', 'rewards', 'settings', 'emails', 'exports'] as const;
+const TABS = ['overview', 'leaderboard', 'referrals', 'rewards', 'payouts', 'settings', 'emails', 'exports'] as const;
 type Tab = (typeof TABS)[number];
 /** Sections that read the date range. */
 const RANGED: ReadonlySet<Tab> = new Set<Tab>(['overview', 'leaderboard']);
@@ -91,6 +92,7 @@ function start() {
     leaderboard: leaderboardView(ctx),
     referrals: referralsView(ctx),
     rewards: rewardsView(ctx),
+    payouts: payoutsView(ctx),
     settings: settingsView(ctx, (program: Program) => {
       programName.textContent = program.name;
     }),

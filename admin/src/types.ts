@@ -11,6 +11,10 @@ import type {
   LeaderboardRowResponse,
   OffsetPage,
   Page,
+  PayoutItemResponse,
+  PayoutPreviewResponse,
+  PayoutResponse,
+  PayoutSkippedResponse,
   ProgramResponse,
   ReferralResponse,
   RefusedOriginResponse,
@@ -47,6 +51,10 @@ export type RulePreview = RulePreviewResponse;
 export type { RulePreviewOutcome };
 export type Emails = EmailsResponse;
 export type EmailPreview = EmailPreviewResponse;
+export type Payout = PayoutResponse;
+export type PayoutItem = PayoutItemResponse;
+export type PayoutPreview = PayoutPreviewResponse;
+export type PayoutSkipped = PayoutSkippedResponse;
 
 /** The leaderboard columns a person can sort by. */
 export type LeaderboardSort = 'clicks' | 'signups' | 'purchases' | 'conversionRate';

@@ -462,7 +462,12 @@ describe('admin dashboard (Chromium, pglite)', () => {
     const { page } = watched;
     await signIn(watched);
     await mkdir('test-results', { recursive: true });
-    for (const tab of ['overview', 'leaderboard', 'referrals', 'rewards', 'settings', 'exports', 'overview']) {
+    // Every tab the page has (a new one is visited without being listed here), then back to the overview.
+    const tabs = await page
+      .locator('[role=tab][data-tab]')
+      .evaluateAll((buttons) => buttons.map((button) => (button as HTMLElement).dataset.tab));
+    expect(tabs).toEqual(expect.arrayContaining(['overview', 'rewards', 'payouts', 'settings', 'emails', 'exports']));
+    for (const tab of [...tabs, 'overview'] as string[]) {
       await openTab(page, tab);
       await page.waitForLoadState('networkidle');
       if (tab !== 'overview') await page.screenshot({ path: `test-results/admin-${tab}.png`, fullPage: true });
@@ -489,7 +494,7 @@ describe('admin dashboard (Chromium, pglite)', () => {
     expectCleanRequests(watched);
     expect(watched.problems).toEqual([]);
     await page.context().close();
-  });
+  }, 90_000);
 
   it('reads well at a narrow width: cards, both charts and their legends inside the screen', async () => {
     const watched = await openPage();
