@@ -3,6 +3,8 @@
  * reads), for the suites that deliver signed Stripe webhooks through the real app.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Stripe from 'stripe';
 import type { Reply, TestApp } from './app.ts';
 import { uniq } from './factories.ts';
@@ -514,4 +516,166 @@ export async function deliverStripe(
   };
   if (header !== undefined) headers['stripe-signature'] = header;
   return api.post(`/v1/integrations/stripe/${slug}`, undefined, { raw: options.tamper ? options.tamper(payload) : payload, headers });
+}
+
+// ---------------------------------------------------------------------------
+// Promotion codes: discounts on sessions and invoices, and a stand-in of the API
+// ---------------------------------------------------------------------------
+
+/** A Stripe promotion code id (`promo_…`). */
+export const promotionCodeId = () => sid('promo_1Q');
+
+/** A checkout session's `discounts[]` entry: the coupon and the promotion code the customer typed. */
+export const sessionDiscount = (promotionCode: string | null, coupon = 'SAVE10') => ({ coupon, promotion_code: promotionCode });
+
+/**
+ * A Discount object in its published shape: what an older API version's invoice carries
+ * expanded as `discount`, and what `expand[]=discounts` returns. Webhooks of API 2025+
+ * name invoice discounts by id only (`di_…`).
+ */
+export function discountObject(input: {
+  promotionCode: string | null;
+  customer: string;
+  subscription?: string | null;
+  coupon?: string;
+  apiVersion?: 'new' | 'old';
+}): Json {
+  const coupon = input.coupon ?? 'SAVE10';
+  const base: Json = {
+    id: sid('di_1Q'),
+    object: 'discount',
+    checkout_session: null,
+    customer: input.customer,
+    end: null,
+    invoice: null,
+    invoice_item: null,
+    promotion_code: input.promotionCode,
+    start: unix() - 60,
+    subscription: input.subscription ?? null,
+    subscription_item: null,
+  };
+  if ((input.apiVersion ?? 'new') === 'new') return { ...base, source: { coupon, type: 'coupon' } };
+  return {
+    ...base,
+    coupon: {
+      id: coupon,
+      object: 'coupon',
+      amount_off: null,
+      created: unix() - 86_400,
+      currency: null,
+      duration: 'once',
+      duration_in_months: null,
+      livemode: false,
+      max_redemptions: null,
+      metadata: {},
+      name: '10% off',
+      percent_off: 10,
+      redeem_by: null,
+      times_redeemed: 1,
+      valid: true,
+    },
+  };
+}
+
+export interface PromotionCodeRequest {
+  method: string;
+  path: string;
+  /** The form-encoded body, decoded (`promotion[coupon]`, `metadata[…]` keys kept as they are). */
+  form: Record<string, string>;
+  idempotencyKey: string | undefined;
+  authorization: string | undefined;
+}
+
+export interface PromotionCodeStandIn {
+  url: string;
+  /** Every request received, retries and replays included. */
+  requests: PromotionCodeRequest[];
+  /** The promotion codes it created (a replayed idempotent request creates none). */
+  created: Json[];
+  /** Coupons that exist; a promotion code for another one is refused (400 resource_missing). */
+  coupons: Set<string>;
+  /** While set, every request is answered 500 `api_error`. */
+  failing: { on: boolean };
+  close: () => Promise<void>;
+}
+
+/**
+ * A local stand-in of Stripe's `POST /v1/promotion_codes` (Stripe cannot be reached
+ * from here), for the official SDK pointed at it through `STRIPE_API_URL`. Like Stripe,
+ * it replays the first answer for an Idempotency-Key it has seen.
+ */
+export async function startPromotionCodeStandIn(): Promise<PromotionCodeStandIn> {
+  const requests: PromotionCodeRequest[] = [];
+  const created: Json[] = [];
+  const coupons = new Set<string>();
+  const failing = { on: false };
+  const answered = new Map<string, { status: number; body: string }>();
+  const error = (status: number, body: Json) => ({ status, body: JSON.stringify({ error: body }) });
+  const answer = (method: string, path: string, form: Record<string, string>) => {
+    if (failing.on) return error(500, { type: 'api_error', message: 'An unknown error occurred' });
+    if (method !== 'POST' || path !== '/v1/promotion_codes')
+      return error(404, { type: 'invalid_request_error', message: `Unrecognized request URL (${method}: ${path})` });
+    const coupon = form['promotion[coupon]'] ?? '';
+    if (form['promotion[type]'] !== 'coupon' || !coupons.has(coupon)) {
+      return error(400, {
+        code: 'resource_missing',
+        doc_url: 'https://stripe.com/docs/error-codes/resource-missing',
+        message: `No such coupon: '${coupon}'`,
+        param: 'promotion[coupon]',
+        type: 'invalid_request_error',
+      });
+    }
+    const metadata = Object.fromEntries(
+      Object.entries(form)
+        .filter(([key]) => key.startsWith('metadata['))
+        .map(([key, value]) => [key.slice(9, -1), value]),
+    );
+    const promotionCode: Json = {
+      id: promotionCodeId(),
+      object: 'promotion_code',
+      active: true,
+      code: form.code,
+      created: unix(),
+      customer: null,
+      customer_account: null,
+      expires_at: null,
+      livemode: false,
+      max_redemptions: null,
+      metadata,
+      promotion: { coupon, type: 'coupon' },
+      restrictions: { first_time_transaction: false, minimum_amount: null, minimum_amount_currency: null },
+      times_redeemed: 0,
+    };
+    created.push(promotionCode);
+    return { status: 200, body: JSON.stringify(promotionCode) };
+  };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      const form = Object.fromEntries(new URLSearchParams(Buffer.concat(chunks).toString('utf8')));
+      const idempotencyKey = req.headers['idempotency-key'] as string | undefined;
+      const method = req.method ?? '';
+      const path = req.url ?? '';
+      requests.push({ method, path, form, idempotencyKey, authorization: req.headers.authorization });
+      const reply = (idempotencyKey && answered.get(idempotencyKey)) || answer(method, path, form);
+      if (idempotencyKey) answered.set(idempotencyKey, reply);
+      res
+        .writeHead(reply.status, { 'content-type': 'application/json', 'request-id': sid('req_'), 'stripe-version': API_NEW })
+        .end(reply.body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    requests,
+    created,
+    coupons,
+    failing,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
 }

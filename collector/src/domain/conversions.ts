@@ -9,7 +9,7 @@ import { prepared, rowFromJson } from '../storage/db.ts';
 import { assignCode, generateCode } from './codes.ts';
 import type { ConversionResponse } from '../../../shared/responses.ts';
 import type { ConversionType } from '../../../shared/types.ts';
-import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, type Attribution } from './attribution.ts';
+import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, type Attribution, type AttributionHint } from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
@@ -126,6 +126,55 @@ async function insertConversion(trx: Knex, programId: string, participant: Parti
     [programId, participant.id, ...conversionValues(input)],
   );
   return result.rows[0] as ConversionRow | undefined;
+}
+
+/**
+ * A payment provider's later event names the referral of a customer it already signed
+ * up unreferred: providers promise no order (Stripe's `invoice.paid` may arrive before
+ * the checkout session that carried the code). The customer is attributed as of their
+ * signup, so their purchases so far count and earn as they would have; a purchase
+ * already refunded earns nothing. A customer with a referral keeps it. Returns whether
+ * this made the referral.
+ */
+export async function attributeLater(
+  db: Knex,
+  program: ProgramRow,
+  externalId: string,
+  hint: Pick<AttributionHint, 'code' | 'vid' | 'promoCode'>,
+): Promise<boolean> {
+  if (!hint.code && !hint.vid && !hint.promoCode) return false;
+  const unreferred = await db('participants')
+    .where({ program_id: program.id, external_id: externalId })
+    .whereNull('referred_by')
+    .first('id');
+  if (!unreferred) return false;
+  return inWork(db, async (work) => {
+    const { trx } = work;
+    const participant = (await trx('participants').where({ id: unreferred.id }).forUpdate().first()) as ParticipantRow;
+    if (participant.referred_by) return false;
+    const conversions = (await trx('conversions')
+      .where({ participant_id: participant.id })
+      .whereIn('type', ['signup', 'purchase'])
+      .whereNotExists(trx('conversions as r').where('r.type', 'refund').whereRaw('r.refund_of = conversions.id'))
+      .orderBy('created_at')) as ConversionRow[];
+    const signup = conversions.find((conversion) => conversion.type === 'signup');
+    if (!signup) return false;
+    const { referral } = await attribute(work, program, participant, { ...hint, verified: true }, signup.id);
+    if (!referral) return false;
+    for (const conversion of conversions) {
+      if (conversion.type === 'purchase') {
+        work.count({
+          programId: program.id,
+          participantId: referral.referrer_id,
+          at: conversion.created_at,
+          purchases: 1,
+          revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 },
+        });
+      }
+      await grantRewards(trx, program, conversion, referral);
+    }
+    return true;
+  });
 }
 
 /** Records a signup or purchase, attributes the customer and grants rewards, in one transaction. */

@@ -19,7 +19,7 @@ import { z } from 'zod';
 import { ExternalIdSchema, type PaymentProvider } from '../../../../shared/schemas.ts';
 import { notFound, unprocessable } from '../../errors.ts';
 import type { Config } from '../../config.ts';
-import { recordConversion, type ConversionResult } from '../conversions.ts';
+import { attributeLater, recordConversion, type ConversionResult } from '../conversions.ts';
 import { recordRefund, type RefundResult } from '../ledger.ts';
 import type { ProgramRow } from '../programs.ts';
 import { findPromoCode, type Discount, type PromoCodeMatch } from '../promoCodes.ts';
@@ -164,10 +164,17 @@ async function resolveCustomer(db: Knex, program: ProgramRow, provider: PaymentP
   return { externalId, vid, known: linked !== undefined && linked === externalId, promoCode };
 }
 
-/** Signs the customer up (attributing them) unless they are linked already, then links the provider's customer. */
+/**
+ * Signs the customer up (attributing them) unless they are linked already, then links
+ * the provider's customer. A linked customer still unreferred is attributed by a later
+ * event's referral (the provider's events come in any order).
+ */
 async function ensureCustomer(db: Knex, program: ProgramRow, provider: PaymentProvider, ref: CustomerRef): Promise<Resolved> {
   const customer = await resolveCustomer(db, program, provider, ref);
-  if (customer.known) return customer;
+  if (customer.known) {
+    await attributeLater(db, program, customer.externalId, { code: ref.code, vid: customer.vid, promoCode: customer.promoCode });
+    return customer;
+  }
   await recordConversion(db, program, {
     type: 'signup',
     eventId: `${provider}:${customer.externalId}`,
