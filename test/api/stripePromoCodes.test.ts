@@ -449,9 +449,10 @@ describe.each(DATABASES)('Stripe promo codes (%s)', (kind) => {
 
     it('Stripe refusing the request (an unknown coupon) answers 422 stripe_refused with Stripe’s reason, and stores nothing', async () => {
       const program = await shop({ secretKey: secretKey() });
+      const code = uniq('ANNA');
       const reply = await addPromoCode(program, program.owner.externalId, {
         provider: 'stripe',
-        code: uniq('ANNA'),
+        code,
         create: true,
         coupon: 'NO_SUCH_COUPON',
       });
@@ -461,6 +462,12 @@ describe.each(DATABASES)('Stripe promo codes (%s)', (kind) => {
       expect(reply.status).toBe(422);
       expect(stripeRequestsOf(program)).toHaveLength(1);
       expect(await countRows(db, 'promo_codes', { program_id: program.id })).toBe(0);
+      // Corrected to a real coupon, it is a new request to Stripe (another idempotency key),
+      // not one Stripe refuses as "same key, other parameters".
+      expectOk(await addPromoCode(program, program.owner.externalId, { provider: 'stripe', code, create: true, coupon: COUPON }), 201);
+      const sent = stripeRequestsOf(program);
+      expect(sent).toHaveLength(2);
+      expect(sent[1]?.idempotencyKey).not.toBe(sent[0]?.idempotencyKey);
     });
 
     it('Stripe failing (500, retried by the SDK with the same key) answers 503 unavailable with Retry-After, and stores nothing', async () => {

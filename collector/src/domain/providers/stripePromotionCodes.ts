@@ -30,8 +30,10 @@ export async function createStripePromotionCode(
         code: input.code,
         metadata: { referral_program: program.slug, referral_participant: externalId },
       },
-      // A retried request creates nothing twice (Stripe replays the first answer for a day).
-      { idempotencyKey: `promo-${program.id}-${owner.id}-${input.code.toLowerCase()}` },
+      // A retried request creates nothing twice (Stripe replays the first answer for a
+      // day); the coupon is in the key, so a request corrected to another coupon is a
+      // new request, not "same key, other parameters".
+      { idempotencyKey: `promo-${program.id}-${owner.id}-${input.code.toLowerCase()}-${input.coupon ?? ''}` },
     );
     return created.id;
   } catch (error) {
