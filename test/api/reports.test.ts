@@ -522,6 +522,11 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       expect(await clicksOf('?from=2025-03-03&to=2025-03-09')).toEqual({ [X.externalId]: 5, [Y.externalId]: 7 });
       // A month ending exactly on `to`.
       expect(await clicksOf('?from=2025-02-28&to=2025-02-28')).toEqual({ [X.externalId]: 100 });
+      // Most of a month: its total less the few days outside (X's March days all fall
+      // outside, so X nets to nothing and is not listed).
+      expect(await clicksOf('?from=2025-03-05&to=2025-03-30')).toEqual({ [Y.externalId]: 58 });
+      expect(await clicksOf('?from=2025-02-02&to=2025-02-28')).toEqual({ [X.externalId]: 100 });
+      expect(await clicksOf('?from=2025-01-02&to=2025-03-29')).toEqual({ [X.externalId]: 115, [Y.externalId]: 58 });
     });
 
     it('sums the days of the range, both ends included', async () => {

@@ -126,25 +126,56 @@ const nextMonth = (day: string) => {
   return date.toISOString().slice(0, 10);
 };
 
+const lastOfMonth = (day: string) => addDays(nextMonth(day), -1);
+/** The earlier and the later of two ISO days (they compare as text). */
+const earlier = (a: string, b: string) => [a, b].sort()[0] as string;
+const later = (a: string, b: string) => [a, b].sort()[1] as string;
+const daysFrom = (from: string, to: string) =>
+  from > to ? 0 : (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS + 1;
+
 /**
- * Counts per referrer over a range: whole months from participant_monthly, the
- * partial months at either edge from daily_stats.
+ * Counts per referrer over a range, reading as few rollup rows as it can: each month
+ * the range covers whole comes from participant_monthly; a month it covers in part
+ * comes from daily_stats for its days in the range, or, when fewer, from the month's
+ * total less its days outside the range (days after today hold nothing, so a range
+ * ending today takes its last month whole). With thousands of referrers active each
+ * day, the edges are most of the work (10M clicks, 50,000 referrers: a 90-day
+ * leaderboard read a million daily rows).
  */
-function perReferrerCounts(db: Knex, programId: string, range: DayRange) {
+function perReferrerCounts(db: Knex, programId: string, range: DayRange, today = new Date().toISOString().slice(0, 10)) {
   const columns = ['participant_id', 'clicks', 'visitors', 'signups', 'clicked_signups', 'purchases'];
-  const fullStart = range.from === firstOfMonth(range.from) ? range.from : nextMonth(range.from);
-  // Exclusive end: through `to`'s month when `to` is its last day, else up to its first.
-  const after = addDays(range.to, 1);
-  const fullEnd = after === firstOfMonth(after) ? after : firstOfMonth(range.to);
-  const daily = db('daily_stats').select(columns).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
-  if (fullStart >= fullEnd) return daily;
-  daily.where((q) => q.where('day', '<', fullStart).orWhere('day', '>=', fullEnd));
-  const monthly = db('participant_monthly')
-    .select(columns)
-    .where({ program_id: programId })
-    .where('month', '>=', fullStart)
-    .where('month', '<', fullEnd);
-  return monthly.unionAll(daily, true);
+  const months: string[] = [];
+  const plus: Array<[string, string]> = [];
+  const minus: Array<[string, string]> = [];
+  for (let month = firstOfMonth(range.from); month <= range.to; month = nextMonth(month)) {
+    const last = lastOfMonth(month);
+    const from = later(range.from, month);
+    const to = earlier(range.to, last);
+    // Days of this month outside the range that may hold counts (none after today).
+    const before: [string, string] = [month, addDays(from, -1)];
+    const after: [string, string] = [addDays(to, 1), earlier(last, today)];
+    const outside = daysFrom(...before) + daysFrom(...after);
+    if (outside < daysFrom(from, to)) {
+      months.push(month);
+      for (const days of [before, after]) if (daysFrom(...days) > 0) minus.push(days);
+    } else {
+      plus.push([from, to]);
+    }
+  }
+  const daily = (ranges: Array<[string, string]>, sign: 1 | -1) =>
+    db('daily_stats')
+      .select(sign === 1 ? columns : ['participant_id', ...columns.slice(1).map((column) => db.raw(`-${column} as ${column}`))])
+      .where({ program_id: programId })
+      .where((q) => {
+        for (const [from, to] of ranges) q.orWhereBetween('day', [from, to]);
+      });
+  const parts = [
+    ...(months.length ? [db('participant_monthly').select(columns).where({ program_id: programId }).whereIn('month', months)] : []),
+    ...(plus.length ? [daily(plus, 1)] : []),
+    ...(minus.length ? [daily(minus, -1)] : []),
+  ];
+  const [first, ...rest] = parts as [Knex.QueryBuilder, ...Knex.QueryBuilder[]];
+  return rest.length ? first.unionAll(rest, true) : first;
 }
 
 const SORT_SQL: Record<string, string> = {
@@ -177,6 +208,8 @@ export async function referrersReport(
     .select('participant_id')
     .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', clicked_signups: 'clicked_signups', purchases: 'purchases' })
     .select(db.raw(`${RATE_SQL} as conversion_rate`))
+    // A month's total less its days outside the range nets to zero for someone idle in it.
+    .havingRaw('sum(clicks) <> 0 or sum(visitors) <> 0 or sum(signups) <> 0 or sum(clicked_signups) <> 0 or sum(purchases) <> 0')
     .orderByRaw(`${SORT_SQL[page.sort] ?? 'signups'} ${page.order === 'asc' ? 'asc' : 'desc'}, participant_id`)
     .limit(page.limit + 1)
     .offset(page.offset)) as LeaderRow[];
