@@ -91,8 +91,8 @@ async function generate(db: Knex): Promise<string> {
 
   await step(`${CLICKS.toLocaleString('en')} clicks`, () =>
     db.raw(
-      `insert into clicks (program_id, code_id, participant_id, vid, url, created_at)
-       select :p, r.code_id, r.participant_id, 'v' || (g % ${VISITORS}), 'https://shop.example/?ref=x', ${inYear(`'c' || g`)}
+      `insert into clicks (program_id, code_id, vid, url, created_at)
+       select :p, r.code_id, 'v' || (g % ${VISITORS}), 'https://shop.example/?ref=x', ${inYear(`'c' || g`)}
          from generate_series(1, ${CLICKS}) g join bench_referrers r on r.n = ${skewed(`'k' || (g % ${VISITORS})`)}`,
       p,
     ),
@@ -141,9 +141,9 @@ async function generate(db: Knex): Promise<string> {
       `insert into daily_stats (program_id, participant_id, day, clicks, visitors, signups, purchases)
        select :p::uuid, participant_id, day, sum(clicks), sum(visitors), sum(signups), sum(purchases)
          from (
-           select participant_id, (created_at at time zone 'UTC')::date as day, 1 as clicks,
-                  case when row_number() over (partition by vid order by created_at, id) = 1 then 1 else 0 end as visitors, 0 as signups, 0 as purchases
-             from clicks where program_id = :p
+           select o.participant_id, (k.created_at at time zone 'UTC')::date as day, 1 as clicks,
+                  case when row_number() over (partition by k.vid order by k.created_at, k.id) = 1 then 1 else 0 end as visitors, 0 as signups, 0 as purchases
+             from clicks k join codes o on o.id = k.code_id where k.program_id = :p
            union all
            select referrer_id, (created_at at time zone 'UTC')::date, 0, 0, 1, 0 from referrals where program_id = :p
            union all
@@ -251,11 +251,12 @@ async function rawLeaderboard(db: Knex, programId: string, range: DayRange) {
   };
   const result = await db.raw(
     `with c as (
-       select participant_id, count(*) as clicks from clicks
-        where program_id = :p and created_at >= :start and created_at < :end group by participant_id
+       select o.participant_id, count(*) as clicks from clicks k join codes o on o.id = k.code_id
+        where k.program_id = :p and k.created_at >= :start and k.created_at < :end group by o.participant_id
      ), v as (
        select participant_id, count(*) as visitors
-         from (select distinct on (vid) participant_id, created_at from clicks where program_id = :p order by vid, created_at, id) f
+         from (select distinct on (k.vid) o.participant_id, k.created_at from clicks k join codes o on o.id = k.code_id
+                where k.program_id = :p order by k.vid, k.created_at, k.id) f
         where created_at >= :start and created_at < :end group by participant_id
      ), s as (
        select referrer_id as participant_id, count(*) as signups from referrals

@@ -26,7 +26,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { ensureClickPartitions } from '../../collector/src/storage/clickPartitions.ts';
+import { ensureClickPartitions, ipKeySql } from '../../collector/src/storage/clickPartitions.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
 import {
   ADMIN_TOKEN,
@@ -139,23 +139,32 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
     }
   });
   // The click table's own index definitions (ON ONLY makes the parent's alone: build them all).
+  // And the partitions' own (the same-IP index of recent months).
   const indexes = (
     await client.query(`select c.relname as name, pg_get_indexdef(i.indexrelid) as def
-      from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = 'clicks'::regclass order by 1`)
+      from pg_index i join pg_class c on c.oid = i.indexrelid
+     where i.indrelid = 'clicks'::regclass
+        or (i.indrelid in (select relid from pg_partition_tree('clicks')) and not c.relispartition)
+     order by 1`)
   ).rows as Array<{ name: string; def: string }>;
   for (const index of indexes) await client.query(`drop index ${index.name}`);
+  // The user agents' dictionary ids, numbered 0.. in USER_AGENTS order.
+  await client.query(`insert into user_agents (user_agent) select unnest(${sqlArray(USER_AGENTS)}) on conflict do nothing`);
+  await client.query(`create unlogged table scale_agents as
+    select a.n - 1 as n, u.id from unnest(${sqlArray(USER_AGENTS)}) with ordinality a(user_agent, n) join user_agents u using (user_agent)`);
   await step(`${CLICKS.toLocaleString('en')} clicks (indexes dropped)`, () =>
-    q(`insert into clicks (program_id, code_id, participant_id, vid, url, referrer, ip_hash, user_agent, created_at)
-      select $1, s.code_id, s.participant_id,
+    q(`insert into clicks (program_id, code_id, vid, url, referrer, ip_hash, user_agent_id, created_at)
+      select $1, s.code_id,
              case when ${unit('k.g', 13)} < 0.03 then null else ${vidOf('k.v')} end,
              'https://bench.example/' || (${sqlArray(PAGES)})[(1 + k.v % ${PAGES.length})::int] || '?ref=' || ${codeOf('s.n')}
                || case when k.v % 3 = 0 then '&utm_source=newsletter&utm_medium=email' else '' end,
              case when ${unit('k.v', 15)} < 0.45 then null else (${sqlArray(REFERRER_SITES)})[(1 + k.v % ${REFERRER_SITES.length})::int] end,
-             ${ipOf('k.v')}, (${sqlArray(USER_AGENTS)})[(1 + k.v % ${USER_AGENTS.length})::int],
+             ${ipKeySql(ipOf('k.v'))}, a.id,
              k.start + (k.g - 1 + ${unit('k.g', 11)}) / ${CLICKS} * interval '${DAYS} days'
         from (select g, 1 + floor(${VISITORS} * ${unit('g', 12)})::bigint as v, now() - interval '${DAYS} days' as start
                 from generate_series(1, ${CLICKS}) g) k
-        join (select * from scale_people where n <= ${REFERRERS}) s on s.n = ${referrerOf('k.v')}`),
+        join (select * from scale_people where n <= ${REFERRERS}) s on s.n = ${referrerOf('k.v')}
+        join scale_agents a on a.n = k.v % ${USER_AGENTS.length}`),
   );
   const indexStarted = performance.now();
   for (const index of indexes) await step(`index ${index.name}`, () => client.query(index.def.replace(/ ON ONLY /i, ' ON ')));
@@ -203,15 +212,15 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
       select participant_id, day, sum(clicks)::int as clicks, sum(visitors)::int as visitors, sum(signups)::int as signups,
              sum(clicked)::int as clicked_signups, sum(purchases)::int as purchases
         from (
-          select k.participant_id, (k.created_at at time zone 'utc')::date as day, count(*) as clicks,
+          select s.participant_id, (k.created_at at time zone 'utc')::date as day, count(*) as clicks,
                  count(*) filter (where k.vid is null) as visitors, 0 as signups, 0 as clicked, 0 as purchases
-            from clicks k join scale_people s on s.participant_id = k.participant_id and s.n <= ${REFERRERS}
+            from clicks k join scale_people s on s.code_id = k.code_id and s.n <= ${REFERRERS}
            where k.program_id = $1 group by 1, 2
           union all
           select participant_id, (first at time zone 'utc')::date, 0, count(*), 0, 0, 0
-            from (select k.participant_id, min(k.created_at) as first
-                    from clicks k join scale_people s on s.participant_id = k.participant_id and s.n <= ${REFERRERS}
-                   where k.program_id = $1 and k.vid is not null group by k.vid, k.participant_id) v group by 1, 2
+            from (select s.participant_id, min(k.created_at) as first
+                    from clicks k join scale_people s on s.code_id = k.code_id and s.n <= ${REFERRERS}
+                   where k.program_id = $1 and k.vid is not null group by k.vid, s.participant_id) v group by 1, 2
           union all
           select r.referrer_id, (r.created_at at time zone 'utc')::date, 0, 0, count(*),
                  count(*) filter (where exists (select 1 from clicks k where k.program_id = r.program_id and k.vid = r.vid)), 0
@@ -236,7 +245,7 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
       select $1, r.referrer_id, (c.created_at at time zone 'utc')::date, c.currency, sum(c.amount)
         from conversions c join referrals r on r.referred_id = c.participant_id join scale_people s on s.participant_id = r.referred_id
        where c.type = 'purchase' group by 2, 3, 4`);
-    await client.query('drop table scale_daily, scale_people');
+    await client.query('drop table scale_daily, scale_people, scale_agents');
   });
   return { clickIndexSeconds };
 }
@@ -315,7 +324,10 @@ async function clickSizes(client: pg.Client) {
   );
   const indexes = (
     await client.query(`select c.relname as name, (select coalesce(sum(pg_relation_size(relid)), 0) from pg_partition_tree(i.indexrelid)) as bytes
-      from pg_index i join pg_class c on c.oid = i.indexrelid where i.indrelid = 'clicks'::regclass order by 2 desc`)
+      from pg_index i join pg_class c on c.oid = i.indexrelid
+     where i.indrelid = 'clicks'::regclass
+        or (i.indrelid in (select relid from pg_partition_tree('clicks')) and not c.relispartition)
+     order by 2 desc`)
   ).rows as Array<{ name: string; bytes: string }>;
   const widths = (
     await client.query(`select attname, avg_width, null_frac from pg_stats where tablename = 'clicks' and inherited order by attname`)

@@ -49,3 +49,30 @@ export async function makeDue(db: Knex, rewardIds: string[]) {
       .whereIn('id', rewardIds)
       .update({ available_at: new Date(Date.now() - 1000) });
 }
+
+/**
+ * Clicks as the API speaks of them: the code's owner as participant_id, the user agent
+ * from its dictionary, the 16-byte IP key as hex text. Narrow it with `where` on `k.`.
+ */
+export interface ClickDetail {
+  id: number;
+  program_id: string;
+  code_id: string;
+  code: string;
+  participant_id: string;
+  vid: string | null;
+  url: string | null;
+  referrer: string | null;
+  user_agent_id: number | null;
+  user_agent: string | null;
+  ip_hash: string | null;
+  created_at: Date;
+}
+
+export function clickDetails(db: Knex): Knex.QueryBuilder<ClickDetail, ClickDetail[]> {
+  return db('clicks as k')
+    .join('codes as c', 'c.id', 'k.code_id')
+    .leftJoin('user_agents as u', 'u.id', 'k.user_agent_id')
+    .select('k.*', 'c.participant_id', 'c.code', 'u.user_agent', db.raw(`encode(k.ip_hash, 'hex') as ip_hash`))
+    .orderBy('k.id') as unknown as Knex.QueryBuilder<ClickDetail, ClickDetail[]>;
+}

@@ -4,6 +4,7 @@
  * whatever its size.
  */
 import type { Knex } from 'knex';
+import { ipKeySql } from '../storage/clickPartitions.ts';
 import { prepared } from '../storage/db.ts';
 import { codeRefusalSql } from './codes.ts';
 import { addCounts, applyStats, PROGRAM_DAILY_SHARDS, type StatsDelta } from './rollups.ts';
@@ -45,6 +46,25 @@ interface Decided {
 const DAY = `(now() at time zone 'utc')::date`;
 
 /**
+ * CTEs ending in `user_agent_ids(id, user_agent)`: the dictionary ids of the user
+ * agents in `source`, adding those not seen before (in a stable order, so two writers
+ * lock alike). A new one that another writer adds meanwhile is not in this
+ * statement's snapshot: DO UPDATE still returns its row, where DO NOTHING would not.
+ */
+const userAgentIdsSql = (source: string) => `user_agents_known as (
+    select u.id, u.user_agent from user_agents u where u.user_agent in (select user_agent from ${source})
+  ), user_agents_added as (
+    insert into user_agents (user_agent)
+    select distinct user_agent from ${source}
+    where user_agent is not null and user_agent not in (select user_agent from user_agents_known)
+    order by 1
+    on conflict (user_agent) do update set user_agent = excluded.user_agent
+    returning id, user_agent
+  ), user_agent_ids as (
+    select * from user_agents_known union all select * from user_agents_added
+  )`;
+
+/**
  * A whole batch in one statement (one round trip, atomic): what the database knows
  * about each click, the decision, the new clicks, the rejected codes' decisions and
  * the rollups. Rules, per click in order:
@@ -58,8 +78,10 @@ const DAY = `(now() at time zone 'utc')::date`;
  * PostgreSQL caches for this prepared statement stays index probes however the
  * tables grow. Claims (rare) are written afterwards, see `claimRedirectClicks`.
  */
-const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer, user_agent) as (
-    select * from unnest(?::int[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+const BATCH_SQL = `with input as (
+    select i, program_id, code, given, vid, ${ipKeySql('ip')} as ip, url, referrer, user_agent
+    from unnest(?::int[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+      as t(i, program_id, code, given, vid, ip, url, referrer, user_agent)
   ), facts as (
     select input.*, c.id as code_id, c.participant_id, ${codeRefusalSql('c', 'input.program_id')} as refusal,
       ${codeRefusalSql('c', 'input.program_id')} is null as ok,
@@ -69,16 +91,17 @@ const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer
       unclaimed.id as unclaimed_id
     from input
     left join lateral (select * from codes where lower(codes.code) = input.code limit 1) c on true
-    -- A visitor has few clicks: read them once through (program_id, vid, …).
+    -- A visitor has few clicks: read them once through (vid, …).
     left join lateral (
       select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
-      from clicks k where k.program_id = c.program_id and k.vid = input.vid
+      from clicks k where k.vid = input.vid and k.program_id = c.program_id
     ) v on true
+    -- A code is one program's: its clicks need no program_id condition (nor index column).
     left join lateral (
-      select 1 as hit from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
+      select 1 as hit from clicks k where k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
     ) recent_ip on true
     left join lateral (
-      select k.id from clicks k where k.program_id = c.program_id and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?
+      select k.id from clicks k where k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?
       order by k.created_at desc limit 1
     ) unclaimed on true
   ), repeats as (
@@ -102,9 +125,10 @@ const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer
     window earlier_same_ip as (partition by code_id, ip order by i rows between unbounded preceding and 1 preceding)
   ), stored as (
     select * from decided where action = 'store'
-  ), new_clicks as (
-    insert into clicks (program_id, code_id, participant_id, vid, url, referrer, ip_hash, user_agent)
-    select program_id, code_id, participant_id, vid, url, referrer, ip, user_agent from stored order by i
+  ), ${userAgentIdsSql('stored')}, new_clicks as (
+    insert into clicks (program_id, code_id, user_agent_id, ip_hash, vid, url, referrer)
+    select s.program_id, s.code_id, ua.id, s.ip, s.vid, s.url, s.referrer
+    from stored s left join user_agent_ids ua on ua.user_agent = s.user_agent order by s.i
   ), rejected as (
     insert into decisions (program_id, subject, outcome, reason, code)
     select program_id, 'click', 'rejected', refusal, given
@@ -119,6 +143,15 @@ const BATCH_SQL = `with input(i, program_id, code, given, vid, ip, url, referrer
   ), rollup_program as (
     ${addCounts('program_daily', `select program_id, ${DAY}, floor(random() * ${PROGRAM_DAILY_SHARDS})::int, sum(clicks)::int, sum(visitors)::int, 0, 0 from counts group by program_id order by program_id`)}
   ) select i, action, program_id, code_id, participant_id, unclaimed_id, known, now() as at from decided`;
+
+/** Clicks as they are, one statement for any number (a claim lost to another process). */
+const INSERT_SQL = `with stored as (
+    select * from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+      as t(program_id, code_id, vid, url, referrer, ip, user_agent)
+  ), ${userAgentIdsSql('stored')}
+  insert into clicks (program_id, code_id, user_agent_id, ip_hash, vid, url, referrer)
+  select s.program_id, s.code_id, ua.id, ${ipKeySql('s.ip')}, s.vid, s.url, s.referrer
+  from stored s left join user_agent_ids ua on ua.user_agent = s.user_agent`;
 
 const clip = (text: string | undefined, length: number) => text?.slice(0, length) ?? null;
 
@@ -157,13 +190,14 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
  */
 async function claimRedirectClicks(db: Knex, claims: Decided[], inputs: ClickInput[], results: ClickResult[]): Promise<void> {
   const stats: StatsDelta[] = [];
-  const unclaimed: Array<Record<string, unknown>> = [];
+  const unclaimed: Array<{ claim: Decided; input: ClickInput }> = [];
   for (const claim of claims) {
     const input = inputs[claim.i] as ClickInput;
     const participantId = claim.participant_id as string;
     // Through the unclaimed-clicks index (clicks have no primary key: see the partitions migration).
     const updated = await db('clicks')
-      .where({ program_id: claim.program_id, code_id: claim.code_id, ip_hash: input.ipHash ?? null, id: claim.unclaimed_id })
+      .where({ code_id: claim.code_id, id: claim.unclaimed_id })
+      .whereRaw(`ip_hash = ${ipKeySql('?')}`, [input.ipHash ?? null])
       .whereNull('vid')
       .update({ vid: input.vid, url: clip(input.url, 2048), referrer: clip(input.referrer, 2048) });
     if (updated) {
@@ -172,17 +206,20 @@ async function claimRedirectClicks(db: Knex, claims: Decided[], inputs: ClickInp
     }
     results[claim.i] = { valid: true, stored: true };
     stats.push({ programId: claim.program_id, participantId, at: claim.at, clicks: 1, visitors: claim.known ? 0 : 1 });
-    unclaimed.push({
-      program_id: claim.program_id,
-      code_id: claim.code_id,
-      participant_id: participantId,
-      vid: input.vid ?? null,
-      url: clip(input.url, 2048),
-      referrer: clip(input.referrer, 2048),
-      ip_hash: input.ipHash ?? null,
-      user_agent: clip(input.userAgent, 512),
-    });
+    unclaimed.push({ claim, input });
   }
-  if (unclaimed.length) await db('clicks').insert(unclaimed);
+  if (unclaimed.length) {
+    const column = (pick: (click: (typeof unclaimed)[number]) => string | null | undefined) =>
+      unclaimed.map((click) => pick(click) ?? null);
+    await prepared(db, 'click_insert', INSERT_SQL, [
+      column(({ claim }) => claim.program_id),
+      column(({ claim }) => claim.code_id),
+      column(({ input }) => input.vid),
+      column(({ input }) => clip(input.url, 2048)),
+      column(({ input }) => clip(input.referrer, 2048)),
+      column(({ input }) => input.ipHash),
+      column(({ input }) => clip(input.userAgent, 512)),
+    ]);
+  }
   await applyStats(db, stats);
 }

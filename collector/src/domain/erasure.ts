@@ -14,6 +14,7 @@
  * change.
  */
 import type { Knex } from 'knex';
+import { ipKeySql } from '../storage/clickPartitions.ts';
 
 export const ERASED_PREFIX = 'erased:';
 
@@ -54,18 +55,25 @@ async function forgetNetworkTraces(trx: Knex, programId: string, participantId: 
   const theirs = `select vid, ip_hash from conversions where program_id = :programId and participant_id = :participantId
     union all select vid, ip_hash from referrals where program_id = :programId and referred_id = :participantId`;
   const params = { programId, participantId };
-  // Two statements, each on its own index: clicks by visitor id, unclaimed clicks by address.
-  await trx.raw(
-    `update clicks set ip_hash = null, user_agent = null
-     where program_id = :programId and vid in (select vid from (${theirs}) t where vid is not null)
-       and (ip_hash is not null or user_agent is not null)`,
-    params,
-  );
-  await trx.raw(
-    `update clicks set ip_hash = null, user_agent = null
-     where program_id = :programId and vid is null and ip_hash in (select ip_hash from (${theirs}) t where ip_hash is not null)`,
-    params,
-  );
+  // Each on its own index: clicks by visitor id, unclaimed clicks by address.
+  const clicks = [
+    `program_id = :programId and vid in (select vid from (${theirs}) t where vid is not null)
+       and (ip_hash is not null or user_agent_id is not null)`,
+    `program_id = :programId and vid is null and ip_hash in (select ${ipKeySql('ip_hash')} from (${theirs}) t where ip_hash is not null)
+       and code_id in (select id from codes where program_id = :programId)`,
+  ];
+  const userAgents = new Set<number>();
+  for (const where of clicks) {
+    const result = await trx.raw(`select distinct user_agent_id from clicks where ${where} and user_agent_id is not null`, params);
+    for (const row of result.rows as Array<{ user_agent_id: number }>) userAgents.add(row.user_agent_id);
+    await trx.raw(`update clicks set ip_hash = null, user_agent_id = null where ${where}`, params);
+  }
+  // Their user agents leave the dictionary when no other click has them (a rare one can say who someone is).
+  if (userAgents.size)
+    await trx.raw(
+      `delete from user_agents u where u.id = any(?::int[]) and not exists (select 1 from clicks k where k.user_agent_id = u.id)`,
+      [[...userAgents]],
+    );
   await trx('conversions')
     .where({ program_id: programId, participant_id: participantId })
     .whereNotNull('ip_hash')

@@ -7,22 +7,50 @@
  */
 import type { Knex } from 'knex';
 
-/** The indexes the hot paths need (every partition gets them). */
+/**
+ * How clicks keep an IP hash (the collector's HMAC, text, as conversions and referrals
+ * keep it): its MD5, 16 bytes, half the text's size in the row and in the indexes.
+ * Compare a click's `ip_hash` with `ipKeySql(<text hash>)`.
+ */
+export const ipKeySql = (textHash: string) => `decode(md5(${textHash}), 'hex')`;
+
+/**
+ * The indexes every partition has. A code belongs to one program, so indexes that
+ * start from a code or a visitor id leave program_id out (16 bytes a row each).
+ */
 export const CLICK_INDEXES = [
   // "Did this visitor click this code within the hour?", "is this visitor known?", attribution by visitor.
-  'create index if not exists clicks_visitor_code on clicks (program_id, vid, code_id, created_at)',
-  // Redirect-link clicks (no visitor id yet): the same IP and code within the hour.
-  'create index if not exists clicks_code_ip on clicks (program_id, code_id, ip_hash, created_at)',
-  // A redirect click still waiting for its visitor id.
-  'create index if not exists clicks_unclaimed on clicks (program_id, code_id, ip_hash, created_at) where vid is null',
+  'create index if not exists clicks_visitor on clicks (vid, code_id, created_at)',
+  // A redirect click still waiting for its visitor id; erasure finds an address's redirect clicks here.
+  'create index if not exists clicks_unclaimed on clicks (code_id, ip_hash, created_at) where vid is null',
   // Time ranges (exports, retention) at almost no cost per row.
   'create index if not exists clicks_created_brin on clicks using brin (created_at)',
 ];
+
+/**
+ * "The same IP and code within the hour" (redirect-link clicks without a visitor id)
+ * only ever reads the last hour, so only the partitions that can hold it carry this
+ * index: each partition gets it when made, and loses it a day after its month ends
+ * (`retireRecentIndexes`). The planner uses a partition's own indexes, and prunes the
+ * months outside the hour when the statement runs.
+ */
+const RECENT_INDEX_KEEP_MS = 86_400_000;
+const recentIndex = (partition: string) => `create index if not exists ${partition}_code_ip on ${partition} (code_id, ip_hash, created_at)`;
 
 const MONTHS_AHEAD = 2;
 
 const monthStart = (at: Date) => new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1));
 const nextMonth = (at: Date) => new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
+async function hasIndex(db: Knex, name: string): Promise<boolean> {
+  const result = await db.raw(`select 1 from pg_class where relname = ? and relkind = 'i'`, [name]);
+  return result.rows.length > 0;
+}
+
+/** The end of a month partition's range, from its name. */
+function partitionEnd(name: string): Date | undefined {
+  const match = /^clicks_m(\d{4})(\d{2})$/.exec(name);
+  return match ? new Date(Date.UTC(Number(match[1]), Number(match[2]), 1)) : undefined;
+}
 const partitionName = (at: Date) => `clicks_m${at.getUTCFullYear()}${String(at.getUTCMonth() + 1).padStart(2, '0')}`;
 
 /** The month partitions that exist, by name. */
@@ -45,7 +73,12 @@ export async function ensureClickPartitions(db: Knex, options: { from?: Date; no
   const last = monthStart(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + MONTHS_AHEAD, 1)));
   for (let month = monthStart(options.from ?? now); month <= last; month = nextMonth(month)) {
     const name = partitionName(month);
-    if (existing.has(name)) continue;
+    const recent = nextMonth(month).getTime() + RECENT_INDEX_KEEP_MS > now.getTime();
+    if (existing.has(name)) {
+      // Checked first: CREATE INDEX locks out inserts even when the index exists.
+      if (recent && !(await hasIndex(db, `${name}_code_ip`))) await db.raw(recentIndex(name));
+      continue;
+    }
     const [lower, upper] = [month.toISOString(), nextMonth(month).toISOString()];
     await db.transaction(async (trx) => {
       await trx.raw(`create table ${name} (like clicks including defaults)`);
@@ -54,6 +87,7 @@ export async function ensureClickPartitions(db: Knex, options: { from?: Date; no
         [lower, upper],
       );
       await trx.raw(`alter table clicks attach partition ${name} for values from ('${lower}') to ('${upper}')`);
+      if (recent) await trx.raw(recentIndex(name));
     });
     made.push(name);
   }
@@ -69,10 +103,8 @@ export async function dropExpiredClicks(db: Knex, retentionDays: number, now = n
   const cutoff = new Date(now.getTime() - retentionDays * 86_400_000);
   const dropped: string[] = [];
   for (const name of await monthPartitions(db)) {
-    const match = /^clicks_m(\d{4})(\d{2})$/.exec(name);
-    if (!match) continue;
-    const end = new Date(Date.UTC(Number(match[1]), Number(match[2]), 1));
-    if (end <= cutoff) {
+    const end = partitionEnd(name);
+    if (end && end <= cutoff) {
       await db.raw(`drop table ${name}`);
       dropped.push(name);
     }
@@ -90,9 +122,26 @@ export async function longestWindowDays(db: Knex): Promise<number> {
   return Number(row?.days ?? 0);
 }
 
-/** The hourly upkeep: partitions made ahead, and (with a retention) old ones dropped. */
+/** The default partition (rows outside every month) always keeps the recent-clicks index. */
+export const DEFAULT_PARTITION_INDEX = recentIndex('clicks_default');
+
+/** Drops the recent-clicks index of the months that ended more than a day ago; returns the partitions. */
+export async function retireRecentIndexes(db: Knex, now = new Date()): Promise<string[]> {
+  const retired: string[] = [];
+  for (const name of await monthPartitions(db)) {
+    const end = partitionEnd(name);
+    if (!end || end.getTime() + RECENT_INDEX_KEEP_MS > now.getTime()) continue;
+    if (!(await hasIndex(db, `${name}_code_ip`))) continue;
+    await db.raw(`drop index if exists ${name}_code_ip`);
+    retired.push(name);
+  }
+  return retired;
+}
+
+/** The hourly upkeep: partitions made ahead, past months' recent-clicks index dropped, and (with a retention) old months dropped. */
 export async function maintainClicks(db: Knex, retentionDays: number | undefined): Promise<{ made: string[]; dropped: string[] }> {
   const made = await ensureClickPartitions(db);
+  await retireRecentIndexes(db);
   const dropped = retentionDays === undefined ? [] : await dropExpiredClicks(db, retentionDays);
   return { made, dropped };
 }

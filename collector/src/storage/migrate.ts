@@ -19,6 +19,7 @@ import * as refusedOrigins from './migrations/20261204000310_refused_origins.ts'
 import * as payouts from './migrations/20261204000600_payouts.ts';
 import * as providers from './migrations/20261204000700_providers.ts';
 import * as clickPartitions from './migrations/20261204000800_click_partitions.ts';
+import * as compactClicks from './migrations/20261205000000_compact_clicks.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -39,6 +40,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261204000600_payouts': payouts,
   '20261204000700_providers': providers,
   '20261204000800_click_partitions': clickPartitions,
+  '20261205000000_compact_clicks': compactClicks,
 };
 
 const source: Knex.MigrationSource<string> = {
@@ -56,5 +58,11 @@ export async function migrateLatest(db: Knex): Promise<string[]> {
 /** Undoes the last batch (for operators and the down-migration test). */
 export async function migrateRollback(db: Knex, all = false): Promise<string[]> {
   const [, ran] = (await db.migrate.rollback({ migrationSource: source }, all)) as [number, string[]];
+  return ran;
+}
+
+/** Undoes the last migration alone (for operators and the migration tests). */
+export async function migrateDown(db: Knex): Promise<string[]> {
+  const [, ran] = (await db.migrate.down({ migrationSource: source })) as [number, string[]];
   return ran;
 }

@@ -7,7 +7,15 @@
  * to a click by id alone, and an index fewer is paid by every insert.
  */
 import type { Knex } from 'knex';
-import { CLICK_INDEXES, ensureClickPartitions } from '../clickPartitions.ts';
+import { ensureClickPartitions } from '../clickPartitions.ts';
+
+/** The indexes as this migration made them (the compact-clicks migration replaces them). */
+const CLICK_INDEXES = [
+  'create index if not exists clicks_visitor_code on clicks (program_id, vid, code_id, created_at)',
+  'create index if not exists clicks_code_ip on clicks (program_id, code_id, ip_hash, created_at)',
+  'create index if not exists clicks_unclaimed on clicks (program_id, code_id, ip_hash, created_at) where vid is null',
+  'create index if not exists clicks_created_brin on clicks using brin (created_at)',
+];
 
 const COLUMNS = `id bigint not null default nextval('clicks_id_seq'),
   program_id uuid not null,

@@ -1,0 +1,163 @@
+/**
+ * The compact click row (migration 20261205000000_compact_clicks), on every database:
+ * user agents kept once in a dictionary, whatever the number of clicks and writers;
+ * the same-IP index on recent months only, and the lookup finding it; and clicks
+ * written in the earlier shape carried over by the migration, with nothing lost.
+ */
+import { createHash } from 'node:crypto';
+import type { Knex } from 'knex';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type ClickInput, recordClicks } from '../../collector/src/domain/clicks.ts';
+import { ensureClickPartitions, retireRecentIndexes } from '../../collector/src/storage/clickPartitions.ts';
+import { migrateDown, migrateLatest } from '../../collector/src/storage/migrate.ts';
+import type { TestApp } from '../helpers/app.ts';
+import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { buildParticipant, buildProgram, type ProgramFixture, uniq } from '../helpers/factories.ts';
+import { clickDetails, DAY_MS } from '../helpers/rows.ts';
+import { useTestApp } from '../helpers/suite.ts';
+
+const ipKey = (hash: string) => createHash('md5').update(hash).digest('hex');
+const monthName = (at: Date) => `clicks_m${at.getUTCFullYear()}${String(at.getUTCMonth() + 1).padStart(2, '0')}`;
+
+describe.each(DATABASES)('compact clicks (%s)', (kind) => {
+  let db: Knex;
+  let api: TestApp;
+  let testDb: TestDb;
+  useTestApp(kind, (suite) => ({ db, api, testDb } = suite));
+
+  const click = (program: ProgramFixture, code: string, extra: Partial<ClickInput>): ClickInput => ({
+    programId: program.id,
+    code,
+    url: 'https://shop.example/',
+    ...extra,
+  });
+
+  it('keeps each user agent once, and every click still says which it was', async () => {
+    const program = await buildProgram(api);
+    const [a, b] = [await buildParticipant(api, program), await buildParticipant(api, program)];
+    const agent = `Browser/${uniq('ua')}`;
+    const other = `Other/${uniq('ua')}`;
+    await recordClicks(db, [
+      click(program, a.code, { vid: uniq('vid_'), userAgent: agent }),
+      click(program, b.code, { vid: uniq('vid_'), userAgent: agent }),
+      click(program, a.code, { vid: uniq('vid_'), userAgent: other }),
+      click(program, b.code, { vid: uniq('vid_') }),
+    ]);
+    await recordClicks(db, [click(program, a.code, { vid: uniq('vid_'), userAgent: agent })]);
+    expect(await db('user_agents').whereIn('user_agent', [agent, other]).count({ n: '*' })).toEqual([{ n: 2 }]);
+    const rows = await clickDetails(db).where('k.program_id', program.id);
+    expect(rows.map((row) => row.user_agent)).toEqual([agent, agent, other, null, agent]);
+    // An invalid code's click adds nothing to the dictionary.
+    const junk = `Junk/${uniq('ua')}`;
+    await recordClicks(db, [click(program, 'NOPE2345', { vid: uniq('vid_'), userAgent: junk })]);
+    expect(await db('user_agents').where({ user_agent: junk })).toEqual([]);
+  });
+
+  it.runIf(kind === 'postgres')('gives a click its user agent when another writer adds the same new one meanwhile', async () => {
+    const program = await buildProgram(api);
+    const [a, b] = [await buildParticipant(api, program), await buildParticipant(api, program)];
+    const agent = `Race/${uniq('ua')}`;
+    const second = testDb.open(2);
+    try {
+      const trx = await db.transaction();
+      // The first writer has added it, not yet committed: the second waits on the unique index.
+      await recordClicks(trx, [click(program, a.code, { vid: uniq('vid_'), userAgent: agent })]);
+      const waiting = recordClicks(second, [click(program, b.code, { vid: uniq('vid_'), userAgent: agent })]);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await trx.commit();
+      expect(await waiting).toEqual([{ valid: true, stored: true }]);
+    } finally {
+      await second.destroy();
+    }
+    const rows = await clickDetails(db).where('k.program_id', program.id);
+    expect(rows.map((row) => row.user_agent)).toEqual([agent, agent]);
+  });
+
+  it('keeps the same-IP index on recent months only, and the lookup reads it', async () => {
+    const indexes = async () =>
+      (
+        (await db.raw(`select relname from pg_class where relkind = 'i' and relname like 'clicks%code_ip' order by 1`)).rows as Array<{
+          relname: string;
+        }>
+      ).map((row) => row.relname);
+    const now = new Date();
+    const thisMonth = monthName(now);
+    const nextMonth = monthName(new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1)));
+    expect(await indexes()).toEqual(expect.arrayContaining(['clicks_default_code_ip', `${thisMonth}_code_ip`, `${nextMonth}_code_ip`]));
+    // An old month made now has none.
+    const old = new Date(now.getTime() - 200 * DAY_MS);
+    expect(await ensureClickPartitions(db, { from: old })).toContain(monthName(old));
+    expect(await indexes()).not.toContain(`${monthName(old)}_code_ip`);
+
+    // The lookup of a redirect click (no visitor id) goes through this month's index.
+    const plan = await db.transaction(async (trx) => {
+      await trx.raw('set local enable_seqscan = off');
+      const result = await trx.raw(
+        `explain select 1 from clicks k where k.code_id = gen_random_uuid() and k.ip_hash = decode(md5('x'), 'hex')
+           and k.created_at >= now() - interval '1 hour' limit 1`,
+      );
+      return (result.rows as Array<Record<string, string>>).map((row) => Object.values(row)[0]).join('\n');
+    });
+    expect(plan).toContain(`${thisMonth}_code_ip`);
+
+    // A day after this month ends, its index goes; the next months keep theirs.
+    const monthEnd = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
+    expect(await retireRecentIndexes(db, new Date(monthEnd + DAY_MS / 2))).toEqual([]);
+    expect(await retireRecentIndexes(db, new Date(monthEnd + 2 * DAY_MS))).toEqual([thisMonth]);
+    expect(await indexes()).not.toContain(`${thisMonth}_code_ip`);
+    expect(await indexes()).toContain(`${nextMonth}_code_ip`);
+    // Upkeep puts back a recent month's index that is missing.
+    await ensureClickPartitions(db);
+    expect(await indexes()).toContain(`${thisMonth}_code_ip`);
+  });
+});
+
+describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
+  let own: TestDb;
+  beforeAll(async () => {
+    own = await openTestDb(kind);
+  });
+  afterAll(async () => {
+    await own?.close();
+  });
+
+  it('carries clicks of the earlier shape over: user agents into the dictionary, IP hashes as keys, owners from codes', async () => {
+    const knex = own.db;
+    expect(await migrateDown(knex)).toEqual(['20261205000000_compact_clicks']);
+    expect(await knex.schema.hasTable('user_agents')).toBe(false);
+    const [program] = (await knex('programs').insert(
+      { name: 'M', slug: uniq('m'), settings: JSON.stringify({ origins: ['https://m.example'], landingUrl: 'https://m.example/' }) },
+      ['id'],
+    )) as Array<{ id: string }>;
+    const [person] = (await knex('participants').insert({ program_id: program?.id, external_id: 'u1' }, ['id'])) as Array<{ id: string }>;
+    const [code] = (await knex('codes').insert({ program_id: program?.id, participant_id: person?.id, code: uniq('M') }, ['id'])) as Array<{
+      id: string;
+    }>;
+    const old = { program_id: program?.id, code_id: code?.id, participant_id: person?.id, url: 'https://shop.example/' };
+    const at = new Date(Date.now() - 40 * DAY_MS);
+    await knex('clicks').insert([
+      { ...old, vid: 'visitor-1', ip_hash: 'hash-one', user_agent: 'Agent/1', created_at: at },
+      { ...old, vid: 'visitor-2', ip_hash: 'hash-two', user_agent: 'Agent/1' },
+      { ...old, vid: null, ip_hash: 'hash-two', user_agent: 'Agent/2', referrer: 'https://t.co/' },
+      { ...old, vid: 'visitor-3', ip_hash: null, user_agent: null },
+    ]);
+
+    expect(await migrateLatest(knex)).toEqual(['20261205000000_compact_clicks']);
+    const rows = await clickDetails(knex).where('k.program_id', program?.id);
+    expect(
+      rows.map(({ vid, ip_hash, user_agent, participant_id, referrer }) => ({ vid, ip_hash, user_agent, participant_id, referrer })),
+    ).toEqual([
+      { vid: 'visitor-1', ip_hash: ipKey('hash-one'), user_agent: 'Agent/1', participant_id: person?.id, referrer: null },
+      { vid: 'visitor-2', ip_hash: ipKey('hash-two'), user_agent: 'Agent/1', participant_id: person?.id, referrer: null },
+      { vid: null, ip_hash: ipKey('hash-two'), user_agent: 'Agent/2', participant_id: person?.id, referrer: 'https://t.co/' },
+      { vid: 'visitor-3', ip_hash: null, user_agent: null, participant_id: person?.id, referrer: null },
+    ]);
+    expect(rows[0]?.created_at).toEqual(at);
+    expect(await knex('user_agents').whereIn('user_agent', ['Agent/1', 'Agent/2']).count({ n: '*' })).toEqual([{ n: 2 }]);
+    // New clicks take ids after the carried ones.
+    const [next] = (await knex('clicks').insert({ program_id: program?.id, code_id: code?.id, vid: 'visitor-4' }, ['id'])) as Array<{
+      id: number;
+    }>;
+    expect(Number(next?.id)).toBeGreaterThan(Math.max(...rows.map((row) => Number(row.id))));
+  });
+});
