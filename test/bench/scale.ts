@@ -323,7 +323,8 @@ async function clickSizes(client: pg.Client) {
     (await client.query(`select coalesce(sum(pg_table_size(relid)), 0) as n from pg_partition_tree('clicks')`)).rows[0].n,
   );
   const indexes = (
-    await client.query(`select c.relname as name, (select coalesce(sum(pg_relation_size(relid)), 0) from pg_partition_tree(i.indexrelid)) as bytes
+    await client.query(`select c.relname as name,
+        (select coalesce(sum(pg_relation_size(relid)), pg_relation_size(i.indexrelid)) from pg_partition_tree(i.indexrelid)) as bytes
       from pg_index i join pg_class c on c.oid = i.indexrelid
      where i.indrelid = 'clicks'::regclass
         or (i.indrelid in (select relid from pg_partition_tree('clicks')) and not c.relispartition)

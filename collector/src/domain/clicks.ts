@@ -94,14 +94,17 @@ const BATCH_SQL = `with input as (
     -- A visitor has few clicks: read them once through (vid, …).
     left join lateral (
       select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
-      from clicks k where k.vid = input.vid and k.program_id = c.program_id
+      from clicks k where input.vid is not null and k.vid = input.vid and k.program_id = c.program_id
     ) v on true
     -- A code is one program's: its clicks need no program_id condition (nor index column).
+    -- Each lookup runs only for the clicks it decides (a condition on input alone skips the probe).
     left join lateral (
-      select 1 as hit from clicks k where k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
+      select 1 as hit from clicks k
+      where input.vid is null and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
     ) recent_ip on true
     left join lateral (
-      select k.id from clicks k where k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?
+      select k.id from clicks k
+      where input.vid is not null and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?
       order by k.created_at desc limit 1
     ) unclaimed on true
   ), repeats as (
