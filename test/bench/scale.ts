@@ -67,9 +67,9 @@ const unit = (expr: string, seed: number) =>
   `((hashint8extended((${expr})::bigint, ${seed}) & 9007199254740991)::float8 / 9007199254740992)`;
 /** The referrer (1..REFERRERS) a visitor follows: a few get most of the traffic. */
 const referrerOf = (visitor: string) => `(1 + floor(${REFERRERS} * power(${unit(visitor, 14)}, 2)))::int`;
-/** A visitor id as the snippet makes it: five random uint32 joined by "-". */
+/** A visitor id as the snippet makes it: three random uint32 joined by "-". */
 const vidOf = (visitor: string) =>
-  [1, 2, 3, 4, 5].map((seed) => `(hashint8extended((${visitor})::bigint, ${seed}) & 4294967295)::text`).join(` || '-' || `);
+  [1, 2, 3].map((seed) => `(hashint8extended((${visitor})::bigint, ${seed}) & 4294967295)::text`).join(` || '-' || `);
 /** 32 characters, as the collector's HMAC (base64url, cut to 32). */
 const ipOf = (visitor: string) => `md5('ip' || (${visitor}))`;
 const codeOf = (n: string) => `'L' || lpad(to_hex(${n}), 7, '0')`; // L is outside the generated codes' alphabet
