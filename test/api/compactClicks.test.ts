@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClickInput, recordClicks } from '../../collector/src/domain/clicks.ts';
-import { ensureClickPartitions, retireRecentIndexes } from '../../collector/src/storage/clickPartitions.ts';
+import { dropExpiredClicks, ensureClickPartitions, retireRecentIndexes } from '../../collector/src/storage/clickPartitions.ts';
 import { migrateDown, migrateLatest } from '../../collector/src/storage/migrate.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
@@ -51,6 +51,25 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
     const junk = `Junk/${uniq('ua')}`;
     await recordClicks(db, [click(program, 'NOPE2345', { vid: uniq('vid_'), userAgent: junk })]);
     expect(await db('user_agents').where({ user_agent: junk })).toEqual([]);
+  });
+
+  it('forgets the user agents that only dropped months had', async () => {
+    const program = await buildProgram(api);
+    const referrer = await buildParticipant(api, program);
+    const [gone, kept] = [`Gone/${uniq('ua')}`, `Kept/${uniq('ua')}`];
+    await recordClicks(db, [
+      click(program, referrer.code, { vid: uniq('vid_'), userAgent: gone }),
+      click(program, referrer.code, { vid: uniq('vid_'), userAgent: kept }),
+    ]);
+    // The first click moves 200 days back, into a month of its own, which retention then drops.
+    const old = new Date(Date.now() - 200 * DAY_MS);
+    const goneId = ((await db('user_agents').where({ user_agent: gone }).first('id')) as { id: number }).id;
+    await db('clicks').where({ user_agent_id: goneId }).update({ created_at: old });
+    await ensureClickPartitions(db, { from: old });
+    expect(await dropExpiredClicks(db, 100)).toContain(monthName(old));
+    expect(await db('user_agents').where({ user_agent: gone })).toEqual([]);
+    expect(await db('user_agents').where({ user_agent: kept })).toHaveLength(1);
+    expect((await clickDetails(db).where('k.program_id', program.id)).map((row) => row.user_agent)).toEqual([kept]);
   });
 
   it.runIf(kind === 'postgres')('gives a click its user agent when another writer adds the same new one meanwhile', async () => {

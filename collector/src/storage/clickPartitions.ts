@@ -96,7 +96,8 @@ export async function ensureClickPartitions(db: Knex, options: { from?: Date; no
 
 /**
  * Drops the month partitions wholly older than `retentionDays` (and the default
- * partition's rows that old). Rollups, referrals and reports never read raw clicks, so
+ * partition's rows that old), then, when a month went, the user agents no click has
+ * any more (one pass over the clicks, once a month). Rollups, referrals and reports never read raw clicks, so
  * they stay as they were.
  */
 export async function dropExpiredClicks(db: Knex, retentionDays: number, now = new Date()): Promise<string[]> {
@@ -110,6 +111,10 @@ export async function dropExpiredClicks(db: Knex, retentionDays: number, now = n
     }
   }
   await db.raw('delete from clicks_default where created_at < ?', [cutoff.toISOString()]);
+  // A click batch reusing an agent that no click had in the whole retention, at this very
+  // moment, would keep a dangling id: its click loses the user agent, nothing else.
+  if (dropped.length)
+    await db.raw('delete from user_agents u where not exists (select 1 from clicks k where k.user_agent_id = u.id)');
   return dropped;
 }
 
