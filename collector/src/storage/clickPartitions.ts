@@ -113,8 +113,7 @@ export async function dropExpiredClicks(db: Knex, retentionDays: number, now = n
   await db.raw('delete from clicks_default where created_at < ?', [cutoff.toISOString()]);
   // A click batch reusing an agent that no click had in the whole retention, at this very
   // moment, would keep a dangling id: its click loses the user agent, nothing else.
-  if (dropped.length)
-    await db.raw('delete from user_agents u where not exists (select 1 from clicks k where k.user_agent_id = u.id)');
+  if (dropped.length) await db.raw('delete from user_agents u where not exists (select 1 from clicks k where k.user_agent_id = u.id)');
   return dropped;
 }
 
