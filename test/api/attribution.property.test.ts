@@ -209,7 +209,10 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
       if (attribution.status === 'attributed' || attribution.status === 'existing') {
         expect(attribution.referrer).toEqual(expect.any(String));
         expect(attribution.referrer).not.toBe(externalId(who));
-        claims.push({ actor: who, referrer: attribution.referrer as string, status: attribution.status });
+        // A referral only the browser made, which this report did not confirm, is not settled:
+        // a later server report naming another referrer replaces it (DESIGN, "Trust rules").
+        if (attribution.reason !== 'unconfirmed_referral')
+          claims.push({ actor: who, referrer: attribution.referrer as string, status: attribution.status });
       } else {
         expect(attribution.referrer).toBeUndefined();
       }

@@ -233,10 +233,11 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
     const counts = 'clicks, visitors, signups, clicked_signups, purchases';
     const sums = 'sum(clicks), sum(visitors), sum(signups), sum(clicked_signups), sum(purchases)';
     await q(
-      `insert into daily_stats (program_id, participant_id, day, ${counts}) select $1, participant_id, day, ${counts} from scale_daily order by 2, 3`,
+      // Day by day, as production appends them (a day's rows sit together on disk).
+      `insert into daily_stats (program_id, participant_id, day, ${counts}) select $1, participant_id, day, ${counts} from scale_daily order by 3, 2`,
     );
     await q(`insert into participant_monthly (program_id, participant_id, month, ${counts})
-      select $1, participant_id, date_trunc('month', day)::date, ${sums} from scale_daily group by 2, 3`);
+      select $1, participant_id, date_trunc('month', day)::date, ${sums} from scale_daily group by 2, 3 order by 3, 2`);
     await q(`insert into program_daily (program_id, day, shard, ${counts}) select $1, day, 0, ${sums} from scale_daily group by 2
       on conflict (program_id, day, shard) do update set clicks = program_daily.clicks + excluded.clicks,
         visitors = program_daily.visitors + excluded.visitors, signups = program_daily.signups + excluded.signups,
@@ -244,7 +245,7 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
     await q(`insert into daily_revenue (program_id, participant_id, day, currency, amount)
       select $1, r.referrer_id, (c.created_at at time zone 'utc')::date, c.currency, sum(c.amount)
         from conversions c join referrals r on r.referred_id = c.participant_id join scale_people s on s.participant_id = r.referred_id
-       where c.type = 'purchase' group by 2, 3, 4`);
+       where c.type = 'purchase' group by 2, 3, 4 order by 3, 2`);
     await client.query('drop table scale_daily, scale_people, scale_agents');
   });
   return { clickIndexSeconds };

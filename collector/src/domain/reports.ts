@@ -89,19 +89,19 @@ const rewardTotals = (db: Knex, query: Knex.QueryBuilder, ...groupBy: string[]) 
 
 export async function summaryReport(db: Knex, programId: string, range: DayRange): Promise<ReportSummaryResponse> {
   const inRange = (table: string) => db(table).where({ program_id: programId }).whereBetween('day', [range.from, range.to]);
-  const [totals] = (await inRange('program_daily').sum({
-    clicks: 'clicks',
-    visitors: 'visitors',
-    signups: 'signups',
-    clicked_signups: 'clicked_signups',
-    purchases: 'purchases',
-  })) as Array<Record<string, number | null>>;
-  const revenue = (await inRange('daily_revenue').select('currency').sum({ total: 'amount' }).groupBy('currency')) as MoneyRow[];
   const [start, end] = timeBounds(range);
-  const rewards = (await rewardTotals(
-    db,
-    db('rewards').where({ program_id: programId }).where('created_at', '>=', start).where('created_at', '<', end),
-  )) as RewardRow[];
+  // Side by side on PostgreSQL's pool (one after another on PGlite's one connection).
+  const [[totals], revenue, rewards] = (await Promise.all([
+    inRange('program_daily').sum({
+      clicks: 'clicks',
+      visitors: 'visitors',
+      signups: 'signups',
+      clicked_signups: 'clicked_signups',
+      purchases: 'purchases',
+    }),
+    inRange('daily_revenue').select('currency').sum({ total: 'amount' }).groupBy('currency'),
+    rewardTotals(db, db('rewards').where({ program_id: programId }).where('created_at', '>=', start).where('created_at', '<', end)),
+  ])) as [Array<Record<string, number | null>>, MoneyRow[], RewardRow[]];
   const n = (key: string) => Number(totals?.[key] ?? 0);
   return {
     from: range.from,
