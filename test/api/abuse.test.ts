@@ -14,6 +14,7 @@ import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
 import { expectLimited, sendClick } from '../helpers/steps.ts';
 import { useTestApp } from '../helpers/suite.ts';
+import { clicksOf } from '../../collector/src/domain/clicks.ts';
 
 const PUBLIC_LIMIT = 12;
 const UNKNOWN_BUDGET = 3;
@@ -72,7 +73,7 @@ describe.each(DATABASES)('abuse limits (%s)', (kind) => {
       expect(live.status, live.text).toBe(302);
       expect(live.headers.get('location')).toContain(`ref=${code}`);
       // The click behind it was recorded.
-      expect(Number((await db('clicks').where({ program_id: program.id }).count({ n: '*' }))[0]?.n)).toBe(1);
+      expect(Number((await clicksOf(db, program.id).count({ n: '*' }))[0]?.n)).toBe(1);
       // Live links never spent the budget: still refused for unknown codes only.
       expectLimited(await follow(`NOPE${uniq()}`, ip));
       expect((await follow(`NOPE${uniq()}`, freshIp())).status).toBe(404);

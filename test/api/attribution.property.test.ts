@@ -20,6 +20,7 @@ import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
+import { clicksOf } from '../../collector/src/domain/clicks.ts';
 
 /** Customers a0…a5; a0 and a1 exist (with codes) before the run starts. */
 const ACTORS = 6;
@@ -393,10 +394,7 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
     const signups = conversions.filter((c) => c.type === 'signup');
     expect(new Set(signups.map((c) => byId.get(c.participant_id)?.external_id))).toEqual(new Set([...result.signedUp].map(externalId)));
     expect(signups).toHaveLength(result.signedUp.size);
-    const clicks = (await db('clicks')
-      .join('codes', 'codes.id', 'clicks.code_id')
-      .where({ 'clicks.program_id': fixture.id })
-      .select('codes.code', 'clicks.vid')) as Array<{ code: string; vid: string }>;
+    const clicks = (await clicksOf(db, fixture.id).select('kc.code', 'k.vid')) as Array<{ code: string; vid: string }>;
     expect(clicks.map((c) => `${c.code}|${c.vid}`).sort()).toEqual([...result.validClicks].sort());
   }
 

@@ -12,6 +12,7 @@ import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/
 import { clickDetails } from '../helpers/rows.ts';
 import { useTestApp, type Suite } from '../helpers/suite.ts';
 import type { TestApp } from '../helpers/app.ts';
+import { clicksOf } from '../../collector/src/domain/clicks.ts';
 
 describe.each(DATABASES)('click batches (%s)', (kind) => {
   let db: Knex;
@@ -74,7 +75,7 @@ describe.each(DATABASES)('click batches (%s)', (kind) => {
       [false, false],
       [true, true],
     ]);
-    expect(await db('clicks').where({ program_id: program.id }).count({ n: '*' })).toEqual([{ n: 4 }]);
+    expect(await clicksOf(db, program.id).count({ n: '*' })).toEqual([{ n: 4 }]);
     expect(await counts(program, p1.id)).toEqual({ clicks: 2, visitors: 2 });
     expect(await counts(program, p2.id)).toEqual({ clicks: 2, visitors: 1 });
     expect(await programTotals(program)).toEqual({ clicks: 4, visitors: 3 });
@@ -116,7 +117,7 @@ describe.each(DATABASES)('click batches (%s)', (kind) => {
     ]);
     const rowsOf = (code: string) =>
       clickDetails(db)
-        .where('k.program_id', program.id)
+        .where('c.program_id', program.id)
         .where('c.code', code)
         .then((rows) => rows.map(({ vid, ip_hash, url }) => ({ vid, ip_hash, url })));
     const ip = (hash: string) => createHash('md5').update(hash).digest('hex'); // as clicks keep it (ipKeySql)

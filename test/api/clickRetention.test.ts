@@ -8,6 +8,7 @@
 import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../collector/src/config.ts';
+import { clicksOf } from '../../collector/src/domain/clicks.ts';
 import { dropExpiredClicks, ensureClickPartitions, longestWindowDays } from '../../collector/src/storage/clickPartitions.ts';
 import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
@@ -53,12 +54,13 @@ describe.each(DATABASES)('click partitions and retention (%s)', (kind) => {
       expect((await api.post('/v1/clicks', { key: p.publishable, code: referrer.code, vid: uniq('vid_') })).status).toBe(202);
     // Backdated 400 days: no partition holds that month, so the rows move to the default one.
     const old = new Date(Date.now() - 400 * DAY_MS);
-    await db('clicks').where({ program_id: p.id }).update({ created_at: old });
-    expect(await db('clicks_default').where({ program_id: p.id })).toHaveLength(3);
+    const theirs = { code_id: ((await db('codes').where({ code: referrer.code }).first('id')) as { id: string }).id };
+    await db('clicks').where(theirs).update({ created_at: old });
+    expect(await db('clicks_default').where(theirs)).toHaveLength(3);
     const made = await ensureClickPartitions(db, { from: old });
     expect(made).toContain(monthName(old));
-    expect(await db('clicks_default').where({ program_id: p.id })).toHaveLength(0);
-    expect(await db(monthName(old)).where({ program_id: p.id })).toHaveLength(3);
+    expect(await db('clicks_default').where(theirs)).toHaveLength(0);
+    expect(await db(monthName(old)).where(theirs)).toHaveLength(3);
   });
 
   it('drops whole partitions older than the retention; rollups, referrals and reports stay', async () => {
@@ -87,7 +89,7 @@ describe.each(DATABASES)('click partitions and retention (%s)', (kind) => {
     const dropped = await dropExpiredClicks(db, 90, later);
     expect(dropped).toContain(thisMonth);
     expect(await partitions()).not.toContain(thisMonth);
-    expect(await db('clicks').where({ program_id: p.id })).toHaveLength(0);
+    expect(await clicksOf(db, p.id)).toHaveLength(0);
 
     expect((await api.get('/v1/reports/summary', { auth: p.secret })).body).toEqual(before.summary);
     expect((await api.get(`/v1/participants/${referrer.externalId}`, { auth: p.secret })).body).toEqual(before.referrer);

@@ -45,7 +45,7 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
     ]);
     await recordClicks(db, [click(program, a.code, { vid: uniq('vid_'), userAgent: agent })]);
     expect(await db('user_agents').whereIn('user_agent', [agent, other]).count({ n: '*' })).toEqual([{ n: 2 }]);
-    const rows = await clickDetails(db).where('k.program_id', program.id);
+    const rows = await clickDetails(db).where('c.program_id', program.id);
     expect(rows.map((row) => row.user_agent)).toEqual([agent, agent, other, null, agent]);
     // An invalid code's click adds nothing to the dictionary.
     const junk = `Junk/${uniq('ua')}`;
@@ -69,7 +69,7 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
     expect(await dropExpiredClicks(db, 100)).toContain(monthName(old));
     expect(await db('user_agents').where({ user_agent: gone })).toEqual([]);
     expect(await db('user_agents').where({ user_agent: kept })).toHaveLength(1);
-    expect((await clickDetails(db).where('k.program_id', program.id)).map((row) => row.user_agent)).toEqual([kept]);
+    expect((await clickDetails(db).where('c.program_id', program.id)).map((row) => row.user_agent)).toEqual([kept]);
   });
 
   it.runIf(kind === 'postgres')('gives a click its user agent when another writer adds the same new one meanwhile', async () => {
@@ -88,7 +88,7 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
     } finally {
       await second.destroy();
     }
-    const rows = await clickDetails(db).where('k.program_id', program.id);
+    const rows = await clickDetails(db).where('c.program_id', program.id);
     expect(rows.map((row) => row.user_agent)).toEqual([agent, agent]);
   });
 
@@ -142,6 +142,7 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
 
   it('carries clicks of the earlier shape over: user agents into the dictionary, IP hashes as keys, owners from codes', async () => {
     const knex = own.db;
+    expect(await migrateDown(knex)).toEqual(['20261205000100_clicks_by_code']);
     expect(await migrateDown(knex)).toEqual(['20261205000000_compact_clicks']);
     expect(await knex.schema.hasTable('user_agents')).toBe(false);
     const [program] = (await knex('programs').insert(
@@ -161,8 +162,9 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
       { ...old, vid: 'visitor-3', ip_hash: null, user_agent: null },
     ]);
 
-    expect(await migrateLatest(knex)).toEqual(['20261205000000_compact_clicks']);
-    const rows = await clickDetails(knex).where('k.program_id', program?.id);
+    expect(await migrateLatest(knex)).toEqual(['20261205000000_compact_clicks', '20261205000100_clicks_by_code']);
+    expect(await knex.schema.hasColumn('clicks', 'program_id')).toBe(false);
+    const rows = await clickDetails(knex).where('c.program_id', program?.id);
     expect(
       rows.map(({ vid, ip_hash, user_agent, participant_id, referrer }) => ({ vid, ip_hash, user_agent, participant_id, referrer })),
     ).toEqual([
@@ -174,7 +176,7 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
     expect(rows[0]?.created_at).toEqual(at);
     expect(await knex('user_agents').whereIn('user_agent', ['Agent/1', 'Agent/2']).count({ n: '*' })).toEqual([{ n: 2 }]);
     // New clicks take ids after the carried ones.
-    const [next] = (await knex('clicks').insert({ program_id: program?.id, code_id: code?.id, vid: 'visitor-4' }, ['id'])) as Array<{
+    const [next] = (await knex('clicks').insert({ code_id: code?.id, vid: 'visitor-4' }, ['id'])) as Array<{
       id: number;
     }>;
     expect(Number(next?.id)).toBeGreaterThan(Math.max(...rows.map((row) => Number(row.id))));

@@ -96,7 +96,7 @@ describe.each(DATABASES)('dashboard numbers (%s)', (kind) => {
       const [raw] = (
         await db.raw(
           `select count(*)::int as n from referrals r
-            where r.program_id = ? and exists (select 1 from clicks k where k.program_id = r.program_id and k.vid = r.vid)`,
+            where r.program_id = ? and exists (select 1 from clicks k join codes kc on kc.id = k.code_id where kc.program_id = r.program_id and k.vid = r.vid)`,
           [program.id],
         )
       ).rows as Array<{ n: number }>;

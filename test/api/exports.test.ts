@@ -436,9 +436,9 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       const code = (await t.db('codes').where({ participant_id: referrer.id }).first('id')) as { id: string };
       const count = 4_321;
       await t.db.raw(
-        `insert into clicks (program_id, code_id, vid, created_at)
-         select ?, ?, 'tie' || g, timestamptz '2025-05-05 05:05:05.123456+00' from generate_series(1, ?) g`,
-        [tied.id, code.id, count],
+        `insert into clicks (code_id, vid, created_at)
+         select ?, 'tie' || g, timestamptz '2025-05-05 05:05:05.123456+00' from generate_series(1, ?) g`,
+        [code.id, count],
       );
       const rows = await rowsOf(tied, 'clicks.csv');
       expect(rows).toHaveLength(count);
@@ -466,10 +466,10 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       const referrer = await buildParticipant(api, big);
       const code = (await t.db('codes').where({ participant_id: referrer.id }).first('id')) as { id: string };
       await t.db.raw(
-        `insert into clicks (program_id, code_id, vid, url, created_at)
-           select ?, ?, 'big' || g, ? || g || '&pad=' || repeat('x', ?), timestamptz '2025-01-01' + g * interval '1 second'
+        `insert into clicks (code_id, vid, url, created_at)
+           select ?, 'big' || g, ? || g || '&pad=' || repeat('x', ?), timestamptz '2025-01-01' + g * interval '1 second'
              from generate_series(1, ?) g`,
-        [big.id, code.id, `https://shop.example/landing?ref=${referrer.code}&i=`, PAD, ROWS],
+        [code.id, `https://shop.example/landing?ref=${referrer.code}&i=`, PAD, ROWS],
       );
       await t.db.raw('analyze clicks');
       // The pooled keep-alive socket may have timed out during the long insert above.

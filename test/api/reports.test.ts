@@ -23,6 +23,7 @@ import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/factories.ts';
 import { DAY_MS } from '../helpers/rows.ts';
 import { click, conversion, expectError, expectOk, refund, summary, transition } from '../helpers/steps.ts';
+import { clicksOf } from '../../collector/src/domain/clicks.ts';
 
 const today = () => new Date().toISOString().slice(0, 10);
 const addDays = (day: string, days: number) => new Date(Date.parse(`${day}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
@@ -266,8 +267,8 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', purchases: 'purchases' });
       const [raw] = (
         await db.raw(
-          `select (select count(*) from clicks where program_id = :id)::int as clicks,
-                  (select count(distinct vid) from clicks where program_id = :id)::int as visitors,
+          `select (select count(*) from clicks k join codes kc on kc.id = k.code_id where kc.program_id = :id)::int as clicks,
+                  (select count(distinct vid) from clicks k join codes kc on kc.id = k.code_id where kc.program_id = :id)::int as visitors,
                   (select count(*) from referrals where program_id = :id)::int as signups,
                   (select count(*) from conversions c join referrals r on r.referred_id = c.participant_id
                      where c.program_id = :id and c.type = 'purchase')::int as purchases`,
@@ -673,7 +674,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
       const redirect = await api.get(`/r/${F.code}`);
       expect(redirect.status).toBe(302);
       await click(api, program, { code: F.code, vid: visitor });
-      const raw = await t.db('clicks').where({ program_id: program.id }).select('vid');
+      const raw = await clicksOf(t.db, program.id).orderBy('k.id').select('k.vid');
       expect(raw.map((row) => row.vid)).toEqual([visitor, visitor]); // two clicks, one visitor
       const body = await summary(api, program, `?from=${today()}&to=${today()}`);
       expect({ clicks: body.clicks, visitors: body.visitors }).toEqual({ clicks: 2, visitors: 1 });
@@ -694,7 +695,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         );
         for (const reply of replies) expect(reply.status, reply.text).toBe(202);
       }
-      const [raw] = await t.db('clicks').where({ program_id: program.id }).count({ clicks: '*' }).countDistinct({ visitors: 'vid' });
+      const [raw] = await clicksOf(t.db, program.id).count({ clicks: '*' }).countDistinct({ visitors: 'k.vid' });
       const body = await summary(api, program, `?from=${today()}&to=${today()}`);
       expect({
         raw: { clicks: Number(raw?.clicks), visitors: Number(raw?.visitors) },

@@ -246,7 +246,7 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
           source: 'server',
         });
       }
-      const clickId = await insert(db, 'clicks', { program_id: programId, code_id: codeId, vid: 'visitor-1' });
+      const clickId = await insert(db, 'clicks', { code_id: codeId, vid: 'visitor-1' });
       expect(typeof clickId).toBe('number');
       expect(Number.isInteger(clickId)).toBe(true);
 

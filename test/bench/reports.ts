@@ -91,8 +91,8 @@ async function generate(db: Knex): Promise<string> {
 
   await step(`${CLICKS.toLocaleString('en')} clicks`, () =>
     db.raw(
-      `insert into clicks (program_id, code_id, vid, url, created_at)
-       select :p, r.code_id, 'v' || (g % ${VISITORS}), 'https://shop.example/?ref=x', ${inYear(`'c' || g`)}
+      `insert into clicks (code_id, vid, url, created_at)
+       select r.code_id, 'v' || (g % ${VISITORS}), 'https://shop.example/?ref=x', ${inYear(`'c' || g`)}
          from generate_series(1, ${CLICKS}) g join bench_referrers r on r.n = ${skewed(`'k' || (g % ${VISITORS})`)}`,
       p,
     ),
@@ -143,7 +143,7 @@ async function generate(db: Knex): Promise<string> {
          from (
            select o.participant_id, (k.created_at at time zone 'UTC')::date as day, 1 as clicks,
                   case when row_number() over (partition by k.vid order by k.created_at, k.id) = 1 then 1 else 0 end as visitors, 0 as signups, 0 as purchases
-             from clicks k join codes o on o.id = k.code_id where k.program_id = :p
+             from clicks k join codes o on o.id = k.code_id where o.program_id = :p
            union all
            select referrer_id, (created_at at time zone 'UTC')::date, 0, 0, 1, 0 from referrals where program_id = :p
            union all
@@ -252,11 +252,11 @@ async function rawLeaderboard(db: Knex, programId: string, range: DayRange) {
   const result = await db.raw(
     `with c as (
        select o.participant_id, count(*) as clicks from clicks k join codes o on o.id = k.code_id
-        where k.program_id = :p and k.created_at >= :start and k.created_at < :end group by o.participant_id
+        where o.program_id = :p and k.created_at >= :start and k.created_at < :end group by o.participant_id
      ), v as (
        select participant_id, count(*) as visitors
          from (select distinct on (k.vid) o.participant_id, k.created_at from clicks k join codes o on o.id = k.code_id
-                where k.program_id = :p order by k.vid, k.created_at, k.id) f
+                where o.program_id = :p order by k.vid, k.created_at, k.id) f
         where created_at >= :start and created_at < :end group by participant_id
      ), s as (
        select referrer_id as participant_id, count(*) as signups from referrals

@@ -153,8 +153,8 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
   await client.query(`create unlogged table scale_agents as
     select a.n - 1 as n, u.id from unnest(${sqlArray(USER_AGENTS)}) with ordinality a(user_agent, n) join user_agents u using (user_agent)`);
   await step(`${CLICKS.toLocaleString('en')} clicks (indexes dropped)`, () =>
-    q(`insert into clicks (program_id, code_id, vid, url, referrer, ip_hash, user_agent_id, created_at)
-      select $1, s.code_id,
+    q(`insert into clicks (code_id, vid, url, referrer, ip_hash, user_agent_id, created_at)
+      select s.code_id,
              case when ${unit('k.g', 13)} < 0.03 then null else ${vidOf('k.v')} end,
              'https://bench.example/' || (${sqlArray(PAGES)})[(1 + k.v % ${PAGES.length})::int] || '?ref=' || ${codeOf('s.n')}
                || case when k.v % 3 = 0 then '&utm_source=newsletter&utm_medium=email' else '' end,
@@ -215,15 +215,15 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
           select s.participant_id, (k.created_at at time zone 'utc')::date as day, count(*) as clicks,
                  count(*) filter (where k.vid is null) as visitors, 0 as signups, 0 as clicked, 0 as purchases
             from clicks k join scale_people s on s.code_id = k.code_id and s.n <= ${REFERRERS}
-           where k.program_id = $1 group by 1, 2
+           group by 1, 2
           union all
           select participant_id, (first at time zone 'utc')::date, 0, count(*), 0, 0, 0
             from (select s.participant_id, min(k.created_at) as first
                     from clicks k join scale_people s on s.code_id = k.code_id and s.n <= ${REFERRERS}
-                   where k.program_id = $1 and k.vid is not null group by k.vid, s.participant_id) v group by 1, 2
+                   where k.vid is not null group by k.vid, s.participant_id) v group by 1, 2
           union all
           select r.referrer_id, (r.created_at at time zone 'utc')::date, 0, 0, count(*),
-                 count(*) filter (where exists (select 1 from clicks k where k.program_id = r.program_id and k.vid = r.vid)), 0
+                 count(*) filter (where exists (select 1 from clicks k where k.vid = r.vid)), 0
             from referrals r join scale_people s on s.participant_id = r.referred_id group by 1, 2
           union all
           select r.referrer_id, (c.created_at at time zone 'utc')::date, 0, 0, 0, 0, count(*)

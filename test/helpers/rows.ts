@@ -52,7 +52,8 @@ export async function makeDue(db: Knex, rewardIds: string[]) {
 
 /**
  * Clicks as the API speaks of them: the code's owner as participant_id, the user agent
- * from its dictionary, the 16-byte IP key as hex text. Narrow it with `where` on `k.`.
+ * from its dictionary, the 16-byte IP key as hex text. Narrow it with `where` on `k.`
+ * (the click) or `c.` (its code: `c.program_id`).
  */
 export interface ClickDetail {
   id: number;
@@ -73,6 +74,6 @@ export function clickDetails(db: Knex): Knex.QueryBuilder<ClickDetail, ClickDeta
   return db('clicks as k')
     .join('codes as c', 'c.id', 'k.code_id')
     .leftJoin('user_agents as u', 'u.id', 'k.user_agent_id')
-    .select('k.*', 'c.participant_id', 'c.code', 'u.user_agent', db.raw(`encode(k.ip_hash, 'hex') as ip_hash`))
+    .select('k.*', 'c.program_id', 'c.participant_id', 'c.code', 'u.user_agent', db.raw(`encode(k.ip_hash, 'hex') as ip_hash`))
     .orderBy('k.id') as unknown as Knex.QueryBuilder<ClickDetail, ClickDetail[]>;
 }

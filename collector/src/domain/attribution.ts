@@ -7,6 +7,7 @@
 import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
 import type { AttributionStatus } from '../../../shared/types.ts';
+import { clicksOf, hasClicked } from './clicks.ts';
 import { codeRefusal, type CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
 import { duplicateIdentity, exceedsVelocity, isDisposableEmail, isSelfReferral } from './fraud.ts';
@@ -116,10 +117,8 @@ async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHi
     if (refusal || !found || !code)
       return { reject: refusal ?? 'unknown_code', code: code?.program_id === program.id ? code.code : hint.code };
     if (hint.vid) {
-      const clicks = await trx('clicks')
-        .where({ program_id: program.id, vid: hint.vid, code_id: code.id })
-        .max({ last: 'created_at' })
-        .first();
+      // The code is the program's: its clicks are.
+      const clicks = await trx('clicks').where({ vid: hint.vid, code_id: code.id }).max({ last: 'created_at' }).first();
       const last = clicks?.last as Date | null | undefined;
       if (last && last < windowStart) return { reject: 'outside_window', code: code.code };
     }
@@ -127,19 +126,18 @@ async function findCandidate(trx: Knex, program: ProgramRow, hint: AttributionHi
   }
   if (hint.vid) {
     const direction = program.settings.attribution === 'first' ? 'asc' : 'desc';
-    const click = (await trx('clicks')
-      .where({ program_id: program.id, vid: hint.vid })
-      .where('created_at', '>=', windowStart)
-      .orderBy('created_at', direction)
-      .first('code_id')) as { code_id: string } | undefined;
+    const click = (await clicksOf(trx, program.id)
+      .where('k.vid', hint.vid)
+      .where('k.created_at', '>=', windowStart)
+      .orderBy('k.created_at', direction)
+      .first('k.code_id')) as { code_id: string } | undefined;
     if (click) {
       const code = (await trx('codes').where({ id: click.code_id }).first()) as CodeRow;
       const refusal = codeRefusal(code, program.id);
       if (refusal) return { reject: refusal, code: code.code };
       return { referrer: await participantById(trx, code.participant_id), code };
     }
-    const older = await trx('clicks').where({ program_id: program.id, vid: hint.vid }).first('id');
-    if (older) return { reject: 'outside_window' };
+    if (await hasClicked(trx, program.id, hint.vid)) return { reject: 'outside_window' };
   }
   return { reject: 'no_referral_data' };
 }
@@ -267,7 +265,8 @@ export async function attribute(
        insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id, details)
        select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
      ) -- whether this visitor had clicked one of the program's codes: the conversion rate counts only those
-     select r.*, exists (select 1 from clicks k where k.program_id = r.program_id and k.vid = r.vid) as clicked from r`,
+     select r.*, exists (select 1 from clicks k join codes kc on kc.id = k.code_id where kc.program_id = r.program_id and k.vid = r.vid) as clicked
+     from r`,
     [
       program.id,
       referrer.id,

@@ -94,7 +94,8 @@ const BATCH_SQL = `with input as (
     -- A visitor has few clicks: read them once through (vid, …).
     left join lateral (
       select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
-      from clicks k where input.vid is not null and k.vid = input.vid and k.program_id = c.program_id
+      from clicks k join codes kc on kc.id = k.code_id
+      where input.vid is not null and k.vid = input.vid and kc.program_id = c.program_id
     ) v on true
     -- A code is one program's: its clicks need no program_id condition (nor index column).
     -- Each lookup runs only for the clicks it decides (a condition on input alone skips the probe).
@@ -129,8 +130,8 @@ const BATCH_SQL = `with input as (
   ), stored as (
     select * from decided where action = 'store'
   ), ${userAgentIdsSql('stored')}, new_clicks as (
-    insert into clicks (program_id, code_id, user_agent_id, ip_hash, vid, url, referrer)
-    select s.program_id, s.code_id, ua.id, s.ip, s.vid, s.url, s.referrer
+    insert into clicks (code_id, user_agent_id, ip_hash, vid, url, referrer)
+    select s.code_id, ua.id, s.ip, s.vid, s.url, s.referrer
     from stored s left join user_agent_ids ua on ua.user_agent = s.user_agent order by s.i
   ), rejected as (
     insert into decisions (program_id, subject, outcome, reason, code)
@@ -149,12 +150,24 @@ const BATCH_SQL = `with input as (
 
 /** Clicks as they are, one statement for any number (a claim lost to another process). */
 const INSERT_SQL = `with stored as (
-    select * from unnest(?::uuid[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
-      as t(program_id, code_id, vid, url, referrer, ip, user_agent)
+    select * from unnest(?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+      as t(code_id, vid, url, referrer, ip, user_agent)
   ), ${userAgentIdsSql('stored')}
-  insert into clicks (program_id, code_id, user_agent_id, ip_hash, vid, url, referrer)
-  select s.program_id, s.code_id, ua.id, ${ipKeySql('s.ip')}, s.vid, s.url, s.referrer
+  insert into clicks (code_id, user_agent_id, ip_hash, vid, url, referrer)
+  select s.code_id, ua.id, ${ipKeySql('s.ip')}, s.vid, s.url, s.referrer
   from stored s left join user_agent_ids ua on ua.user_agent = s.user_agent`;
+
+/**
+ * The program's clicks, as `k` (a click names its code; the code, `kc`, its program).
+ * Narrow it by visitor id: `clicksOf(db, programId).where('k.vid', vid)`.
+ */
+export const clicksOf = (db: Knex, programId: string) =>
+  db('clicks as k').join('codes as kc', 'kc.id', 'k.code_id').where('kc.program_id', programId);
+
+/** Whether the program has a click from this visitor id. */
+export async function hasClicked(db: Knex, programId: string, vid: string): Promise<boolean> {
+  return Boolean(await clicksOf(db, programId).where('k.vid', vid).first('k.id'));
+}
 
 const clip = (text: string | undefined, length: number) => text?.slice(0, length) ?? null;
 
@@ -215,7 +228,6 @@ async function claimRedirectClicks(db: Knex, claims: Decided[], inputs: ClickInp
     const column = (pick: (click: (typeof unclaimed)[number]) => string | null | undefined) =>
       unclaimed.map((click) => pick(click) ?? null);
     await prepared(db, 'click_insert', INSERT_SQL, [
-      column(({ claim }) => claim.program_id),
       column(({ claim }) => claim.code_id),
       column(({ input }) => input.vid),
       column(({ input }) => clip(input.url, 2048)),

@@ -56,11 +56,11 @@ async function forgetNetworkTraces(trx: Knex, programId: string, participantId: 
     union all select vid, ip_hash from referrals where program_id = :programId and referred_id = :participantId`;
   const params = { programId, participantId };
   // Each on its own index: clicks by visitor id, unclaimed clicks by address.
+  const programCodes = 'code_id in (select id from codes where program_id = :programId)';
   const clicks = [
-    `program_id = :programId and vid in (select vid from (${theirs}) t where vid is not null)
+    `vid in (select vid from (${theirs}) t where vid is not null) and ${programCodes}
        and (ip_hash is not null or user_agent_id is not null)`,
-    `program_id = :programId and vid is null and ip_hash in (select ${ipKeySql('ip_hash')} from (${theirs}) t where ip_hash is not null)
-       and code_id in (select id from codes where program_id = :programId)`,
+    `vid is null and ip_hash in (select ${ipKeySql('ip_hash')} from (${theirs}) t where ip_hash is not null) and ${programCodes}`,
   ];
   const userAgents = new Set<number>();
   for (const where of clicks) {

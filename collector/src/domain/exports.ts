@@ -130,7 +130,7 @@ export const EXPORTS: Record<'referrals' | 'rewards' | 'clicks', ExportSpec> = {
       db('clicks as k')
         .join('codes as c', 'c.id', 'k.code_id')
         .join('participants as p', 'p.id', 'c.participant_id')
-        .where('k.program_id', programId)
+        .where('c.program_id', programId)
         .select('c.code', 'p.external_id', 'k.vid', 'k.url', 'k.referrer', 'k.created_at'),
     row: (r) => [r.code, r.external_id, r.vid, r.url, r.referrer, asDate(r.created_at)] as Cell[],
   },

@@ -6,6 +6,7 @@
  */
 import type { Knex } from 'knex';
 import type { ReferralRow } from './attribution.ts';
+import { hasClicked } from './clicks.ts';
 import type { DecisionReason } from './decisions.ts';
 import type { ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
@@ -79,7 +80,7 @@ async function movedCounts(
       }>)
     : [];
   // Counted as a clicked signup when it was made if its visitor had clicked (attribution.ts); the same test moves it.
-  const clicked = current.vid ? Boolean(await trx('clicks').where({ program_id: programId, vid: current.vid }).first('id')) : false;
+  const clicked = current.vid ? await hasClicked(trx, programId, current.vid) : false;
   const moved: Array<Omit<StatsDelta, 'programId' | 'participantId'>> = [
     { at: current.created_at, signups: 1, clickedSignups: clicked ? 1 : 0 },
     ...purchases.map((row) => ({

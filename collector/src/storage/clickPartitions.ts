@@ -149,3 +149,20 @@ export async function maintainClicks(db: Knex, retentionDays: number | undefined
   const dropped = retentionDays === undefined ? [] : await dropExpiredClicks(db, retentionDays);
   return { made, dropped };
 }
+
+/**
+ * Makes `clicks` anew with `columns` (for migrations that rebuild it): partitioned,
+ * with its default partition and the months from `from` (default: this month).
+ */
+export async function makeClicks(knex: Knex, columns: string, from: Date | null): Promise<void> {
+  await knex.raw(`create table clicks (${columns}) partition by range (created_at)`);
+  await knex.raw('alter sequence clicks_id_seq owned by clicks.id');
+  await knex.raw('create table clicks_default partition of clicks default');
+  await ensureClickPartitions(knex, { from: from ?? new Date() });
+}
+
+/** The oldest click in `table` (a copy of the clicks being rebuilt). */
+export async function firstClick(knex: Knex, table: string): Promise<Date | null> {
+  const [range] = (await knex(table).min({ first: 'created_at' })) as Array<{ first: Date | null }>;
+  return range?.first ?? null;
+}

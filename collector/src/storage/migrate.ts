@@ -20,6 +20,7 @@ import * as payouts from './migrations/20261204000600_payouts.ts';
 import * as providers from './migrations/20261204000700_providers.ts';
 import * as clickPartitions from './migrations/20261204000800_click_partitions.ts';
 import * as compactClicks from './migrations/20261205000000_compact_clicks.ts';
+import * as clicksByCode from './migrations/20261205000100_clicks_by_code.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -41,6 +42,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261204000700_providers': providers,
   '20261204000800_click_partitions': clickPartitions,
   '20261205000000_compact_clicks': compactClicks,
+  '20261205000100_clicks_by_code': clicksByCode,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -19,6 +19,7 @@ import { z } from 'zod';
 import { ExternalIdSchema, type PaymentProvider } from '../../../../shared/schemas.ts';
 import { notFound, unprocessable } from '../../errors.ts';
 import type { Config } from '../../config.ts';
+import { hasClicked } from '../clicks.ts';
 import { attributeLater, recordConversion, type ConversionResult } from '../conversions.ts';
 import { recordRefund, type RefundResult } from '../ledger.ts';
 import type { ProgramRow } from '../programs.ts';
@@ -100,7 +101,7 @@ export const cleanEmail = (email: string | null | undefined) =>
 const standInId = (provider: PaymentProvider, customerId: string) => (/^\d+$/.test(customerId) ? `${provider}:${customerId}` : customerId);
 
 async function isKnownVisitor(db: Knex, programId: string, value: string): Promise<boolean> {
-  return Boolean(await db('clicks').where({ program_id: programId, vid: value }).first('id'));
+  return hasClicked(db, programId, value);
 }
 
 async function linkedParticipant(db: Knex, programId: string, provider: PaymentProvider, customerId: string | undefined) {

@@ -13,7 +13,7 @@
  * The rows are copied out, the table made again with its partitions, and copied back.
  */
 import type { Knex } from 'knex';
-import { CLICK_INDEXES, DEFAULT_PARTITION_INDEX, ensureClickPartitions, ipKeySql } from '../clickPartitions.ts';
+import { CLICK_INDEXES, DEFAULT_PARTITION_INDEX, firstClick, ipKeySql, makeClicks } from '../clickPartitions.ts';
 
 const COLUMNS = `id bigint not null default nextval('clicks_id_seq'),
   created_at timestamptz not null default now(),
@@ -26,19 +26,6 @@ const COLUMNS = `id bigint not null default nextval('clicks_id_seq'),
   referrer text`;
 
 const COPY = 'id, created_at, program_id, code_id, user_agent_id, ip_hash, vid, url, referrer';
-
-/** Makes `clicks` (partitioned, with its default partition and months from `from`) with `columns`. */
-async function makeClicks(knex: Knex, columns: string, from: Date | null): Promise<void> {
-  await knex.raw(`create table clicks (${columns}) partition by range (created_at)`);
-  await knex.raw('alter sequence clicks_id_seq owned by clicks.id');
-  await knex.raw('create table clicks_default partition of clicks default');
-  await ensureClickPartitions(knex, { from: from ?? new Date() });
-}
-
-async function firstClick(knex: Knex, table: string): Promise<Date | null> {
-  const [range] = (await knex(table).min({ first: 'created_at' })) as Array<{ first: Date | null }>;
-  return range?.first ?? null;
-}
 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw('create table user_agents (id serial primary key, user_agent text not null unique)');
