@@ -21,6 +21,7 @@ import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildProgram, uniq, type ProgramFixture } from '../helpers/factories.ts';
 import { clicksOf } from '../../collector/src/domain/clicks.ts';
+import { ofProgramSql } from '../helpers/rows.ts';
 
 /** Customers a0…a5; a0 and a1 exist (with codes) before the run starts. */
 const ACTORS = 6;
@@ -133,7 +134,7 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
 
   async function counts(programId: string): Promise<Counts> {
     const result = await db.raw(
-      `select ${TABLES.map((table) => `(select count(*) from ${table} where program_id = ?) as ${table}`).join(', ')}`,
+      `select ${TABLES.map((table) => `(select count(*) from ${ofProgramSql(table)} = ?) as ${table}`).join(', ')}`,
       TABLES.map(() => programId),
     );
     const row = result.rows[0] as Record<string, unknown>;

@@ -12,7 +12,7 @@ import type { Reply, TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
 import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
-import { DAY_MS } from '../helpers/rows.ts';
+import { DAY_MS, ofProgramSql } from '../helpers/rows.ts';
 import {
   browserEvent,
   click,
@@ -42,7 +42,7 @@ describe.each(DATABASES)('attribution (%s)', (kind) => {
   async function counts(fixture: ProgramFixture) {
     const tables = ['participants', 'codes', 'clicks', 'conversions', 'referrals', 'decisions', 'rewards'] as const;
     const result = await db.raw(
-      `select ${tables.map((table) => `(select count(*) from ${table} where program_id = ?) as ${table}`).join(', ')}`,
+      `select ${tables.map((table) => `(select count(*) from ${ofProgramSql(table)} = ?) as ${table}`).join(', ')}`,
       tables.map(() => fixture.id),
     );
     const row = result.rows[0] as Record<string, unknown>;

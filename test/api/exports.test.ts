@@ -226,7 +226,8 @@ describe.each(DATABASES)('exports (%s)', (kind) => {
       expect(
         await t
           .db('clicks')
-          .where({ program_id: program.id, vid })
+          .where({ vid })
+          .whereIn('code_id', t.db('codes').select('id').where({ program_id: program.id }))
           .update({ created_at: new Date(at) }),
       ).toBe(1);
     const u4 = await t.db('participants').where({ program_id: program.id, external_id: U4.externalId }).first('id');

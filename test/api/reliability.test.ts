@@ -26,6 +26,8 @@ import { useTestApp, type Suite } from '../helpers/suite.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
 import { buildParticipant, buildProgram, newVid, uniq, type ProgramFixture } from '../helpers/factories.ts';
 import { expectLimited, sendClick } from '../helpers/steps.ts';
+import { clicksOf } from '../../collector/src/domain/clicks.ts';
+import { ofProgramSql } from '../helpers/rows.ts';
 
 const run = promisify(execFile);
 const ADMIN_TOKEN = 'reliability-admin-token-0123456789';
@@ -264,7 +266,8 @@ async function storedCounts(url: string, table: 'clicks' | 'conversions', progra
   const column = table === 'clicks' ? 'vid' : 'event_id';
   const rows = await query<{ id: string; n: number }>(
     url,
-    `select ${column} as id, count(*)::int as n from ${table} where program_id = $1 and ${column} = any($2::text[]) group by ${column}`,
+    `select ${column} as id, count(*)::int as n from ${ofProgramSql(table)} = $1
+       and ${column} = any($2::text[]) group by ${column}`,
     [programId, ids],
   );
   return new Map(rows.map((row) => [row.id, row.n]));
@@ -601,12 +604,10 @@ describe('the collector process on PGlite (DATA_DIR)', () => {
       await sigtermUnderLoad({ DATA_DIR: dataDir }, async (programId, ids) => {
         const db = createDb({ dataDir });
         try {
-          const rows = (await db('clicks')
-            .where({ program_id: programId })
-            .whereIn('vid', ids)
-            .groupBy('vid')
-            .select('vid')
-            .count({ n: '*' })) as Array<{ vid: string; n: number | string }>;
+          const rows = (await clicksOf(db, programId).whereIn('k.vid', ids).groupBy('k.vid').select('k.vid').count({ n: '*' })) as Array<{
+            vid: string;
+            n: number | string;
+          }>;
           return new Map(rows.map((row) => [row.vid, Number(row.n)]));
         } finally {
           await db.destroy();

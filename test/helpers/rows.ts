@@ -77,3 +77,10 @@ export function clickDetails(db: Knex): Knex.QueryBuilder<ClickDetail, ClickDeta
     .select('k.*', 'c.program_id', 'c.participant_id', 'c.code', 'u.user_agent', db.raw(`encode(k.ip_hash, 'hex') as ip_hash`))
     .orderBy('k.id') as unknown as Knex.QueryBuilder<ClickDetail, ClickDetail[]>;
 }
+
+/**
+ * `FROM …` text that keeps `table`'s rows of one program, ending in the program id
+ * column to compare (`… = ?`): clicks have none of their own, their codes say.
+ */
+export const ofProgramSql = (table: string) =>
+  table === 'clicks' ? 'clicks k join codes kc on kc.id = k.code_id where kc.program_id' : `${table} where program_id`;
