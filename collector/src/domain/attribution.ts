@@ -7,7 +7,7 @@
 import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
 import type { AttributionStatus } from '../../../shared/types.ts';
-import { clicksOf, hasClicked } from './clicks.ts';
+import { clicksOf, hasClicked, programOfClickSql } from './clicks.ts';
 import { codeRefusal, type CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
 import { duplicateIdentity, exceedsVelocity, isDisposableEmail, isSelfReferral } from './fraud.ts';
@@ -265,7 +265,7 @@ export async function attribute(
        insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id, details)
        select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
      ) -- whether this visitor had clicked one of the program's codes: the conversion rate counts only those
-     select r.*, exists (select 1 from clicks k join codes kc on kc.id = k.code_id where kc.program_id = r.program_id and k.vid = r.vid) as clicked
+     select r.*, exists (select 1 from clicks k where k.vid = r.vid and ${programOfClickSql('k')} = r.program_id) as clicked
      from r`,
     [
       program.id,
