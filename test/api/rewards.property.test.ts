@@ -367,6 +367,17 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
           // A signup, then a purchase that makes the referral, then the server confirms the
           // signup: the referral came after the signup, so the signup earns nothing (found by CI).
           [[new Signup('c1', null, true), new Purchase('c1', 0, 1, 'USD', 'alice', false), new Signup('c1', null, false), new Release()]],
+          // A browser purchase's reward paid, then the server names another referrer: the referral
+          // stays with the paid one, unconfirmed (found by CI: it moved, leaving the paid reward orphaned).
+          [
+            [
+              new Purchase('c2', 0, 1, 'USD', 'alice', true),
+              new Transition('approve', 1092190535, undefined),
+              new Transition('pay', 229817235, 'ops check'),
+              new Signup('c2', 'bob', false),
+              new Signup('c1', 'alice', false),
+            ],
+          ],
         ],
       },
     );

@@ -9,7 +9,17 @@ import { describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, newVid, uniq } from '../helpers/factories.ts';
-import { browserEvent, conversion, decisions, expectOk, listAllRewards, participant, referrals, summary } from '../helpers/steps.ts';
+import {
+  browserEvent,
+  conversion,
+  decisions,
+  expectOk,
+  listAllRewards,
+  participant,
+  referrals,
+  summary,
+  transition,
+} from '../helpers/steps.ts';
 import type { RewardResponse } from '../../shared/responses.ts';
 import { checkoutSession, deliverStripe, stripeEvent } from '../helpers/stripe.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -190,6 +200,38 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       expect((await participant(api, p, attacker.externalId)).stats.signups).toBe(0);
       expect((await participant(api, p, friend.externalId)).stats.signups).toBe(1);
       expect(await decisions(api, p, 'reason=server_override')).toHaveLength(1);
+    });
+
+    it('a server signup naming another referrer leaves a referral whose referrer was paid already, for the operator (found by the rewards property)', async () => {
+      const p = await shop();
+      const browserReferrer = await buildParticipant(api, p);
+      const serverReferrer = await buildParticipant(api, p);
+      const customer = uniq('u-');
+      await browserEvent(api, p, { type: 'signup', userId: customer, code: browserReferrer.code });
+      const [welcome] = rewardsOf(await listAllRewards(api, p), browserReferrer.externalId);
+      const approved = await api.post(`/v1/rewards/${welcome?.id}/approve`, { force: true, reason: 'checked by hand' }, { auth: p.secret });
+      expect(approved.status, approved.text).toBe(200);
+      expect((await transition(api, p, welcome?.id as string, 'pay', 'paid by hand')).status).toBe(200);
+
+      const answer = await conversion(api, p, {
+        type: 'signup',
+        eventId: `signup-${customer}`,
+        externalId: customer,
+        referral: { code: serverReferrer.code },
+      });
+      // Money went to the browser's referrer: the referral stays theirs, unconfirmed, and the
+      // server's referrer is on record for whoever settles it.
+      expect(answer.attribution).toMatchObject({
+        status: 'existing',
+        referrer: browserReferrer.externalId,
+        reason: 'unconfirmed_referral',
+      });
+      expect((await participant(api, p, customer)).referredBy).toBe(browserReferrer.externalId);
+      const rewards = await listAllRewards(api, p);
+      expect(rewardsOf(rewards, browserReferrer.externalId).map((reward) => reward.status)).toEqual(['paid']);
+      expect(rewardsOf(rewards, serverReferrer.externalId)).toEqual([]);
+      const [decision] = await decisions(api, p, 'reason=unconfirmed_referral');
+      expect(decision).toMatchObject({ outcome: 'held', details: { serverReferrer: serverReferrer.externalId, paid: true } });
     });
 
     it('a server signup carrying the same code confirms the referral', async () => {

@@ -323,7 +323,9 @@ export async function attribute(
 /**
  * A server report for a customer whose referral only the browser made. The same code
  * or visitor id confirms it; none leaves it unconfirmed (its rewards wait for review);
- * another referrer that passes every check replaces it: the server's report wins.
+ * another referrer that passes every check replaces it: the server's report wins,
+ * unless the browser's referrer was paid for this customer already (then it stays
+ * unconfirmed, and the operator settles it).
  */
 async function settleReferral(
   work: Work,
@@ -353,6 +355,16 @@ async function settleReferral(
     return unconfirmed();
   }
   if (vetted.referrer.id === current.referrer_id) return confirm();
+  // The browser's referrer was paid for this customer already: money moved, so the
+  // referral stays (unconfirmed, for the operator to settle), with the server's referrer on record.
+  if (await trx('rewards').where({ referral_id: current.id, beneficiary_id: current.referrer_id, status: 'paid' }).first('id')) {
+    await decide('held', 'unconfirmed_referral', {
+      referrerId: current.referrer_id,
+      code: null,
+      details: { serverReferrer: vetted.referrer.external_id, paid: true },
+    });
+    return existing(trx, current, { reason: 'unconfirmed_referral' });
+  }
   const referral = await reattribute(work, program, participant, current, {
     referrerId: vetted.referrer.id,
     codeId: vetted.code?.id ?? null,

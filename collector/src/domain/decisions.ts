@@ -43,7 +43,7 @@ export type DecisionReason =
   | 'confirmed'
   /** The server reported a browser event's id for another customer (confirmation.ts `confirmConversion`). */
   | 'mismatch'
-  /** A server report named no referral, or another one that could not be made, for a browser-made referral (confirmation.ts `settleReferral`). */
+  /** A server report named no referral, or another one that could not be made or came after the browser's referrer was paid, for a browser-made referral (attribution.ts `settleReferral`). */
   | 'unconfirmed_referral'
   /** A server report named another referrer than a browser-made referral: the server's wins (confirmation.ts `settleReferral`). */
   | 'server_override'
