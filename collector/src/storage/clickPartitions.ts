@@ -154,7 +154,7 @@ export async function maintainClicks(db: Knex, retentionDays: number | undefined
  * Makes `clicks` anew with `columns` (for migrations that rebuild it): partitioned,
  * with its default partition and the months from `from` (default: this month).
  */
-export async function makeClicks(knex: Knex, columns: string, from: Date | null): Promise<void> {
+async function makeClicks(knex: Knex, columns: string, from: Date | null): Promise<void> {
   await knex.raw(`create table clicks (${columns}) partition by range (created_at)`);
   await knex.raw('alter sequence clicks_id_seq owned by clicks.id');
   await knex.raw('create table clicks_default partition of clicks default');
@@ -162,7 +162,25 @@ export async function makeClicks(knex: Knex, columns: string, from: Date | null)
 }
 
 /** The oldest click in `table` (a copy of the clicks being rebuilt). */
-export async function firstClick(knex: Knex, table: string): Promise<Date | null> {
+async function firstClick(knex: Knex, table: string): Promise<Date | null> {
   const [range] = (await knex(table).min({ first: 'created_at' })) as Array<{ first: Date | null }>;
   return range?.first ?? null;
+}
+
+/**
+ * Rebuilds `clicks` with `columns` (for migrations that change its row): the rows that
+ * `select` reads out of the old table are copied aside, the table made again with its
+ * partitions, the `copy` columns put back in time order, and `indexes` made.
+ */
+export async function rebuildClicks(
+  knex: Knex,
+  change: { columns: string; select: string; copy: string; indexes?: string[] },
+): Promise<void> {
+  await knex.raw('alter sequence clicks_id_seq owned by none');
+  await knex.raw(`create table clicks_rebuilding as ${change.select}`);
+  await knex.raw('drop table clicks cascade');
+  await makeClicks(knex, change.columns, await firstClick(knex, 'clicks_rebuilding'));
+  await knex.raw(`insert into clicks (${change.copy}) select ${change.copy} from clicks_rebuilding order by created_at, id`);
+  await knex.raw('drop table clicks_rebuilding');
+  for (const index of change.indexes ?? [...CLICK_INDEXES, DEFAULT_PARTITION_INDEX]) await knex.raw(index);
 }

@@ -10,10 +10,11 @@
  *   (storage/clickPartitions.ts).
  * Columns are ordered so that fixed-width ones need no padding.
  *
- * The rows are copied out, the table made again with its partitions, and copied back.
+ * The rows are copied out, the table made again with its partitions, and copied back
+ * (`rebuildClicks`).
  */
 import type { Knex } from 'knex';
-import { CLICK_INDEXES, DEFAULT_PARTITION_INDEX, firstClick, ipKeySql, makeClicks } from '../clickPartitions.ts';
+import { ipKeySql, rebuildClicks } from '../clickPartitions.ts';
 
 const COLUMNS = `id bigint not null default nextval('clicks_id_seq'),
   created_at timestamptz not null default now(),
@@ -30,43 +31,30 @@ const COPY = 'id, created_at, program_id, code_id, user_agent_id, ip_hash, vid, 
 export async function up(knex: Knex): Promise<void> {
   await knex.raw('create table user_agents (id serial primary key, user_agent text not null unique)');
   await knex.raw('insert into user_agents (user_agent) select distinct user_agent from clicks where user_agent is not null order by 1');
-  await knex.raw('alter sequence clicks_id_seq owned by none');
-  await knex.raw(
-    `create table clicks_compacting as
-     select k.id, k.created_at, k.program_id, k.code_id, u.id as user_agent_id, ${ipKeySql('k.ip_hash')} as ip_hash, k.vid, k.url, k.referrer
+  await rebuildClicks(knex, {
+    columns: COLUMNS,
+    select: `select k.id, k.created_at, k.program_id, k.code_id, u.id as user_agent_id, ${ipKeySql('k.ip_hash')} as ip_hash, k.vid, k.url, k.referrer
        from clicks k left join user_agents u on u.user_agent = k.user_agent`,
-  );
-  await knex.raw('drop table clicks cascade');
-  await makeClicks(knex, COLUMNS, await firstClick(knex, 'clicks_compacting'));
-  await knex.raw(`insert into clicks (${COPY}) select ${COPY} from clicks_compacting order by created_at, id`);
-  await knex.raw('drop table clicks_compacting');
-  for (const index of [...CLICK_INDEXES, DEFAULT_PARTITION_INDEX]) await knex.raw(index);
+    copy: COPY,
+  });
 }
 
 export async function down(knex: Knex): Promise<void> {
   // The hashes cannot be turned back: down-migrated clicks keep the 16-byte keys as hex.
-  await knex.raw('alter sequence clicks_id_seq owned by none');
-  await knex.raw(
-    `create table clicks_compacting as
-     select k.id, k.program_id, k.code_id, c.participant_id, k.vid, k.url, k.referrer, encode(k.ip_hash, 'hex') as ip_hash,
+  await rebuildClicks(knex, {
+    columns: `id bigint not null default nextval('clicks_id_seq'), program_id uuid not null, code_id uuid not null, participant_id uuid not null,
+     vid text, url text, referrer text, ip_hash text, user_agent text, created_at timestamptz not null default now()`,
+    select: `select k.id, k.program_id, k.code_id, c.participant_id, k.vid, k.url, k.referrer, encode(k.ip_hash, 'hex') as ip_hash,
             u.user_agent, k.created_at
        from clicks k join codes c on c.id = k.code_id left join user_agents u on u.id = k.user_agent_id`,
-  );
-  await knex.raw('drop table clicks cascade');
+    copy: 'id, program_id, code_id, participant_id, vid, url, referrer, ip_hash, user_agent, created_at',
+    // The indexes as the earlier migrations left them (their own downs drop them by these names).
+    indexes: [
+      'create index clicks_visitor_code on clicks (program_id, vid, code_id, created_at)',
+      'create index clicks_code_ip on clicks (program_id, code_id, ip_hash, created_at)',
+      'create index clicks_unclaimed on clicks (program_id, code_id, ip_hash, created_at) where vid is null',
+      'create index clicks_created_brin on clicks using brin (created_at)',
+    ],
+  });
   await knex.raw('drop table user_agents');
-  await makeClicks(
-    knex,
-    `id bigint not null default nextval('clicks_id_seq'), program_id uuid not null, code_id uuid not null, participant_id uuid not null,
-     vid text, url text, referrer text, ip_hash text, user_agent text, created_at timestamptz not null default now()`,
-    await firstClick(knex, 'clicks_compacting'),
-  );
-  await knex.raw(
-    `insert into clicks (id, program_id, code_id, participant_id, vid, url, referrer, ip_hash, user_agent, created_at)
-     select id, program_id, code_id, participant_id, vid, url, referrer, ip_hash, user_agent, created_at from clicks_compacting`,
-  );
-  await knex.raw('drop table clicks_compacting');
-  await knex.raw('create index clicks_visitor_code on clicks (program_id, vid, code_id, created_at)');
-  await knex.raw('create index clicks_code_ip on clicks (program_id, code_id, ip_hash, created_at)');
-  await knex.raw('create index clicks_unclaimed on clicks (program_id, code_id, ip_hash, created_at) where vid is null');
-  await knex.raw('create index clicks_created_brin on clicks using brin (created_at)');
 }

@@ -5,7 +5,7 @@
  * its partitions and indexes, and copied back, as in the compact-clicks migration.
  */
 import type { Knex } from 'knex';
-import { CLICK_INDEXES, DEFAULT_PARTITION_INDEX, firstClick, makeClicks } from '../clickPartitions.ts';
+import { rebuildClicks } from '../clickPartitions.ts';
 
 const COLUMNS = `id bigint not null default nextval('clicks_id_seq'),
   created_at timestamptz not null default now(),
@@ -18,26 +18,15 @@ const COLUMNS = `id bigint not null default nextval('clicks_id_seq'),
 
 const KEPT = 'id, created_at, code_id, user_agent_id, ip_hash, vid, url, referrer';
 
-async function rebuild(knex: Knex, columns: string, select: string, insert: string): Promise<void> {
-  await knex.raw('alter sequence clicks_id_seq owned by none');
-  await knex.raw(`create table clicks_rebuilding as ${select}`);
-  await knex.raw('drop table clicks cascade');
-  await makeClicks(knex, columns, await firstClick(knex, 'clicks_rebuilding'));
-  await knex.raw(`insert into clicks (${insert}) select ${insert} from clicks_rebuilding order by created_at, id`);
-  await knex.raw('drop table clicks_rebuilding');
-  for (const index of [...CLICK_INDEXES, DEFAULT_PARTITION_INDEX]) await knex.raw(index);
-}
-
 export async function up(knex: Knex): Promise<void> {
-  await rebuild(knex, COLUMNS, `select ${KEPT} from clicks`, KEPT);
+  await rebuildClicks(knex, { columns: COLUMNS, select: `select ${KEPT} from clicks`, copy: KEPT });
 }
 
 export async function down(knex: Knex): Promise<void> {
-  await rebuild(
-    knex,
-    COLUMNS.replace('code_id uuid not null,', 'program_id uuid not null,\n  code_id uuid not null,'),
-    `select k.id, k.created_at, c.program_id, k.code_id, k.user_agent_id, k.ip_hash, k.vid, k.url, k.referrer
+  await rebuildClicks(knex, {
+    columns: COLUMNS.replace('code_id uuid not null,', 'program_id uuid not null,\n  code_id uuid not null,'),
+    select: `select k.id, k.created_at, c.program_id, k.code_id, k.user_agent_id, k.ip_hash, k.vid, k.url, k.referrer
        from clicks k join codes c on c.id = k.code_id`,
-    `id, created_at, program_id, code_id, user_agent_id, ip_hash, vid, url, referrer`,
-  );
+    copy: 'id, created_at, program_id, code_id, user_agent_id, ip_hash, vid, url, referrer',
+  });
 }
