@@ -92,6 +92,31 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
     expect(rows.map((row) => row.user_agent)).toEqual([agent, agent]);
   });
 
+  it("finds a visitor's clicks through a hash index on the visitor id alone, in every partition", async () => {
+    // A hash entry is ~20 bytes whatever the id's length (a btree on (vid, code_id, created_at)
+    // took ~80 per click), so more of it stays in memory as the months fill up.
+    const result = await db.raw(
+      `select t.relname as partition, a.amname as method, pg_get_indexdef(i.indexrelid) as definition
+         from pg_inherits h join pg_class t on t.oid = h.inhrelid
+         join pg_index i on i.indrelid = t.oid join pg_class x on x.oid = i.indexrelid join pg_am a on a.oid = x.relam
+        where h.inhparent = 'clicks'::regclass and pg_get_indexdef(i.indexrelid) ~ 'USING \\w+ \\(vid'`,
+    );
+    const rows = result.rows as Array<{ partition: string; method: string; definition: string }>;
+    const partitions = (await db.raw(`select count(*)::int as n from pg_inherits where inhparent = 'clicks'::regclass`)).rows[0].n;
+    expect(rows).toHaveLength(partitions);
+    for (const row of rows) expect([row.method, row.definition.replace(/.*USING /, '')]).toEqual(['hash', 'hash (vid)']);
+
+    // The lookup of a visitor's clicks on a code within the hour reads it.
+    const plan = await db.transaction(async (trx) => {
+      await trx.raw('set local enable_seqscan = off');
+      const explained = await trx.raw(
+        `explain select max(k.created_at) from clicks k where k.vid = 'v-1' and k.code_id = gen_random_uuid()`,
+      );
+      return (explained.rows as Array<Record<string, string>>).map((row) => Object.values(row)[0]).join('\n');
+    });
+    expect(plan).toMatch(/Index Scan (on|using) clicks_m\d{6}_vid_idx/);
+  });
+
   it('keeps the same-IP index on recent months only, and the lookup reads it', async () => {
     const indexes = async () =>
       (
@@ -142,6 +167,7 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
 
   it('carries clicks of the earlier shape over: user agents into the dictionary, IP hashes as keys, owners from codes', async () => {
     const knex = own.db;
+    expect(await migrateDown(knex)).toEqual(['20261206000000_visitor_hash_index']);
     expect(await migrateDown(knex)).toEqual(['20261205000100_clicks_by_code']);
     expect(await migrateDown(knex)).toEqual(['20261205000000_compact_clicks']);
     expect(await knex.schema.hasTable('user_agents')).toBe(false);
@@ -162,7 +188,11 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
       { ...old, vid: 'visitor-3', ip_hash: null, user_agent: null },
     ]);
 
-    expect(await migrateLatest(knex)).toEqual(['20261205000000_compact_clicks', '20261205000100_clicks_by_code']);
+    expect(await migrateLatest(knex)).toEqual([
+      '20261205000000_compact_clicks',
+      '20261205000100_clicks_by_code',
+      '20261206000000_visitor_hash_index',
+    ]);
     expect(await knex.schema.hasColumn('clicks', 'program_id')).toBe(false);
     const rows = await clickDetails(knex).where('c.program_id', program?.id);
     expect(

@@ -178,6 +178,22 @@ function perReferrerCounts(db: Knex, programId: string, range: DayRange, today =
   return rest.length ? first.unionAll(rest, true) : first;
 }
 
+/**
+ * Runs a query that groups a few hundred thousand rollup rows by referrer (50,000
+ * referrers active daily: one row each per period read) with room to hash them in
+ * memory: at the default 4 MB work_mem the hash spilled to disk in five batches, and
+ * the planner, which cannot estimate groups over a UNION ALL (it assumes 200), chose a
+ * parallel plan that sorted the spilled groups again (10M clicks: 275 ms, 155 ms with
+ * neither). SET LOCAL ends with the transaction.
+ */
+async function aggregating<T>(db: Knex, query: (trx: Knex.Transaction) => Knex.QueryBuilder): Promise<T> {
+  return db.transaction(async (trx) => {
+    await trx.raw(`set local work_mem = '32MB'`);
+    await trx.raw('set local max_parallel_workers_per_gather = 0');
+    return (await query(trx)) as T;
+  });
+}
+
 const SORT_SQL: Record<string, string> = {
   clicks: 'clicks',
   visitors: 'visitors',
@@ -202,17 +218,19 @@ export async function referrersReport(
   range: DayRange,
   page: { sort: string; order: 'asc' | 'desc'; limit: number; offset: number },
 ): Promise<ReportReferrersResponse> {
-  const rows = (await db
-    .from(perReferrerCounts(db, programId, range).as('t'))
-    .groupBy('participant_id')
-    .select('participant_id')
-    .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', clicked_signups: 'clicked_signups', purchases: 'purchases' })
-    .select(db.raw(`${RATE_SQL} as conversion_rate`))
-    // A month's total less its days outside the range nets to zero for someone idle in it.
-    .havingRaw('sum(clicks) <> 0 or sum(visitors) <> 0 or sum(signups) <> 0 or sum(clicked_signups) <> 0 or sum(purchases) <> 0')
-    .orderByRaw(`${SORT_SQL[page.sort] ?? 'signups'} ${page.order === 'asc' ? 'asc' : 'desc'}, participant_id`)
-    .limit(page.limit + 1)
-    .offset(page.offset)) as LeaderRow[];
+  const rows = (await aggregating(db, (trx) =>
+    trx
+      .from(perReferrerCounts(trx, programId, range).as('t'))
+      .groupBy('participant_id')
+      .select('participant_id')
+      .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', clicked_signups: 'clicked_signups', purchases: 'purchases' })
+      .select(db.raw(`${RATE_SQL} as conversion_rate`))
+      // A month's total less its days outside the range nets to zero for someone idle in it.
+      .havingRaw('sum(clicks) <> 0 or sum(visitors) <> 0 or sum(signups) <> 0 or sum(clicked_signups) <> 0 or sum(purchases) <> 0')
+      .orderByRaw(`${SORT_SQL[page.sort] ?? 'signups'} ${page.order === 'asc' ? 'asc' : 'desc'}, participant_id`)
+      .limit(page.limit + 1)
+      .offset(page.offset),
+  )) as LeaderRow[];
   const more = rows.length > page.limit;
   const pageRows = rows.slice(0, page.limit);
   const ids = pageRows.map((row) => row.participant_id);

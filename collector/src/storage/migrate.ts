@@ -21,6 +21,7 @@ import * as providers from './migrations/20261204000700_providers.ts';
 import * as clickPartitions from './migrations/20261204000800_click_partitions.ts';
 import * as compactClicks from './migrations/20261205000000_compact_clicks.ts';
 import * as clicksByCode from './migrations/20261205000100_clicks_by_code.ts';
+import * as visitorHashIndex from './migrations/20261206000000_visitor_hash_index.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -43,6 +44,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261204000800_click_partitions': clickPartitions,
   '20261205000000_compact_clicks': compactClicks,
   '20261205000100_clicks_by_code': clicksByCode,
+  '20261206000000_visitor_hash_index': visitorHashIndex,
 };
 
 const source: Knex.MigrationSource<string> = {
