@@ -611,6 +611,93 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
     });
   });
 
+  describe('ranking by signups or purchases (only the rollup rows that move them are read)', () => {
+    // Nine referrers over two months, most with some signups and purchases, some with
+    // none, one whose only signup moved away (a day of -1); ranges that take a month
+    // whole, a month less its edge days, and days alone. Every page is compared with
+    // the ranking worked out from the same rows.
+    let program: ProgramFixture;
+    const people: Array<{ id: string; externalId: string }> = [];
+    const rows: Array<{ who: number; day: string; clicks: number; signups: number; purchases: number }> = [];
+
+    beforeAll(async () => {
+      program = await buildProgram(api);
+      for (let i = 0; i < 9; i++) people.push(await buildParticipant(api, program, { externalId: `rank-${i}-${run}` }));
+      const days = ['2025-05-01', '2025-05-02', '2025-05-15', '2025-05-30', '2025-05-31', '2025-06-01', '2025-06-03', '2025-06-20'];
+      let seed = 7;
+      const next = (n: number) => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return seed % n;
+      };
+      for (let who = 0; who < 9; who++)
+        for (const day of days) {
+          if (next(3) === 0) continue;
+          const quiet = who >= 7; // 7 and 8: clicks only
+          rows.push({ who, day, clicks: 1 + next(9), signups: quiet ? 0 : next(3), purchases: quiet ? 0 : next(2) });
+        }
+      rows.push(
+        { who: 6, day: '2025-05-15', clicks: 0, signups: 1, purchases: 0 },
+        { who: 6, day: '2025-05-16', clicks: 0, signups: -1, purchases: 0 },
+      );
+      await applyStats(
+        t.db,
+        rows.map((row) => ({
+          programId: program.id,
+          participantId: (people[row.who] as { id: string }).id,
+          at: new Date(`${row.day}T12:00:00Z`),
+          clicks: row.clicks,
+          visitors: row.clicks,
+          signups: row.signups,
+          clickedSignups: Math.max(0, row.signups),
+          purchases: row.purchases,
+        })),
+      );
+    });
+
+    const expected = (from: string, to: string, sort: 'signups' | 'purchases') => {
+      const totals = new Map<number, { clicks: number; signups: number; purchases: number }>();
+      for (const row of rows.filter((r) => r.day >= from && r.day <= to)) {
+        const total = totals.get(row.who) ?? { clicks: 0, signups: 0, purchases: 0 };
+        totals.set(row.who, {
+          clicks: total.clicks + row.clicks,
+          signups: total.signups + row.signups,
+          purchases: total.purchases + row.purchases,
+        });
+      }
+      return [...totals.entries()]
+        .filter(([, total]) => total.clicks || total.signups || total.purchases)
+        .map(([who, total]) => ({
+          participant: (people[who] as { externalId: string }).externalId,
+          id: (people[who] as { id: string }).id,
+          ...total,
+        }))
+        .sort((a, b) => b[sort] - a[sort] || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))
+        .map(({ participant, clicks, signups, purchases }) => ({ participant, clicks, signups, purchases }));
+    };
+
+    it.each([
+      ['2025-05-01', '2025-06-30'],
+      ['2025-05-02', '2025-06-19'],
+      ['2025-05-03', '2025-05-31'],
+      ['2025-05-15', '2025-05-16'],
+      ['2025-06-03', '2025-06-03'],
+    ])('from %s to %s, page by page', async (from, to) => {
+      for (const sort of ['signups', 'purchases'] as const) {
+        const want = expected(from, to, sort);
+        for (const limit of [1, 2, 3, 4, 9]) {
+          const got: unknown[] = [];
+          for (let offset = 0; ; offset += limit) {
+            const body = await leaderboard(program, `?from=${from}&to=${to}&sort=${sort}&limit=${limit}&offset=${offset}`);
+            got.push(...body.data.map(({ participant, clicks, signups, purchases }) => ({ participant, clicks, signups, purchases })));
+            if (body.nextOffset === null) break;
+            expect(body.nextOffset).toBe(offset + limit);
+          }
+          expect(got, `${sort}, limit ${limit}`).toEqual(want);
+        }
+      }
+    });
+  });
+
   describe('revenue', () => {
     it('does not take a refund off a referrer for a purchase that was never counted as theirs', async () => {
       // The customer buys first (no referral data), is referred by G on signing up later,

@@ -134,6 +134,15 @@ const daysFrom = (from: string, to: string) =>
   from > to ? 0 : (Date.parse(`${to}T00:00:00Z`) - Date.parse(`${from}T00:00:00Z`)) / DAY_MS + 1;
 
 /**
+ * Which rollup rows to read: those where a count is not zero (see SPARSE_SORTS), or
+ * those of some referrers.
+ */
+interface Only {
+  nonZero?: (typeof SPARSE_SORTS)[number];
+  participants?: string[];
+}
+
+/**
  * Counts per referrer over a range, reading as few rollup rows as it can: each month
  * the range covers whole comes from participant_monthly; a month it covers in part
  * comes from daily_stats for its days in the range, or, when fewer, from the month's
@@ -142,7 +151,7 @@ const daysFrom = (from: string, to: string) =>
  * day, the edges are most of the work (10M clicks, 50,000 referrers: a 90-day
  * leaderboard read a million daily rows).
  */
-function perReferrerCounts(db: Knex, programId: string, range: DayRange, today = new Date().toISOString().slice(0, 10)) {
+function perReferrerCounts(db: Knex, programId: string, range: DayRange, only: Only = {}, today = new Date().toISOString().slice(0, 10)) {
   const columns = ['participant_id', 'clicks', 'visitors', 'signups', 'clicked_signups', 'purchases'];
   const months: string[] = [];
   const plus: Array<[string, string]> = [];
@@ -162,15 +171,24 @@ function perReferrerCounts(db: Knex, programId: string, range: DayRange, today =
       plus.push([from, to]);
     }
   }
+  const narrowed = (query: Knex.QueryBuilder) => {
+    if (only.nonZero) query.whereRaw(`${only.nonZero} <> 0`);
+    if (only.participants) query.whereIn('participant_id', only.participants);
+    return query;
+  };
   const daily = (ranges: Array<[string, string]>, sign: 1 | -1) =>
-    db('daily_stats')
-      .select(sign === 1 ? columns : ['participant_id', ...columns.slice(1).map((column) => db.raw(`-${column} as ${column}`))])
-      .where({ program_id: programId })
-      .where((q) => {
-        for (const [from, to] of ranges) q.orWhereBetween('day', [from, to]);
-      });
+    narrowed(
+      db('daily_stats')
+        .select(sign === 1 ? columns : ['participant_id', ...columns.slice(1).map((column) => db.raw(`-${column} as ${column}`))])
+        .where({ program_id: programId })
+        .where((q) => {
+          for (const [from, to] of ranges) q.orWhereBetween('day', [from, to]);
+        }),
+    );
   const parts = [
-    ...(months.length ? [db('participant_monthly').select(columns).where({ program_id: programId }).whereIn('month', months)] : []),
+    ...(months.length
+      ? [narrowed(db('participant_monthly').select(columns).where({ program_id: programId }).whereIn('month', months))]
+      : []),
     ...(plus.length ? [daily(plus, 1)] : []),
     ...(minus.length ? [daily(minus, -1)] : []),
   ];
@@ -212,25 +230,64 @@ type LeaderRow = {
   conversion_rate: number;
 };
 
-export async function referrersReport(
-  db: Knex,
-  programId: string,
-  range: DayRange,
-  page: { sort: string; order: 'asc' | 'desc'; limit: number; offset: number },
-): Promise<ReportReferrersResponse> {
-  const rows = (await aggregating(db, (trx) =>
-    trx
-      .from(perReferrerCounts(trx, programId, range).as('t'))
-      .groupBy('participant_id')
-      .select('participant_id')
-      .sum({ clicks: 'clicks', visitors: 'visitors', signups: 'signups', clicked_signups: 'clicked_signups', purchases: 'purchases' })
-      .select(db.raw(`${RATE_SQL} as conversion_rate`))
+const SUMS = { clicks: 'clicks', visitors: 'visitors', signups: 'signups', clicked_signups: 'clicked_signups', purchases: 'purchases' };
+
+/** Per-referrer sums of `only`'s rows over the range, as the leaderboard's rows. */
+const grouped = (trx: Knex, programId: string, range: DayRange, only: Only = {}) =>
+  trx
+    .from(perReferrerCounts(trx, programId, range, only).as('t'))
+    .groupBy('participant_id')
+    .select('participant_id')
+    .sum(SUMS)
+    .select(trx.raw(`${RATE_SQL} as conversion_rate`));
+
+/**
+ * Counts that most rollup rows hold at zero (most days of most referrers bring clicks
+ * and nothing else), each with a partial index on its non-zero rows.
+ */
+const SPARSE_SORTS = ['signups', 'purchases'] as const;
+type PageQuery = { sort: string; order: 'asc' | 'desc'; limit: number; offset: number };
+
+/**
+ * The page's rows (one more than the limit when another page follows), ranked by the
+ * sort column, then participant id. Ranked by signups or purchases, highest first, the
+ * referrers whose count in the range is above zero come first, in the same order
+ * whether every row or only the non-zero ones are read: when the page and the row
+ * after it are all such referrers (the usual case), only the non-zero rows are ranked
+ * (10M clicks, 50,000 referrers: a fifth of the rows) and the page's referrers read
+ * whole; otherwise every row.
+ */
+async function leaderRows(db: Knex, programId: string, range: DayRange, page: PageQuery): Promise<LeaderRow[]> {
+  const sparse = SPARSE_SORTS.find((sort) => sort === page.sort && page.order === 'desc');
+  if (sparse) {
+    const ranked = await aggregating<Array<{ participant_id: string }>>(db, (trx) =>
+      trx
+        .from(perReferrerCounts(trx, programId, range, { nonZero: sparse }).as('t'))
+        .groupBy('participant_id')
+        .select('participant_id')
+        .havingRaw(`sum(${sparse}) > 0`)
+        .orderByRaw(`sum(${sparse}) desc, participant_id`)
+        .limit(page.limit + 1)
+        .offset(page.offset),
+    );
+    if (ranked.length > page.limit) {
+      const ids = ranked.map((row) => row.participant_id);
+      const rows = (await grouped(db, programId, range, { participants: ids })) as LeaderRow[];
+      return ids.map((id) => rows.find((row) => row.participant_id === id) as LeaderRow);
+    }
+  }
+  return aggregating<LeaderRow[]>(db, (trx) =>
+    grouped(trx, programId, range)
       // A month's total less its days outside the range nets to zero for someone idle in it.
       .havingRaw('sum(clicks) <> 0 or sum(visitors) <> 0 or sum(signups) <> 0 or sum(clicked_signups) <> 0 or sum(purchases) <> 0')
       .orderByRaw(`${SORT_SQL[page.sort] ?? 'signups'} ${page.order === 'asc' ? 'asc' : 'desc'}, participant_id`)
       .limit(page.limit + 1)
       .offset(page.offset),
-  )) as LeaderRow[];
+  );
+}
+
+export async function referrersReport(db: Knex, programId: string, range: DayRange, page: PageQuery): Promise<ReportReferrersResponse> {
+  const rows = await leaderRows(db, programId, range, page);
   const more = rows.length > page.limit;
   const pageRows = rows.slice(0, page.limit);
   const ids = pageRows.map((row) => row.participant_id);

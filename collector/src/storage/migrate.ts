@@ -22,6 +22,7 @@ import * as clickPartitions from './migrations/20261204000800_click_partitions.t
 import * as compactClicks from './migrations/20261205000000_compact_clicks.ts';
 import * as clicksByCode from './migrations/20261205000100_clicks_by_code.ts';
 import * as visitorHashIndex from './migrations/20261206000000_visitor_hash_index.ts';
+import * as sparseRollupIndexes from './migrations/20261206000100_sparse_rollup_indexes.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -45,6 +46,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261205000000_compact_clicks': compactClicks,
   '20261205000100_clicks_by_code': clicksByCode,
   '20261206000000_visitor_hash_index': visitorHashIndex,
+  '20261206000100_sparse_rollup_indexes': sparseRollupIndexes,
 };
 
 const source: Knex.MigrationSource<string> = {
