@@ -117,6 +117,19 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
     expect(plan).toMatch(/Index Scan (on|using) clicks_m\d{6}_vid_idx/);
   });
 
+  it.runIf(kind === 'postgres')('gives the pooled connection back with its own plan choice after a small batch', async () => {
+    const program = await buildProgram(api);
+    const referrer = await buildParticipant(api, program);
+    const single = testDb.open(1);
+    try {
+      expect(await recordClicks(single, [click(program, referrer.code, { vid: uniq('vid_') })])).toEqual([{ valid: true, stored: true }]);
+      // The same (only) connection: the small batch's generic plan was for its own transaction.
+      expect((await single.raw('show plan_cache_mode')).rows).toEqual([{ plan_cache_mode: 'auto' }]);
+    } finally {
+      await single.destroy();
+    }
+  });
+
   it('keeps the same-IP index on recent months only, and the lookup reads it', async () => {
     const indexes = async () =>
       (

@@ -376,6 +376,9 @@ async function main() {
       summary90d: `/v1/reports/summary?${range90}`,
       referrers: '/v1/reports/referrers',
       referrers90d: `/v1/reports/referrers?${range90}`,
+      // Signups (the default) rank from the rows that have any; clicks read every row.
+      referrersByClicks: '/v1/reports/referrers?sort=clicks',
+      referrersByClicks90d: `/v1/reports/referrers?sort=clicks&${range90}`,
       timeseries: '/v1/reports/timeseries',
       timeseries90d: `/v1/reports/timeseries?${range90}`,
     };
