@@ -17,7 +17,8 @@ async function loadSecret(db: Knex): Promise<string> {
   return row.value;
 }
 
-export type IpHasher = (ip: string) => Promise<string>;
+/** A recent address's hash is answered at once (no promise, no microtask): clicks come in floods. */
+export type IpHasher = (ip: string) => string | Promise<string>;
 
 /** Recent addresses' hashes: an address sends many requests, an HMAC is the costliest step of a click. */
 const HASH_CACHE_SIZE = 10_000;
@@ -25,9 +26,7 @@ const HASH_CACHE_SIZE = 10_000;
 export function createIpHasher(db: Knex, configuredSecret?: string): IpHasher {
   let secret: Promise<string> | undefined = configuredSecret ? Promise.resolve(configuredSecret) : undefined;
   const recent = new Map<string, string>();
-  return async (ip) => {
-    const known = recent.get(ip);
-    if (known) return known;
+  const hashFresh = async (ip: string) => {
     secret ??= loadSecret(db).catch((error) => {
       secret = undefined; // try again on the next request
       throw error;
@@ -41,4 +40,5 @@ export function createIpHasher(db: Knex, configuredSecret?: string): IpHasher {
     recent.set(ip, hash);
     return hash;
   };
+  return (ip) => recent.get(ip) ?? hashFresh(ip);
 }

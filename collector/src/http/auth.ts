@@ -48,13 +48,18 @@ export function requireSecretKey(db: Knex, limits: RateLimits) {
 
 /**
  * Browser endpoints: the publishable key travels in the body (sendBeacon cannot set
- * headers). Lookups are cached for a few seconds: these endpoints take the load.
+ * headers). Lookups are cached for a few seconds: these endpoints take the load, so a
+ * cached program is answered at once, without a promise.
  */
 export function publishableKeys(db: Knex) {
   const cache = new TtlCache<ProgramRow | null>();
-  return async function programForPublishableKey(key: string): Promise<ProgramRow> {
-    const program = await cache.get(key, async () => (await findKeyWithProgram<ProgramRow>(db, key, 'publishable'))?.program ?? null);
+  const live = (program: ProgramRow | null): ProgramRow => {
     if (!program) throw unauthorized('Unknown or revoked publishable key');
     return program;
+  };
+  return function programForPublishableKey(key: string): ProgramRow | Promise<ProgramRow> {
+    const cached = cache.peek(key);
+    if (cached !== undefined) return live(cached);
+    return cache.get(key, async () => (await findKeyWithProgram<ProgramRow>(db, key, 'publishable'))?.program ?? null).then(live);
   };
 }

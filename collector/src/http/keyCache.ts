@@ -12,15 +12,22 @@ export function invalidateKeyCaches(): void {
   generation++;
 }
 
-export class TtlCache<V> {
+/** Values are never `undefined`: `peek` answers `undefined` for a miss. */
+export class TtlCache<V extends NonNullable<unknown> | null> {
   private readonly entries = new Map<string, { value: V; expires: number; generation: number }>();
 
   constructor(private readonly ttlMs = KEY_CACHE_TTL_MS) {}
 
-  async get(key: string, load: () => Promise<V>): Promise<V> {
-    const now = Date.now();
+  /** The fresh value for `key`, or undefined: lets a hot path skip a promise on a hit. */
+  peek(key: string): V | undefined {
     const hit = this.entries.get(key);
-    if (hit && hit.expires > now && hit.generation === generation) return hit.value;
+    return hit && hit.expires > Date.now() && hit.generation === generation ? hit.value : undefined;
+  }
+
+  async get(key: string, load: () => Promise<V>): Promise<V> {
+    const hit = this.peek(key);
+    if (hit !== undefined) return hit;
+    const now = Date.now();
     const value = await load();
     if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
     this.entries.set(key, { value, expires: now + this.ttlMs, generation });

@@ -59,20 +59,42 @@ function toAppError(error: unknown): AppError {
 /** A portal link's token is a credential: `/portal/<token>` is logged as `/portal/[redacted]`. */
 export const loggablePath = (path: string) => path.replace(/^\/portal\/(?!app\.(?:js|css)$)[^/]+/, '/portal/[redacted]');
 
-/** One log line per request; the query string is left out (it may carry codes or keys), and so are portal tokens. */
+/**
+ * One log line per request; the query string is left out (it may carry codes or keys), and so are portal tokens.
+ * Below level info, requests pass straight through: no timer, no async frame.
+ */
 export function logRequests(logger: Logger) {
-  return async function requestLog(ctx: Context, next: Next) {
+  const logged = async (ctx: Context, next: Next) => {
     const started = performance.now();
     try {
       await next();
     } finally {
-      if (logger.isLevelEnabled('info')) {
-        logger.info(
-          { method: ctx.method, path: loggablePath(ctx.path), status: ctx.status, ms: Math.round(performance.now() - started) },
-          'request',
-        );
-      }
+      logger.info(
+        { method: ctx.method, path: loggablePath(ctx.path), status: ctx.status, ms: Math.round(performance.now() - started) },
+        'request',
+      );
     }
+  };
+  return function requestLog(ctx: Context, next: Next) {
+    return logger.isLevelEnabled('info') ? logged(ctx, next) : next();
+  };
+}
+
+type Step = (ctx: Context, next: Next) => Promise<unknown>;
+
+/**
+ * Runs `stack` for requests with exactly this method and path, ahead of the routers;
+ * anything else goes on (another spelling of the path, such as a trailing slash, still
+ * reaches the router, which runs the same stack). For the hottest route: a router walks
+ * its table and builds the route's middleware chain anew for every request.
+ */
+export function exactRoute(method: string, path: string, stack: Step[]) {
+  const run = stack.reduceRight<Step>(
+    (after, step) => (ctx, next) => step(ctx, () => after(ctx, next)),
+    (_ctx, next) => next(),
+  );
+  return function route(ctx: Context, next: Next) {
+    return ctx.method === method && ctx.path === path ? run(ctx, next) : next();
   };
 }
 

@@ -96,11 +96,11 @@ export async function consume(limiter: RateLimiterAbstract | undefined, key: str
   await limiter.consume(key).catch(retryAfter);
 }
 
-/** Middleware: one point per request, keyed by client IP. */
+/** Middleware: one point per request, keyed by client IP (nothing to do when limits are off). */
 export function limitByIp(limiter: RateLimiterAbstract | undefined) {
-  return async function rateLimitByIp(ctx: Context, next: Next) {
-    await consume(limiter, ctx.ip);
-    return next();
+  if (!limiter) return (_ctx: Context, next: Next) => next();
+  return function rateLimitByIp(ctx: Context, next: Next) {
+    return limiter.consume(ctx.ip).then(() => next(), retryAfter);
   };
 }
 
