@@ -10,7 +10,7 @@ import type { AttributionStatus } from '../../../shared/types.ts';
 import { clicksOf, hasClicked, programOfClickSql } from './clicks.ts';
 import { codeRefusal, type CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
-import { duplicateIdentity, exceedsVelocity, isDisposableEmail, isSelfReferral } from './fraud.ts';
+import { isSelfReferral, reviewReason } from './fraud.ts';
 import type { ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
 import { reattribute } from './reattribution.ts';
@@ -182,8 +182,8 @@ type Refused = { reject: DecisionReason; referrerId?: string; code?: string | nu
 /**
  * The checks every new referral passes: a usable code or click (findCandidate), not
  * the customer themselves (isSelfReferral), not up the customer's own chain
- * (wouldCycle); then whether to hold it for review: velocity, duplicate identity,
- * disposable email.
+ * (wouldCycle); then whether to hold it for review (reviewReason: velocity,
+ * duplicate identity, disposable email).
  */
 async function vetReferrer(trx: Knex, program: ProgramRow, participant: ParticipantRow, hint: AttributionHint): Promise<Vetted | Refused> {
   const candidate = await findCandidate(trx, program, hint);
@@ -192,10 +192,7 @@ async function vetReferrer(trx: Knex, program: ProgramRow, participant: Particip
   const refuse = (reason: DecisionReason): Refused => ({ reject: reason, referrerId: referrer.id, code: code?.code ?? null });
   if (await isSelfReferral(trx, referrer, participant, hint.vid)) return refuse('self_referral');
   if (!hint.newParticipant && (await wouldCycle(trx, referrer, participant))) return refuse('referral_cycle');
-  let holdReason: DecisionReason | undefined;
-  if (await exceedsVelocity(trx, program.id, referrer.id, hint.ipHash, program.settings)) holdReason = 'velocity';
-  else if (await duplicateIdentity(trx, program.id, participant, hint.vid)) holdReason = 'duplicate_identity';
-  else if (isDisposableEmail(participant.email, program.settings)) holdReason = 'disposable_email';
+  const holdReason = await reviewReason(trx, program.id, referrer.id, participant, hint, program.settings);
   return { referrer, code, ...(holdReason ? { holdReason } : {}) };
 }
 
@@ -204,6 +201,31 @@ type Decide = (
   reason: DecisionReason,
   extra?: { referrerId?: string | null; code?: string | null; details?: Record<string, unknown> },
 ) => Promise<void>;
+
+/**
+ * The referral, the customer's referredBy and the decision, in one statement; all or
+ * nothing happens when another request attributed this customer first (it wins). The
+ * referral dates from the conversion that carried it: a server report naming the
+ * referral of an event the browser reported earlier makes it as of that event.
+ * `clicked`: whether this visitor had clicked one of the program's codes (the conversion
+ * rate counts only those). Without a visitor id there is no such click, and the
+ * statement leaves the clicks out: each of their partitions would cost it an index
+ * scan to set up, on every signup.
+ */
+const attributeSql = (clicked: string) => `with r as (
+    insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash, created_at)
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, least(now(), (select created_at from conversions where id = ?::uuid)))
+    on conflict (referred_id) do nothing returning *
+  ), p as (
+    update participants set referred_by = ? where id = ? and exists (select 1 from r)
+  ), d as (
+    insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id, details)
+    select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
+  ) select r.*, ${clicked} as clicked from r`;
+const ATTRIBUTE_SQL = attributeSql('false');
+const ATTRIBUTE_VISITOR_SQL = attributeSql(
+  `exists (select 1 from clicks k where k.vid = r.vid and ${programOfClickSql('k')} = r.program_id)`,
+);
 
 /**
  * Attributes `participant` (the customer converting now) to a referrer, at most once.
@@ -248,25 +270,11 @@ export async function attribute(
   }
   const { referrer, code, holdReason } = vetted;
 
-  // The referral, the customer's referredBy and the decision, in one statement; all or
-  // nothing happens when another request attributed this customer first (it wins). The
-  // referral dates from the conversion that carried it: a server report naming the
-  // referral of an event the browser reported earlier makes it as of that event.
+  // All or nothing: another request that attributed this customer first wins (ATTRIBUTE_SQL).
   const inserted = await prepared(
     trx,
-    'attribute',
-    `with r as (
-       insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash, created_at)
-       values (?, ?, ?, ?, ?, ?, ?, ?, ?, least(now(), (select created_at from conversions where id = ?::uuid)))
-       on conflict (referred_id) do nothing returning *
-     ), p as (
-       update participants set referred_by = ? where id = ? and exists (select 1 from r)
-     ), d as (
-       insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id, details)
-       select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
-     ) -- whether this visitor had clicked one of the program's codes: the conversion rate counts only those
-     select r.*, exists (select 1 from clicks k where k.vid = r.vid and ${programOfClickSql('k')} = r.program_id) as clicked
-     from r`,
+    hint.vid === undefined ? 'attribute' : 'attribute_visitor',
+    hint.vid === undefined ? ATTRIBUTE_SQL : ATTRIBUTE_VISITOR_SQL,
     [
       program.id,
       referrer.id,

@@ -3,6 +3,7 @@
  * so every outcome can be explained.
  */
 import type { Knex } from 'knex';
+import { prepared } from '../storage/db.ts';
 import { DECISION_WEIGHTS, type DecisionWeight } from '../../../shared/decisions.ts';
 
 export type DecisionSubject = 'click' | 'attribution' | 'conversion' | 'reward';
@@ -33,11 +34,11 @@ export type DecisionReason =
   | 'referral_cycle'
   /** A second signup event for a customer who already signed up (conversions.ts `convert`). */
   | 'duplicate_event'
-  /** Too many referrals for one referrer from one address (fraud.ts `exceedsVelocity`). */
+  /** Too many referrals for one referrer from one address (fraud.ts `reviewReason`). */
   | 'velocity'
-  /** The customer's email domain is disposable (fraud.ts `isDisposableEmail`). */
+  /** The customer's email domain is disposable (fraud.ts `isDisposableEmail`, through `reviewReason`). */
   | 'disposable_email'
-  /** One normalized email or visitor id behind several new customers (fraud.ts `duplicateIdentity`). */
+  /** One normalized email or visitor id behind several new customers (fraud.ts `reviewReason`). */
   | 'duplicate_identity'
   /** The server reported an event first seen from the browser (confirmation.ts `confirmConversion`). */
   | 'confirmed'
@@ -68,18 +69,20 @@ export interface DecisionInput {
   details?: Record<string, unknown>;
 }
 
-const toRow = (input: DecisionInput) => ({
-  program_id: input.programId,
-  subject: input.subject,
-  outcome: input.outcome,
-  reason: input.reason,
-  participant_id: input.participantId ?? null,
-  referrer_id: input.referrerId ?? null,
-  code: input.code ?? null,
-  conversion_id: input.conversionId ?? null,
-  details: input.details ? JSON.stringify(input.details) : null,
-});
+/** One text for every decision: PostgreSQL parses and plans it once per connection. */
+const INSERT_DECISION_SQL = `insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id, details)
+  values (?, ?, ?, ?, ?, ?, ?, ?, ?::jsonb)`;
 
 export async function recordDecision(trx: Knex, input: DecisionInput): Promise<void> {
-  await trx('decisions').insert(toRow(input));
+  await prepared(trx, 'insert_decision', INSERT_DECISION_SQL, [
+    input.programId,
+    input.subject,
+    input.outcome,
+    input.reason,
+    input.participantId ?? null,
+    input.referrerId ?? null,
+    input.code ?? null,
+    input.conversionId ?? null,
+    input.details ? JSON.stringify(input.details) : null,
+  ]);
 }

@@ -36,23 +36,6 @@ export function isDisposableEmail(email: string | null | undefined, settings: Pr
   return DISPOSABLE_DOMAINS.has(domain) || settings.fraud.disposableDomains.includes(domain);
 }
 
-/** More than `velocityMax` referrals for one referrer from one hashed IP within `velocityMinutes`. */
-export async function exceedsVelocity(
-  trx: Knex,
-  programId: string,
-  referrerId: string,
-  ipHash: string | null | undefined,
-  settings: ProgramSettings,
-): Promise<boolean> {
-  if (!ipHash) return false;
-  const since = new Date(Date.now() - settings.fraud.velocityMinutes * 60_000);
-  const [row] = await trx('referrals')
-    .where({ program_id: programId, referrer_id: referrerId, ip_hash: ipHash })
-    .where('created_at', '>=', since)
-    .count({ n: '*' });
-  return Number(row?.n ?? 0) >= settings.fraud.velocityMax;
-}
-
 /**
  * The referrer is the customer: the same participant, the same normalized email
  * (`email_key`: `+tag`, Gmail dots and googlemail folded), or a visitor id the
@@ -73,21 +56,53 @@ export async function isSelfReferral(trx: Knex, referrer: ParticipantRow, referr
 }
 
 /**
- * Another customer of the program shares this one's normalized email, or another
- * referred customer came from the same visitor id: several "new" customers behind
- * one identity.
+ * Why a referral that passed every check is held for review instead of made outright,
+ * in this order: more than `velocityMax` referrals for one referrer from one hashed IP
+ * within `velocityMinutes` (velocity); another customer of the program shares this
+ * one's normalized email, or another referred customer came from the same visitor id
+ * (duplicate identity: several "new" customers behind one identity); a disposable
+ * email domain. The first two are read in one statement, each only when it can apply.
  */
-export async function duplicateIdentity(trx: Knex, programId: string, referred: ParticipantRow, vid?: string): Promise<boolean> {
-  if (!referred.email_key && !vid) return false;
-  const result = await prepared(
-    trx,
-    'duplicate_identity',
-    `select exists (select 1 from participants where program_id = ?::uuid and email_key = ? and id <> ?::uuid)
-         or exists (select 1 from referrals where program_id = ?::uuid and vid = ? and referred_id <> ?::uuid) as duplicate`,
-    [programId, referred.email_key ?? null, referred.id, programId, vid ?? null, referred.id],
-  );
-  return Boolean((result.rows[0] as { duplicate: boolean }).duplicate);
+export async function reviewReason(
+  trx: Knex,
+  programId: string,
+  referrerId: string,
+  referred: ParticipantRow,
+  hint: { ipHash?: string | null | undefined; vid?: string | undefined },
+  settings: ProgramSettings,
+): Promise<'velocity' | 'duplicate_identity' | 'disposable_email' | undefined> {
+  const velocity = Boolean(hint.ipHash);
+  const identity = Boolean(referred.email_key || hint.vid);
+  if (velocity || identity) {
+    const since = new Date(Date.now() - settings.fraud.velocityMinutes * 60_000);
+    const result = await prepared(trx, 'review_reason', REVIEW_REASON_SQL, [
+      velocity,
+      programId,
+      referrerId,
+      hint.ipHash ?? null,
+      since,
+      settings.fraud.velocityMax,
+      identity,
+      programId,
+      referred.email_key ?? null,
+      referred.id,
+      programId,
+      hint.vid ?? null,
+      referred.id,
+    ]);
+    const row = result.rows[0] as { velocity: boolean; duplicate: boolean };
+    if (row.velocity) return 'velocity';
+    if (row.duplicate) return 'duplicate_identity';
+  }
+  return isDisposableEmail(referred.email, settings) ? 'disposable_email' : undefined;
 }
+
+/** A check that does not apply is not run: `false and (…)` never evaluates its subquery. */
+const REVIEW_REASON_SQL = `select
+    ?::boolean and (select count(*) from referrals
+      where program_id = ?::uuid and referrer_id = ?::uuid and ip_hash = ? and created_at >= ?) >= ?::int as velocity,
+    ?::boolean and (exists (select 1 from participants where program_id = ?::uuid and email_key = ? and id <> ?::uuid)
+      or exists (select 1 from referrals where program_id = ?::uuid and vid = ? and referred_id <> ?::uuid)) as duplicate`;
 
 /**
  * A participant converting with visitor id `vid` shows that the visitor is them: a

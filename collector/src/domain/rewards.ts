@@ -7,6 +7,7 @@ import type { Knex } from 'knex';
 import type { Page, RewardResponse } from '../../../shared/responses.ts';
 import type { RewardQuery, RewardRule } from '../../../shared/schemas.ts';
 import type { RewardStatus } from '../../../shared/types.ts';
+import { prepared } from '../storage/db.ts';
 import { pageQuery, toPage } from '../storage/paging.ts';
 import type { ReferralRow } from './attribution.ts';
 import type { ConversionRow } from './conversions.ts';
@@ -217,7 +218,9 @@ export async function grantRewards(
     for (const beneficiary of beneficiaries) {
       // The grant, its first transition and its row as rewardQuery reads it, in one
       // statement: one round trip per grant.
-      const result = await trx.raw(
+      const result = await prepared(
+        trx,
+        'grant_reward',
         `with granted as (
            insert into rewards (program_id, conversion_id, rule_id, beneficiary_id, referral_id, kind, amount, currency, coupon, percent, status, needs_review, available_at)
            values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning *
