@@ -181,14 +181,17 @@ const clip = (text: string | undefined, length: number) => text?.slice(0, length
 
 /**
  * Below this many clicks a batch runs with PostgreSQL's generic plan for BATCH_SQL.
- * Left to choose, PostgreSQL plans a small batch afresh each time (its estimate for a
- * few rows beats the generic plan's), and planning this statement, with a lookup in
- * every month partition, costs more than running it: PostgreSQL CPU per click, one
- * click a batch, 1.6–2.2 ms planned afresh, 0.5–0.9 ms generic (BEGIN and COMMIT
- * included); from a few dozen clicks a batch it picks the generic plan itself, and the
- * two round trips would be all that changed.
+ * Left to choose, PostgreSQL often plans a batch of a few clicks afresh each time (its
+ * estimate for a few rows beats the generic plan's), and planning this statement, with
+ * a lookup in every month partition, costs more than running it. PostgreSQL CPU per
+ * click, left to choose → generic (BEGIN and COMMIT included), over four runs: one
+ * click a batch 1.0–2.3 ms → 0.5–0.9 ms, two 1.1–1.2 ms → 0.5 ms, four or five
+ * 0.47–0.50 ms → 0.22–0.27 ms; from eight on, the same either way. The transaction
+ * costs the collector about 0.2 ms a batch (three more round trips), which is why
+ * bigger batches (the busy hours: two dozen clicks a batch in `npm run bench`, where
+ * it cost 25 µs a click) are left as they were.
  */
-const GENERIC_PLAN_BELOW = 32;
+const GENERIC_PLAN_BELOW = 5;
 
 /**
  * Records a batch of clicks (see BATCH_SQL for the rules). Batches run one at a time
