@@ -85,6 +85,20 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
     await testDb?.close();
   });
 
+  it.runIf(kind === 'postgres')('never compiles a statement with JIT, on any pooled connection', async () => {
+    // At 10M clicks the click batch's generic plan is estimated above jit_above_cost:
+    // compiling it took 1.8 s, on every execution (the compiled code is not kept).
+    const pool = testDb.open(3);
+    try {
+      const answers = await Promise.all(
+        [1, 2, 3].map(() => pool.transaction(async (trx) => (await trx.raw('show jit')).rows[0] as { jit: string })),
+      );
+      expect(answers).toEqual([{ jit: 'off' }, { jit: 'off' }, { jit: 'off' }]);
+    } finally {
+      await pool.destroy();
+    }
+  });
+
   describe('unique constraints', () => {
     let programA: string;
     let programB: string;
