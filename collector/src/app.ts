@@ -31,9 +31,6 @@ import { portalPageRoutes } from './routes/portalPage.ts';
 import { createPortalTokens } from './domain/portalTokens.ts';
 import { homeRoutes } from './routes/home.ts';
 
-/** Every path the email routes can match (routes match case-insensitively). */
-const EMAIL_PATHS = /^\/v1\/emails(?:\/|$)/i;
-
 export function buildApp(input: AppInput): Koa {
   const deps: Deps = {
     ...input,
@@ -47,18 +44,9 @@ export function buildApp(input: AppInput): Koa {
   app.use(handleErrors(deps.logger));
   app.use(refuseWhileDraining(deps.lifecycle));
   // Unsubscribe links take form posts (RFC 8058 one-click), not JSON: ahead of the body parser.
-  // Only its own paths enter it, so every other request (each click) skips two layers;
-  // their 404 and 405 answers come from the routers below, as before.
   const emails = emailRoutes(deps);
-  const emailRouter = emails.routes();
-  const emailMethods = emails.allowedMethods({ throw: false });
-  const emailsOnly: Koa.Middleware = (ctx, next) => {
-    if (!EMAIL_PATHS.test(ctx.path)) return next();
-    // Each router sets its own fields on the context (params, router, matched).
-    return emailRouter(ctx as Parameters<typeof emailRouter>[0], () => emailMethods(ctx as Parameters<typeof emailMethods>[0], next));
-  };
-  // The routing table stays readable as a router middleware's (`.router`), as for the others.
-  app.use(Object.assign(emailsOnly, { router: emails }));
+  app.use(emails.routes());
+  app.use(emails.allowedMethods({ throw: false }));
   app.use(parseBody);
   const ipHash = createIpHasher(deps.db, deps.config.ipHashSecret);
   const portalTokens = createPortalTokens(deps.db);
