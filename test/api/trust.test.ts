@@ -202,6 +202,35 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       expect(await decisions(api, p, 'reason=server_override')).toHaveLength(1);
     });
 
+    it('a server signup naming another referrer moves a referral a later browser purchase made, but the signup before it earns nothing (found by the rewards property)', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const friend = await buildParticipant(api, p);
+      const customer = uniq('u-');
+      await browserEvent(api, p, { type: 'signup', eventId: `signup-${customer}`, userId: customer });
+      await browserEvent(api, p, {
+        type: 'purchase',
+        userId: customer,
+        code: attacker.code,
+        order: { id: uniq('order-'), amount: 5000, currency: 'USD' },
+      });
+
+      const answer = await conversion(api, p, {
+        type: 'signup',
+        eventId: `signup-${customer}`,
+        externalId: customer,
+        referral: { code: friend.code },
+      });
+      expect(answer.attribution).toMatchObject({ status: 'attributed', referrer: friend.externalId });
+      expect((await participant(api, p, customer)).referredBy).toBe(friend.externalId);
+      // The referral keeps its time, the purchase's: the signup came before it.
+      const rewards = await listAllRewards(api, p);
+      expect(rewardsOf(rewards, attacker.externalId).map((reward) => [reward.rule, reward.status])).toEqual([['share', 'revoked']]);
+      expect(rewardsOf(rewards, friend.externalId)).toEqual([]);
+      expect((await participant(api, p, friend.externalId)).stats).toMatchObject({ signups: 1, purchases: 1 });
+      expect((await participant(api, p, attacker.externalId)).stats).toMatchObject({ signups: 0, purchases: 0 });
+    });
+
     it('a server signup naming another referrer leaves a referral whose referrer was paid already, for the operator (found by the rewards property)', async () => {
       const p = await shop();
       const browserReferrer = await buildParticipant(api, p);

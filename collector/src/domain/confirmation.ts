@@ -8,7 +8,7 @@
  *   carries the same code or visitor id (attribution.ts `settleReferral`).
  */
 import type { Knex } from 'knex';
-import { attribute, participantById, referralOf, type Attribution } from './attribution.ts';
+import { attribute, participantById, type ReferralRow, referralOf, type Attribution } from './attribution.ts';
 import type { ConversionInput, ConversionRow } from './conversions.ts';
 import { recordDecision } from './decisions.ts';
 import type { ProgramRow } from './programs.ts';
@@ -53,9 +53,10 @@ export async function confirmConversion(
       revenue: revenueOf(conversion),
     });
   }
-  // A referral made after this conversion (by a later event) earns nothing for it;
-  // one made by this very report does.
-  if (referral && (counted || attribution.status === 'attributed')) {
+  // A referral made after this conversion (by a later event) earns nothing for it, even
+  // when this report moves it to another referrer (it keeps its time); one made by this
+  // very report dates from the conversion, and does.
+  if (referral && (counted || (attribution.status === 'attributed' && (await datesFrom(trx, referral, conversion))))) {
     await grantRewards(trx, program, conversion, referral, { recompute: true });
   }
   const rewards = await confirmRewards(trx, program, conversion.id);
@@ -68,6 +69,16 @@ export async function confirmConversion(
     conversionId: conversion.id,
   });
   return { conversion, externalId: participant.external_id, attribution, rewards };
+}
+
+/** The referral dates from no later than the conversion (compared in SQL: a JavaScript date drops the microseconds). */
+async function datesFrom(trx: Knex, referral: ReferralRow, conversion: ConversionRow): Promise<boolean> {
+  const row = await trx('referrals as r')
+    .join('conversions as c', 'c.id', trx.raw('?', [conversion.id]))
+    .where('r.id', referral.id)
+    .whereRaw('r.created_at <= c.created_at')
+    .first('r.id');
+  return Boolean(row);
 }
 
 /** This very event made the referral the server now confirms: its answer stays `attributed`. */
