@@ -9,7 +9,7 @@ import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
 import { loadConfig } from '../../collector/src/config.ts';
 import { clicksOf } from '../../collector/src/domain/clicks.ts';
-import { dropExpiredClicks, ensureClickPartitions, longestWindowDays, visitorKeySql } from '../../collector/src/storage/clickPartitions.ts';
+import { dropExpiredClicks, ensureClickPartitions, longestWindowDays } from '../../collector/src/storage/clickPartitions.ts';
 import { ADMIN_TOKEN, type TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, uniq } from '../helpers/factories.ts';
@@ -98,38 +98,6 @@ describe.each(DATABASES)('click partitions and retention (%s)', (kind) => {
     await ensureClickPartitions(db);
     expect((await api.post('/v1/clicks', { key: p.publishable, code: referrer.code, vid: uniq('vid_') })).body).toEqual({ valid: true });
     expect(await rowsIn('clicks')).toBeGreaterThan(0);
-  });
-
-  it('a visitor whose every click retention dropped counts as new again; one who came back since stays known', async () => {
-    const p = await buildProgram(api);
-    const referrer = await buildParticipant(api, p);
-    const another = await buildParticipant(api, p);
-    const click = async (vid: string, code = referrer.code) =>
-      expect((await api.post('/v1/clicks', { key: p.publishable, code, vid })).body).toEqual({ valid: true });
-    const visitors = async () => (await api.get('/v1/reports/summary', { auth: p.secret })).body.visitors;
-    const gone = uniq('vid_');
-    const back = uniq('vid_');
-    await click(gone);
-    await click(back);
-    expect(await visitors()).toBe(2);
-    // Both first came 400 days ago: their clicks and visitor rows as that month would have left them.
-    const old = new Date(Date.now() - 400 * DAY_MS);
-    const oldMonth = `${old.toISOString().slice(0, 7)}-01`;
-    await db('clicks').whereIn('vid', [gone, back]).update({ created_at: old });
-    await ensureClickPartitions(db, { from: old });
-    for (const vid of [gone, back])
-      await db('visitors')
-        .where('key', db.raw(visitorKeySql('?::uuid', '?::text'), [p.id, vid]))
-        .update({ seen: oldMonth });
-    // One of them comes back: a known visitor, whose latest click is now this month's.
-    await click(back);
-    expect(await visitors()).toBe(2);
-
-    expect(await dropExpiredClicks(db, 90)).toContain(monthName(old));
-    // On another code: not the same visitor and code within the hour.
-    await click(back, another.code);
-    await click(gone, another.code);
-    expect(await visitors()).toBe(3);
   });
 
   it('refuses an attribution window longer than the retention, with a message that says why', async () => {

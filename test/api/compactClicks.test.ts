@@ -7,13 +7,8 @@
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type ClickInput, hasClicked, recordClicks } from '../../collector/src/domain/clicks.ts';
-import {
-  dropExpiredClicks,
-  ensureClickPartitions,
-  retireRecentIndexes,
-  visitorKeySql,
-} from '../../collector/src/storage/clickPartitions.ts';
+import { type ClickInput, recordClicks } from '../../collector/src/domain/clicks.ts';
+import { dropExpiredClicks, ensureClickPartitions, retireRecentIndexes } from '../../collector/src/storage/clickPartitions.ts';
 import { migrateDown, migrateLatest } from '../../collector/src/storage/migrate.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
@@ -185,8 +180,6 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
 
   it('carries clicks of the earlier shape over: user agents into the dictionary, IP hashes as keys, owners from codes', async () => {
     const knex = own.db;
-    expect(await migrateDown(knex)).toEqual(['20261206000200_visitors']);
-    expect(await knex.schema.hasTable('visitors')).toBe(false);
     expect(await migrateDown(knex)).toEqual(['20261206000100_sparse_rollup_indexes']);
     expect(await migrateDown(knex)).toEqual(['20261206000000_visitor_hash_index']);
     expect(await migrateDown(knex)).toEqual(['20261205000100_clicks_by_code']);
@@ -214,7 +207,6 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
       '20261205000100_clicks_by_code',
       '20261206000000_visitor_hash_index',
       '20261206000100_sparse_rollup_indexes',
-      '20261206000200_visitors',
     ]);
     expect(await knex.schema.hasColumn('clicks', 'program_id')).toBe(false);
     const rows = await clickDetails(knex).where('c.program_id', program?.id);
@@ -227,13 +219,6 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
       { vid: 'visitor-3', ip_hash: null, user_agent: null, participant_id: person?.id, referrer: null },
     ]);
     expect(rows[0]?.created_at).toEqual(at);
-    // Every visitor the clicks had is known, as of the month of their latest click.
-    for (const vid of ['visitor-1', 'visitor-2', 'visitor-3']) expect(await hasClicked(knex, program?.id as string, vid), vid).toBe(true);
-    expect(await hasClicked(knex, program?.id as string, 'visitor-9')).toBe(false);
-    const seen = await knex('visitors')
-      .where('key', knex.raw(visitorKeySql('?::uuid', '?::text'), [program?.id as string, 'visitor-1']))
-      .first(knex.raw(`to_char(seen, 'YYYY-MM') as month`));
-    expect(seen).toEqual({ month: at.toISOString().slice(0, 7) });
     expect(await knex('user_agents').whereIn('user_agent', ['Agent/1', 'Agent/2']).count({ n: '*' })).toEqual([{ n: 2 }]);
     // New clicks take ids after the carried ones.
     const [next] = (await knex('clicks').insert({ code_id: code?.id, vid: 'visitor-4' }, ['id'])) as Array<{

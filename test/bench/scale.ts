@@ -26,7 +26,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { ensureClickPartitions, ipKeySql, visitorKeySql } from '../../collector/src/storage/clickPartitions.ts';
+import { ensureClickPartitions, ipKeySql } from '../../collector/src/storage/clickPartitions.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
 import {
   ADMIN_TOKEN,
@@ -169,12 +169,6 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
   const indexStarted = performance.now();
   for (const index of indexes) await step(`index ${index.name}`, () => client.query(index.def.replace(/ ON ONLY /i, ' ON ')));
   const clickIndexSeconds = (performance.now() - indexStarted) / 1000;
-  // One row per visitor, as the click batches keep them: the month of their latest click.
-  await step('visitors', () =>
-    q(`insert into visitors (key, seen)
-      select ${visitorKeySql('$1', 'vid')}, max(date_trunc('month', created_at at time zone 'utc'))::date
-        from clicks where vid is not null group by 1`),
-  );
 
   await step(`${REFERRALS.toLocaleString('en')} referrals, signups, purchases, rewards, decisions`, async () => {
     await q(`insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash, created_at)
@@ -321,15 +315,11 @@ async function timeReport(url: string, secret: string): Promise<number> {
   return round1(samples[Math.floor(RUNS / 2)] as number);
 }
 
-/**
- * Bytes of the click table (every partition) and of each of its indexes, the visitors
- * table (counted in the total: it exists for the clicks), and the column widths ANALYZE saw.
- */
+/** Bytes of the click table (every partition) and of each of its indexes, and the column widths ANALYZE saw. */
 async function clickSizes(client: pg.Client) {
-  const visitors = Number((await client.query(`select pg_total_relation_size('visitors') as n`)).rows[0].n);
-  const total =
-    visitors +
-    Number((await client.query(`select coalesce(sum(pg_total_relation_size(relid)), 0) as n from pg_partition_tree('clicks')`)).rows[0].n);
+  const total = Number(
+    (await client.query(`select coalesce(sum(pg_total_relation_size(relid)), 0) as n from pg_partition_tree('clicks')`)).rows[0].n,
+  );
   const table = Number(
     (await client.query(`select coalesce(sum(pg_table_size(relid)), 0) as n from pg_partition_tree('clicks')`)).rows[0].n,
   );
@@ -345,7 +335,7 @@ async function clickSizes(client: pg.Client) {
     await client.query(`select attname, avg_width, null_frac from pg_stats where tablename = 'clicks' and inherited order by attname`)
   ).rows as Array<{ attname: string; avg_width: number; null_frac: number }>;
   const partitions = Number((await client.query(`select count(*) as n from pg_partition_tree('clicks') where isleaf`)).rows[0].n);
-  return { total, table, visitors, indexes, widths, partitions };
+  return { total, table, indexes, widths, partitions };
 }
 
 async function main() {
@@ -429,7 +419,6 @@ async function main() {
       signupCpuUsAt10M: scaled.signupCpuUs,
       reportMs,
       bytesPerClickTable: perClick(sizes.table),
-      bytesPerClickVisitors: perClick(sizes.visitors),
       bytesPerClickIndex: Object.fromEntries(sizes.indexes.map((index) => [index.name, perClick(Number(index.bytes))])),
       clickColumnAvgBytes: Object.fromEntries(sizes.widths.map((w) => [w.attname, w.avg_width])),
       clicks: rows,

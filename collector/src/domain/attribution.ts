@@ -7,8 +7,7 @@
 import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
 import type { AttributionStatus } from '../../../shared/types.ts';
-import { visitorKeySql } from '../storage/clickPartitions.ts';
-import { clicksOf, hasClicked } from './clicks.ts';
+import { clicksOf, hasClicked, programOfClickSql } from './clicks.ts';
 import { codeRefusal, type CodeRow } from './codes.ts';
 import { recordDecision, type DecisionReason } from './decisions.ts';
 import { isSelfReferral, reviewReason } from './fraud.ts';
@@ -224,7 +223,9 @@ const attributeSql = (clicked: string) => `with r as (
     select ?, 'attribution', ?, ?, ?, ?, ?, ?, ?::jsonb where exists (select 1 from r)
   ) select r.*, ${clicked} as clicked from r`;
 const ATTRIBUTE_SQL = attributeSql('false');
-const ATTRIBUTE_VISITOR_SQL = attributeSql(`exists (select 1 from visitors w where w.key = ${visitorKeySql('r.program_id', 'r.vid')})`);
+const ATTRIBUTE_VISITOR_SQL = attributeSql(
+  `exists (select 1 from clicks k where k.vid = r.vid and ${programOfClickSql('k')} = r.program_id)`,
+);
 
 /**
  * Attributes `participant` (the customer converting now) to a referrer, at most once.

@@ -15,13 +15,6 @@ import type { Knex } from 'knex';
 export const ipKeySql = (textHash: string) => `decode(md5(${textHash}), 'hex')`;
 
 /**
- * A program's visitor as the `visitors` table keys it: a 64-bit hash of the program and
- * the visitor id, 8 bytes whatever the id's length. At 7M visitors in one program two
- * would share a key about once in a million; one of them then counts as known.
- */
-export const visitorKeySql = (programId: string, vid: string) => `hashtextextended(${programId}::text || ' ' || ${vid}, 0)`;
-
-/**
  * The indexes every partition has. A code belongs to one program, so indexes that
  * start from a code or a visitor id leave program_id out (16 bytes a row each).
  */
@@ -110,8 +103,8 @@ export async function ensureClickPartitions(db: Knex, options: { from?: Date; no
 
 /**
  * Drops the month partitions wholly older than `retentionDays` (and the default
- * partition's rows that old), then, when a month went, the visitors whose latest click
- * it held and the user agents no click has any more (one pass over each, once a month). Rollups, referrals and reports never read raw clicks, so
+ * partition's rows that old), then, when a month went, the user agents no click has
+ * any more (one pass over the clicks, once a month). Rollups, referrals and reports never read raw clicks, so
  * they stay as they were.
  */
 export async function dropExpiredClicks(db: Knex, retentionDays: number, now = new Date()): Promise<string[]> {
@@ -125,8 +118,6 @@ export async function dropExpiredClicks(db: Knex, retentionDays: number, now = n
     }
   }
   await db.raw('delete from clicks_default where created_at < ?', [cutoff.toISOString()]);
-  // A visitor whose latest click was in a month now gone has no click left: they are new again.
-  if (dropped.length) await db.raw('delete from visitors where seen < ?', [monthStart(cutoff).toISOString().slice(0, 10)]);
   // A click batch reusing an agent that no click had in the whole retention, at this very
   // moment, would keep a dangling id: its click loses the user agent, nothing else.
   if (dropped.length) await db.raw('delete from user_agents u where not exists (select 1 from clicks k where k.user_agent_id = u.id)');
