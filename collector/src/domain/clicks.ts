@@ -180,25 +180,23 @@ export async function hasClicked(db: Knex, programId: string, vid: string): Prom
 const clip = (text: string | undefined, length: number) => text?.slice(0, length) ?? null;
 
 /**
- * Below this many clicks a batch runs with PostgreSQL's generic plan for BATCH_SQL.
- * Left to choose, PostgreSQL often plans a batch of a few clicks afresh each time (its
- * estimate for a few rows beats the generic plan's), and planning this statement, with
- * a lookup in every month partition, costs more than running it. PostgreSQL CPU per
- * click, left to choose → generic (BEGIN and COMMIT included), over four runs: one
- * click a batch 1.0–2.3 ms → 0.5–0.9 ms, two 1.1–1.2 ms → 0.5 ms, four or five
- * 0.47–0.50 ms → 0.22–0.27 ms; from eight on, the same either way. The transaction
- * costs the collector about 0.2 ms a batch (three more round trips), which is why
- * bigger batches (the busy hours: two dozen clicks a batch in `npm run bench`, where
- * it cost 25 µs a click) are left as they were.
- */
-const GENERIC_PLAN_BELOW = 5;
-
-/**
  * Records a batch of clicks (see BATCH_SQL for the rules). Batches run one at a time
  * (ingest.ts), so each sees what the previous one wrote.
+ *
+ * Every batch runs with PostgreSQL's generic plan for BATCH_SQL (SET LOCAL, in the
+ * batch's own transaction). Left to choose, PostgreSQL plans batches afresh (its
+ * estimate for a few rows beats the generic plan's), and planning this statement, with
+ * a lookup in every month partition, costs more than running it, the more so as the
+ * tables grow. PostgreSQL CPU per click on small tables, left to choose → generic
+ * (BEGIN and COMMIT included): one click a batch 1.0–2.3 ms → 0.5–0.9 ms, four or five
+ * 0.47–0.50 → 0.22–0.27 ms, from eight on the same. In bench:scale on the same hour
+ * (10M clicks), collector + PostgreSQL CPU per click went 216 → 287 µs from the empty
+ * tables when only batches under five took the generic plan, 219 → 250 µs with every
+ * batch on it (clickRatioAt10M 0.758 → 0.887). The transaction costs the collector
+ * three round trips a batch.
  */
 export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<ClickResult[]> {
-  if (inputs.length < GENERIC_PLAN_BELOW && !db.isTransaction && !isEmbedded(db))
+  if (!db.isTransaction && !isEmbedded(db))
     return db.transaction(async (trx) => {
       // LOCAL: the connection goes back to the pool as it was.
       await trx.raw('set local plan_cache_mode = force_generic_plan');
