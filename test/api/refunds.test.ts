@@ -9,13 +9,14 @@ import { releaseDueRewards } from '../../collector/src/domain/rewards.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { useTestApp } from '../helpers/suite.ts';
-import { buildParticipant, buildProgram, vidFor } from '../helpers/factories.ts';
+import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../helpers/factories.ts';
 import {
   balancesOf,
   browserEvent,
   expectError,
   expectOk,
   listAllRewards,
+  participant,
   refund,
   sendRefund,
   serverPurchase,
@@ -322,17 +323,60 @@ describe.each(DATABASES)('refunds (%s)', (kind) => {
     expect(answer).toMatchObject({ refund: { amount: 500, currency: 'EUR', refundedTotal: 500 }, rewards: [] });
   });
 
-  it('a partial refund of an unconfirmed browser purchase follows its grant when the server confirms', async () => {
-    const p = await buildProgram(api, { settings: { rewardRules: RULES } });
-    const alice = await buildParticipant(api, p, { externalId: 'alice' });
-    await serverSignup(api, p, 'bob', alice.code);
-    await browserEvent(api, p, {
+  /** bob buys order-7 (100.01 USD) in the browser, with no code. */
+  const browserOrder7 = (p: ProgramFixture) =>
+    browserEvent(api, p, {
       type: 'purchase',
       eventId: 'evt-1',
       userId: 'bob',
       vid: vidFor('bob'),
       order: { id: 'order-7', amount: 10_001, currency: 'USD' },
     });
+
+  /** bob buys order-7 in the browser with no code, and the secret key refunds `refunded` of it. */
+  async function refundedBrowserPurchase(refunded: number) {
+    const p = await buildProgram(api, { settings: { rewardRules: RULES } });
+    const alice = await buildParticipant(api, p, { externalId: 'alice' });
+    await browserOrder7(p);
+    const answer = await refund(api, p, { eventId: 'refund-1', purchaseEventId: 'order-7', amount: refunded });
+    expect(answer.rewards).toEqual([]);
+    return { p, alice };
+  }
+
+  it('a purchase refunded in full, then confirmed by the server with a code: the referral is made, the purchase earns nothing (found by the rewards property)', async () => {
+    const { p, alice } = await refundedBrowserPurchase(10_001);
+    const confirmed = await serverPurchase(api, p, 'bob', 'order-7', 10_001, 'USD', alice.code);
+    expect(confirmed.attribution).toMatchObject({ status: 'attributed', referrer: 'alice' });
+    expect(await listAllRewards(api, p)).toEqual([]);
+    expect((await participant(api, p, 'alice')).stats).toMatchObject({ purchases: 1, revenue: {} });
+    // Nothing is left to refund, and nothing was owed.
+    expectError(await sendRefund(api, p, { eventId: 'refund-2', purchaseEventId: 'order-7' }), 422, 'refund_exceeds_purchase');
+    expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: {}, paid: {} });
+  });
+
+  it('a purchase refunded in part, then confirmed by the server with a code: it earns on what was kept, and refunding the rest nets it to zero', async () => {
+    const { p, alice } = await refundedBrowserPurchase(3333);
+    await serverPurchase(api, p, 'bob', 'order-7', 10_001, 'USD', alice.code);
+    const ledger = await listAllRewards(api, p, { participant: 'alice' });
+    const grant = ledger.find((r) => r.rule === 'pct' && !r.reverses)!;
+    expect(grant).toMatchObject({ amount: 2000, status: 'approved' });
+    expect(ledger.filter((r) => r.reverses === grant.id).map((r) => [r.amount, r.status])).toEqual([[-666, 'approved']]);
+    // As if the refund had come after: 2000 - 666 approved, 500 - floor(500 × 3333 / 10001) = 334 held.
+    expect(await balancesOf(api, p, 'alice')).toEqual({ pending: { USD: 334 }, approved: { USD: 1334 }, paid: {} });
+    expect((await participant(api, p, 'alice')).stats).toMatchObject({ purchases: 1, revenue: { USD: 6668 } });
+
+    expectOk(await sendRefund(api, p, { eventId: 'refund-2', purchaseEventId: 'order-7' }));
+    const after = await listAllRewards(api, p);
+    for (const entry of after.filter((r) => !r.reverses && r.rule !== 'signup')) expect(net(after, entry.id), entry.rule).toBe(0);
+    expect(await balancesOf(api, p, 'alice')).toEqual({ pending: {}, approved: {}, paid: {} });
+    expect((await participant(api, p, 'alice')).stats).toMatchObject({ purchases: 1, revenue: {} });
+  });
+
+  it('a partial refund of an unconfirmed browser purchase follows its grant when the server confirms', async () => {
+    const p = await buildProgram(api, { settings: { rewardRules: RULES } });
+    const alice = await buildParticipant(api, p, { externalId: 'alice' });
+    await serverSignup(api, p, 'bob', alice.code);
+    await browserOrder7(p);
     const grant = (await listAllRewards(api, p, { participant: 'alice' })).find((r) => r.rule === 'pct')!;
     expect(grant).toMatchObject({ status: 'pending', needsReview: true, amount: 2000 });
 

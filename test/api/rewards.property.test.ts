@@ -380,6 +380,10 @@ describe.each(DATABASES)('rewards ledger properties (%s)', (kind) => {
           ],
           // A browser signup with no referrer, a browser purchase that makes the referral, then the
           // server names another referrer for the signup (found by CI).
+          // A browser purchase refunded in full, then confirmed by the server with a code: the
+          // referral is made, the purchase earns nothing (found by CI, seed 21969099).
+          [[new Purchase('c0', 1, 7, 'USD', null, true), new Refund(0, null), new Purchase('c0', 1, 1, 'USD', 'alice', false)]],
+          [[new Purchase('c1', 0, 10_001, 'USD', null, true), new Refund(0, 0.33), new Purchase('c1', 0, 1, 'USD', 'bob', false)]],
           [[new Signup('c0', null, true), new Signup('c0', 'bob', false)]],
           [[new Signup('c0', null, true), new Purchase('c0', 0, 1, 'USD', 'alice', true), new Signup('c0', 'bob', false)]],
         ],

@@ -32,6 +32,7 @@ import {
   discountObject,
   invoice,
   promotionCodeId,
+  refundEvent,
   sessionDiscount,
   sid,
   startPromotionCodeStandIn,
@@ -45,6 +46,16 @@ import { type Suite, useTestApp } from '../helpers/suite.ts';
 /** 20% of every purchase to the referrer. */
 const SHARE = { id: 'share', on: 'purchase', to: 'referrer', reward: { kind: 'cash', percent: 20 } };
 const COUPON = 'SAVE10';
+
+/** A subscription Checkout of 29.00 with the promotion code applied. */
+const subscriptionCheckout = (customer: string, subscription: string, promo: PromoCodeResponse) =>
+  checkoutSession({
+    mode: 'subscription',
+    customer,
+    subscription,
+    amount: 2900,
+    extra: { discounts: [sessionDiscount(promo.discountId, COUPON)] },
+  });
 
 type Participant = Awaited<ReturnType<typeof buildParticipant>>;
 interface Shop extends ProgramFixture {
@@ -218,13 +229,7 @@ describe.each(DATABASES)('Stripe promo codes (%s)', (kind) => {
       const promo = await mapPromoCode(program, program.owner.externalId);
       const customer = sid('cus_');
       const subscription = sid('sub_1Q');
-      const session = checkoutSession({
-        mode: 'subscription',
-        customer,
-        subscription,
-        amount: 2900,
-        extra: { discounts: [sessionDiscount(promo.discountId, COUPON)] },
-      });
+      const session = subscriptionCheckout(customer, subscription, promo);
       const linked = await accepted(program, stripeEvent('checkout.session.completed', session));
       expect(linked.handled).toBe('customer_linked');
       expect((await referrals(api, program)).data).toEqual([
@@ -254,13 +259,7 @@ describe.each(DATABASES)('Stripe promo codes (%s)', (kind) => {
       const subscription = sid('sub_1Q');
       const discountIds = { discounts: [sid('di_1Q')] };
       await accepted(program, stripeEvent('invoice.paid', { ...invoice({ customer, subscription, amount: 2900 }), ...discountIds }));
-      const session = checkoutSession({
-        mode: 'subscription',
-        customer,
-        subscription,
-        amount: 2900,
-        extra: { discounts: [sessionDiscount(promo.discountId, COUPON)] },
-      });
+      const session = subscriptionCheckout(customer, subscription, promo);
       expect((await accepted(program, stripeEvent('checkout.session.completed', session))).handled).toBe('customer_linked');
       // The first invoice, paid before the session arrived, counts and earns as it would have.
       const earned = expectOk(
@@ -273,6 +272,33 @@ describe.each(DATABASES)('Stripe promo codes (%s)', (kind) => {
       expect((await referrals(api, program)).data).toEqual([
         expect.objectContaining({ referrer: program.owner.externalId, referred: customer }),
       ]);
+    });
+
+    it('an invoice refunded before the Checkout that carries the promotion code arrives: it earns on what was kept, or nothing when refunded in full', async () => {
+      const program = await shop();
+      const promo = await mapPromoCode(program, program.owner.externalId);
+      const customer = sid('cus_');
+      const subscription = sid('sub_1Q');
+      const discountIds = { discounts: [sid('di_1Q')] };
+      const [kept, gone] = [sid('pi_3Q'), sid('pi_3Q')];
+      for (const paymentIntent of [kept, gone]) {
+        await accepted(
+          program,
+          stripeEvent('invoice.paid', {
+            ...invoice({ customer, subscription, amount: 2900, paymentIntent, withPayments: true }),
+            ...discountIds,
+          }),
+        );
+      }
+      await accepted(program, refundEvent({ paymentIntent: kept, customer, amount: 2900, amountRefunded: 900 }));
+      await accepted(program, refundEvent({ paymentIntent: gone, customer, amount: 2900, amountRefunded: 2900 }));
+      const session = subscriptionCheckout(customer, subscription, promo);
+      expect((await accepted(program, stripeEvent('checkout.session.completed', session))).handled).toBe('customer_linked');
+      // As if the refunds had come after: 580 granted and 180 (580 × 900 / 2900) taken back; nothing on the other.
+      const earned = await listAllRewards(api, program, { participant: program.owner.externalId });
+      expect(earned.map((r) => r.amount).sort((a, b) => a - b)).toEqual([-180, 580]);
+      const owner = expectOk(await api.get(`/v1/participants/${encodeURIComponent(program.owner.externalId)}`, { auth: program.secret }));
+      expect(owner.stats).toMatchObject({ purchases: 2, revenue: { USD: 2000 } });
     });
 
     it('invoice discounts expanded as the API returns them (expand[]=discounts) are read too', async () => {

@@ -11,6 +11,7 @@ import type { Knex } from 'knex';
 import { attribute, participantById, type ReferralRow, referralOf, type Attribution } from './attribution.ts';
 import type { ConversionInput, ConversionRow } from './conversions.ts';
 import { recordDecision } from './decisions.ts';
+import { applyRefundsSoFar, refundedSoFar } from './ledger.ts';
 import type { ProgramRow } from './programs.ts';
 import { confirmRewards, grantRewards, type RewardRow } from './rewards.ts';
 import type { Work } from './work.ts';
@@ -43,21 +44,27 @@ export async function confirmConversion(
     stored.id,
   );
   const attribution = sameEventMadeIt(work, stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;
+  // Refunds recorded before this report made the referral (none count for a referrer yet).
+  const refunded = !counted && conversion.type === 'purchase' ? await refundedSoFar(trx, conversion.id) : 0;
   if (referral && !counted && attribution.status === 'attributed' && conversion.type === 'purchase') {
-    // Newly referred by this report: the purchase counts for the referrer now.
+    // Newly referred by this report: the purchase counts for the referrer now, net of those refunds.
+    const revenue = revenueOf(conversion);
     work.count({
       programId: program.id,
       participantId: referral.referrer_id,
       at: conversion.created_at,
       purchases: 1,
-      revenue: revenueOf(conversion),
+      ...(revenue.amount > refunded ? { revenue: { ...revenue, amount: revenue.amount - refunded } } : {}),
     });
   }
   // A referral made after this conversion (by a later event) earns nothing for it, even
   // when this report moves it to another referrer (it keeps its time); one made by this
-  // very report dates from the conversion, and does.
-  if (referral && (counted || (attribution.status === 'attributed' && (await datesFrom(trx, referral, conversion))))) {
+  // very report dates from the conversion, and does, as if its refunds came after: a
+  // purchase refunded in full earns nothing, one refunded in part earns on what was kept.
+  const earns = counted || (attribution.status === 'attributed' && (!refunded || refunded < (conversion.amount ?? 0)));
+  if (referral && earns && (counted || (await datesFrom(trx, referral, conversion)))) {
     await grantRewards(trx, program, conversion, referral, { recompute: true });
+    if (refunded) await applyRefundsSoFar(trx, program, conversion);
   }
   const rewards = await confirmRewards(trx, program, conversion.id);
   await recordDecision(trx, {

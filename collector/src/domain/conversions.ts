@@ -17,6 +17,7 @@ import { inWork, type Work } from './work.ts';
 import { confirmConversion } from './confirmation.ts';
 import { revealSelfReferrals } from './fraud.ts';
 import { grantRewards, presentReward, type RewardView } from './rewards.ts';
+import { applyRefundsSoFar, refundedSoFar } from './ledger.ts';
 import type { PromoCodeMatch } from './promoCodes.ts';
 
 export interface ConversionRow {
@@ -132,9 +133,9 @@ async function insertConversion(trx: Knex, programId: string, participant: Parti
  * A payment provider's later event names the referral of a customer it already signed
  * up unreferred: providers promise no order (Stripe's `invoice.paid` may arrive before
  * the checkout session that carried the code). The customer is attributed as of their
- * signup, so their purchases so far count and earn as they would have; a purchase
- * already refunded earns nothing. A customer with a referral keeps it. Returns whether
- * this made the referral.
+ * signup, so their purchases so far count and earn as they would have, their refunds
+ * taken as if they came after (one refunded in full earns nothing; in part, on what was
+ * kept). A customer with a referral keeps it. Returns whether this made the referral.
  */
 export async function attributeLater(
   db: Knex,
@@ -155,23 +156,27 @@ export async function attributeLater(
     const conversions = (await trx('conversions')
       .where({ participant_id: participant.id })
       .whereIn('type', ['signup', 'purchase'])
-      .whereNotExists(trx('conversions as r').where('r.type', 'refund').whereRaw('r.refund_of = conversions.id'))
       .orderBy('created_at')) as ConversionRow[];
     const signup = conversions.find((conversion) => conversion.type === 'signup');
     if (!signup) return false;
     const { referral } = await attribute(work, program, participant, { ...hint, verified: true }, signup.id);
     if (!referral) return false;
     for (const conversion of conversions) {
-      if (conversion.type === 'purchase') {
-        work.count({
-          programId: program.id,
-          participantId: referral.referrer_id,
-          at: conversion.created_at,
-          purchases: 1,
-          revenue: { currency: conversion.currency ?? 'XXX', amount: conversion.amount ?? 0 },
-        });
+      if (conversion.type !== 'purchase') {
+        await grantRewards(trx, program, conversion, referral);
+        continue;
       }
+      const kept = (conversion.amount ?? 0) - (await refundedSoFar(trx, conversion.id));
+      work.count({
+        programId: program.id,
+        participantId: referral.referrer_id,
+        at: conversion.created_at,
+        purchases: 1,
+        ...(kept > 0 ? { revenue: { currency: conversion.currency ?? 'XXX', amount: kept } } : {}),
+      });
+      if (kept <= 0) continue;
       await grantRewards(trx, program, conversion, referral);
+      await applyRefundsSoFar(trx, program, conversion);
     }
     return true;
   });

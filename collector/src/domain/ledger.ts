@@ -103,6 +103,90 @@ async function reversedSoFar(trx: Knex, rewardId: string): Promise<number> {
   return -Number(row?.total ?? 0);
 }
 
+/**
+ * Brings the purchase's grants to `after` refunded: unpaid grants are revoked once it is
+ * refunded in full; otherwise percentage grants take negative entries for the share
+ * refunded so far (fixed ones wait for the full refund), each naming the refund.
+ */
+async function reverseGrants(
+  trx: Knex,
+  program: ProgramRow,
+  purchase: ConversionRow,
+  refund: ConversionRow,
+  after: number,
+): Promise<RewardRow[]> {
+  const total = purchase.amount ?? 0;
+  const grants = (await rewardQuery(trx)
+    .where('w.conversion_id', purchase.id)
+    .whereNull('w.reverses')
+    .orderBy('w.created_at')) as RewardRow[];
+  const affected: RewardRow[] = [];
+  for (const grant of grants) {
+    if (grant.status === 'revoked') continue;
+    const full = after >= total;
+    if (grant.status !== 'paid' && full) {
+      affected.push(await moveReward(trx, program, grant, 'revoked', 'refund', `refund ${refund.event_id}`, 'reward.revoked'));
+      continue;
+    }
+    const target = full ? grant.amount : grant.percent !== null ? Math.floor((grant.amount * after) / total) : 0;
+    const delta = target - (await reversedSoFar(trx, grant.id));
+    if (delta <= 0) continue;
+    const [row] = await trx('rewards')
+      .insert({
+        program_id: program.id,
+        conversion_id: refund.id,
+        rule_id: grant.rule_id,
+        beneficiary_id: grant.beneficiary_id,
+        referral_id: grant.referral_id,
+        kind: grant.kind,
+        amount: -delta,
+        currency: grant.currency,
+        percent: grant.percent,
+        // Unpaid: the adjustment follows its grant; paid: a clawback to settle on the next payout.
+        status: grant.status === 'paid' ? 'approved' : grant.status,
+        needs_review: grant.status === 'paid' ? false : grant.needs_review,
+        available_at: grant.status === 'paid' ? new Date() : grant.available_at,
+        reverses: grant.id,
+      })
+      .returning(['id', 'status']);
+    const created = row as { id: string; status: RewardStatus };
+    await trx('reward_transitions').insert({
+      program_id: program.id,
+      reward_id: created.id,
+      from_status: null,
+      to_status: created.status,
+      actor: 'refund',
+      reason: `refund ${refund.event_id}`,
+    });
+    const entry = await loadReward(trx, created.id);
+    await enqueueWebhook(trx, program, 'reward.created', { reward: presentReward(entry) });
+    affected.push(entry);
+  }
+  return affected;
+}
+
+/** What has been refunded of a purchase so far. */
+export async function refundedSoFar(trx: Knex, purchaseId: string): Promise<number> {
+  const [sum] = await trx('conversions').where({ refund_of: purchaseId, type: 'refund' }).sum({ total: 'amount' });
+  return Number(sum?.total ?? 0);
+}
+
+/**
+ * A purchase attributed after refunds of it were recorded: its grants take those refunds
+ * as if they had come after (the latest refund names the entries).
+ */
+export async function applyRefundsSoFar(trx: Knex, program: ProgramRow, purchase: ConversionRow): Promise<void> {
+  const refunds = (await trx('conversions')
+    .where({ refund_of: purchase.id, type: 'refund' })
+    .orderBy([
+      { column: 'created_at', order: 'desc' },
+      { column: 'id', order: 'desc' },
+    ])) as ConversionRow[];
+  if (!refunds.length) return;
+  const after = refunds.reduce((sum, refund) => sum + Number(refund.amount ?? 0), 0);
+  await reverseGrants(trx, program, purchase, refunds[0]!, after);
+}
+
 /** What POST /v1/refunds answers (also kept as the refund's stored reply). */
 export type RefundResult = RefundResponse;
 
@@ -142,8 +226,7 @@ export async function recordRefund(
     const again = await find('refund', input.eventId);
     if (again) return again.response as unknown as RefundResult;
     const total = purchase.amount ?? 0;
-    const [sum] = await trx('conversions').where({ refund_of: purchase.id, type: 'refund' }).sum({ total: 'amount' });
-    const before = Number(sum?.total ?? 0);
+    const before = await refundedSoFar(trx, purchase.id);
     if (refundedTotal !== undefined && Math.min(refundedTotal, total) <= before) return null;
     const amount = refundedTotal !== undefined ? Math.min(refundedTotal, total) - before : (input.amount ?? total - before);
     if (amount <= 0 || before + amount > total) {
@@ -179,52 +262,7 @@ export async function recordRefund(
       ]);
     }
     const after = before + amount;
-    const grants = (await rewardQuery(trx)
-      .where('w.conversion_id', purchase.id)
-      .whereNull('w.reverses')
-      .orderBy('w.created_at')) as RewardRow[];
-    const affected: RewardRow[] = [];
-    for (const grant of grants) {
-      if (grant.status === 'revoked') continue;
-      const full = after >= total;
-      if (grant.status !== 'paid' && full) {
-        affected.push(await moveReward(trx, program, grant, 'revoked', 'refund', `refund ${input.eventId}`, 'reward.revoked'));
-        continue;
-      }
-      const target = full ? grant.amount : grant.percent !== null ? Math.floor((grant.amount * after) / total) : 0;
-      const delta = target - (await reversedSoFar(trx, grant.id));
-      if (delta <= 0) continue;
-      const [row] = await trx('rewards')
-        .insert({
-          program_id: program.id,
-          conversion_id: refund.id,
-          rule_id: grant.rule_id,
-          beneficiary_id: grant.beneficiary_id,
-          referral_id: grant.referral_id,
-          kind: grant.kind,
-          amount: -delta,
-          currency: grant.currency,
-          percent: grant.percent,
-          // Unpaid: the adjustment follows its grant; paid: a clawback to settle on the next payout.
-          status: grant.status === 'paid' ? 'approved' : grant.status,
-          needs_review: grant.status === 'paid' ? false : grant.needs_review,
-          available_at: grant.status === 'paid' ? new Date() : grant.available_at,
-          reverses: grant.id,
-        })
-        .returning(['id', 'status']);
-      const created = row as { id: string; status: RewardStatus };
-      await trx('reward_transitions').insert({
-        program_id: program.id,
-        reward_id: created.id,
-        from_status: null,
-        to_status: created.status,
-        actor: 'refund',
-        reason: `refund ${input.eventId}`,
-      });
-      const entry = await loadReward(trx, created.id);
-      await enqueueWebhook(trx, program, 'reward.created', { reward: presentReward(entry) });
-      affected.push(entry);
-    }
+    const affected = await reverseGrants(trx, program, purchase, refund, after);
     const result: RefundResult = {
       refund: {
         id: refund.id,
