@@ -7,7 +7,7 @@ import type { Knex } from 'knex';
 import type { Logger } from './logger.ts';
 import { recordClicks, type ClickInput, type ClickResult } from './domain/clicks.ts';
 import { recordConversionBatch, type BatchOutcome, type BatchedConversion, type ConversionResult } from './domain/conversions.ts';
-import { isEmbedded } from './storage/db.ts';
+import { isEmbedded, openGenericPlanDb } from './storage/db.ts';
 import { GroupCommitter } from './storage/groupCommit.ts';
 
 export interface Ingest {
@@ -15,12 +15,19 @@ export interface Ingest {
   events: GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>;
   conversions: GroupCommitter<BatchedConversion, BatchOutcome<ConversionResult>>;
   drain: () => Promise<void>;
+  /** Drains, then closes the click batches' own connection (when it has one). */
+  close: () => Promise<void>;
 }
 
-export function createIngest(db: Knex, logger: Logger): Ingest {
+/**
+ * `clickConnection`: click batches run on a PostgreSQL connection of their own whose
+ * session uses generic plans (storage/db.ts openGenericPlanDb; the server's choice).
+ */
+export function createIngest(db: Knex, logger: Logger, { clickConnection = false }: { clickConnection?: boolean } = {}): Ingest {
+  const clickDb = (clickConnection && openGenericPlanDb(db)) || db;
   const onBatchError = (kind: string) => (error: unknown, size: number) => logger.error({ err: error, size }, `${kind} batch failed`);
   const clicks = new GroupCommitter<ClickInput, ClickResult>({
-    commit: (items) => recordClicks(db, items),
+    commit: (items) => recordClicks(clickDb, items),
     maxBatch: 500,
     // One batch at a time: each batch dedupes against what the previous ones committed.
     concurrency: 1,
@@ -44,12 +51,17 @@ export function createIngest(db: Knex, logger: Logger): Ingest {
   // connection). A customer's conversions in two batches at once wait on each other
   // through the unique constraints, which still decide.
   const conversions = conversionBatches('conversion', 50, isEmbedded(db) ? 1 : 4);
+  const drain = async () => {
+    await Promise.all([clicks.drain(), events.drain(), conversions.drain()]);
+  };
   return {
     clicks,
     events,
     conversions,
-    drain: async () => {
-      await Promise.all([clicks.drain(), events.drain(), conversions.drain()]);
+    drain,
+    close: async () => {
+      await drain();
+      if (clickDb !== db) await clickDb.destroy();
     },
   };
 }

@@ -48,7 +48,7 @@ export async function start(config: Config) {
     lock?.release();
     throw error;
   }
-  const ingest = createIngest(db, logger);
+  const ingest = createIngest(db, logger, { clickConnection: true });
   const lifecycle = new Lifecycle();
   const limits = createRateLimits(config, logger);
   const app = buildApp({ db, config, logger, ingest, limits, lifecycle });
@@ -57,6 +57,7 @@ export async function start(config: Config) {
     await listen(server, config);
   } catch (error) {
     await limits.close();
+    await ingest.close();
     await db.destroy();
     lock?.release();
     throw error;
@@ -84,7 +85,7 @@ export async function start(config: Config) {
       await closed;
       clearTimeout(force);
       await lifecycle.settled(SHUTDOWN_GRACE_MS);
-      await ingest.drain();
+      await ingest.close();
       await workers.stop();
       await limits.close();
       await db.destroy();

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type ClickInput, recordClicks } from '../../collector/src/domain/clicks.ts';
 import { dropExpiredClicks, ensureClickPartitions, retireRecentIndexes } from '../../collector/src/storage/clickPartitions.ts';
 import { migrateDown, migrateLatest } from '../../collector/src/storage/migrate.ts';
+import { openGenericPlanDb } from '../../collector/src/storage/db.ts';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, type ProgramFixture, uniq } from '../helpers/factories.ts';
@@ -135,6 +136,38 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
         expect((await single.raw('show plan_cache_mode')).rows).toEqual([{ plan_cache_mode: 'auto' }]);
       } finally {
         await single.destroy();
+      }
+    },
+  );
+
+  it.runIf(kind === 'postgres')(
+    "the server's click connection runs generic plans from its session, with no transaction a batch",
+    async () => {
+      const program = await buildProgram(api);
+      const referrer = await buildParticipant(api, program);
+      const generic = openGenericPlanDb(db)!;
+      try {
+        const session = async () =>
+          (await generic.raw(`select pg_backend_pid() as pid, current_setting('plan_cache_mode') as mode, current_setting('jit') as jit`))
+            .rows[0];
+        const before = await session();
+        expect(before).toMatchObject({ mode: 'force_generic_plan', jit: 'off' });
+        const sent: string[] = [];
+        generic.on('query', (query: { sql: string }) => sent.push(query.sql));
+        for (const size of [1, 8, 24, 24, 24, 24, 24, 100]) {
+          const batch = Array.from({ length: size }, () => click(program, referrer.code, { vid: uniq('vid_') }));
+          expect(await recordClicks(generic, batch)).toEqual(batch.map(() => ({ valid: true, stored: true })));
+        }
+        // Only the batches went to the server: no BEGIN, SET LOCAL or COMMIT around them.
+        expect(sent).toHaveLength(8);
+        expect(sent.filter((sql) => !sql.startsWith('with input as'))).toEqual([]);
+        const plans = await generic.raw(`select generic_plans, custom_plans from pg_prepared_statements where name = 'click_batch'`);
+        expect(plans.rows).toEqual([{ generic_plans: 8, custom_plans: 0 }]);
+        // One connection all along; the main pool keeps its own plan choice.
+        expect((await session()).pid).toBe(before.pid);
+        expect((await db.raw('show plan_cache_mode')).rows).toEqual([{ plan_cache_mode: 'auto' }]);
+      } finally {
+        await generic.destroy();
       }
     },
   );

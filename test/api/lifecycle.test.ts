@@ -258,7 +258,7 @@ async function expectCleanStop(server: RunningCollector) {
 
 describe.concurrent('the CLI and the server on PostgreSQL (DATABASE_URL)', () => {
   it.skipIf(!TEST_DATABASE_URL)(
-    'creates a program with the CLI, serves it, and stops on SIGTERM',
+    'creates a program with the CLI, serves it (a click included), and stops on SIGTERM',
     async () => {
       await withFreshDatabase('lifecycle', async (DATABASE_URL) => {
         const created = await cli(
@@ -276,7 +276,19 @@ describe.concurrent('the CLI and the server on PostgreSQL (DATABASE_URL)', () =>
         expect(reply.status).toBe(200);
         expect(reply.body.program.id).toBe(program.id);
         expect((await server.get('/v1/ready')).status).toBe(200);
+        // A click through the redirect link goes through the click batches' own connection, closed on SIGTERM.
+        const joined = await server.post('/v1/participants', { externalId: 'ann' }, { auth: keys.secret });
+        expect(joined.status, joined.text).toBe(201);
+        const link = await fetch(`${server.url}/r/${joined.body.code}`, { redirect: 'manual' });
+        expect(link.status).toBe(302);
         await expectCleanStop(server);
+        const client = new pg.Client({ connectionString: DATABASE_URL });
+        await client.connect();
+        try {
+          expect((await client.query('select count(*)::int as n from clicks')).rows).toEqual([{ n: 1 }]);
+        } finally {
+          await client.end();
+        }
       });
     },
     SLOW_TEST_MS,

@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { ipKeySql } from '../storage/clickPartitions.ts';
-import { isEmbedded, prepared } from '../storage/db.ts';
+import { isEmbedded, prepared, usesGenericPlans } from '../storage/db.ts';
 import { codeRefusalSql } from './codes.ts';
 import { addCounts, applyStats, PROGRAM_DAILY_SHARDS, type StatsDelta } from './rollups.ts';
 
@@ -192,11 +192,12 @@ const clip = (text: string | undefined, length: number) => text?.slice(0, length
  * 0.47–0.50 → 0.22–0.27 ms, from eight on the same. In bench:scale on the same hour
  * (10M clicks), collector + PostgreSQL CPU per click went 216 → 287 µs from the empty
  * tables when only batches under five took the generic plan, 219 → 250 µs with every
- * batch on it (clickRatioAt10M 0.758 → 0.887). The transaction costs the collector
- * three round trips a batch.
+ * batch on it (clickRatioAt10M 0.758 → 0.887). The transaction costs three round
+ * trips a batch; the server's ingest passes a connection of its own whose session
+ * already runs generic plans (storage/db.ts openGenericPlanDb), and skips them.
  */
 export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<ClickResult[]> {
-  if (!db.isTransaction && !isEmbedded(db))
+  if (!db.isTransaction && !isEmbedded(db) && !usesGenericPlans(db))
     return db.transaction(async (trx) => {
       // LOCAL: the connection goes back to the pool as it was.
       await trx.raw('set local plan_cache_mode = force_generic_plan');

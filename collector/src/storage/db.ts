@@ -121,6 +121,40 @@ function initPgliteDir(dir: string): void {
   execFileSync(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 120_000 });
 }
 
+const genericPlanDbs = new WeakSet<Knex>();
+
+/**
+ * A pool of one PostgreSQL connection beside `db` (same server, schema and settings)
+ * whose session runs prepared statements on their generic plans
+ * (`plan_cache_mode = force_generic_plan`), set once when it connects: the click batches
+ * run there, one at a time, with no transaction round trips to SET LOCAL (clicks.ts
+ * recordClicks). Close it with destroy(). Undefined on the embedded database.
+ */
+export function openGenericPlanDb(db: Knex): Knex | undefined {
+  if (isEmbedded(db)) return undefined;
+  const config = db.client.config as Knex.Config;
+  const generic = knexFactory({
+    ...config,
+    pool: {
+      min: 0,
+      max: 1,
+      afterCreate(connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) {
+        connection.query('set jit = off; set plan_cache_mode = force_generic_plan').then(
+          () => done(null, connection),
+          (error: Error) => done(error, connection),
+        );
+      },
+    },
+  });
+  genericPlanDbs.add(generic);
+  return generic;
+}
+
+/** True for a pool openGenericPlanDb made. */
+export function usesGenericPlans(db: Knex): boolean {
+  return genericPlanDbs.has(db);
+}
+
 /** True for the embedded PGlite database (one connection, one process). */
 export function isEmbedded(db: Db): boolean {
   return typeof db.client.config.client !== 'string';
