@@ -6,6 +6,7 @@ import type { Knex } from 'knex';
 import type { Logger } from './logger.ts';
 import { maintainClicks } from './storage/clickPartitions.ts';
 import { releaseDueRewards } from './domain/rewards.ts';
+import { compactRewardDaily } from './domain/rollups.ts';
 import { deliverDueWebhooks } from './domain/webhooks.ts';
 import { createMailTransport, deliverDueEmails } from './domain/emailDelivery.ts';
 import { createUnsubscribeTokens } from './domain/unsubscribeTokens.ts';
@@ -13,6 +14,7 @@ import { createUnsubscribeTokens } from './domain/unsubscribeTokens.ts';
 export const RELEASE_INTERVAL_MS = 60_000;
 export const WEBHOOK_INTERVAL_MS = 1_000;
 export const EMAIL_INTERVAL_MS = 5_000;
+export const REWARD_ROLLUP_INTERVAL_MS = 60_000;
 
 function every(intervalMs: number, pass: () => Promise<unknown>, onError: (error: unknown) => void) {
   let timer: NodeJS.Timeout | undefined;
@@ -69,6 +71,11 @@ export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
         if (released) logger.info({ released }, 'rewards released');
       },
       (error) => logger.warn({ err: error }, 'reward release failed'),
+    ),
+    every(
+      REWARD_ROLLUP_INTERVAL_MS,
+      () => compactRewardDaily(db),
+      (error) => logger.warn({ err: error }, 'reward rollup compaction failed'),
     ),
     every(
       WEBHOOK_INTERVAL_MS,

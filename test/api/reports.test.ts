@@ -8,7 +8,7 @@
  * program whose rollup rows are inserted directly for fixed past days.
  */
 import { randomBytes } from 'node:crypto';
-import { applyStats, type StatsDelta } from '../../collector/src/domain/rollups.ts';
+import { applyStats, compactRewardDaily, type StatsDelta } from '../../collector/src/domain/rollups.ts';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type {
   LeaderboardRowResponse,
@@ -24,6 +24,7 @@ import { buildParticipant, buildProgram, type ProgramFixture } from '../helpers/
 import { DAY_MS } from '../helpers/rows.ts';
 import { click, conversion, expectError, expectOk, refund, summary, transition } from '../helpers/steps.ts';
 import { clicksOf } from '../../collector/src/domain/clicks.ts';
+import * as reportRollups from '../../collector/src/storage/migrations/20261207000000_report_rollups.ts';
 
 const today = () => new Date().toISOString().slice(0, 10);
 const addDays = (day: string, days: number) => new Date(Date.parse(`${day}T00:00:00Z`) + days * DAY_MS).toISOString().slice(0, 10);
@@ -291,6 +292,67 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         Object.fromEntries(rows.map((r) => [r.currency, Number(r.total)]));
       expect(asMap(revenue as Array<{ currency: string; total: unknown }>)).toEqual(asMap(rawRevenue));
       expect(asMap(rawRevenue)).toEqual({ USD: 7500, EUR: 5000 });
+    });
+
+    it("keeps the program's revenue and reward rollups equal to the referrers' revenue and the reward ledger, through changes and merges", async () => {
+      const db = t.db;
+      const id = fx.program.id;
+      const sums = async (sql: string) =>
+        Object.fromEntries(
+          ((await db.raw(sql, [id])).rows as Array<{ key: string; amount: unknown; grants: unknown }>).map((r) => [
+            r.key,
+            [Number(r.amount), Number(r.grants)],
+          ]),
+        );
+      const ledger = () =>
+        sums(`select concat_ws('/', (created_at at time zone 'UTC')::date, status, kind, currency) as key, sum(amount) as amount,
+                     count(*) filter (where reverses is null) as grants
+                from rewards where program_id = ? group by 1 having sum(amount) <> 0 or count(*) filter (where reverses is null) <> 0`);
+      const rollup = () =>
+        sums(`select concat_ws('/', day, status, kind, currency) as key, sum(amount) as amount, sum(grants) as grants
+                from reward_daily where program_id = ? group by 1 having sum(amount) <> 0 or sum(grants) <> 0`);
+      const rewardsNow = await ledger();
+      expect(Object.keys(rewardsNow).length).toBeGreaterThan(2);
+      expect(await rollup()).toEqual(rewardsNow);
+
+      // Merged, one row per key and the same sums.
+      await compactRewardDaily(db);
+      const perKey = await db('reward_daily')
+        .where({ program_id: id })
+        .groupBy('day', 'status', 'kind', 'currency')
+        .select(db.raw('count(*)::int as n'));
+      expect(perKey.every((row: { n: number }) => row.n === 1)).toBe(true);
+      expect(await rollup()).toEqual(rewardsNow);
+
+      // Changes after the merge: a pending reward approved, its amount changed, then revoked.
+      const pending = (await db('rewards').where({ program_id: id, status: 'pending' }).first('id')) as { id: string };
+      for (const change of [{ status: 'approved' }, { amount: 123 }, { status: 'revoked' }, { amount: 500 }]) {
+        await db('rewards').where({ id: pending.id }).update(change);
+        expect(await rollup()).toEqual(await ledger());
+      }
+      expect(await ledger()).not.toEqual(rewardsNow);
+      // ...and back, for the tests after this one.
+      await db('rewards').where({ id: pending.id }).update({ status: 'pending' });
+      expect(await rollup()).toEqual(rewardsNow);
+
+      const revenue = async (table: string) =>
+        Object.fromEntries(
+          (
+            (await db(table).where({ program_id: id }).select('currency').sum({ total: 'amount' }).groupBy('currency')) as Array<{
+              currency: string;
+              total: unknown;
+            }>
+          ).map((r) => [r.currency, Number(r.total)]),
+        );
+      expect(await revenue('program_revenue')).toEqual(await revenue('daily_revenue'));
+      expect(await revenue('program_revenue')).toEqual({ USD: 7500, EUR: 5000 });
+
+      // An installation upgrading: the migration fills both from what there is.
+      const before = await summary(api, fx.program, `?from=${fx.day}&to=${fx.day}`);
+      await reportRollups.down(db);
+      await reportRollups.up(db);
+      expect(await summary(api, fx.program, `?from=${fx.day}&to=${fx.day}`)).toEqual(before);
+      expect(await rollup()).toEqual(rewardsNow);
     });
 
     it('refuses bad dates with invalid_query and field messages', async () => {

@@ -22,6 +22,7 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import type { Knex } from 'knex';
 import { referrersReport, summaryReport, type DayRange } from '../../collector/src/domain/reports.ts';
+import { compactRewardDaily } from '../../collector/src/domain/rollups.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
 import { migrateLatest } from '../../collector/src/storage/migrate.ts';
 
@@ -166,6 +167,14 @@ async function generate(db: Knex): Promise<string> {
       p,
     ),
   );
+  await step('program_revenue (from daily_revenue) and reward_daily merged', async () => {
+    await db.raw(
+      `insert into program_revenue (program_id, day, shard, currency, amount)
+       select program_id, day, 0, currency, sum(amount) from daily_revenue where program_id = :p group by 1, 2, 4`,
+      p,
+    );
+    await compactRewardDaily(db);
+  });
   // The coarser rollups, derived exactly as migration 20261126000500 backfills them.
   await step('program_daily and participant_monthly (from daily_stats)', async () => {
     await db.raw(

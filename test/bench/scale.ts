@@ -26,6 +26,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import { REWARD_DAILY_MERGE } from '../../collector/src/domain/rollups.ts';
 import { ensureClickPartitions, ipKeySql } from '../../collector/src/storage/clickPartitions.ts';
 import { createDb } from '../../collector/src/storage/db.ts';
 import {
@@ -246,6 +247,10 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
       select $1, r.referrer_id, (c.created_at at time zone 'utc')::date, c.currency, sum(c.amount)
         from conversions c join referrals r on r.referred_id = c.participant_id join scale_people s on s.participant_id = r.referred_id
        where c.type = 'purchase' group by 2, 3, 4 order by 3, 2`);
+    await q(`insert into program_revenue (program_id, day, shard, currency, amount)
+      select $1, day, 0, currency, sum(amount) from daily_revenue where program_id = $1 group by 2, 4`);
+    // The rewards' trigger appended a row each to reward_daily; the worker merges them within a minute.
+    await client.query(REWARD_DAILY_MERGE);
     await client.query('drop table scale_daily, scale_people, scale_agents');
   });
   return { clickIndexSeconds };

@@ -78,7 +78,7 @@ export async function startTestApp(db: Knex, env: Record<string, string> = {}): 
   // Suites fire many requests from 127.0.0.1: limits are high unless a test sets its own.
   const config = loadConfig({
     ADMIN_TOKEN,
-    LOG_LEVEL: 'silent',
+    LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
     IP_HASH_SECRET: 'test-ip-hash-secret-0123456789',
     RATE_LIMIT_PUBLIC_PER_MINUTE: '1000000',
     RATE_LIMIT_SERVER_PER_MINUTE: '1000000',

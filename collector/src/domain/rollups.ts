@@ -88,6 +88,9 @@ const countsUpsert = (table: keyof typeof ROLLUP_KEYS, keyTypes: string[]) =>
 export const ROLLUP_CTES = `rollup_revenue as (insert into daily_revenue (program_id, participant_id, day, currency, amount)
     select * from unnest(?::uuid[], ?::uuid[], ?::date[], ?::text[], ?::bigint[])
     on conflict (program_id, participant_id, day, currency) do update set ${adding('daily_revenue', ['amount'])}),
+  rollup_program_revenue as (insert into program_revenue (program_id, day, shard, currency, amount)
+    select * from unnest(?::uuid[], ?::date[], ?::int[], ?::text[], ?::bigint[])
+    on conflict (program_id, day, shard, currency) do update set ${adding('program_revenue', ['amount'])}),
   rollup_daily as (${countsUpsert('daily_stats', ['uuid[]', 'uuid[]', 'date[]'])}),
   rollup_monthly as (${countsUpsert('participant_monthly', ['uuid[]', 'uuid[]', 'date[]'])}),
   rollup_program as (${countsUpsert('program_daily', ['uuid[]', 'date[]', 'int[]'])})`;
@@ -104,6 +107,7 @@ export function rollupParams(deltas: StatsDelta[]): unknown[][] {
   const shard = randomInt(PROGRAM_DAILY_SHARDS);
   const monthly = new Map<string, Counts & { program_id: string; participant_id: string; month: string }>();
   const revenue = new Map<string, { program_id: string; participant_id: string; day: string; currency: string; amount: number }>();
+  const programRevenue = new Map<string, { program_id: string; day: string; shard: number; currency: string; amount: number }>();
   const zero = () => ({ clicks: 0, visitors: 0, signups: 0, purchases: 0, clicked_signups: 0 });
   for (const delta of deltas) {
     const day = dayOf(delta.at);
@@ -115,14 +119,20 @@ export function rollupParams(deltas: StatsDelta[]): unknown[][] {
       accumulate(monthly, `${program_id}|${participant_id}|${month}`, () => ({ program_id, participant_id, month, ...zero() }), delta);
     }
     if (delta.revenue && delta.revenue.amount !== 0) {
-      const key = `${program_id}|${participant_id}|${day}|${delta.revenue.currency}`;
-      const money = revenue.get(key) ?? { program_id, participant_id, day, currency: delta.revenue.currency, amount: 0 };
-      money.amount += delta.revenue.amount;
+      const { currency, amount } = delta.revenue;
+      const key = `${program_id}|${participant_id}|${day}|${currency}`;
+      const money = revenue.get(key) ?? { program_id, participant_id, day, currency, amount: 0 };
+      money.amount += amount;
       revenue.set(key, money);
+      const programKey = `${program_id}|${day}|${currency}`;
+      const programMoney = programRevenue.get(programKey) ?? { program_id, day, shard, currency, amount: 0 };
+      programMoney.amount += amount;
+      programRevenue.set(programKey, programMoney);
     }
   }
   return [
     ...columnsOf(sortedRows(revenue), ['program_id', 'participant_id', 'day', 'currency', 'amount']),
+    ...columnsOf(sortedRows(programRevenue), ['program_id', 'day', 'shard', 'currency', 'amount']),
     ...columnsOf(sortedRows(daily), ['program_id', 'participant_id', 'day', ...COUNT_COLUMNS]),
     ...columnsOf(sortedRows(monthly), ['program_id', 'participant_id', 'month', ...COUNT_COLUMNS]),
     ...columnsOf(sortedRows(programDaily), ['program_id', 'day', 'shard', ...COUNT_COLUMNS]),
@@ -135,4 +145,30 @@ export function rollupParams(deltas: StatsDelta[]): unknown[][] {
  */
 export async function applyStats(trx: Knex, deltas: StatsDelta[]): Promise<void> {
   if (deltas.length) await prepared(trx, 'rollups', `with ${ROLLUP_CTES} select 1`, rollupParams(deltas));
+}
+
+/**
+ * Merges reward_daily's rows (the trigger on rewards appends one per change) into one
+ * per key, so the summary reads about one row per day, status, kind and currency. Rows
+ * appended meanwhile are not seen by the delete and stay for the next pass; two passes
+ * at once each merge only the rows they deleted. Answers how many rows went (`gone`).
+ */
+export const REWARD_DAILY_MERGE = `with keys as (
+    select program_id, day, status, kind, currency from reward_daily
+    group by program_id, day, status, kind, currency having count(*) > 1
+  ), gone as (
+    delete from reward_daily r using keys k
+    where r.program_id = k.program_id and r.day = k.day and r.status = k.status and r.kind = k.kind
+      and r.currency is not distinct from k.currency
+    returning r.*
+  ), merged as (
+    insert into reward_daily (program_id, day, status, kind, currency, amount, grants)
+    select program_id, day, status, kind, currency, sum(amount), sum(grants) from gone
+    group by program_id, day, status, kind, currency having sum(amount) <> 0 or sum(grants) <> 0
+  ) select count(*)::int as gone from gone`;
+
+/** One pass of REWARD_DAILY_MERGE (the worker runs it every minute); how many rows went. */
+export async function compactRewardDaily(db: Knex): Promise<number> {
+  const result = await db.raw(REWARD_DAILY_MERGE);
+  return (result.rows[0] as { gone: number }).gone;
 }

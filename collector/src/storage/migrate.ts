@@ -23,6 +23,7 @@ import * as compactClicks from './migrations/20261205000000_compact_clicks.ts';
 import * as clicksByCode from './migrations/20261205000100_clicks_by_code.ts';
 import * as visitorHashIndex from './migrations/20261206000000_visitor_hash_index.ts';
 import * as sparseRollupIndexes from './migrations/20261206000100_sparse_rollup_indexes.ts';
+import * as reportRollups from './migrations/20261207000000_report_rollups.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -47,6 +48,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261205000100_clicks_by_code': clicksByCode,
   '20261206000000_visitor_hash_index': visitorHashIndex,
   '20261206000100_sparse_rollup_indexes': sparseRollupIndexes,
+  '20261207000000_report_rollups': reportRollups,
 };
 
 const source: Knex.MigrationSource<string> = {
