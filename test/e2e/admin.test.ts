@@ -5,7 +5,7 @@
  * ends by asserting there were none beyond the failures it provoked itself.
  */
 import { mkdir, readFile } from 'node:fs/promises';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, Page, Request } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN_CSP } from '../../collector/src/routes/admin.ts';
 import { EMAIL_STYLE_SOURCES, EMAIL_STYLES } from '../../collector/src/domain/emailTemplates.ts';
@@ -32,6 +32,8 @@ interface Watched {
   problems: string[];
   /** Every URL the page requested. */
   requests: string[];
+  /** Requests sent and not yet finished or failed. */
+  inFlight: Set<Request>;
 }
 
 describe('admin dashboard (Chromium, pglite)', () => {
@@ -82,7 +84,7 @@ describe('admin dashboard (Chromium, pglite)', () => {
       timezoneId: 'UTC',
     });
     const page = await context.newPage();
-    const watched: Watched = { page, problems: [], requests: [] };
+    const watched: Watched = { page, problems: [], requests: [], inFlight: new Set() };
     // Chromium reports CSP violations on the console too; the event catches report-only ones as well.
     await page.addInitScript(() => {
       document.addEventListener('securitypolicyviolation', (event) => {
@@ -93,8 +95,30 @@ describe('admin dashboard (Chromium, pglite)', () => {
       if (message.type() === 'error') watched.problems.push(message.text());
     });
     page.on('pageerror', (error) => watched.problems.push(`pageerror: ${error.message}`));
-    page.on('request', (request) => watched.requests.push(request.url()));
+    page.on('request', (request) => {
+      watched.requests.push(request.url());
+      watched.inFlight.add(request);
+    });
+    page.on('requestfinished', (request) => watched.inFlight.delete(request));
+    page.on('requestfailed', (request) => watched.inFlight.delete(request));
     return watched;
+  }
+
+  /**
+   * Until the page has had no request open for two looks 250 ms apart. Unlike waitForLoadState('networkidle'),
+   * which is about the last navigation, this follows the requests a tab sends after it.
+   */
+  async function settled(watched: Watched) {
+    let quiet = 0;
+    await expect
+      .poll(
+        () => {
+          quiet = watched.inFlight.size === 0 ? quiet + 1 : 0;
+          return quiet;
+        },
+        { interval: 250, timeout: 30_000 },
+      )
+      .toBeGreaterThanOrEqual(2);
   }
 
   /** Problems other than the HTTP failures a test provoked on purpose (Chromium logs those as "Failed to load resource"). */
@@ -469,11 +493,11 @@ describe('admin dashboard (Chromium, pglite)', () => {
     expect(tabs).toEqual(expect.arrayContaining(['overview', 'rewards', 'payouts', 'settings', 'emails', 'exports']));
     for (const tab of [...tabs, 'overview'] as string[]) {
       await openTab(page, tab);
-      await page.waitForLoadState('networkidle');
+      await settled(watched);
       if (tab !== 'overview') await page.screenshot({ path: `test-results/admin-${tab}.png`, fullPage: true });
     }
     await page.getByTestId('chart-interval').selectOption('week');
-    await page.waitForLoadState('networkidle');
+    await settled(watched);
     await page.locator('#chart canvas').first().waitFor();
     expect(await page.getByTestId('notice').isHidden()).toBe(true);
     // Weeks are labelled as weeks: the legend names the week under the cursor, and the range's total without it.
