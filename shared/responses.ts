@@ -261,6 +261,12 @@ export interface LeaderboardRowResponse extends ReportFigures {
 export interface ReportReferrersResponse extends OffsetPage<LeaderboardRowResponse> {
   from: string;
   to: string;
+  /**
+   * When the page's order was taken from a ranking kept ahead (programs with many
+   * referrers, the last 7, 30 or 90 days, highest first; ranked every minute), else
+   * null (ranked for this request). The figures are read for the request either way.
+   */
+  rankedAt: string | null;
 }
 
 /** A bucket (day or week, by its first day) of the time series. */

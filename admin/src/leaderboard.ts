@@ -4,9 +4,9 @@
  */
 import type { View, ViewContext } from './context.ts';
 import { byId, el } from './dom.ts';
-import { formatCount, formatMoneyMap, formatPercent } from './format.ts';
+import { formatCount, formatDateTime, formatMoneyMap, formatPercent } from './format.ts';
 import { pagedTable } from './table.ts';
-import type { LeaderboardSort, OffsetPage, ReferrerRow } from './types.ts';
+import type { LeaderboardPage, LeaderboardSort, ReferrerRow } from './types.ts';
 
 const PAGE_SIZE = 50;
 const SORTS: LeaderboardSort[] = ['clicks', 'signups', 'purchases', 'conversionRate'];
@@ -32,6 +32,7 @@ function renderRow(row: ReferrerRow, index: number): HTMLTableRowElement {
 export function leaderboardView(ctx: ViewContext): View {
   const headers = [...byId('leaderboard-table').querySelectorAll<HTMLTableCellElement>('th[data-sort]')];
   let sort: LeaderboardSort = 'clicks';
+  const ranked = byId('leaderboard-ranked');
 
   const table = pagedTable<ReferrerRow, number>({
     body: byId<HTMLTableSectionElement>('leaderboard-body'),
@@ -42,13 +43,18 @@ export function leaderboardView(ctx: ViewContext): View {
     onError: ctx.fail,
     async fetchPage(offset) {
       const { from, to } = ctx.range();
-      const page = await ctx.api.get<OffsetPage<ReferrerRow>>('/v1/reports/referrers', {
+      const page = await ctx.api.get<LeaderboardPage>('/v1/reports/referrers', {
         from,
         to,
         sort,
         limit: PAGE_SIZE,
         offset: offset ?? 0,
       });
+      // A large program's order for the last 7, 30 or 90 days is ranked every minute; its figures are live.
+      if (!offset) {
+        ranked.textContent = page.rankedAt ? `Order as of ${formatDateTime(page.rankedAt)}, figures live.` : '';
+        ranked.hidden = !page.rankedAt;
+      }
       return { data: page.data, next: page.nextOffset };
     },
   });

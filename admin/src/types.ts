@@ -23,6 +23,7 @@ import type {
   RulePreviewResponse,
   RewardTotalsRow as RewardTotalsRowResponse,
   ReportFigures,
+  ReportReferrersResponse,
   ReportSummaryResponse,
   ReportTimeseriesResponse,
   RewardBalances,
@@ -37,6 +38,7 @@ export type { MoneyByCurrency, OffsetPage, RewardBalances, RewardStatus };
 export type Figures = ReportFigures;
 export type Summary = ReportSummaryResponse;
 export type ReferrerRow = LeaderboardRowResponse;
+export type LeaderboardPage = ReportReferrersResponse;
 export type CursorPage<T> = Page<T>;
 export type TimeseriesPoint = TimeseriesPointResponse;
 export type Timeseries = ReportTimeseriesResponse;

@@ -38,6 +38,8 @@ const ConfigSchema = z
     RATE_LIMIT_SERVER_PER_MINUTE: z.coerce.number().int().min(0).default(6000),
     /** Unknown-code lookups per minute per client IP, against code enumeration (0 = off). */
     RATE_LIMIT_UNKNOWN_CODES_PER_MINUTE: z.coerce.number().int().min(0).default(30),
+    /** Programs with at least this many referrers active over 90 days get their leaderboard's order for the last 7, 30 and 90 days ranked ahead, every minute. */
+    LEADERBOARD_RANKING_MIN_REFERRERS: z.coerce.number().int().min(1).default(2000),
     /** Collector processes sharing the port (PostgreSQL only; PGlite is one process). */
     WORKERS: z.coerce.number().int().min(1).max(64).default(1),
     /** Milliseconds a client has to send a request's headers (slow-header attacks). */
@@ -64,6 +66,7 @@ const ConfigSchema = z
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,
     clickRetentionDays: env.CLICK_RETENTION_DAYS,
+    rankingMinReferrers: env.LEADERBOARD_RANKING_MIN_REFERRERS,
     stripeApiUrl: env.STRIPE_API_URL,
     lemonSqueezyApiUrl: env.LEMONSQUEEZY_API_URL.replace(/\/+$/, ''),
     ipHashSecret: env.IP_HASH_SECRET,

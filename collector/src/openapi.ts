@@ -296,7 +296,7 @@ export const OPERATIONS: Operation[] = [
   {
     method: 'get',
     path: '/v1/reports/referrers',
-    summary: 'Leaderboard of referrers',
+    summary: 'Leaderboard of referrers (rankedAt: when its order came from the ranking kept ahead for large programs, else null)',
     auth: 'secret',
     query: schemas.ReportReferrersQuerySchema,
   },

@@ -69,6 +69,7 @@ export async function start(config: Config) {
 
   const workers = startWorkers(db, logger, {
     clickRetentionDays: config.clickRetentionDays,
+    rankingMinReferrers: config.rankingMinReferrers,
     webhookAllowPrivate: config.webhookAllowPrivate,
     smtpUrl: config.smtpUrl,
     publicUrl: config.publicUrl,

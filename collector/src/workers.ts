@@ -1,12 +1,14 @@
 /**
- * Background loops inside the server: releasing rewards whose hold is over and
- * delivering webhooks. Each loop runs one pass at a time and stops cleanly.
+ * Background loops inside the server: releasing rewards whose hold is over,
+ * delivering webhooks and emails, click partitions, reward rollups and the large
+ * programs' leaderboard rankings. Each loop runs one pass at a time and stops cleanly.
  */
 import type { Knex } from 'knex';
 import type { Logger } from './logger.ts';
 import { maintainClicks } from './storage/clickPartitions.ts';
 import { releaseDueRewards } from './domain/rewards.ts';
 import { compactRewardDaily } from './domain/rollups.ts';
+import { refreshRankings } from './domain/reports.ts';
 import { deliverDueWebhooks } from './domain/webhooks.ts';
 import { createMailTransport, deliverDueEmails } from './domain/emailDelivery.ts';
 import { createUnsubscribeTokens } from './domain/unsubscribeTokens.ts';
@@ -15,6 +17,7 @@ export const RELEASE_INTERVAL_MS = 60_000;
 export const WEBHOOK_INTERVAL_MS = 1_000;
 export const EMAIL_INTERVAL_MS = 5_000;
 export const REWARD_ROLLUP_INTERVAL_MS = 60_000;
+export const RANKING_INTERVAL_MS = 60_000;
 
 function every(intervalMs: number, pass: () => Promise<unknown>, onError: (error: unknown) => void) {
   let timer: NodeJS.Timeout | undefined;
@@ -41,6 +44,8 @@ export const CLICK_UPKEEP_INTERVAL_MS = 60 * 60_000;
 export interface WorkerOptions {
   /** CLICK_RETENTION_DAYS: click partitions wholly older than this are dropped. */
   clickRetentionDays?: number | undefined;
+  /** LEADERBOARD_RANKING_MIN_REFERRERS: programs this large get their standard leaderboards ranked ahead. */
+  rankingMinReferrers: number;
   /** WEBHOOK_ALLOW_PRIVATE: deliver webhooks to this machine and private networks too. */
   webhookAllowPrivate: boolean;
   /** SMTP_URL: emails to referrers go out through it; without it, queued emails are skipped. */
@@ -76,6 +81,11 @@ export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
       REWARD_ROLLUP_INTERVAL_MS,
       () => compactRewardDaily(db),
       (error) => logger.warn({ err: error }, 'reward rollup compaction failed'),
+    ),
+    every(
+      RANKING_INTERVAL_MS,
+      () => refreshRankings(db, options.rankingMinReferrers),
+      (error) => logger.warn({ err: error }, 'leaderboard ranking failed'),
     ),
     every(
       WEBHOOK_INTERVAL_MS,

@@ -222,6 +222,7 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
 
   it('carries clicks of the earlier shape over: user agents into the dictionary, IP hashes as keys, owners from codes', async () => {
     const knex = own.db;
+    expect(await migrateDown(knex)).toEqual(['20261207000100_leaderboard_rankings']);
     expect(await migrateDown(knex)).toEqual(['20261207000000_report_rollups']);
     expect(await migrateDown(knex)).toEqual(['20261206000100_sparse_rollup_indexes']);
     expect(await migrateDown(knex)).toEqual(['20261206000000_visitor_hash_index']);
@@ -251,6 +252,7 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
       '20261206000000_visitor_hash_index',
       '20261206000100_sparse_rollup_indexes',
       '20261207000000_report_rollups',
+      '20261207000100_leaderboard_rankings',
     ]);
     expect(await knex.schema.hasColumn('clicks', 'program_id')).toBe(false);
     const rows = await clickDetails(knex).where('c.program_id', program?.id);

@@ -393,7 +393,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
 
     it('lists each active referrer with their numbers, signups first by default', async () => {
       const body = await leaderboard(fx.program, `?${range()}`);
-      expect(body).toEqual({ from: fx.day, to: fx.day, data: [expected.A, expected.B, expected.D], nextOffset: null });
+      expect(body).toEqual({ from: fx.day, to: fx.day, data: [expected.A, expected.B, expected.D], nextOffset: null, rankedAt: null });
       // Carol never did anything, and referred customers are not referrers.
       expect(body.data.map((row) => row.participant)).not.toContain(fx.C.externalId);
     });
@@ -510,7 +510,7 @@ describe.each(DATABASES)('reports (%s)', (kind) => {
         rewards: NO_REWARDS,
         rewardsByKind: byKind(NO_REWARDS, NO_REWARDS),
       });
-      expect(await leaderboard(other, range)).toEqual({ from: fx.day, to: fx.day, data: [], nextOffset: null });
+      expect(await leaderboard(other, range)).toEqual({ from: fx.day, to: fx.day, data: [], nextOffset: null, rankedAt: null });
       expect((await series(other, range)).points).toEqual([zeroPoint(fx.day)]);
       // Clicking this program's code with the other program's key counts nowhere.
       const before = await summary(api, fx.program, range);

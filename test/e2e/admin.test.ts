@@ -15,6 +15,7 @@ import { buildParticipant, buildProgram, type ProgramFixture, vidFor } from '../
 import { click, conversion, expectOk, serverPurchase, serverSignup } from '../helpers/steps.ts';
 import { transitionsOf } from '../helpers/rows.ts';
 import { NARROW, screenshot } from './dashboardPage.ts';
+import { refreshRankings } from '../../collector/src/domain/reports.ts';
 import type { Knex } from 'knex';
 import type { ProgramResponse, ReportSummaryResponse, RewardResponse } from '../../shared/responses.ts';
 import { useTestApp } from '../helpers/suite.ts';
@@ -336,6 +337,34 @@ describe('admin dashboard (Chromium, pglite)', () => {
     expect(await aliceRow.locator('[data-col="signups"]').textContent()).toBe('2');
     expect(await aliceRow.textContent()).toContain('Alice Archer');
 
+    expectCleanRequests(watched);
+    expect(unexpected(watched)).toEqual([]);
+    await page.context().close();
+  });
+
+  it("says when a large program's order was ranked ahead, and not for one ranked at the request", async () => {
+    const watched = await openPage();
+    const { page } = watched;
+    await signIn(watched);
+    await openTab(page, 'leaderboard');
+    await page.getByTestId('leaderboard-row').first().waitFor();
+    expect(await page.getByTestId('leaderboard-ranked').isHidden()).toBe(true);
+
+    // As the worker does for programs with LEADERBOARD_RANKING_MIN_REFERRERS active referrers (here two).
+    expect(await refreshRankings(db, 2)).toEqual([program.id]);
+    try {
+      const reloaded = page.waitForResponse((response) => response.url().includes('/v1/reports/referrers'));
+      await page.getByTestId('range-apply').click();
+      await reloaded;
+      await page.getByTestId('leaderboard-ranked').waitFor({ state: 'visible' });
+      expect(await page.getByTestId('leaderboard-ranked').textContent()).toMatch(/^Order as of .+, figures live\.$/);
+      expect(
+        await page.getByTestId('leaderboard-row').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-participant'))),
+      ).toEqual(['alice', 'dave']);
+      await page.screenshot({ path: 'test-results/admin-leaderboard-ranked.png' });
+    } finally {
+      expect(await refreshRankings(db, 3)).toEqual([]);
+    }
     expectCleanRequests(watched);
     expect(unexpected(watched)).toEqual([]);
     await page.context().close();

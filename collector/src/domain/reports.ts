@@ -256,16 +256,33 @@ const grouped = (trx: Knex, programId: string, range: DayRange, only: Only = {})
 const SPARSE_SORTS = ['signups', 'purchases'] as const;
 type PageQuery = { sort: string; order: 'asc' | 'desc'; limit: number; offset: number };
 
+/** The figures of these referrers over the range, in this order (one that has none is left out). */
+async function rowsOf(db: Knex, programId: string, range: DayRange, ids: string[]): Promise<LeaderRow[]> {
+  if (!ids.length) return [];
+  const rows = (await grouped(db, programId, range, { participants: ids })) as LeaderRow[];
+  const byId = new Map(rows.map((row) => [row.participant_id, row]));
+  return ids.flatMap((id) => byId.get(id) ?? []);
+}
+
 /**
  * The page's rows (one more than the limit when another page follows), ranked by the
- * sort column, then participant id. Ranked by signups or purchases, highest first, the
+ * sort column, then participant id. From a ranking kept ahead when there is one (see
+ * rankedPage); otherwise ranked now. Ranked by signups or purchases, highest first, the
  * referrers whose count in the range is above zero come first, in the same order
  * whether every row or only the non-zero ones are read: when the page and the row
  * after it are all such referrers (the usual case), only the non-zero rows are ranked
  * (10M clicks, 50,000 referrers: a fifth of the rows) and the page's referrers read
  * whole; otherwise every row.
  */
-async function leaderRows(db: Knex, programId: string, range: DayRange, page: PageQuery): Promise<LeaderRow[]> {
+async function leaderRows(
+  db: Knex,
+  programId: string,
+  range: DayRange,
+  page: PageQuery,
+  now: Date,
+): Promise<{ rows: LeaderRow[]; rankedAt: Date | null }> {
+  const kept = await rankedPage(db, programId, range, page, now);
+  if (kept) return { rows: await rowsOf(db, programId, range, kept.ids), rankedAt: kept.rankedAt };
   const sparse = SPARSE_SORTS.find((sort) => sort === page.sort && page.order === 'desc');
   if (sparse) {
     const ranked = await aggregating<Array<{ participant_id: string }>>(db, (trx) =>
@@ -278,24 +295,118 @@ async function leaderRows(db: Knex, programId: string, range: DayRange, page: Pa
         .limit(page.limit + 1)
         .offset(page.offset),
     );
-    if (ranked.length > page.limit) {
-      const ids = ranked.map((row) => row.participant_id);
-      const rows = (await grouped(db, programId, range, { participants: ids })) as LeaderRow[];
-      return ids.map((id) => rows.find((row) => row.participant_id === id) as LeaderRow);
-    }
+    if (ranked.length > page.limit)
+      return {
+        rows: await rowsOf(
+          db,
+          programId,
+          range,
+          ranked.map((row) => row.participant_id),
+        ),
+        rankedAt: null,
+      };
   }
-  return aggregating<LeaderRow[]>(db, (trx) =>
-    grouped(trx, programId, range)
-      // A month's total less its days outside the range nets to zero for someone idle in it.
-      .havingRaw('sum(clicks) <> 0 or sum(visitors) <> 0 or sum(signups) <> 0 or sum(clicked_signups) <> 0 or sum(purchases) <> 0')
+  const rows = await aggregating<LeaderRow[]>(db, (trx) =>
+    active(grouped(trx, programId, range))
       .orderByRaw(`${SORT_SQL[page.sort] ?? 'signups'} ${page.order === 'asc' ? 'asc' : 'desc'}, participant_id`)
       .limit(page.limit + 1)
       .offset(page.offset),
   );
+  return { rows, rankedAt: null };
 }
 
-export async function referrersReport(db: Knex, programId: string, range: DayRange, page: PageQuery): Promise<ReportReferrersResponse> {
-  const rows = await leaderRows(db, programId, range, page);
+/** Referrers with a figure in the range (a month's total less its days outside the range nets to zero for someone idle in it). */
+const active = (query: Knex.QueryBuilder) =>
+  query.havingRaw('sum(clicks) <> 0 or sum(visitors) <> 0 or sum(signups) <> 0 or sum(clicked_signups) <> 0 or sum(purchases) <> 0');
+
+/** The ranges whose order is kept ahead: the last 7, 30 and 90 days, today included. */
+export const RANKED_DAYS = [7, 30, 90] as const;
+/** How many referrers a kept ranking holds: the largest page and the row after it. */
+export const RANKED_TOP = 501;
+/** A ranking older than this is not served (the worker that keeps it has stopped). */
+export const RANKING_MAX_AGE_MS = 5 * 60_000;
+const utcDay = (at: Date) => at.toISOString().slice(0, 10);
+
+/**
+ * The page's participant ids from a kept ranking (leaderboard_rankings): for a range of
+ * RANKED_DAYS ending today, highest first, while the ranking is of today and fresh, and
+ * the page lies within it (or it holds every referrer).
+ */
+async function rankedPage(
+  db: Knex,
+  programId: string,
+  range: DayRange,
+  page: PageQuery,
+  now: Date,
+): Promise<{ ids: string[]; rankedAt: Date } | null> {
+  const days = daysFrom(range.from, range.to);
+  if (page.order !== 'desc' || range.to !== utcDay(now) || !(RANKED_DAYS as readonly number[]).includes(days)) return null;
+  const kept = (await db('leaderboard_rankings')
+    .where({ program_id: programId, days, sort: page.sort, day: range.to })
+    .where('ranked_at', '>', new Date(now.getTime() - RANKING_MAX_AGE_MS))
+    .first('participant_ids', 'ranked_at')) as { participant_ids: string[]; ranked_at: Date } | undefined;
+  if (!kept) return null;
+  const end = page.offset + page.limit + 1;
+  if (end > kept.participant_ids.length && kept.participant_ids.length >= RANKED_TOP) return null;
+  return { ids: kept.participant_ids.slice(page.offset, end), rankedAt: new Date(kept.ranked_at) };
+}
+
+/**
+ * Ranks, for every program with at least `minReferrers` referrers active over the last
+ * 90 days, the standard ranges ending today by every sort (the top RANKED_TOP, one
+ * statement per range), and forgets the rankings of the others. The worker runs it every
+ * minute; a program below the threshold is ranked at each request, which is cheap there.
+ */
+export async function refreshRankings(db: Knex, minReferrers: number, now = new Date()): Promise<string[]> {
+  const today = utcDay(now);
+  const longest = { from: addDays(today, -(Math.max(...RANKED_DAYS) - 1)), to: today };
+  const programs = (
+    (await db('participant_monthly')
+      .where('month', '>=', firstOfMonth(longest.from))
+      .groupBy('program_id')
+      .havingRaw('count(distinct participant_id) >= ?', [minReferrers])
+      .select('program_id')) as Array<{ program_id: string }>
+  ).map((row) => row.program_id);
+  await db('leaderboard_rankings').whereNotIn('program_id', programs).delete();
+  const sorts = Object.keys(SORT_SQL);
+  for (const programId of programs)
+    for (const days of RANKED_DAYS) {
+      const range = { from: addDays(today, -(days - 1)), to: today };
+      const [tops] = await aggregating<Array<Record<string, string[] | null>>>(db, (trx) =>
+        trx
+          .with('t', active(grouped(trx, programId, range)))
+          .from('t')
+          .select(
+            sorts.map((sort) =>
+              trx.raw(`(array_agg(participant_id order by ${SORT_SQL[sort]} desc, participant_id))[1:${RANKED_TOP}] as ??`, [sort]),
+            ),
+          ),
+      );
+      await db('leaderboard_rankings')
+        .insert(
+          sorts.map((sort) => ({
+            program_id: programId,
+            days,
+            sort,
+            day: today,
+            ranked_at: now,
+            participant_ids: tops?.[sort] ?? [],
+          })),
+        )
+        .onConflict(['program_id', 'days', 'sort'])
+        .merge();
+    }
+  return programs;
+}
+
+export async function referrersReport(
+  db: Knex,
+  programId: string,
+  range: DayRange,
+  page: PageQuery,
+  now = new Date(),
+): Promise<ReportReferrersResponse> {
+  const { rows, rankedAt } = await leaderRows(db, programId, range, page, now);
   const more = rows.length > page.limit;
   const pageRows = rows.slice(0, page.limit);
   const ids = pageRows.map((row) => row.participant_id);
@@ -356,6 +467,7 @@ export async function referrersReport(db: Knex, programId: string, range: DayRan
       };
     }),
     nextOffset: more ? page.offset + page.limit : null,
+    rankedAt: rankedAt?.toISOString() ?? null,
   };
 }
 

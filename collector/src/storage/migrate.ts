@@ -24,6 +24,7 @@ import * as clicksByCode from './migrations/20261205000100_clicks_by_code.ts';
 import * as visitorHashIndex from './migrations/20261206000000_visitor_hash_index.ts';
 import * as sparseRollupIndexes from './migrations/20261206000100_sparse_rollup_indexes.ts';
 import * as reportRollups from './migrations/20261207000000_report_rollups.ts';
+import * as leaderboardRankings from './migrations/20261207000100_leaderboard_rankings.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -49,6 +50,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261206000000_visitor_hash_index': visitorHashIndex,
   '20261206000100_sparse_rollup_indexes': sparseRollupIndexes,
   '20261207000000_report_rollups': reportRollups,
+  '20261207000100_leaderboard_rankings': leaderboardRankings,
 };
 
 const source: Knex.MigrationSource<string> = {
