@@ -84,7 +84,7 @@ export function startWorkers(db: Knex, logger: Logger, options: WorkerOptions) {
     ),
     every(
       RANKING_INTERVAL_MS,
-      () => refreshRankings(db, options.rankingMinReferrers),
+      () => refreshRankings(db, options.rankingMinReferrers, new Date(), RANKING_INTERVAL_MS / 2),
       (error) => logger.warn({ err: error }, 'leaderboard ranking failed'),
     ),
     every(

@@ -70,6 +70,12 @@ describe.each(DATABASES)('leaderboard rankings kept ahead (%s)', (kind) => {
     expect(new Set(kept.map((row) => row.days))).toEqual(new Set([7, 30, 90]));
     expect((await leaderboard(`${last(30)}&sort=clicks`, other)).rankedAt).toBeNull();
 
+    // Another process's worker passing within the half-interval leaves a fresh ranking be.
+    const ranked = await t.db('leaderboard_rankings').where({ program_id: program.id }).max({ at: 'ranked_at' }).first();
+    expect(await refreshRankings(t.db, 4, new Date(), 30_000)).toEqual([]);
+    expect(await t.db('leaderboard_rankings').where({ program_id: program.id }).max({ at: 'ranked_at' }).first()).toEqual(ranked);
+    expect(await refreshRankings(t.db, 4, new Date(Date.now() + 31_000), 30_000)).toEqual([program.id]);
+
     expect(await refreshRankings(t.db, 5)).toEqual([]);
     expect(await t.db('leaderboard_rankings').where({ program_id: program.id })).toEqual([]);
     expect((await leaderboard(`${last(30)}&sort=clicks`)).rankedAt).toBeNull();

@@ -356,8 +356,11 @@ async function rankedPage(
  * 90 days, the standard ranges ending today by every sort (the top RANKED_TOP, one
  * statement per range), and forgets the rankings of the others. The worker runs it every
  * minute; a program below the threshold is ranked at each request, which is cheap there.
+ * A program ranked today within `skipWithinMs` is left as it is: with several collector
+ * processes, each one's worker passes, and the first to come ranks for all. Answers the
+ * programs it ranked.
  */
-export async function refreshRankings(db: Knex, minReferrers: number, now = new Date()): Promise<string[]> {
+export async function refreshRankings(db: Knex, minReferrers: number, now = new Date(), skipWithinMs = 0): Promise<string[]> {
   const today = utcDay(now);
   const longest = { from: addDays(today, -(Math.max(...RANKED_DAYS) - 1)), to: today };
   const programs = (
@@ -368,8 +371,20 @@ export async function refreshRankings(db: Knex, minReferrers: number, now = new 
       .select('program_id')) as Array<{ program_id: string }>
   ).map((row) => row.program_id);
   await db('leaderboard_rankings').whereNotIn('program_id', programs).delete();
+  const fresh = new Set(
+    skipWithinMs > 0 && programs.length
+      ? (
+          (await db('leaderboard_rankings')
+            .whereIn('program_id', programs)
+            .where({ day: today })
+            .where('ranked_at', '>', new Date(now.getTime() - skipWithinMs))
+            .distinct('program_id')) as Array<{ program_id: string }>
+        ).map((row) => row.program_id)
+      : [],
+  );
+  const due = programs.filter((programId) => !fresh.has(programId));
   const sorts = Object.keys(SORT_SQL);
-  for (const programId of programs)
+  for (const programId of due)
     for (const days of RANKED_DAYS) {
       const range = { from: addDays(today, -(days - 1)), to: today };
       const [tops] = await aggregating<Array<Record<string, string[] | null>>>(db, (trx) =>
@@ -396,7 +411,7 @@ export async function refreshRankings(db: Knex, minReferrers: number, now = new 
         .onConflict(['program_id', 'days', 'sort'])
         .merge();
     }
-  return programs;
+  return due;
 }
 
 export async function referrersReport(
