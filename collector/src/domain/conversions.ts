@@ -6,6 +6,7 @@
  */
 import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
+import { unauthorized } from '../errors.ts';
 import { assignCode, generateCode } from './codes.ts';
 import type { ConversionResponse } from '../../../shared/responses.ts';
 import type { ConversionType } from '../../../shared/types.ts';
@@ -183,11 +184,41 @@ export async function attributeLater(
 }
 
 /** Records a signup or purchase, attributes the customer and grants rewards, in one transaction. */
-export async function recordConversion(db: Knex, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
-  return inWork(db, (work) => convert(work, program, input));
+export async function recordConversion(db: Knex, program: ProgramRow, input: ConversionInput, keyId?: string): Promise<ConversionResult> {
+  return inWork(db, async (work) => {
+    const programs = await liveKeys(work.trx, keyId ? [keyId] : []);
+    return convert(work, keyId ? keptProgram(programs, keyId) : program, input);
+  });
 }
 
-export type BatchedConversion = { program: ProgramRow; input: ConversionInput };
+const LIVE_KEYS = `select p.*, k.id as key_id from api_keys k join programs p on p.id = k.program_id
+  where k.id = any(?::uuid[]) and k.kind = 'secret' and k.revoked_at is null`;
+
+/**
+ * The batch's secret keys that are live now, each with its program as it is now: the
+ * route's lookup may be a few seconds old (http/auth.ts checkedLater), and a key revoked
+ * or a setting changed meanwhile, by any process, counts from here.
+ */
+async function liveKeys(trx: Knex, keyIds: string[]): Promise<Map<string, ProgramRow>> {
+  if (!keyIds.length) return new Map();
+  const result = await prepared(trx, 'live_keys', LIVE_KEYS, [[...new Set(keyIds)]]);
+  return new Map(
+    (result.rows as Array<ProgramRow & { key_id: string }>).map(({ key_id: keyId, ...program }) => [keyId, program as ProgramRow]),
+  );
+}
+
+function keptProgram(programs: Map<string, ProgramRow>, keyId: string): ProgramRow {
+  const program = programs.get(keyId);
+  if (!program) throw unauthorized('Unknown or revoked secret key');
+  return program;
+}
+
+export type BatchedConversion = {
+  program: ProgramRow;
+  input: ConversionInput;
+  /** The secret key it came with, when its lookup was cached: checked again in the batch's transaction. */
+  keyId?: string;
+};
 
 /**
  * Conversions group-committed (server conversions and browser events alike): one
@@ -201,16 +232,23 @@ export async function recordConversionBatch(
   batch: BatchedConversion[],
   onRetry?: (error: unknown, size: number) => void,
 ): Promise<BatchOutcome<ConversionResult>[]> {
-  const alone = ({ program, input }: BatchedConversion) =>
-    recordConversion(db, program, input).then(
+  const alone = ({ program, input, keyId }: BatchedConversion) =>
+    recordConversion(db, program, input, keyId).then(
       (ok): BatchOutcome<ConversionResult> => ({ ok }),
       (error: unknown): BatchOutcome<ConversionResult> => ({ error }),
     );
   if (batch.length === 1) return [await alone(batch[0] as BatchedConversion)];
   try {
     return await inWork(db, async (work) => {
+      const programs = await liveKeys(
+        work.trx,
+        batch.flatMap(({ keyId }) => (keyId ? [keyId] : [])),
+      );
       const outcomes: BatchOutcome<ConversionResult>[] = [];
-      for (const { program, input } of batch) outcomes.push({ ok: await convert(work, program, input) });
+      for (const { program, input, keyId } of batch) {
+        const now = keyId ? programs.get(keyId) : program;
+        outcomes.push(now ? { ok: await convert(work, now, input) } : { error: unauthorized('Unknown or revoked secret key') });
+      }
       return outcomes;
     });
   } catch (error) {

@@ -30,13 +30,27 @@ export function requireAdmin(adminToken: string | undefined) {
   };
 }
 
-/** Server API: a live secret key; every read and write below is scoped to its program. */
-export function requireSecretKey(db: Knex, limits: RateLimits) {
+type FoundKey = { keyId: string; program: ProgramRow };
+
+/**
+ * Server API: a live secret key; every read and write below is scoped to its program.
+ * `checkedLater`: the lookup may come from a cache of a few seconds, because what the
+ * route writes checks the key again in its own transaction and reads its program as it
+ * is then (server conversions: domain/conversions.ts, one statement a batch instead of
+ * one a request). Every other route looks the key up at each request.
+ */
+export function requireSecretKey(db: Knex, limits: RateLimits, { checkedLater = false } = {}) {
+  const cache = checkedLater ? new TtlCache<FoundKey | null>() : undefined;
+  // Not with an Idempotency-Key: its stored answer is replayed before anything is written.
+  const lookup = (ctx: Context, token: string): Promise<FoundKey | null | undefined> =>
+    cache && !ctx.get('idempotency-key')
+      ? cache.get(token, async () => (await findKeyWithProgram<ProgramRow>(db, token, 'secret')) ?? null)
+      : findKeyWithProgram<ProgramRow>(db, token, 'secret');
   return async function secretKeyAuth(ctx: Context, next: Next) {
     const token = bearerToken(ctx);
     if (!token) throw unauthorized('Send your secret key as "Authorization: Bearer sk_…"');
     if (kindOfKey(token) === 'publishable') throw unauthorized('A publishable key cannot be used here; use a secret key');
-    const found = await findKeyWithProgram<ProgramRow>(db, token, 'secret');
+    const found = await lookup(ctx, token);
     if (!found) throw unauthorized('Unknown or revoked secret key');
     await consume(limits.server, found.keyId);
     const state = ctx.state as AppState;

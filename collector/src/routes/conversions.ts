@@ -8,10 +8,11 @@ import { parse } from '../http/validate.ts';
 /** Server-side conversions: verified, attributed and rewarded, group-committed (see ingest.ts). */
 export function conversionRoutes({ db, limits, ingest }: Deps) {
   const router = new Router<AppState>();
-  router.post('/v1/conversions', requireSecretKey(db, limits), idempotency(db), async (ctx) => {
+  router.post('/v1/conversions', requireSecretKey(db, limits, { checkedLater: true }), idempotency(db), async (ctx) => {
     const input = parse(ConversionCreateSchema, ctx.request.body);
     const outcome = await ingest.conversions.add({
       program: ctx.state.program,
+      keyId: ctx.state.apiKeyId,
       input: {
         type: input.type,
         eventId: input.eventId,
