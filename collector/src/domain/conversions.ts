@@ -6,8 +6,8 @@
  */
 import type { Knex } from 'knex';
 import { prepared, rowFromJson } from '../storage/db.ts';
-import { unauthorized } from '../errors.ts';
 import { assignCode, generateCode } from './codes.ts';
+import { revokedSecretKey } from './keys.ts';
 import type { ConversionResponse } from '../../../shared/responses.ts';
 import type { ConversionType } from '../../../shared/types.ts';
 import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, type Attribution, type AttributionHint } from './attribution.ts';
@@ -186,8 +186,9 @@ export async function attributeLater(
 /** Records a signup or purchase, attributes the customer and grants rewards, in one transaction. */
 export async function recordConversion(db: Knex, program: ProgramRow, input: ConversionInput, keyId?: string): Promise<ConversionResult> {
   return inWork(db, async (work) => {
-    const programs = await liveKeys(work.trx, keyId ? [keyId] : []);
-    return convert(work, keyId ? keptProgram(programs, keyId) : program, input);
+    const now = programNow(await liveKeys(work.trx, keyId ? [keyId] : []), { program, keyId });
+    if (!now) throw revokedSecretKey();
+    return convert(work, now, input);
   });
 }
 
@@ -207,11 +208,9 @@ async function liveKeys(trx: Knex, keyIds: string[]): Promise<Map<string, Progra
   );
 }
 
-function keptProgram(programs: Map<string, ProgramRow>, keyId: string): ProgramRow {
-  const program = programs.get(keyId);
-  if (!program) throw unauthorized('Unknown or revoked secret key');
-  return program;
-}
+/** The program to convert with: as read with its key in this transaction, or as given when it came without one. */
+const programNow = (programs: Map<string, ProgramRow>, { program, keyId }: Omit<BatchedConversion, 'input'>) =>
+  keyId ? programs.get(keyId) : program;
 
 export type BatchedConversion = {
   program: ProgramRow;
@@ -245,9 +244,9 @@ export async function recordConversionBatch(
         batch.flatMap(({ keyId }) => (keyId ? [keyId] : [])),
       );
       const outcomes: BatchOutcome<ConversionResult>[] = [];
-      for (const { program, input, keyId } of batch) {
-        const now = keyId ? programs.get(keyId) : program;
-        outcomes.push(now ? { ok: await convert(work, now, input) } : { error: unauthorized('Unknown or revoked secret key') });
+      for (const item of batch) {
+        const now = programNow(programs, item);
+        outcomes.push(now ? { ok: await convert(work, now, item.input) } : { error: revokedSecretKey() });
       }
       return outcomes;
     });

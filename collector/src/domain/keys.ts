@@ -5,7 +5,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type { Knex } from 'knex';
 import type { ApiKeyResponse } from '../../../shared/responses.ts';
-import { conflict, notFound } from '../errors.ts';
+import { conflict, notFound, unauthorized } from '../errors.ts';
 import { prepared } from '../storage/db.ts';
 
 export type KeyKind = 'publishable' | 'secret';
@@ -99,6 +99,9 @@ export async function revokeApiKey(db: Knex, programId: string, keyId: string): 
 
 const KEY_WITH_PROGRAM = `select p.*, k.id as key_id, k.hash as key_hash from api_keys k join programs p on p.id = k.program_id
   where k.hash = ? and k.kind = ? and k.revoked_at is null limit 1`;
+
+/** The answer to a secret key that is not (or no longer) live. */
+export const revokedSecretKey = () => unauthorized('Unknown or revoked secret key');
 
 /** The live key and its program in one query (the hot path of every authenticated request). */
 export async function findKeyWithProgram<P>(db: Knex, key: string, kind: KeyKind): Promise<{ keyId: string; program: P } | undefined> {

@@ -5,7 +5,7 @@
 import type { Context, Next } from 'koa';
 import type { Knex } from 'knex';
 import { forbidden, unauthorized } from '../errors.ts';
-import { findKeyWithProgram, kindOfKey, safeEqual } from '../domain/keys.ts';
+import { findKeyWithProgram, kindOfKey, revokedSecretKey, safeEqual } from '../domain/keys.ts';
 import type { ProgramRow } from '../domain/programs.ts';
 import { TtlCache } from './keyCache.ts';
 import { consume, type RateLimits } from './rateLimit.ts';
@@ -51,7 +51,7 @@ export function requireSecretKey(db: Knex, limits: RateLimits, { checkedLater = 
     if (!token) throw unauthorized('Send your secret key as "Authorization: Bearer sk_…"');
     if (kindOfKey(token) === 'publishable') throw unauthorized('A publishable key cannot be used here; use a secret key');
     const found = await lookup(ctx, token);
-    if (!found) throw unauthorized('Unknown or revoked secret key');
+    if (!found) throw revokedSecretKey();
     await consume(limits.server, found.keyId);
     const state = ctx.state as AppState;
     state.program = found.program;
