@@ -8,7 +8,7 @@ import type { Knex } from 'knex';
 import { describe, expect, it } from 'vitest';
 import type { TestApp } from '../helpers/app.ts';
 import { DATABASES } from '../helpers/databases.ts';
-import { buildParticipant, buildProgram, newVid, uniq } from '../helpers/factories.ts';
+import { buildParticipant, buildProgram, newVid, type ProgramFixture, uniq } from '../helpers/factories.ts';
 import {
   browserEvent,
   conversion,
@@ -17,6 +17,8 @@ import {
   listAllRewards,
   participant,
   referrals,
+  refund,
+  serverPurchase,
   summary,
   transition,
 } from '../helpers/steps.ts';
@@ -38,18 +40,19 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
 
   const rewardsOf = (rewards: RewardResponse[], who: string) => rewards.filter((reward) => reward.participant === who);
 
+  /** A new customer's purchase as the browser reports it, naming `code`. */
+  const browserPurchase = async (p: ProgramFixture, code: string, amount: number, currency: string) => {
+    const buyer = uniq('buyer-');
+    const orderId = uniq('order-');
+    await browserEvent(api, p, { type: 'purchase', userId: buyer, code, order: { id: orderId, amount, currency } });
+    return { buyer, orderId };
+  };
+
   describe('1. a forged browser purchase never sets the reward the server confirms', () => {
     it('the server’s amount and currency replace the browser’s, and the reward is computed from them', async () => {
       const p = await shop();
       const attacker = await buildParticipant(api, p);
-      const buyer = uniq('buyer-');
-      const orderId = uniq('order-');
-      await browserEvent(api, p, {
-        type: 'purchase',
-        userId: buyer,
-        code: attacker.code,
-        order: { id: orderId, amount: 1e12, currency: 'EUR' },
-      });
+      const { buyer, orderId } = await browserPurchase(p, attacker.code, 1e12, 'EUR');
 
       const answer = await conversion(api, p, { type: 'purchase', eventId: orderId, externalId: buyer, amount: 4900, currency: 'USD' });
       expect(answer.conversion).toMatchObject({ eventId: orderId, amount: 4900, currency: 'USD', verified: true });
@@ -126,6 +129,32 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       expect(stored).toHaveLength(1);
       expect(stored[0].verified).toBe(true);
     });
+
+    // Found by the rewards property (seed -1563533300): the moved referral's grant skipped the refunds recorded before it.
+    it.each([
+      { refunded: undefined, net: 0 },
+      { refunded: 1225, net: 735 },
+    ])(
+      'a browser purchase refunded ($refunded of 4900), then the server names another referrer: the new grant nets the refunds',
+      async ({ refunded, net }) => {
+        const p = await shop([SHARE]);
+        const attacker = await buildParticipant(api, p);
+        const referrer = await buildParticipant(api, p);
+        const { buyer, orderId } = await browserPurchase(p, attacker.code, 4900, 'USD');
+        await refund(api, p, { eventId: uniq('refund-'), purchaseEventId: orderId, ...(refunded ? { amount: refunded } : {}) });
+
+        const answer = await serverPurchase(api, p, buyer, orderId, 4900, 'USD', referrer.code);
+        expect(answer.attribution).toEqual({ status: 'attributed', referrer: referrer.externalId });
+        const rewards = await listAllRewards(api, p);
+        const live = (who: string) =>
+          rewardsOf(rewards, who)
+            .filter((reward) => reward.status !== 'revoked')
+            .reduce((sum, reward) => sum + reward.amount, 0);
+        expect(live(referrer.externalId)).toBe(net);
+        expect(live(attacker.externalId)).toBe(0);
+        expect((await participant(api, p, referrer.externalId)).stats.revenue.USD ?? 0).toBe(4900 - (refunded ?? 4900));
+      },
+    );
 
     it('through Stripe: the checkout session’s amount replaces the forged one', async () => {
       const p = await shop();

@@ -44,8 +44,9 @@ export async function confirmConversion(
     stored.id,
   );
   const attribution = sameEventMadeIt(work, stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;
-  // Refunds recorded before this report made the referral (none count for a referrer yet).
-  const refunded = !counted && conversion.type === 'purchase' ? await refundedSoFar(trx, conversion.id) : 0;
+  // Refunds recorded before this report: none counted for a referrer yet when this report
+  // makes the referral; when it moves the referral, the earlier referrer's grants took them.
+  const refunded = conversion.type === 'purchase' ? await refundedSoFar(trx, conversion.id) : 0;
   if (referral && !counted && attribution.status === 'attributed' && conversion.type === 'purchase') {
     // Newly referred by this report: the purchase counts for the referrer now, net of those refunds.
     const revenue = revenueOf(conversion);
@@ -58,10 +59,11 @@ export async function confirmConversion(
     });
   }
   // A referral made after this conversion (by a later event) earns nothing for it, even
-  // when this report moves it to another referrer (it keeps its time); one made by this
-  // very report dates from the conversion, and does, as if its refunds came after: a
-  // purchase refunded in full earns nothing, one refunded in part earns on what was kept.
-  const earns = counted || (attribution.status === 'attributed' && (!refunded || refunded < (conversion.amount ?? 0)));
+  // when this report moves it to another referrer (it keeps its time); one that counted it
+  // already, or made by this very report (dating from the conversion), does, as if its
+  // refunds came after: a purchase refunded in full earns nothing, one refunded in part
+  // earns on what was kept (grants a moved referral makes included).
+  const earns = (counted || attribution.status === 'attributed') && (!refunded || refunded < (conversion.amount ?? 0));
   if (referral && earns && (counted || (await datesFrom(trx, referral, conversion)))) {
     await grantRewards(trx, program, conversion, referral, { recompute: true });
     if (refunded) await applyRefundsSoFar(trx, program, conversion);
