@@ -208,7 +208,16 @@ async function runWorker(config: Config) {
         process.exit(1);
       },
     );
-  for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void stopAndExit());
+  // The same signal again while stopping (a process manager, a dev runner relaying it, a
+  // second Ctrl-C) leaves the drain to finish: without a listener, Node would die of it.
+  let stopping = false;
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      void stopAndExit();
+    });
+  }
 }
 
 /**
@@ -247,7 +256,8 @@ async function runPrimary(config: Config) {
     });
   }
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping) return;
       stopping = true;
       for (const worker of workers) worker.process.kill('SIGTERM');
     });
