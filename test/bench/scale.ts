@@ -6,7 +6,8 @@
  * and rollups) made in SQL with generate_series, VACUUM ANALYZE, the same loads again,
  * and the report endpoints timed over HTTP (median of RUNS).
  *
- * Generated data, over the last 90 days in time order (as production appends it):
+ * Generated data, over the last 90 days in time order (as production appends it, ids
+ * time-ordered as the collector makes them: uuid_v7 of the row's time):
  * every participant has a code; SCALE_REFERRERS of them (default 50,000) bring the
  * traffic, a few far more than the rest (the square of a uniform draw); a visitor
  * (about 0.7 per click) always follows the same referrer, 3% of clicks carry no
@@ -121,21 +122,22 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
   // n = 1..PARTICIPANTS; the last REFERRALS were referred, each by the referrer their visitor follows.
   await step(`helper: ${PARTICIPANTS.toLocaleString('en')} people`, async () => {
     await client.query(`create unlogged table scale_people as
-      select n, gen_random_uuid() as participant_id, gen_random_uuid() as code_id, v.visitor,
-             case when v.visitor is not null then ${referrerOf('v.visitor')} end as referrer_n,
-             now() - ${unit('n', 22)} * interval '${DAYS} days' as at
-        from generate_series(1, ${PARTICIPANTS}) n,
-             lateral (select case when n > ${PARTICIPANTS - REFERRALS} then 1 + floor(${VISITORS} * ${unit('n', 21)})::bigint end as visitor) v`);
+      select n, uuid_v7(joined) as participant_id, uuid_v7(at - interval '${DAYS} days') as code_id, visitor, referrer_n, at, joined
+        from (select n, v.visitor, case when v.visitor is not null then ${referrerOf('v.visitor')} end as referrer_n, t.at,
+                     case when v.visitor is null then t.at - interval '${DAYS} days' else t.at end as joined
+                from generate_series(1, ${PARTICIPANTS}) n,
+                     lateral (select case when n > ${PARTICIPANTS - REFERRALS} then 1 + floor(${VISITORS} * ${unit('n', 21)})::bigint end as visitor) v,
+                     lateral (select now() - ${unit('n', 22)} * interval '${DAYS} days' as at) t) people`);
     await client.query('alter table scale_people add primary key (n)');
     await client.query('analyze scale_people');
   });
   await step('participants and their codes', async () => {
     await q(`insert into participants (id, program_id, external_id, email, name, referred_by, created_at)
       select s.participant_id, $1, 'user-' || s.n, 'user' || s.n || '@' || (array['gmail.com', 'example.com', 'outlook.com', 'yahoo.com'])[1 + s.n % 4],
-             'User ' || s.n, r.participant_id, case when s.visitor is null then s.at - interval '${DAYS} days' else s.at end
-        from scale_people s left join scale_people r on r.n = s.referrer_n order by s.n`);
+             'User ' || s.n, r.participant_id, s.joined
+        from scale_people s left join scale_people r on r.n = s.referrer_n order by s.joined`);
     await q(`insert into codes (id, program_id, participant_id, code, created_at)
-      select code_id, $1, participant_id, ${codeOf('n')}, at - interval '${DAYS} days' from scale_people order by n`);
+      select code_id, $1, participant_id, ${codeOf('n')}, at - interval '${DAYS} days' from scale_people order by at`);
   });
 
   await step('click partitions for the range', async () => {

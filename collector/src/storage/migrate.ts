@@ -25,6 +25,7 @@ import * as visitorHashIndex from './migrations/20261206000000_visitor_hash_inde
 import * as sparseRollupIndexes from './migrations/20261206000100_sparse_rollup_indexes.ts';
 import * as reportRollups from './migrations/20261207000000_report_rollups.ts';
 import * as leaderboardRankings from './migrations/20261207000100_leaderboard_rankings.ts';
+import * as timeOrderedIds from './migrations/20261208000000_time_ordered_ids.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -51,6 +52,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261206000100_sparse_rollup_indexes': sparseRollupIndexes,
   '20261207000000_report_rollups': reportRollups,
   '20261207000100_leaderboard_rankings': leaderboardRankings,
+  '20261208000000_time_ordered_ids': timeOrderedIds,
 };
 
 const source: Knex.MigrationSource<string> = {
