@@ -294,9 +294,9 @@ describe.each(DATABASES)('storage (%s)', (kind) => {
       expect(program.settings).toEqual(JSON.parse(SETTINGS));
     });
 
-    it('ids default to database-generated v4 uuids', async () => {
+    it('ids default to database-generated, time-ordered v7 uuids (time_ordered_ids)', async () => {
       const id = await newProgram(db);
-      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(id).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
     });
   });
 
