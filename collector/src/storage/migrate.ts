@@ -26,6 +26,7 @@ import * as sparseRollupIndexes from './migrations/20261206000100_sparse_rollup_
 import * as reportRollups from './migrations/20261207000000_report_rollups.ts';
 import * as leaderboardRankings from './migrations/20261207000100_leaderboard_rankings.ts';
 import * as timeOrderedIds from './migrations/20261208000000_time_ordered_ids.ts';
+import * as refundsByPurchase from './migrations/20261208000100_refunds_by_purchase.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -53,6 +54,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261207000000_report_rollups': reportRollups,
   '20261207000100_leaderboard_rankings': leaderboardRankings,
   '20261208000000_time_ordered_ids': timeOrderedIds,
+  '20261208000100_refunds_by_purchase': refundsByPurchase,
 };
 
 const source: Knex.MigrationSource<string> = {
