@@ -174,8 +174,13 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
 
   it('keeps the same-IP index on recent months only, and the lookup reads it', async () => {
     const indexes = async () =>
+      // This suite's schema only: other suites run beside it, each with its own partitions.
       (
-        (await db.raw(`select relname from pg_class where relkind = 'i' and relname like 'clicks%code_ip' order by 1`)).rows as Array<{
+        (
+          await db.raw(
+            `select relname from pg_class where relkind = 'i' and relname like 'clicks%code_ip' and relnamespace = current_schema()::regnamespace order by 1`,
+          )
+        ).rows as Array<{
           relname: string;
         }>
       ).map((row) => row.relname);

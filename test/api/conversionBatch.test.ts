@@ -57,6 +57,46 @@ describe.each(DATABASES)('server conversion batches (%s)', (kind) => {
     expect(stored).toEqual({ n: 2 });
   });
 
+  it("opens a batch's new customers in one statement, not one each", async () => {
+    const { program, referrer, signup } = await setup();
+    const statements: string[] = [];
+    const onQuery = (query: { sql: string }) => statements.push(query.sql);
+    db.on('query', onQuery);
+    try {
+      const outcomes = await recordConversionBatch(
+        db,
+        ['fay', 'gus', 'hal', 'ivy', 'jon'].map((id) => signup(id)),
+      );
+      expect(outcomes.map((outcome) => 'ok' in outcome && outcome.ok.attribution.status)).toEqual(Array(5).fill('attributed'));
+    } finally {
+      db.off('query', onQuery);
+    }
+    expect(statements.filter((sql) => sql.includes('insert into participants'))).toHaveLength(1);
+    expect(await referralsOf(program.id)).toEqual({ n: 5 });
+    const [stats] = await db('daily_stats').where({ program_id: program.id, participant_id: referrer.id }).select('signups');
+    expect(stats).toEqual({ signups: 5 });
+  });
+
+  it('judges customers of one batch in order, as one by one: the second with the same email is held', async () => {
+    const { program, signup } = await setup();
+    const outcomes = await recordConversionBatch(db, [
+      signup('kim', { email: 'k.im+a@gmail.com' }),
+      signup('lee'),
+      signup('kim-again', { email: 'kim@googlemail.com' }),
+    ]);
+    expect(outcomes.every((outcome) => 'ok' in outcome)).toBe(true);
+    const referrals = await db('referrals as r')
+      .join('participants as p', 'p.id', 'r.referred_id')
+      .where('r.program_id', program.id)
+      .orderBy('p.external_id')
+      .select('p.external_id', 'r.status', 'r.reason');
+    expect(referrals).toEqual([
+      { external_id: 'kim', status: 'attributed', reason: null },
+      { external_id: 'kim-again', status: 'held', reason: 'duplicate_identity' },
+      { external_id: 'lee', status: 'attributed', reason: null },
+    ]);
+  });
+
   it('attributes concurrent signups over HTTP exactly once each, and a retry replays the stored answer', async () => {
     const { fixture, program, referrer } = await setup();
     const bodies = Array.from({ length: 40 }, (_, i) => ({

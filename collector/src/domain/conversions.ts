@@ -243,10 +243,12 @@ export async function recordConversionBatch(
         work.trx,
         batch.flatMap(({ keyId }) => (keyId ? [keyId] : [])),
       );
+      const nows = batch.map((item) => programNow(programs, item));
+      const opened = await openConversions(work.trx, batch, nows);
       const outcomes: BatchOutcome<ConversionResult>[] = [];
-      for (const item of batch) {
-        const now = programNow(programs, item);
-        outcomes.push(now ? { ok: await convert(work, now, item.input) } : { error: revokedSecretKey() });
+      for (const [index, item] of batch.entries()) {
+        const now = nows[index];
+        outcomes.push(now ? { ok: await convert(work, now, item.input, opened.get(index)) } : { error: revokedSecretKey() });
       }
       return outcomes;
     });
@@ -279,7 +281,23 @@ const OPEN_SQL = `with stored as (
       exists (select 1 from code) as coded, (select row_to_json(c) from conversion c) as conversion,
       (select code from referrer) as referrer_code, (select owner from referrer) as referrer`;
 
-async function openConversion(trx: Knex, programId: string, input: ConversionInput) {
+type OpenedRow = Record<'stored' | 'participant' | 'conversion' | 'referrer_code' | 'referrer', Record<string, unknown> | null> & {
+  coded: boolean;
+};
+type Opened = ReturnType<typeof fromOpened>;
+
+function fromOpened(row: OpenedRow, input: ConversionInput) {
+  return {
+    stored: rowFromJson<ConversionRow>(row.stored, ['created_at']),
+    participant: rowFromJson<ParticipantRow>(row.participant, ['created_at']),
+    coded: row.coded,
+    conversion: rowFromJson<ConversionRow>(row.conversion, ['created_at']),
+    // The code the customer came with, looked up in the same statement (read before this customer existed).
+    codeWithOwner: input.code ? codeWithOwnerFrom({ code: row.referrer_code, owner: row.referrer }) : undefined,
+  };
+}
+
+async function openConversion(trx: Knex, programId: string, input: ConversionInput): Promise<Opened> {
   const result = await prepared(trx, 'open_conversion', OPEN_SQL, [
     programId,
     input.type,
@@ -292,23 +310,114 @@ async function openConversion(trx: Knex, programId: string, input: ConversionInp
     ...conversionValues(input),
     input.code ?? null,
   ]);
-  const row = result.rows[0] as Record<
-    'stored' | 'participant' | 'conversion' | 'referrer_code' | 'referrer',
-    Record<string, unknown> | null
-  > & { coded: boolean };
-  return {
-    stored: rowFromJson<ConversionRow>(row.stored, ['created_at']),
-    participant: rowFromJson<ParticipantRow>(row.participant, ['created_at']),
-    coded: row.coded,
-    conversion: rowFromJson<ConversionRow>(row.conversion, ['created_at']),
-    // The code the customer came with, looked up in the same statement (read before this customer existed).
-    codeWithOwner: input.code ? codeWithOwnerFrom({ code: row.referrer_code, owner: row.referrer }) : undefined,
-  };
+  return fromOpened(result.rows[0] as OpenedRow, input);
 }
 
-async function convert(work: Work, program: ProgramRow, input: ConversionInput): Promise<ConversionResult> {
+/**
+ * OPEN_SQL for many conversions at once, row `i` of the arrays being conversion `i`:
+ * each one's stored event, new customer (with their code and the conversion) and the
+ * referrer's code, every referrer code read before any of these customers existed.
+ */
+const OPEN_MANY_SQL = `with input as (
+    select * from unnest(?::int[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
+        ?::bigint[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::text[])
+      as t(i, program_id, type, event_id, external_id, email, name, new_code, amount, currency, verified, source, vid, ip_hash, code)
+  ), stored as (
+    select input.i, row_to_json(s) as row from input
+    join lateral (select * from conversions c where c.program_id = input.program_id and c.type = input.type and c.event_id = input.event_id limit 1) s on true
+  ), participant as (
+    insert into participants (program_id, external_id, email, name)
+    select program_id, external_id, email, name from input where i not in (select i from stored) order by i
+    on conflict (program_id, external_id) do nothing returning *
+  ), opened as (
+    select input.*, p.id as participant_id, row_to_json(p) as row from participant p
+    join input on input.program_id = p.program_id and input.external_id = p.external_id
+  ), code as (
+    insert into codes (program_id, participant_id, code) select program_id, participant_id, new_code from opened order by i
+    on conflict do nothing returning participant_id
+  ), conversion as (
+    insert into conversions (program_id, participant_id, ${CONVERSION_COLUMNS})
+    select program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash from opened order by i
+    on conflict do nothing returning *
+  ) select input.i, stored.row as stored, opened.row as participant,
+      exists (select 1 from code where code.participant_id = opened.participant_id) as coded,
+      (select row_to_json(c) from conversion c where c.participant_id = opened.participant_id) as conversion,
+      referrer.code as referrer_code, referrer.owner as referrer
+    from input
+    left join stored on stored.i = input.i
+    left join opened on opened.i = input.i
+    left join lateral (${CODE_WITH_OWNER_SQL.replace('lower(?)', 'lower(input.code)')}) referrer on input.code is not null`;
+
+/**
+ * Opens, in one statement, the conversions of a batch that nothing earlier in the batch
+ * can change (a round trip each saved: most of a batch is new customers): those whose
+ * customer, event and email key are their own in the batch. Another conversion of the
+ * same customer or event waits for its turn, as does a customer sharing an email with
+ * another (the second is held as a duplicate identity only once the first exists).
+ * The rest open at their turn (convert). Answers the opened ones by batch index.
+ */
+async function openConversions(
+  trx: Knex,
+  batch: BatchedConversion[],
+  programs: Array<ProgramRow | undefined>,
+): Promise<Map<number, Opened>> {
+  const seen = new Map<string, number>();
+  const keysOf = ({ input }: BatchedConversion, index: number) => {
+    const programId = programs[index]?.id ?? '';
+    return [
+      `c ${programId} ${input.externalId}`,
+      `e ${programId} ${input.type} ${input.eventId}`,
+      ...(input.email ? [`m ${programId} ${emailLookalike(input.email)}`] : []),
+    ];
+  };
+  for (const [index, item] of batch.entries()) for (const key of keysOf(item, index)) seen.set(key, (seen.get(key) ?? 0) + 1);
+  const own = [...batch.keys()].filter(
+    (index) => programs[index] && keysOf(batch[index] as BatchedConversion, index).every((key) => seen.get(key) === 1),
+  );
+  const opened = new Map<number, Opened>();
+  if (own.length < 2) return opened;
+  const inputs = own.map((index) => (batch[index] as BatchedConversion).input);
+  const column = (pick: (input: ConversionInput) => unknown) => inputs.map((input) => pick(input) ?? null);
+  const result = await prepared(trx, 'open_conversions', OPEN_MANY_SQL, [
+    inputs.map((_, i) => i),
+    own.map((index) => (programs[index] as ProgramRow).id),
+    column((input) => input.type),
+    column((input) => input.eventId),
+    column((input) => input.externalId),
+    column((input) => input.email),
+    column((input) => input.name),
+    inputs.map(() => generateCode()),
+    column((input) => input.amount),
+    column((input) => input.currency),
+    column((input) => input.verified),
+    column((input) => input.source),
+    column((input) => input.vid),
+    column((input) => input.ipHash),
+    column((input) => input.code),
+  ]);
+  for (const row of result.rows as Array<OpenedRow & { i: number }>) {
+    const index = own[row.i] as number;
+    opened.set(index, fromOpened(row, (batch[index] as BatchedConversion).input));
+  }
+  return opened;
+}
+
+/**
+ * Emails that may share a key (participants.email_key) share this: the local part
+ * before any `+`, lower-cased, its letters a–z and digits only, whatever the domain.
+ * Coarser than the key (whichever way the database lower-cases other letters), so
+ * two customers it keeps apart never share one.
+ */
+const emailLookalike = (email: string) =>
+  (email.split('@')[0] ?? '')
+    .split('+')[0]
+    ?.toLowerCase()
+    .replace(/[^a-z0-9]/g, '');
+
+/** `opened`: the conversion already opened with others of its batch (openConversions). */
+async function convert(work: Work, program: ProgramRow, input: ConversionInput, opened?: Opened): Promise<ConversionResult> {
   const { trx } = work;
-  const opened = await openConversion(trx, program.id, input);
+  opened ??= await openConversion(trx, program.id, input);
   if (opened.stored) return (await replay(work, program, opened.stored, input)) ?? convert(work, program, input);
 
   let participant: ParticipantRow;
