@@ -17,7 +17,8 @@ import { clicksOf } from '../../collector/src/domain/clicks.ts';
 describe.each(DATABASES)('click batches (%s)', (kind) => {
   let db: Knex;
   let api: TestApp;
-  useTestApp(kind, (suite: Suite) => ({ db, api } = suite));
+  let testDb: Suite['testDb'];
+  useTestApp(kind, (suite: Suite) => ({ db, api, testDb } = suite));
 
   async function setup() {
     const program = await buildProgram(api);
@@ -141,4 +142,50 @@ describe.each(DATABASES)('click batches (%s)', (kind) => {
     expect(again.map((r) => r.stored)).toEqual([false, false, false]);
     expect(await programTotals(program)).toEqual({ clicks: 4, visitors: 3 });
   });
+
+  it.runIf(kind === 'postgres')(
+    'probes no partition made ahead for the coming months: a batch reads this month and the default partition only',
+    async () => {
+      const { program, p1 } = await setup();
+      // One connection, so that its own statistics can be flushed and read.
+      const single = testDb.open(1);
+      try {
+        const probes = async () => {
+          await single.raw('select pg_stat_force_next_flush()');
+          await single.raw('select 1'); // the flush happens when a transaction ends
+          await single.raw('select pg_stat_clear_snapshot()');
+          const result = await single.raw(
+            `select relname as partition, idx_scan::int as probes from pg_stat_user_indexes
+             where schemaname = current_schema() and indexrelname like 'clicks%' order by 1, indexrelname`,
+          );
+          const byPartition: Record<string, number> = {};
+          for (const row of result.rows as Array<{ partition: string; probes: number }>)
+            byPartition[row.partition] = (byPartition[row.partition] ?? 0) + row.probes;
+          return byPartition;
+        };
+        const before = await probes();
+        // Visitor ids (their visitor lookups) and redirect clicks (the last hour's address lookups).
+        await recordClicks(single, [
+          click(program, p1.code, { vid: 'ahead1', ipHash: 'ip9' }),
+          click(program, p1.code, { ipHash: 'ip9' }),
+          click(program, p1.code, { vid: 'ahead2', ipHash: 'ip9' }),
+        ]);
+        const after = await probes();
+        const now = new Date();
+        const month = (offset: number) => {
+          const at = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + offset, 1));
+          return `clicks_m${at.getUTCFullYear()}${String(at.getUTCMonth() + 1).padStart(2, '0')}`;
+        };
+        const probed = (partition: string) => (after[partition] ?? 0) - (before[partition] ?? 0);
+        expect(Object.keys(after)).toEqual(expect.arrayContaining([month(0), month(1), month(2), 'clicks_default']));
+        expect(probed(month(0))).toBeGreaterThan(0);
+        expect(probed(month(2))).toBe(0);
+        // The lookups reach up to tomorrow: next month's partition too on a month's last day.
+        const lastDay = new Date(now.getTime() + 86_400_000).getUTCMonth() !== now.getUTCMonth();
+        if (!lastDay) expect(probed(month(1))).toBe(0);
+      } finally {
+        await single.destroy();
+      }
+    },
+  );
 });

@@ -214,6 +214,31 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
     await ensureClickPartitions(db);
     expect(await indexes()).toContain(`${thisMonth}_code_ip`);
   });
+
+  it('makes and retires its own same-IP indexes whatever another schema of the database holds', async () => {
+    const indexes = async () =>
+      (
+        (
+          await db.raw(
+            `select relname from pg_class where relkind = 'i' and relname like 'clicks%code_ip' and relnamespace = current_schema()::regnamespace order by 1`,
+          )
+        ).rows as Array<{ relname: string }>
+      ).map((row) => row.relname);
+    const thisMonth = monthName(new Date());
+    // Another schema (another install, or another suite) with an index of the same name.
+    const other = uniq('decoy_');
+    await db.raw(`create schema ${other}`);
+    try {
+      await db.raw(`create table ${other}.t (a int)`);
+      await db.raw(`create index ${thisMonth}_code_ip on ${other}.t (a)`);
+      await db.raw(`drop index ${thisMonth}_code_ip`);
+      expect(await indexes()).not.toContain(`${thisMonth}_code_ip`);
+      await ensureClickPartitions(db);
+      expect(await indexes()).toContain(`${thisMonth}_code_ip`);
+    } finally {
+      await db.raw(`drop schema ${other} cascade`);
+    }
+  });
 });
 
 describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {

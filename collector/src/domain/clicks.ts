@@ -31,6 +31,7 @@ export interface ClickResult {
 
 type Action = 'invalid' | 'duplicate' | 'claim' | 'store';
 
+/** A click's decision; the other columns are read back for claims only (null otherwise). */
 interface Decided {
   i: number;
   action: Action;
@@ -84,7 +85,12 @@ const userAgentIdsSql = (source: string) => `user_agents_known as (
  * - store: everything else; a visitor seen before counts no new visitor.
  * Every lookup is a LATERAL … LIMIT 1 (or an aggregate) on an index, so the plan
  * PostgreSQL caches for this prepared statement stays index probes however the
- * tables grow. Claims (rare) are written afterwards, see `claimRedirectClicks`.
+ * tables grow. Every lookup also ends at tomorrow: the batch then skips, when it
+ * starts, the partitions made ahead for the coming months (and the last hour's
+ * lookups the default partition), which a click never reaches (its created_at is its
+ * insert's now(); a day spares a clock set back). Without it, each click probed the
+ * two empty months ahead. Claims (rare) are written afterwards, see
+ * `claimRedirectClicks`.
  */
 const BATCH_SQL = `with input as (
     select i, program_id, code, given, vid, ${ipKeySql('ip')} as ip, url, referrer, user_agent
@@ -103,17 +109,17 @@ const BATCH_SQL = `with input as (
     left join lateral (
       select count(*) > 0 as known, max(k.created_at) filter (where k.code_id = c.id) as last_on_code
       from clicks k
-      where input.vid is not null and k.vid = input.vid and ${programOfClickSql('k')} = c.program_id
+      where input.vid is not null and k.vid = input.vid and k.created_at < now() + interval '1 day' and ${programOfClickSql('k')} = c.program_id
     ) v on true
     -- A code is one program's: its clicks need no program_id condition (nor index column).
     -- Each lookup runs only for the clicks it decides (a condition on input alone skips the probe).
     left join lateral (
       select 1 as hit from clicks k
-      where input.vid is null and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? limit 1
+      where input.vid is null and k.code_id = c.id and k.ip_hash = input.ip and k.created_at >= ? and k.created_at < now() + interval '1 day' limit 1
     ) recent_ip on true
     left join lateral (
       select k.id from clicks k
-      where input.vid is not null and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ?
+      where input.vid is not null and k.code_id = c.id and k.ip_hash = input.ip and k.vid is null and k.created_at >= ? and k.created_at < now() + interval '1 day'
       order by k.created_at desc limit 1
     ) unclaimed on true
   ), repeats as (
@@ -154,7 +160,11 @@ const BATCH_SQL = `with input as (
     ${addCounts('participant_monthly', `select program_id, participant_id, date_trunc('month', ${DAY})::date, clicks, visitors, 0, 0 from counts order by program_id, participant_id`)}
   ), rollup_program as (
     ${addCounts('program_daily', `select program_id, ${DAY}, floor(random() * ${PROGRAM_DAILY_SHARDS})::int, sum(clicks)::int, sum(visitors)::int, 0, 0 from counts group by program_id order by program_id`)}
-  ) select i, action, program_id, code_id, participant_id, unclaimed_id, known, now() as at from decided`;
+  ) select d.i, d.action, claim.* from decided d
+    -- Only a claim needs more than its action (claimRedirectClicks): the others answer two columns.
+    left join lateral (
+      select d.program_id, d.code_id, d.participant_id, d.unclaimed_id, d.known, now() as at where d.action = 'claim'
+    ) claim on true`;
 
 /** Clicks as they are, one statement for any number (a claim lost to another process). */
 const INSERT_SQL = `with stored as (

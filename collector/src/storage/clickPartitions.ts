@@ -48,8 +48,12 @@ const MONTHS_AHEAD = 2;
 
 const monthStart = (at: Date) => new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1));
 const nextMonth = (at: Date) => new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
+/** Whether the clicks' schema (the first on the search path) has index `name`; another schema's of that name does not count. */
 async function hasIndex(db: Knex, name: string): Promise<boolean> {
-  const result = await db.raw(`select 1 from pg_class where relname = ? and relkind = 'i'`, [name]);
+  const result = await db.raw(
+    `select 1 from pg_class where relname = ? and relkind = 'i' and relnamespace = current_schema()::regnamespace`,
+    [name],
+  );
   return result.rows.length > 0;
 }
 
