@@ -74,7 +74,7 @@ const userAgentIdsSql = (source: string) => `user_agents_known as (
   )`;
 
 /**
- * A whole batch in one statement (one round trip, atomic): what the database knows
+ * A whole batch in one statement (one round trip, atomic; test/bench/clickParts.ts measures its parts): what the database knows
  * about each click, the decision, the new clicks, the rejected codes' decisions and
  * the rollups. Rules, per click in order:
  * - invalid: unknown code, another program's, or disabled (a `rejected` decision);
@@ -92,7 +92,7 @@ const userAgentIdsSql = (source: string) => `user_agents_known as (
  * two empty months ahead. Claims (rare) are written afterwards, see
  * `claimRedirectClicks`.
  */
-const BATCH_SQL = `with input as (
+export const BATCH_SQL = `with input as (
     select i, program_id, code, given, vid, ${ipKeySql('ip')} as ip, url, referrer, user_agent
     from unnest(?::int[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
       as t(i, program_id, code, given, vid, ip, url, referrer, user_agent)
