@@ -350,11 +350,13 @@ const OPEN_MANY_SQL = `with input as (
 
 /**
  * Opens, in one statement, the conversions of a batch that nothing earlier in the batch
- * can change (a round trip each saved: most of a batch is new customers): those whose
- * customer, event and email key are their own in the batch. Another conversion of the
- * same customer or event waits for its turn, as does a customer sharing an email with
- * another (the second is held as a duplicate identity only once the first exists).
- * The rest open at their turn (convert). Answers the opened ones by batch index.
+ * can change and that change nothing an earlier one reads (a round trip each saved:
+ * most of a batch is new customers): those whose customer and event are their own in
+ * the batch, and that carry no email. Another conversion of the same customer or event
+ * waits for its turn; so does a customer with an email, whose key another customer's
+ * check for a duplicate identity reads (an existing customer earlier in the batch, with
+ * that email stored, would otherwise find them already there). The rest open at their
+ * turn (convert). Answers the opened ones by batch index.
  */
 async function openConversions(
   trx: Knex,
@@ -364,16 +366,13 @@ async function openConversions(
   const seen = new Map<string, number>();
   const keysOf = ({ input }: BatchedConversion, index: number) => {
     const programId = programs[index]?.id ?? '';
-    return [
-      `c ${programId} ${input.externalId}`,
-      `e ${programId} ${input.type} ${input.eventId}`,
-      ...(input.email ? [`m ${programId} ${emailLookalike(input.email)}`] : []),
-    ];
+    return [`c ${programId} ${input.externalId}`, `e ${programId} ${input.type} ${input.eventId}`];
   };
   for (const [index, item] of batch.entries()) for (const key of keysOf(item, index)) seen.set(key, (seen.get(key) ?? 0) + 1);
-  const own = [...batch.keys()].filter(
-    (index) => programs[index] && keysOf(batch[index] as BatchedConversion, index).every((key) => seen.get(key) === 1),
-  );
+  const own = [...batch.keys()].filter((index) => {
+    const item = batch[index] as BatchedConversion;
+    return programs[index] && !item.input.email && keysOf(item, index).every((key) => seen.get(key) === 1);
+  });
   const opened = new Map<number, Opened>();
   if (own.length < 2) return opened;
   const inputs = own.map((index) => (batch[index] as BatchedConversion).input);
@@ -401,18 +400,6 @@ async function openConversions(
   }
   return opened;
 }
-
-/**
- * Emails that may share a key (participants.email_key) share this: the local part
- * before any `+`, lower-cased, its letters a–z and digits only, whatever the domain.
- * Coarser than the key (whichever way the database lower-cases other letters), so
- * two customers it keeps apart never share one.
- */
-const emailLookalike = (email: string) =>
-  (email.split('@')[0] ?? '')
-    .split('+')[0]
-    ?.toLowerCase()
-    .replace(/[^a-z0-9]/g, '');
 
 /** `opened`: the conversion already opened with others of its batch (openConversions). */
 async function convert(work: Work, program: ProgramRow, input: ConversionInput, opened?: Opened): Promise<ConversionResult> {
