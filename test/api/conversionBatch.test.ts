@@ -97,6 +97,46 @@ describe.each(DATABASES)('server conversion batches (%s)', (kind) => {
     ]);
   });
 
+  it('keeps the conversions of one batch in their order in time: a purchase before the referral does not move with it (found by the batch property)', async () => {
+    const { fixture, program, referrer, signup } = await setup();
+    const friend = await buildParticipant(api, fixture);
+    const browser = { verified: false, source: 'browser' } as const;
+    const purchase = (extra: Partial<ConversionInput>) => signup('mo', { type: 'purchase', amount: 1000, currency: 'USD', ...extra });
+    const outcomes = await recordConversionBatch(db, [
+      purchase({ code: undefined, ...browser }), // unreferred: counted for nobody
+      signup('mo', { code: referrer.code, ...browser }), // the browser's referral, to `referrer`
+      purchase({ code: friend.code }), // the server names `friend`: the referral moves, with what came after it
+    ]);
+    expect(outcomes.map((outcome) => 'ok' in outcome && outcome.ok.attribution)).toMatchObject([
+      { status: 'none' },
+      { status: 'attributed', referrer: referrer.externalId },
+      { status: 'attributed', referrer: friend.externalId },
+    ]);
+    const counts = await db('daily_stats')
+      .where({ program_id: program.id })
+      .groupBy('participant_id')
+      .select('participant_id', db.raw('sum(signups)::int as signups'), db.raw('sum(purchases)::int as purchases'));
+    expect(Object.fromEntries(counts.map((row) => [row.participant_id, [row.signups, row.purchases]]))).toEqual({
+      [referrer.id]: [0, 0],
+      [friend.id]: [1, 1],
+    });
+  });
+
+  it('tells apart times a microsecond apart: a signup the server confirms after a referral made later in the batch earns nothing (found by the batch property)', async () => {
+    const { fixture, program, signup } = await setup();
+    const rules = [{ id: 'welcome', on: 'signup', to: 'both', reward: { kind: 'credit', amount: 500, currency: 'USD' } }];
+    const rewarding = { ...program, settings: { ...program.settings, rewardRules: rules } } as ProgramRow;
+    const item = (conversion: BatchedConversion): BatchedConversion => ({ ...conversion, program: rewarding });
+    const friend = await buildParticipant(api, fixture);
+    const outcomes = await recordConversionBatch(db, [
+      item(signup('nan', { code: undefined, verified: false, source: 'browser' })), // unreferred
+      item(signup('nan', { type: 'purchase', amount: 1000, currency: 'USD', code: friend.code })), // makes the referral, after the signup
+      item(signup('nan')), // the server's signup, under another event id: confirms the browser's
+    ]);
+    expect(outcomes.map((outcome) => 'ok' in outcome && outcome.ok.rewards)).toEqual([[], [], []]);
+    expect(await db('rewards').where({ program_id: program.id })).toEqual([]);
+  });
+
   it('attributes concurrent signups over HTTP exactly once each, and a retry replays the stored answer', async () => {
     const { fixture, program, referrer } = await setup();
     const bodies = Array.from({ length: 40 }, (_, i) => ({

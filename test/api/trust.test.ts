@@ -260,6 +260,21 @@ describe.each(DATABASES)('trust rules (%s)', (kind) => {
       expect((await participant(api, p, attacker.externalId)).stats).toMatchObject({ signups: 0, purchases: 0 });
     });
 
+    it('a server purchase naming another referrer moves the referral, and the purchase counts once, for them (found by the batch property)', async () => {
+      const p = await shop();
+      const attacker = await buildParticipant(api, p);
+      const friend = await buildParticipant(api, p);
+      const customer = uniq('u-');
+      await browserEvent(api, p, { type: 'signup', eventId: `signup-${customer}`, userId: customer, code: attacker.code });
+
+      const answer = await serverPurchase(api, p, customer, uniq('order-'), 5000, 'USD', friend.code);
+      expect(answer.attribution).toMatchObject({ status: 'attributed', referrer: friend.externalId });
+      // Recorded as it moved the referral: counted for no one before, so nothing moves with it.
+      expect((await participant(api, p, friend.externalId)).stats).toMatchObject({ signups: 1, purchases: 1 });
+      expect((await participant(api, p, attacker.externalId)).stats).toMatchObject({ signups: 0, purchases: 0 });
+      expect(await summary(api, p)).toMatchObject({ signups: 1, purchases: 1 });
+    });
+
     it('a server signup naming another referrer leaves a referral whose referrer was paid already, for the operator (found by the rewards property)', async () => {
       const p = await shop();
       const browserReferrer = await buildParticipant(api, p);

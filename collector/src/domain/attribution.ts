@@ -40,6 +40,8 @@ export interface AttributionHint {
   verified: boolean;
   /** Created in this very transaction: nobody else can see them, let alone be referred by them. */
   newParticipant?: boolean;
+  /** The conversion was recorded in this very step: counted for no referrer yet, so a moved referral leaves it where it is. */
+  newConversion?: boolean;
   /** `code` already looked up, with its owner (null: no such code), by the caller's own statement. */
   codeWithOwner?: CodeWithOwner | null;
   /** A provider's discount the customer paid with, owned by a participant: it names the referrer, before any code or click. */
@@ -214,7 +216,7 @@ type Decide = (
  */
 const attributeSql = (clicked: string) => `with r as (
     insert into referrals (program_id, referrer_id, referred_id, code_id, vid, status, reason, verified, ip_hash, created_at)
-    values (?, ?, ?, ?, ?, ?, ?, ?, ?, least(now(), (select created_at from conversions where id = ?::uuid)))
+    values (?, ?, ?, ?, ?, ?, ?, ?, ?, (select created_at from conversions where id = ?::uuid))
     on conflict (referred_id) do nothing returning *
   ), p as (
     update participants set referred_by = ? where id = ? and exists (select 1 from r)
@@ -256,7 +258,7 @@ export async function attribute(
   const current = hint.newParticipant ? undefined : await referralOf(trx, participant.id);
   if (current) {
     // Only the server can confirm (or overrule) a referral the browser made.
-    if (hint.verified && !current.verified) return settleReferral(work, program, participant, current, hint, decide);
+    if (hint.verified && !current.verified) return settleReferral(work, program, participant, current, hint, decide, conversionId);
     const promoElsewhere = hint.promoCode && hint.promoCode.owner.id !== current.referrer_id;
     if (hint.code || hint.vid || promoElsewhere) await decide('rejected', 'already_attributed', { referrerId: current.referrer_id });
     return existing(trx, current);
@@ -342,6 +344,7 @@ async function settleReferral(
   current: ReferralRow,
   hint: AttributionHint,
   decide: Decide,
+  conversionId: string,
 ): Promise<Attribution> {
   const { trx } = work;
   const unconfirmed = async () => {
@@ -373,12 +376,14 @@ async function settleReferral(
     });
     return existing(trx, current, { reason: 'unconfirmed_referral' });
   }
-  const referral = await reattribute(work, program, participant, current, {
-    referrerId: vetted.referrer.id,
-    codeId: vetted.code?.id ?? null,
-    vid: hint.vid,
-    holdReason: vetted.holdReason,
-  });
+  const referral = await reattribute(
+    work,
+    program,
+    participant,
+    current,
+    { referrerId: vetted.referrer.id, codeId: vetted.code?.id ?? null, vid: hint.vid, holdReason: vetted.holdReason },
+    hint.newConversion ? conversionId : undefined,
+  );
   await decide('accepted', 'server_override', {
     referrerId: vetted.referrer.id,
     code: vetted.code?.code ?? null,

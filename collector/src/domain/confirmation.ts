@@ -33,7 +33,9 @@ export async function confirmConversion(
     return { mismatch: true };
   }
   const before = await referralOf(trx, participant.id);
-  const counted = Boolean(before && before.created_at <= stored.created_at);
+  // The referral counted this conversion when it dates from no later than it (in SQL: a
+  // batch's conversions are microseconds apart, Work.turn, and a JavaScript date keeps milliseconds).
+  const counted = Boolean(before && (await datesFrom(trx, before, stored)));
   const conversion = await takeServerFigures(work, program, stored, input, counted ? before?.referrer_id : undefined);
 
   const { referral, ...settled } = await attribute(

@@ -107,8 +107,10 @@ async function replay(work: Work, program: ProgramRow, stored: ConversionRow, in
 }
 
 /** A conversion's columns after program_id and participant_id, and their values, in one order. */
-const CONVERSION_COLUMNS = 'type, event_id, amount, currency, verified, source, vid, ip_hash';
-const conversionValues = (input: ConversionInput) => [
+const CONVERSION_COLUMNS = 'type, event_id, amount, currency, verified, source, vid, ip_hash, created_at';
+/** A conversion's time: its transaction's, plus its turn in the batch in microseconds (Work.turn). */
+const AT_TURN = `now() + ?::int * interval '1 microsecond'`;
+const conversionValues = (input: ConversionInput, turn: number) => [
   input.type,
   input.eventId,
   input.amount ?? null,
@@ -117,15 +119,16 @@ const conversionValues = (input: ConversionInput) => [
   input.source,
   input.vid ?? null,
   input.ipHash ?? null,
+  turn,
 ];
 
-async function insertConversion(trx: Knex, programId: string, participant: ParticipantRow, input: ConversionInput) {
+async function insertConversion(work: Work, programId: string, participant: ParticipantRow, input: ConversionInput) {
   const result = await prepared(
-    trx,
+    work.trx,
     'insert_conversion',
     `insert into conversions (program_id, participant_id, ${CONVERSION_COLUMNS})
-     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing returning *`,
-    [programId, participant.id, ...conversionValues(input)],
+     values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ${AT_TURN}) on conflict do nothing returning *`,
+    [programId, participant.id, ...conversionValues(input, work.turn)],
   );
   return result.rows[0] as ConversionRow | undefined;
 }
@@ -248,6 +251,7 @@ export async function recordConversionBatch(
       const outcomes: BatchOutcome<ConversionResult>[] = [];
       for (const [index, item] of batch.entries()) {
         const now = nows[index];
+        work.turn = index;
         outcomes.push(now ? { ok: await convert(work, now, item.input, opened.get(index)) } : { error: revokedSecretKey() });
       }
       return outcomes;
@@ -275,7 +279,7 @@ const OPEN_SQL = `with stored as (
     insert into codes (program_id, participant_id, code) select program_id, id, ? from participant on conflict do nothing returning id
   ), conversion as (
     insert into conversions (program_id, participant_id, ${CONVERSION_COLUMNS})
-    select program_id, id, ?, ?, ?, ?, ?, ?, ?, ? from participant on conflict do nothing returning *
+    select program_id, id, ?, ?, ?, ?, ?, ?, ?, ?, ${AT_TURN} from participant on conflict do nothing returning *
   ), referrer as (${CODE_WITH_OWNER_SQL}
   ) select (select row_to_json(s) from stored s) as stored, (select row_to_json(p) from participant p) as participant,
       exists (select 1 from code) as coded, (select row_to_json(c) from conversion c) as conversion,
@@ -297,8 +301,8 @@ function fromOpened(row: OpenedRow, input: ConversionInput) {
   };
 }
 
-async function openConversion(trx: Knex, programId: string, input: ConversionInput): Promise<Opened> {
-  const result = await prepared(trx, 'open_conversion', OPEN_SQL, [
+async function openConversion(work: Work, programId: string, input: ConversionInput): Promise<Opened> {
+  const result = await prepared(work.trx, 'open_conversion', OPEN_SQL, [
     programId,
     input.type,
     input.eventId,
@@ -307,7 +311,7 @@ async function openConversion(trx: Knex, programId: string, input: ConversionInp
     input.email ?? null,
     input.name ?? null,
     generateCode(),
-    ...conversionValues(input),
+    ...conversionValues(input, work.turn),
     input.code ?? null,
   ]);
   return fromOpened(result.rows[0] as OpenedRow, input);
@@ -320,8 +324,8 @@ async function openConversion(trx: Knex, programId: string, input: ConversionInp
  */
 const OPEN_MANY_SQL = `with input as (
     select * from unnest(?::int[], ?::uuid[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[],
-        ?::bigint[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::text[])
-      as t(i, program_id, type, event_id, external_id, email, name, new_code, amount, currency, verified, source, vid, ip_hash, code)
+        ?::bigint[], ?::text[], ?::boolean[], ?::text[], ?::text[], ?::text[], ?::text[], ?::int[])
+      as t(i, program_id, type, event_id, external_id, email, name, new_code, amount, currency, verified, source, vid, ip_hash, code, turn)
   ), stored as (
     select input.i, row_to_json(s) as row from input
     join lateral (select * from conversions c where c.program_id = input.program_id and c.type = input.type and c.event_id = input.event_id limit 1) s on true
@@ -337,7 +341,8 @@ const OPEN_MANY_SQL = `with input as (
     on conflict do nothing returning participant_id
   ), conversion as (
     insert into conversions (program_id, participant_id, ${CONVERSION_COLUMNS})
-    select program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash from opened order by i
+    select program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash,
+      now() + turn * interval '1 microsecond' from opened order by i
     on conflict do nothing returning *
   ) select input.i, stored.row as stored, opened.row as participant,
       exists (select 1 from code where code.participant_id = opened.participant_id) as coded,
@@ -393,6 +398,7 @@ async function openConversions(
     column((input) => input.vid),
     column((input) => input.ipHash),
     column((input) => input.code),
+    own,
   ]);
   for (const row of result.rows as Array<OpenedRow & { i: number }>) {
     const index = own[row.i] as number;
@@ -404,7 +410,7 @@ async function openConversions(
 /** `opened`: the conversion already opened with others of its batch (openConversions). */
 async function convert(work: Work, program: ProgramRow, input: ConversionInput, opened?: Opened): Promise<ConversionResult> {
   const { trx } = work;
-  opened ??= await openConversion(trx, program.id, input);
+  opened ??= await openConversion(work, program.id, input);
   if (opened.stored) return (await replay(work, program, opened.stored, input)) ?? convert(work, program, input);
 
   let participant: ParticipantRow;
@@ -421,7 +427,7 @@ async function convert(work: Work, program: ProgramRow, input: ConversionInput, 
       email: input.email,
       name: input.name,
     }));
-    conversion = await insertConversion(trx, program.id, participant, input);
+    conversion = await insertConversion(work, program.id, participant, input);
   }
   if (!conversion) {
     // Either a concurrent request stored this very event, or the participant already signed up.
@@ -440,6 +446,7 @@ async function convert(work: Work, program: ProgramRow, input: ConversionInput, 
       ipHash: input.ipHash,
       verified: input.verified,
       newParticipant: created,
+      newConversion: true,
       codeWithOwner: opened.codeWithOwner,
       promoCode: input.promoCode,
     },

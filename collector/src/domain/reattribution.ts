@@ -27,6 +27,8 @@ export async function reattribute(
   participant: ParticipantRow,
   current: ReferralRow,
   next: NextReferrer,
+  /** The conversion being recorded, when it is new: counted for nobody yet, it does not move. */
+  uncounted?: string,
 ): Promise<ReferralRow> {
   const { trx } = work;
   const [referral] = (await trx('referrals')
@@ -42,7 +44,7 @@ export async function reattribute(
     .returning('*')) as ReferralRow[];
   await trx('participants').where({ id: participant.id }).update({ referred_by: next.referrerId });
   await revokeRewardsOf(trx, program, current.id, current.referrer_id, 'the server reported another referrer');
-  work.count(...(await movedCounts(trx, program.id, participant.id, current, next.referrerId)));
+  work.count(...(await movedCounts(trx, program.id, participant.id, current, next.referrerId, uncounted)));
   return referral as ReferralRow;
 }
 
@@ -56,9 +58,11 @@ async function movedCounts(
   participantId: string,
   current: ReferralRow,
   referrerId: string,
+  uncounted: string | undefined,
 ): Promise<StatsDelta[]> {
   const purchases = (await trx('conversions')
     .where({ program_id: programId, participant_id: participantId, type: 'purchase' })
+    .modify((query) => (uncounted ? query.whereNot({ id: uncounted }) : query))
     .where('created_at', '>=', trx('referrals').select('created_at').where({ id: current.id }))
     .select('id', 'amount', 'currency', 'created_at')) as Array<{
     id: string;

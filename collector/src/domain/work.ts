@@ -15,6 +15,13 @@ export class Work {
   readonly stats: StatsDelta[] = [];
   /** Answers to store, by conversion id (JSON); a later one for the same conversion wins. */
   private readonly answers = new Map<string, unknown>();
+  /**
+   * The place of the conversion being recorded in its batch. A transaction has one time
+   * (`now()`), so a batch's conversions are stored at that time plus their place in
+   * microseconds: what compares times (purchases since a referral, earlier purchases,
+   * which of a referrer's referrals) then sees them in order, as one by one.
+   */
+  turn = 0;
 
   constructor(readonly trx: Knex) {}
 
