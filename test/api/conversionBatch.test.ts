@@ -137,6 +137,22 @@ describe.each(DATABASES)('server conversion batches (%s)', (kind) => {
     expect(await db('rewards').where({ program_id: program.id })).toEqual([]);
   });
 
+  it('judges a code by its owner as the batch left them: an email given earlier in the batch makes a self-referral (found by the batch property)', async () => {
+    const { fixture, signup } = await setup();
+    const kim = await buildParticipant(api, fixture, { email: 'kim@example.com' });
+    const friend = await buildParticipant(api, fixture);
+    const outcomes = await recordConversionBatch(db, [
+      signup(friend.externalId, { code: undefined, email: 'Kim@example.com' }), // friend's email, given now: Kim's
+      signup(kim.externalId, { type: 'purchase', amount: 1000, currency: 'USD', code: friend.code }), // opened with the next one
+      signup('zed'),
+    ]);
+    expect(outcomes.map((outcome) => 'ok' in outcome && outcome.ok.attribution)).toMatchObject([
+      { status: 'none' },
+      { status: 'rejected', reason: 'self_referral' },
+      { status: 'attributed' },
+    ]);
+  });
+
   it('attributes concurrent signups over HTTP exactly once each, and a retry replays the stored answer', async () => {
     const { fixture, program, referrer } = await setup();
     const bodies = Array.from({ length: 40 }, (_, i) => ({

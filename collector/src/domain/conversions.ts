@@ -10,7 +10,14 @@ import { assignCode, generateCode } from './codes.ts';
 import { revokedSecretKey } from './keys.ts';
 import type { ConversionResponse } from '../../../shared/responses.ts';
 import type { ConversionType } from '../../../shared/types.ts';
-import { attribute, CODE_WITH_OWNER_SQL, codeWithOwnerFrom, type Attribution, type AttributionHint } from './attribution.ts';
+import {
+  attribute,
+  CODE_WITH_OWNER_SQL,
+  codeWithOwnerFrom,
+  participantById,
+  type Attribution,
+  type AttributionHint,
+} from './attribution.ts';
 import { recordDecision } from './decisions.ts';
 import { ensureParticipant, type ParticipantRow } from './participants.ts';
 import type { ProgramRow } from './programs.ts';
@@ -428,6 +435,7 @@ async function convert(work: Work, program: ProgramRow, input: ConversionInput, 
       name: input.name,
     }));
     conversion = await insertConversion(work, program.id, participant, input);
+    if (input.email || input.name) work.touched.add(participant.id);
   }
   if (!conversion) {
     // Either a concurrent request stored this very event, or the participant already signed up.
@@ -447,7 +455,7 @@ async function convert(work: Work, program: ProgramRow, input: ConversionInput, 
       verified: input.verified,
       newParticipant: created,
       newConversion: true,
-      codeWithOwner: opened.codeWithOwner,
+      codeWithOwner: await ownerNow(work, opened.codeWithOwner),
       promoCode: input.promoCode,
     },
     conversion.id,
@@ -471,6 +479,12 @@ async function convert(work: Work, program: ProgramRow, input: ConversionInput, 
   };
   work.answer(conversion.id, response);
   return response;
+}
+
+/** The code's owner as read with the opening, or read again when a conversion before this one in the work may have changed them. */
+async function ownerNow(work: Work, found: Opened['codeWithOwner']): Promise<Opened['codeWithOwner']> {
+  if (!found || !work.touched.has(found.owner.id)) return found;
+  return { ...found, owner: await participantById(work.trx, found.owner.id) };
 }
 
 /**

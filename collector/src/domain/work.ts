@@ -22,6 +22,12 @@ export class Work {
    * which of a referrer's referrals) then sees them in order, as one by one.
    */
   turn = 0;
+  /**
+   * Participants whose email or name a conversion of this work may have given: a row of
+   * theirs read before (a referrer read with a conversion opened ahead of its turn) is
+   * read again.
+   */
+  readonly touched = new Set<string>();
 
   constructor(readonly trx: Knex) {}
 
