@@ -57,7 +57,7 @@ describe.each(DATABASES)('server conversion batches (%s)', (kind) => {
     expect(stored).toEqual({ n: 2 });
   });
 
-  it("opens a batch's new customers in one statement, not one each", async () => {
+  it("opens and attributes a batch's new customers in one statement each, not one per customer", async () => {
     const { program, referrer, signup } = await setup();
     const statements: string[] = [];
     const onQuery = (query: { sql: string }) => statements.push(query.sql);
@@ -72,6 +72,7 @@ describe.each(DATABASES)('server conversion batches (%s)', (kind) => {
       db.off('query', onQuery);
     }
     expect(statements.filter((sql) => sql.includes('insert into participants'))).toHaveLength(1);
+    expect(statements.filter((sql) => sql.includes('insert into referrals'))).toHaveLength(1);
     expect(await referralsOf(program.id)).toEqual({ n: 5 });
     const [stats] = await db('daily_stats').where({ program_id: program.id, participant_id: referrer.id }).select('signups');
     expect(stats).toEqual({ signups: 5 });

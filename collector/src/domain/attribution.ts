@@ -46,6 +46,8 @@ export interface AttributionHint {
   codeWithOwner?: CodeWithOwner | null;
   /** A provider's discount the customer paid with, owned by a participant: it names the referrer, before any code or click. */
   promoCode?: PromoCodeMatch | undefined;
+  /** The referral already made with others of the batch (attributeMany). */
+  attributed?: AttributedAhead | undefined;
 }
 
 /** What the customer came with, as decisions record it: the promo code's text (else its id), or the referral code. */
@@ -254,6 +256,8 @@ export async function attribute(
       details: extra.details ?? hintDetails(hint),
     });
 
+  // Made with others of its batch (attributeMany): what is left is done at its turn.
+  if (hint.attributed) return referralMade(work, program, { participant, ...hint.attributed, hint }, hint.attributed.referral, false);
   // A customer created in this transaction cannot have been referred yet.
   const current = hint.newParticipant ? undefined : await referralOf(trx, participant.id);
   if (current) {
@@ -307,6 +311,18 @@ export async function attribute(
     return existing(trx, winner);
   }
   const { clicked, ...referral } = row;
+  return referralMade(work, program, { participant, referrer, code, holdReason, hint }, referral, clicked);
+}
+
+/** A new referral, stored: counted for the referrer, announced (webhook, email), and answered. */
+async function referralMade(
+  work: Work,
+  program: ProgramRow,
+  { participant, referrer, code, holdReason, hint }: { participant: ParticipantRow; hint: AttributionHint } & Vetted,
+  referral: ReferralRow,
+  clicked: boolean,
+): Promise<Attribution> {
+  const { trx } = work;
   work.count({ programId: program.id, participantId: referrer.id, at: referral.created_at, signups: 1, clickedSignups: clicked ? 1 : 0 });
   await enqueueWebhook(trx, program, 'referral.created', {
     referral: {
@@ -328,6 +344,65 @@ export async function attribute(
     referral,
     ...(holdReason ? { held: true, reason: holdReason } : hint.promoCode ? { reason: 'promo_code' as const } : {}),
   };
+}
+
+/**
+ * A new customer who came with a code and nothing else to check (no visitor id, address,
+ * email or promo code): no check reads what another conversion of the batch writes
+ * (attributeMany), so their referral can be made before their turn. The code's owner,
+ * when the code is usable.
+ */
+export function attributableAhead(hint: AttributionHint & { email?: string | undefined }, programId: string): CodeWithOwner | undefined {
+  const found = hint.codeWithOwner;
+  if (!hint.newParticipant || !found || hint.vid || hint.ipHash || hint.email || hint.promoCode) return undefined;
+  return codeRefusal(found.code, programId) ? undefined : found;
+}
+
+export type AttributedAhead = { referral: ReferralRow; referrer: ParticipantRow; code: CodeRow };
+
+/**
+ * The referrals, referredBy and decisions of new customers that `attributableAhead`
+ * let through, in one statement (one round trip a batch instead of one a customer):
+ * what ATTRIBUTE_SQL writes for each, each dated from its conversion. Answers by the
+ * conversion's id; `attribute` finishes each at its turn (counts, webhook, email).
+ */
+const ATTRIBUTE_MANY_SQL = `with input as (
+    select t.*, c.program_id, c.participant_id, c.created_at from unnest(?::int[], ?::uuid[], ?::uuid[], ?::uuid[], ?::text[], ?::boolean[])
+      as t(i, conversion_id, referrer_id, code_id, code, verified)
+    join conversions c on c.id = t.conversion_id
+  ), r as (
+    insert into referrals (program_id, referrer_id, referred_id, code_id, status, verified, created_at)
+    select program_id, referrer_id, participant_id, code_id, 'attributed', verified, created_at from input order by i
+    on conflict (referred_id) do nothing returning *
+  ), p as (
+    update participants set referred_by = r.referrer_id from r where participants.id = r.referred_id
+  ), d as (
+    insert into decisions (program_id, subject, outcome, reason, participant_id, referrer_id, code, conversion_id)
+    select input.program_id, 'attribution', 'accepted', 'attributed', input.participant_id, input.referrer_id, input.code, input.conversion_id
+    from input join r on r.referred_id = input.participant_id order by i
+  ) select input.conversion_id, row_to_json(r) as referral from input join r on r.referred_id = input.participant_id`;
+
+export async function attributeMany(
+  trx: Knex,
+  ahead: Array<{ conversionId: string; verified: boolean; found: CodeWithOwner }>,
+): Promise<Map<string, AttributedAhead>> {
+  const made = new Map<string, AttributedAhead>();
+  if (!ahead.length) return made;
+  const result = await prepared(trx, 'attribute_many', ATTRIBUTE_MANY_SQL, [
+    ahead.map((_, i) => i),
+    ahead.map((item) => item.conversionId),
+    ahead.map((item) => item.found.owner.id),
+    ahead.map((item) => item.found.code.id),
+    ahead.map((item) => item.found.code.code),
+    ahead.map((item) => item.verified),
+  ]);
+  const byConversion = new Map(ahead.map((item) => [item.conversionId, item.found]));
+  for (const row of result.rows as Array<{ conversion_id: string; referral: Record<string, unknown> }>) {
+    const found = byConversion.get(row.conversion_id) as CodeWithOwner;
+    const referral = rowFromJson<ReferralRow>(row.referral, ['created_at']) as ReferralRow;
+    made.set(row.conversion_id, { referral, referrer: found.owner, code: found.code });
+  }
+  return made;
 }
 
 /**

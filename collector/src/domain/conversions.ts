@@ -12,6 +12,9 @@ import type { ConversionResponse } from '../../../shared/responses.ts';
 import type { ConversionType } from '../../../shared/types.ts';
 import {
   attribute,
+  attributableAhead,
+  attributeMany,
+  type AttributedAhead,
   CODE_WITH_OWNER_SQL,
   codeWithOwnerFrom,
   participantById,
@@ -305,6 +308,8 @@ function fromOpened(row: OpenedRow, input: ConversionInput) {
     conversion: rowFromJson<ConversionRow>(row.conversion, ['created_at']),
     // The code the customer came with, looked up in the same statement (read before this customer existed).
     codeWithOwner: input.code ? codeWithOwnerFrom({ code: row.referrer_code, owner: row.referrer }) : undefined,
+    /** The referral made with others of the batch (attributeMany). */
+    attributed: undefined as AttributedAhead | undefined,
   };
 }
 
@@ -411,6 +416,15 @@ async function openConversions(
     const index = own[row.i] as number;
     opened.set(index, fromOpened(row, (batch[index] as BatchedConversion).input));
   }
+  // New customers with nothing but a usable code: their referrals too, in one statement.
+  const ahead = [...opened].flatMap(([index, open]) => {
+    const { input } = batch[index] as BatchedConversion;
+    const hint = { ...input, newParticipant: Boolean(open.participant), codeWithOwner: open.codeWithOwner };
+    const found = open.conversion && attributableAhead(hint, (programs[index] as ProgramRow).id);
+    return found && open.conversion ? [{ conversionId: open.conversion.id, verified: input.verified, found }] : [];
+  });
+  const attributed = await attributeMany(trx, ahead);
+  for (const open of opened.values()) if (open.conversion) open.attributed = attributed.get(open.conversion.id);
   return opened;
 }
 
@@ -456,6 +470,7 @@ async function convert(work: Work, program: ProgramRow, input: ConversionInput, 
       newParticipant: created,
       newConversion: true,
       codeWithOwner: await ownerNow(work, opened.codeWithOwner),
+      attributed: opened.attributed,
       promoCode: input.promoCode,
     },
     conversion.id,
