@@ -252,6 +252,7 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
 
   it('carries clicks of the earlier shape over: user agents into the dictionary, IP hashes as keys, owners from codes', async () => {
     const knex = own.db;
+    expect(await migrateDown(knex)).toEqual(['20261209000000_conversion_answers']);
     expect(await migrateDown(knex)).toEqual(['20261208000100_refunds_by_purchase']);
     expect(await migrateDown(knex)).toEqual(['20261208000000_time_ordered_ids']);
     expect(await migrateDown(knex)).toEqual(['20261207000100_leaderboard_rankings']);
@@ -287,6 +288,7 @@ describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
       '20261207000100_leaderboard_rankings',
       '20261208000000_time_ordered_ids',
       '20261208000100_refunds_by_purchase',
+      '20261209000000_conversion_answers',
     ]);
     expect(await knex.schema.hasColumn('clicks', 'program_id')).toBe(false);
     const rows = await clickDetails(knex).where('c.program_id', program?.id);

@@ -189,15 +189,23 @@ async function generate(client: pg.Client, url: string, programId: string): Prom
     const response = (type: string) =>
       `jsonb_build_object('conversion', jsonb_build_object('type', '${type}', 'eventId', '${type}-' || s.n, 'externalId', 'user-' || s.n),
          'attribution', jsonb_build_object('status', 'attributed', 'referrer', 'user-' || s.referrer_n), 'rewards', '[]'::jsonb)`;
-    await q(`insert into conversions (program_id, participant_id, type, event_id, verified, source, vid, ip_hash, response, created_at)
-      select $1, s.participant_id, 'signup', 'signup-' || s.n, true, 'server', ${vidOf('s.visitor')}, ${ipOf('s.visitor')}, ${response('signup')}, s.at
+    await q(`insert into conversions (program_id, participant_id, type, event_id, verified, source, vid, ip_hash, created_at)
+      select $1, s.participant_id, 'signup', 'signup-' || s.n, true, 'server', ${vidOf('s.visitor')}, ${ipOf('s.visitor')}, s.at
         from scale_people s where s.visitor is not null order by s.at`);
     // Three in ten referred customers buy once, within 30 days of signing up.
-    await q(`insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, response, created_at)
+    await q(`insert into conversions (program_id, participant_id, type, event_id, amount, currency, verified, source, created_at)
       select $1, s.participant_id, 'purchase', 'order-' || s.n, 500 + (abs(hashint8(s.n::bigint)) % 20000),
-             case when s.n % 4 = 0 then 'EUR' else 'USD' end, true, 'server', ${response('purchase')},
+             case when s.n % 4 = 0 then 'EUR' else 'USD' end, true, 'server',
              least(s.at + ${unit('s.n', 24)} * interval '30 days', now())
-        from scale_people s where s.visitor is not null and ${unit('s.n', 25)} < 0.3 order by 10`);
+        from scale_people s where s.visitor is not null and ${unit('s.n', 25)} < 0.3 order by 9`);
+    // The answers kept for replays, one a conversion.
+    for (const [type, prefix] of [
+      ['signup', 'signup-'],
+      ['purchase', 'order-'],
+    ] as const)
+      await q(`insert into conversion_answers (conversion_id, response)
+        select c.id, ${response(type)} from conversions c join scale_people s on c.event_id = '${prefix}' || s.n
+        where c.program_id = $1 and c.type = '${type}'`);
     // As the worker leaves them: pending while held (or under review), approved or paid after.
     const status = `case when c.created_at + interval '14 days' > now() or abs(hashtext(c.event_id)) % 20 = 0 then 'pending'
       else (array['approved', 'approved', 'paid'])[1 + abs(hashtext(c.event_id)) % 3] end`;

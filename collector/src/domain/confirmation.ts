@@ -45,7 +45,7 @@ export async function confirmConversion(
     { code: input.code, vid: input.vid, ipHash: input.ipHash, verified: true, promoCode: input.promoCode },
     stored.id,
   );
-  const attribution = sameEventMadeIt(work, stored, input, settled) ? { ...settled, status: 'attributed' as const } : settled;
+  const attribution = (await sameEventMadeIt(work, stored, input, settled)) ? { ...settled, status: 'attributed' as const } : settled;
   // Refunds recorded before this report: none counted for a referrer yet when this report
   // makes the referral; when it moves the referral, the earlier referrer's grants took them.
   const refunded = conversion.type === 'purchase' ? await refundedSoFar(trx, conversion.id) : 0;
@@ -93,15 +93,15 @@ async function datesFrom(trx: Knex, referral: ReferralRow, conversion: Conversio
 }
 
 /** This very event made the referral the server now confirms: its answer stays `attributed`. */
-function sameEventMadeIt(work: Work, stored: ConversionRow, input: ConversionInput, settled: Omit<Attribution, 'referral'>): boolean {
-  const first = work.answerOf<{ attribution?: Omit<Attribution, 'referral'> } | null>(stored)?.attribution;
-  return (
-    stored.event_id === input.eventId &&
-    settled.status === 'existing' &&
-    !settled.reason &&
-    first?.status === 'attributed' &&
-    first.referrer === settled.referrer
-  );
+async function sameEventMadeIt(
+  work: Work,
+  stored: ConversionRow,
+  input: ConversionInput,
+  settled: Omit<Attribution, 'referral'>,
+): Promise<boolean> {
+  if (stored.event_id !== input.eventId || settled.status !== 'existing' || settled.reason) return false;
+  const first = (await work.answerOf<{ attribution?: Omit<Attribution, 'referral'> } | null>(stored))?.attribution;
+  return first?.status === 'attributed' && first.referrer === settled.referrer;
 }
 
 const revenueOf = (row: Pick<ConversionRow, 'amount' | 'currency'>) => ({ currency: row.currency ?? 'XXX', amount: row.amount ?? 0 });

@@ -42,7 +42,6 @@ export interface ConversionRow {
   verified: boolean;
   source: ConversionSource;
   refund_of: string | null;
-  response: ConversionResult | null;
   vid: string | null;
   ip_hash: string | null;
   created_at: Date;

@@ -120,19 +120,23 @@ const STORED_JSON: Array<{
   },
   // A conversion's stored answer names its customer and its referrer.
   {
-    table: 'conversions',
-    key: ['id'],
+    table: 'conversion_answers',
+    key: ['conversion_id'],
     column: 'response',
     scope: (q, programId, person) =>
-      void q
-        .where({ program_id: programId })
-        .where((or) =>
-          or
-            .where({ participant_id: person.id })
-            .orWhereIn('participant_id', (sub) =>
-              sub.from('referrals').where({ program_id: programId, referrer_id: person.id }).select('referred_id'),
-            ),
-        ),
+      void q.whereIn('conversion_id', (conversions) =>
+        conversions
+          .from('conversions')
+          .select('id')
+          .where({ program_id: programId })
+          .where((or) =>
+            or
+              .where({ participant_id: person.id })
+              .orWhereIn('participant_id', (sub) =>
+                sub.from('referrals').where({ program_id: programId, referrer_id: person.id }).select('referred_id'),
+              ),
+          ),
+      ),
   },
   { table: 'webhook_outbox', key: ['id'], column: 'payload', scope: (q, programId) => void q.where({ program_id: programId }) },
   {

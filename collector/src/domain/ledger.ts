@@ -11,6 +11,7 @@ import type { ConversionRow, ConversionSource } from './conversions.ts';
 import type { ProgramRow } from './programs.ts';
 import { presentReward, rewardQuery, type RewardRow } from './rewards.ts';
 import { applyStats } from './rollups.ts';
+import { storedAnswer } from './work.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
 import { emailApprovedRewards } from './emails.ts';
 
@@ -217,14 +218,15 @@ export async function recordRefund(
   return db.transaction(async (trx) => {
     const find = (type: string, eventId: string) =>
       trx('conversions').where({ program_id: program.id, type, event_id: eventId }).first() as Promise<ConversionRow | undefined>;
+    const answer = async (refund: ConversionRow) => (await storedAnswer(trx, refund.id)) as RefundResult;
     const stored = await find('refund', input.eventId);
-    if (stored) return stored.response as unknown as RefundResult;
+    if (stored) return answer(stored);
     const found = await find('purchase', input.purchaseEventId);
     if (!found) throw notFound('Purchase');
     // Concurrent refunds of one purchase take turns, so "refunded so far" is exact.
     const purchase = (await trx('conversions').where({ id: found.id }).forUpdate().first()) as ConversionRow;
     const again = await find('refund', input.eventId);
-    if (again) return again.response as unknown as RefundResult;
+    if (again) return answer(again);
     const total = purchase.amount ?? 0;
     const before = await refundedSoFar(trx, purchase.id);
     if (refundedTotal !== undefined && Math.min(refundedTotal, total) <= before) return null;
@@ -244,7 +246,7 @@ export async function recordRefund(
       [program.id, purchase.participant_id, input.eventId, amount, purchase.currency, source, purchase.id],
     );
     const refund = inserted.rows[0] as ConversionRow | undefined;
-    if (!refund) return (await find('refund', input.eventId))?.response as unknown as RefundResult;
+    if (!refund) return answer((await find('refund', input.eventId)) as ConversionRow);
 
     // Only a purchase that counted for a referrer (referred before or as it was made) takes revenue back.
     const referral = (await trx('referrals')
@@ -275,9 +277,7 @@ export async function recordRefund(
       },
       rewards: affected.map(presentReward),
     };
-    await trx('conversions')
-      .where({ id: refund.id })
-      .update({ response: JSON.stringify(result) });
+    await trx('conversion_answers').insert({ conversion_id: refund.id, response: JSON.stringify(result) });
     return result;
   });
 }

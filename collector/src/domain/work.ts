@@ -41,8 +41,9 @@ export class Work {
   }
 
   /** The answer stored for a conversion, including one given earlier in this work. */
-  answerOf<T>(conversion: { id: string; response: unknown }): T {
-    return (this.answers.has(conversion.id) ? this.answers.get(conversion.id) : conversion.response) as T;
+  async answerOf<T>(conversion: { id: string }): Promise<T> {
+    if (this.answers.has(conversion.id)) return this.answers.get(conversion.id) as T;
+    return (await storedAnswer(this.trx, conversion.id)) as T;
   }
 
   get answered(): Array<[string, unknown]> {
@@ -50,16 +51,23 @@ export class Work {
   }
 }
 
+/** The answer kept for a conversion (replayed when its event comes again), if any. */
+export async function storedAnswer(trx: Knex, conversionId: string): Promise<unknown> {
+  const row = (await trx('conversion_answers').where({ conversion_id: conversionId }).first('response')) as
+    | { response: unknown }
+    | undefined;
+  return row?.response ?? null;
+}
+
 /**
  * Every rollup increment and every stored answer, in one statement whose text never
- * changes. `c.id = any(…)` keeps the answers on the primary key: the join alone let a
- * plan made while conversions was small (and kept for the connection's life) hash a
- * scan of the whole table on every commit.
+ * changes. A conversion's answer is written once, in conversion_answers (a retry of a
+ * browser event the server confirms writes it again), not by updating its row.
  */
 const FINISH_SQL = `with ${ROLLUP_CTES},
   answers as (
-    update conversions c set response = a.response
-    from unnest(?::uuid[], ?::jsonb[]) as a(id, response) where c.id = a.id and c.id = any(?::uuid[])
+    insert into conversion_answers (conversion_id, response) select * from unnest(?::uuid[], ?::jsonb[])
+    on conflict (conversion_id) do update set response = excluded.response
   ) select 1`;
 
 /** Writes what the work collected; nothing when it collected nothing. */
@@ -70,7 +78,6 @@ export async function finishWork(work: Work): Promise<void> {
     ...rollupParams(work.stats),
     answered.map(([id]) => id),
     answered.map(([, response]) => JSON.stringify(response)),
-    answered.map(([id]) => id),
   ]);
 }
 

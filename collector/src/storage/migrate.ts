@@ -27,6 +27,7 @@ import * as reportRollups from './migrations/20261207000000_report_rollups.ts';
 import * as leaderboardRankings from './migrations/20261207000100_leaderboard_rankings.ts';
 import * as timeOrderedIds from './migrations/20261208000000_time_ordered_ids.ts';
 import * as refundsByPurchase from './migrations/20261208000100_refunds_by_purchase.ts';
+import * as conversionAnswers from './migrations/20261209000000_conversion_answers.ts';
 
 type Migration = { up: (knex: Knex) => Promise<void>; down: (knex: Knex) => Promise<void> };
 
@@ -55,6 +56,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '20261207000100_leaderboard_rankings': leaderboardRankings,
   '20261208000000_time_ordered_ids': timeOrderedIds,
   '20261208000100_refunds_by_purchase': refundsByPurchase,
+  '20261209000000_conversion_answers': conversionAnswers,
 };
 
 const source: Knex.MigrationSource<string> = {

@@ -210,9 +210,10 @@ async function purchase(db: Knex, program: ProgramRow, provider: PaymentProvider
 }
 
 async function refund(db: Knex, program: ProgramRow, provider: PaymentProvider, command: Extract<Command, { kind: 'refund' }>) {
-  const done = (await db('conversions').where({ program_id: program.id, type: 'refund', event_id: command.eventId }).first('response')) as
-    | { response: RefundResult }
-    | undefined;
+  const done = (await db('conversions as c')
+    .join('conversion_answers as a', 'a.conversion_id', 'c.id')
+    .where({ 'c.program_id': program.id, 'c.type': 'refund', 'c.event_id': command.eventId })
+    .first('a.response')) as { response: RefundResult } | undefined;
   if (done) return done.response;
   const ids = command.payments.filter((id): id is string => Boolean(id));
   const payment = ids.length
