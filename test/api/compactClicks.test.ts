@@ -6,16 +6,16 @@
  */
 import { createHash } from 'node:crypto';
 import type { Knex } from 'knex';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type ClickInput, recordClicks } from '../../collector/src/domain/clicks.ts';
 import { dropExpiredClicks, ensureClickPartitions, retireRecentIndexes } from '../../collector/src/storage/clickPartitions.ts';
 import { migrateDown, migrateLatest } from '../../collector/src/storage/migrate.ts';
 import { openGenericPlanDb } from '../../collector/src/storage/db.ts';
 import type { TestApp } from '../helpers/app.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { DATABASES, type TestDb } from '../helpers/databases.ts';
 import { buildParticipant, buildProgram, type ProgramFixture, uniq } from '../helpers/factories.ts';
 import { clickDetails, DAY_MS } from '../helpers/rows.ts';
-import { useTestApp } from '../helpers/suite.ts';
+import { useTestApp, useTestDb } from '../helpers/suite.ts';
 
 const ipKey = (hash: string) => createHash('md5').update(hash).digest('hex');
 const monthName = (at: Date) => `clicks_m${at.getUTCFullYear()}${String(at.getUTCMonth() + 1).padStart(2, '0')}`;
@@ -242,16 +242,10 @@ describe.each(DATABASES)('compact clicks (%s)', (kind) => {
 });
 
 describe.each(DATABASES)('the compact clicks migration (%s)', (kind) => {
-  let own: TestDb;
-  beforeAll(async () => {
-    own = await openTestDb(kind);
-  });
-  afterAll(async () => {
-    await own?.close();
-  });
+  const own = useTestDb(kind);
 
   it('carries clicks of the earlier shape over: user agents into the dictionary, IP hashes as keys, owners from codes', async () => {
-    const knex = own.db;
+    const knex = own().db;
     expect(await migrateDown(knex)).toEqual(['20261209000000_conversion_answers']);
     expect(await migrateDown(knex)).toEqual(['20261208000100_refunds_by_purchase']);
     expect(await migrateDown(knex)).toEqual(['20261208000000_time_ordered_ids']);

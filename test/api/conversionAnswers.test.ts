@@ -2,22 +2,17 @@
  * The answers kept for replays live in conversion_answers (migration
  * 20261209000000): the migration carries stored answers over, both ways.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { migrateDown, migrateLatest } from '../../collector/src/storage/migrate.ts';
-import { DATABASES, openTestDb, type TestDb } from '../helpers/databases.ts';
+import { DATABASES } from '../helpers/databases.ts';
 import { uniq } from '../helpers/factories.ts';
+import { useTestDb } from '../helpers/suite.ts';
 
 describe.each(DATABASES)('the conversion answers migration (%s)', (kind) => {
-  let own: TestDb;
-  beforeAll(async () => {
-    own = await openTestDb(kind);
-  });
-  afterAll(async () => {
-    await own?.close();
-  });
+  const own = useTestDb(kind);
 
   it('moves each stored answer out of its conversion and back', async () => {
-    const knex = own.db;
+    const knex = own().db;
     const settings = JSON.stringify({ origins: ['https://a.example'], landingUrl: 'https://a.example/' });
     const [program] = (await knex('programs').insert({ name: 'A', slug: uniq('a'), settings }, ['id'])) as Array<{ id: string }>;
     const [person] = (await knex('participants').insert({ program_id: program?.id, external_id: 'ann' }, ['id'])) as Array<{ id: string }>;

@@ -40,3 +40,18 @@ export function useTestApp(kind: DbKind, assign: (suite: Suite) => void, options
     await testDb?.close();
   });
 }
+
+/**
+ * A fresh database of the given kind for the suite alone, without an app (migration
+ * suites step its schema up and down), closed after the suite. Call the getter in tests.
+ */
+export function useTestDb(kind: DbKind): () => TestDb {
+  let testDb: TestDb | undefined;
+  beforeAll(async () => {
+    testDb = await openTestDb(kind);
+  });
+  afterAll(async () => {
+    await testDb?.close();
+  });
+  return () => testDb as TestDb;
+}

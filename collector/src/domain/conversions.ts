@@ -118,7 +118,8 @@ async function replay(work: Work, program: ProgramRow, stored: ConversionRow, in
 /** A conversion's columns after program_id and participant_id, and their values, in one order. */
 const CONVERSION_COLUMNS = 'type, event_id, amount, currency, verified, source, vid, ip_hash, created_at';
 /** A conversion's time: its transaction's, plus its turn in the batch in microseconds (Work.turn). */
-const AT_TURN = `now() + ?::int * interval '1 microsecond'`;
+const atTurn = (turn: string) => `now() + ${turn} * interval '1 microsecond'`;
+const AT_TURN = atTurn('?::int');
 const conversionValues = (input: ConversionInput, turn: number) => [
   input.type,
   input.eventId,
@@ -352,8 +353,8 @@ const OPEN_MANY_SQL = `with input as (
     on conflict do nothing returning participant_id
   ), conversion as (
     insert into conversions (program_id, participant_id, ${CONVERSION_COLUMNS})
-    select program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash,
-      now() + turn * interval '1 microsecond' from opened order by i
+    select program_id, participant_id, type, event_id, amount, currency, verified, source, vid, ip_hash, ${atTurn('turn')}
+    from opened order by i
     on conflict do nothing returning *
   ) select input.i, stored.row as stored, opened.row as participant,
       exists (select 1 from code where code.participant_id = opened.participant_id) as coded,
@@ -419,8 +420,8 @@ async function openConversions(
   const ahead = [...opened].flatMap(([index, open]) => {
     const { input } = batch[index] as BatchedConversion;
     const hint = { ...input, newParticipant: Boolean(open.participant), codeWithOwner: open.codeWithOwner };
-    const found = open.conversion && attributableAhead(hint, (programs[index] as ProgramRow).id);
-    return found && open.conversion ? [{ conversionId: open.conversion.id, verified: input.verified, found }] : [];
+    const found = open.conversion ? attributableAhead(hint, (programs[index] as ProgramRow).id) : undefined;
+    return found ? [{ conversionId: (open.conversion as ConversionRow).id, verified: input.verified, found }] : [];
   });
   const attributed = await attributeMany(trx, ahead);
   for (const open of opened.values()) if (open.conversion) open.attributed = attributed.get(open.conversion.id);
