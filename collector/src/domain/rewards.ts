@@ -300,11 +300,18 @@ async function correctGrant(
   return [found.id];
 }
 
-/** Revokes the conversion's unpaid grants other than `keep`. */
+/** Revokes the conversion's unpaid grants other than `keep`, with the refund adjustments that follow them (ledger.ts). */
 async function revokeGrantsExcept(trx: Knex, program: ProgramRow, conversionId: string, keep: string[], reason: string): Promise<void> {
   const query = trx('rewards').where({ conversion_id: conversionId }).whereNull('reverses').whereIn('status', ['pending', 'approved']);
   if (keep.length) query.whereNotIn('id', keep);
-  await revoke(trx, program, (await query.select('id', 'program_id', 'status')) as StatusRow[], reason);
+  const grants = (await query.select('id', 'program_id', 'status')) as StatusRow[];
+  if (!grants.length) return;
+  const statusOf = new Map(grants.map((grant) => [grant.id, grant.status]));
+  const adjustments = (await trx('rewards')
+    .whereIn('reverses', [...statusOf.keys()])
+    .select('id', 'program_id', 'status', 'reverses')) as Array<StatusRow & { reverses: string }>;
+  const following = adjustments.filter((row) => row.status === statusOf.get(row.reverses));
+  await revoke(trx, program, [...grants, ...following.map(({ id, program_id, status }) => ({ id, program_id, status }))], reason);
 }
 
 type StatusRow = { id: string; program_id: string; status: RewardStatus };
