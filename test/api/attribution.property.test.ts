@@ -109,6 +109,14 @@ const scenario: fc.Arbitrary<Scenario> = fc.record({
 
 /** A safety net: no property may stall the suite, whatever happens. */
 const TIME_LIMIT_MS = 60_000;
+/** FC_RUNS runs each property that many times (searching longer; the time limits grow with it); FC_SEED replays a reported run. */
+const RUNS = process.env.FC_RUNS ? Number(process.env.FC_RUNS) : undefined;
+const options = (numRuns: number) => ({
+  numRuns: RUNS ?? numRuns,
+  plugins: [fc.interruptAfterTimeLimit(RUNS ? RUNS * 3_000 : TIME_LIMIT_MS)],
+  ...(process.env.FC_SEED ? { seed: Number(process.env.FC_SEED), path: process.env.FC_PATH, endOnFailure: true } : {}),
+});
+const TIMEOUT = { timeout: RUNS ? RUNS * 4_000 : 120_000 };
 /**
  * Every shrink step replays a whole scenario over HTTP: cap them, so a failure is
  * reported within seconds (its counterexample may be a little longer than minimal).
@@ -399,17 +407,17 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
     expect(clicks.map((c) => `${c.code}|${c.vid}`).sort()).toEqual([...result.validClicks].sort());
   }
 
-  it('keeps one referrer per participant, no self-referral, no cycle, and every event once', async () => {
+  it('keeps one referrer per participant, no self-referral, no cycle, and every event once', TIMEOUT, async () => {
     await fc.assert(
       fc.asyncProperty(fc.limitShrink(scenario, MAX_SHRINKS), async (input) => {
         const result = await run(input, { checkReplays: false });
         await checkInvariants(result);
       }),
-      { numRuns: 30, plugins: [fc.interruptAfterTimeLimit(TIME_LIMIT_MS)] },
+      options(30),
     );
-  }, 120_000);
+  });
 
-  it('replaying any request already sent changes no row counts and repeats the first answer', async () => {
+  it('replaying any request already sent changes no row counts and repeats the first answer', TIMEOUT, async () => {
     await fc.assert(
       fc.asyncProperty(fc.limitShrink(scenario, MAX_SHRINKS), async (input) => {
         const result = await run(input, { checkReplays: true });
@@ -427,7 +435,7 @@ describe.each(DATABASES)('attribution properties (%s)', (kind) => {
         expect(await reports(), 'reports after replaying every request').toEqual(before);
         await checkInvariants(result);
       }),
-      { numRuns: 20, plugins: [fc.interruptAfterTimeLimit(TIME_LIMIT_MS)] },
+      options(20),
     );
-  }, 120_000);
+  });
 });
