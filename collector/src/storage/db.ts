@@ -124,9 +124,20 @@ function initPgliteDir(dir: string): void {
 const genericPlanDbs = new WeakSet<Knex>();
 
 /**
+ * How the click batch runs (clicks.ts recordClicks says why): on its generic plan, and
+ * reading a visitor's clicks through an index scan, not a bitmap heap scan. The
+ * planner combined the visitor index with another into a bitmap; a bitmap heap scan
+ * reads its table's size again (a system call) at every rescan, once per click and
+ * partition, and builds a bitmap for the one or two rows a visitor has. PostgreSQL CPU
+ * per click (test/bench/clickParts.ts, 24 a batch, alternated three times): 47–54 µs
+ * with bitmaps, 40–46 without.
+ */
+export const CLICK_SESSION_SQL = 'set plan_cache_mode = force_generic_plan; set enable_bitmapscan = off';
+
+/**
  * A pool of one PostgreSQL connection beside `db` (same server, schema and settings)
- * whose session runs prepared statements on their generic plans
- * (`plan_cache_mode = force_generic_plan`), set once when it connects: the click batches
+ * whose session runs the click batch as clicks.ts wants it (CLICK_SESSION_SQL: its
+ * generic plan, no bitmap scans, no JIT), set once when it connects: the click batches
  * run there, one at a time, with no transaction round trips to SET LOCAL (clicks.ts
  * recordClicks). Close it with destroy(). Undefined on the embedded database.
  */
@@ -139,7 +150,7 @@ export function openGenericPlanDb(db: Knex): Knex | undefined {
       min: 0,
       max: 1,
       afterCreate(connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) {
-        connection.query('set jit = off; set plan_cache_mode = force_generic_plan').then(
+        connection.query(`set jit = off; ${CLICK_SESSION_SQL}`).then(
           () => done(null, connection),
           (error: Error) => done(error, connection),
         );
