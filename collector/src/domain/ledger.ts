@@ -183,9 +183,10 @@ export async function applyRefundsSoFar(trx: Knex, program: ProgramRow, purchase
       { column: 'created_at', order: 'desc' },
       { column: 'id', order: 'desc' },
     ])) as ConversionRow[];
-  if (!refunds.length) return;
+  const [latest] = refunds;
+  if (!latest) return;
   const after = refunds.reduce((sum, refund) => sum + Number(refund.amount ?? 0), 0);
-  await reverseGrants(trx, program, purchase, refunds[0]!, after);
+  await reverseGrants(trx, program, purchase, latest, after);
 }
 
 /** What POST /v1/refunds answers (also kept as the refund's stored reply). */
