@@ -22,7 +22,7 @@ process.env.TEST_DATABASE_URL ??= BASE_URL;
 const { openTestDb } = await import('../helpers/databases.ts');
 const { ADMIN_TOKEN, startTestApp } = await import('../helpers/app.ts');
 const { BATCH_SQL, CLICK_DEDUPE_MS } = await import('../../collector/src/domain/clicks.ts');
-const { CLICK_SESSION_SQL } = await import('../../collector/src/storage/db.ts');
+const { clickSettingsSql } = await import('../../collector/src/storage/db.ts');
 
 const SIZE = Number(process.env.SIZE ?? 24);
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -63,7 +63,7 @@ try {
     codes.push((await app.post('/v1/participants', { externalId: `r${i}` }, { auth: made.body.keys.secret })).body.code);
   const schema = (await testDb.db.raw('select current_schema() as name')).rows[0].name as string;
   await client.connect();
-  await client.query(`set search_path = ${schema}, public; set jit = off; ${CLICK_SESSION_SQL}`);
+  await client.query(`set search_path = ${schema}, public; set jit = off; ${clickSettingsSql('session')}`);
   const pid = (await client.query('select pg_backend_pid() as pid')).rows[0].pid as number;
   const cpuUs = () => {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

@@ -5,7 +5,7 @@
  */
 import type { Knex } from 'knex';
 import { ipKeySql } from '../storage/clickPartitions.ts';
-import { CLICK_SESSION_SQL, isEmbedded, prepared, usesGenericPlans } from '../storage/db.ts';
+import { clickSettingsSql, isEmbedded, prepared, usesGenericPlans } from '../storage/db.ts';
 import { codeRefusalSql } from './codes.ts';
 import { addCounts, applyStats, PROGRAM_DAILY_SHARDS, type StatsDelta } from './rollups.ts';
 
@@ -194,7 +194,7 @@ const clip = (text: string | undefined, length: number) => text?.slice(0, length
  * (ingest.ts), so each sees what the previous one wrote.
  *
  * Every batch runs with PostgreSQL's generic plan for BATCH_SQL, without bitmap scans
- * (storage/db.ts CLICK_SESSION_SQL, SET LOCAL in the batch's own transaction). Left to choose, PostgreSQL plans batches afresh (its
+ * (storage/db.ts CLICK_SETTINGS, SET LOCAL in the batch's own transaction). Left to choose, PostgreSQL plans batches afresh (its
  * estimate for a few rows beats the generic plan's), and planning this statement, with
  * a lookup in every month partition, costs more than running it, the more so as the
  * tables grow. PostgreSQL CPU per click on small tables, left to choose → generic
@@ -210,7 +210,7 @@ export async function recordClicks(db: Knex, inputs: ClickInput[]): Promise<Clic
   if (!db.isTransaction && !isEmbedded(db) && !usesGenericPlans(db))
     return db.transaction(async (trx) => {
       // LOCAL: the connection goes back to the pool as it was.
-      await trx.raw(CLICK_SESSION_SQL.replaceAll('set ', 'set local '));
+      await trx.raw(clickSettingsSql('local'));
       return recordClicksWith(trx, inputs);
     });
   return recordClicksWith(db, inputs);

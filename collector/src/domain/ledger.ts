@@ -9,7 +9,7 @@ import type { RewardStatus } from '../../../shared/types.ts';
 import { conflict, notFound, unprocessable } from '../errors.ts';
 import type { ConversionRow, ConversionSource } from './conversions.ts';
 import type { ProgramRow } from './programs.ts';
-import { presentReward, rewardQuery, type RewardRow } from './rewards.ts';
+import { adjustmentsFollowing, presentReward, rewardQuery, type RewardRow } from './rewards.ts';
 import { applyStats } from './rollups.ts';
 import { storedAnswer } from './work.ts';
 import { enqueueWebhook, type WebhookType } from './webhooks.ts';
@@ -40,9 +40,7 @@ async function moveReward(
   reason: string | null,
   webhook?: WebhookType,
 ) {
-  const ids = [reward.id];
-  const adjustments = (await trx('rewards').where({ reverses: reward.id, status: reward.status }).select('id')) as Array<{ id: string }>;
-  ids.push(...adjustments.map((row) => row.id));
+  const ids = [reward.id, ...(await adjustmentsFollowing(trx, [reward])).map((row) => row.id)];
   await trx('rewards')
     .whereIn('id', ids)
     .update({ status: to, updated_at: trx.fn.now(), ...(to === 'approved' ? { needs_review: false } : {}) });

@@ -300,21 +300,31 @@ async function correctGrant(
   return [found.id];
 }
 
-/** Revokes the conversion's unpaid grants other than `keep`, with the refund adjustments that follow them (ledger.ts). */
+/** Revokes the conversion's unpaid grants other than `keep`, with the refund adjustments that follow them. */
 async function revokeGrantsExcept(trx: Knex, program: ProgramRow, conversionId: string, keep: string[], reason: string): Promise<void> {
   const query = trx('rewards').where({ conversion_id: conversionId }).whereNull('reverses').whereIn('status', ['pending', 'approved']);
   if (keep.length) query.whereNotIn('id', keep);
   const grants = (await query.select('id', 'program_id', 'status')) as StatusRow[];
-  if (!grants.length) return;
-  const statusOf = new Map(grants.map((grant) => [grant.id, grant.status]));
-  const adjustments = (await trx('rewards')
-    .whereIn('reverses', [...statusOf.keys()])
-    .select('id', 'program_id', 'status', 'reverses')) as Array<StatusRow & { reverses: string }>;
-  const following = adjustments.filter((row) => row.status === statusOf.get(row.reverses));
-  await revoke(trx, program, [...grants, ...following.map(({ id, program_id, status }) => ({ id, program_id, status }))], reason);
+  await revoke(trx, program, [...grants, ...(await adjustmentsFollowing(trx, grants))], reason);
 }
 
 type StatusRow = { id: string; program_id: string; status: RewardStatus };
+
+/**
+ * The refund adjustments that follow these grants: an adjustment of an unpaid grant
+ * moves with it while it is in its grant's status (a clawback of a paid one stands alone).
+ */
+export async function adjustmentsFollowing(trx: Knex, grants: Array<{ id: string }>): Promise<StatusRow[]> {
+  if (!grants.length) return [];
+  return (await trx('rewards as a')
+    .join('rewards as g', 'g.id', 'a.reverses')
+    .whereIn(
+      'g.id',
+      grants.map((grant) => grant.id),
+    )
+    .whereRaw('a.status = g.status')
+    .select('a.id', 'a.program_id', 'a.status')) as StatusRow[];
+}
 
 async function revoke(trx: Knex, program: ProgramRow, rows: StatusRow[], reason: string): Promise<void> {
   if (!rows.length) return;

@@ -132,11 +132,15 @@ const genericPlanDbs = new WeakSet<Knex>();
  * per click (test/bench/clickParts.ts, 24 a batch, alternated three times): 47–54 µs
  * with bitmaps, 40–46 without.
  */
-export const CLICK_SESSION_SQL = 'set plan_cache_mode = force_generic_plan; set enable_bitmapscan = off';
+const CLICK_SETTINGS = ['plan_cache_mode = force_generic_plan', 'enable_bitmapscan = off'];
+
+/** CLICK_SETTINGS as SET statements, for the session or (`local`) for the current transaction. */
+export const clickSettingsSql = (scope: 'session' | 'local') =>
+  CLICK_SETTINGS.map((setting) => `set ${scope === 'local' ? 'local ' : ''}${setting}`).join('; ');
 
 /**
  * A pool of one PostgreSQL connection beside `db` (same server, schema and settings)
- * whose session runs the click batch as clicks.ts wants it (CLICK_SESSION_SQL: its
+ * whose session runs the click batch as clicks.ts wants it (CLICK_SETTINGS: its
  * generic plan, no bitmap scans, no JIT), set once when it connects: the click batches
  * run there, one at a time, with no transaction round trips to SET LOCAL (clicks.ts
  * recordClicks). Close it with destroy(). Undefined on the embedded database.
@@ -150,7 +154,7 @@ export function openGenericPlanDb(db: Knex): Knex | undefined {
       min: 0,
       max: 1,
       afterCreate(connection: pg.Client, done: (error: Error | null, connection: pg.Client) => void) {
-        connection.query(`set jit = off; ${CLICK_SESSION_SQL}`).then(
+        connection.query(`set jit = off; ${clickSettingsSql('session')}`).then(
           () => done(null, connection),
           (error: Error) => done(error, connection),
         );
